@@ -1,0 +1,53 @@
+# gpucloud: `make run` serves the control plane, `make test` runs the whole suite. See README.md.
+SHELL := /bin/bash
+PYTHON_BIN ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export DJANGO_SETTINGS_MODULE ?= config.settings.dev
+
+-include sandbox/sandbox.mk
+
+.PHONY: help venv services migrate seed run test lint typecheck pytest lock clean
+
+help:
+	@echo "make run    - set up everything and serve http://127.0.0.1:8000 with a worker and beat"
+	@echo "make test   - set up everything and run ruff, mypy and pytest against PostgreSQL and Redis"
+	@echo "make lock   - refresh requirements/constraints.txt from a fresh resolve"
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+services:
+	@bash scripts/services.sh
+
+migrate: venv services
+	$(PY) manage.py migrate --noinput
+
+run: migrate
+	@bash scripts/run.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy apps config
+
+pytest: venv services
+	DJANGO_SETTINGS_MODULE=config.settings.test $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: venv services lint typecheck pytest
+
+lock:
+	rm -rf /tmp/gpucloud-lock && $(PYTHON_BIN) -m venv /tmp/gpucloud-lock
+	/tmp/gpucloud-lock/bin/pip install -q --upgrade pip && /tmp/gpucloud-lock/bin/pip install -q -e '.[dev]'
+	/tmp/gpucloud-lock/bin/pip freeze --exclude-editable | grep -v '^gpucloud' > requirements/constraints.txt
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

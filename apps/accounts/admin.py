@@ -1,0 +1,49 @@
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from apps.accounts import services
+from apps.accounts.models import ApiToken, User
+from apps.audit.admin_mixins import AuditedModelAdmin
+
+
+@admin.register(User)
+class UserAdmin(AuditedModelAdmin, BaseUserAdmin):  # type: ignore[misc]
+    ordering = ["email"]
+    list_display = ["email", "full_name", "is_staff", "is_active", "email_verified_at", "date_joined"]
+    list_filter = ["is_staff", "is_active"]
+    search_fields = ["email", "full_name"]
+    fieldsets = (
+        (None, {"fields": ("email", "password")}),
+        ("Profile", {"fields": ("full_name", "email_verified_at")}),
+        ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        ("Dates", {"fields": ("last_login", "date_joined")}),
+    )
+    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+
+@admin.action(description="Revoke selected tokens")
+def revoke(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:  # type: ignore[type-arg]
+    count = 0
+    for token in queryset.filter(revoked_at__isnull=True):
+        services.token_revoke(actor=request.user, token=token)  # type: ignore[arg-type]
+        count += 1
+    modeladmin.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["name", "prefix", "user", "tenant", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    search_fields = ["name", "prefix", "user__email", "tenant__slug"]
+    list_select_related = ["user", "tenant"]
+    exclude = ["secret_hash"]
+    actions = [revoke]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

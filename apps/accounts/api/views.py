@@ -1,0 +1,86 @@
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import generics
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.accounts import selectors, services
+from apps.accounts.api.serializers import (
+    ApiTokenCreatedSerializer,
+    ApiTokenCreateSerializer,
+    ApiTokenSerializer,
+    MeSerializer,
+)
+from apps.accounts.models import ApiToken
+from apps.core.idempotency import idempotent
+from apps.tenants.access import check_permission
+from apps.tenants.api.base import TenantAPIView
+from apps.tenants.roles import Perm
+from apps.tenants.selectors import memberships_for_user
+
+
+class MeView(generics.GenericAPIView):  # type: ignore[type-arg]
+    serializer_class = MeSerializer
+    pagination_class = None
+
+    @extend_schema(summary="Who am I", description="The caller, their tenants and roles, and the token used.")
+    def get(self, request: Request) -> Response:
+        user = request.user
+        token = request.auth if isinstance(request.auth, ApiToken) else None
+        memberships = memberships_for_user(user=user)  # type: ignore[arg-type]
+        if token is not None:
+            memberships = memberships.filter(tenant_id=token.tenant_id)
+        return Response(MeSerializer(user, context={"token": token, "memberships": memberships}).data)
+
+
+class TokenListView(TenantAPIView):
+    """API tokens of the tenant: your own, or everyone's for admins and owners."""
+
+    permission_map = {"GET": Perm.TOKENS_OWN, "POST": Perm.TOKENS_OWN}
+    serializer_class = ApiTokenSerializer
+    ordering_fields = ["created_at", "name", "last_used_at"]
+
+    def get_queryset(self) -> QuerySet[ApiToken]:
+        return selectors.tokens_visible_to(membership=self.membership)
+
+    @extend_schema(summary="List API tokens")
+    def get(self, request: Request, tenant_slug: str) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(ApiTokenSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Create an API token",
+        description="The secret is in the `token` field of this response and is never shown again. "
+        "Scopes cannot exceed what your role allows.",
+        request=ApiTokenCreateSerializer, responses={201: ApiTokenCreatedSerializer},
+        examples=[OpenApiExample("CI token", request_only=True,
+                                 value={"name": "ci", "scopes": ["instances:write"], "expires_at": "2027-01-01T00:00:00Z"})],
+    )
+    @idempotent
+    def post(self, request: Request, tenant_slug: str) -> Response:
+        serializer = ApiTokenCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        token, plaintext = services.token_create(user=request.user, membership=self.membership, **serializer.validated_data)  # type: ignore[arg-type]
+        token.token = plaintext  # type: ignore[attr-defined]
+        return Response(ApiTokenCreatedSerializer(token).data, status=201)
+
+
+class TokenDetailView(TenantAPIView):
+    permission_map = {"GET": Perm.TOKENS_OWN, "DELETE": Perm.TOKENS_OWN}
+    serializer_class = ApiTokenSerializer
+    lookup_url_kwarg = "token_id"
+
+    def get_queryset(self) -> QuerySet[ApiToken]:
+        return selectors.tokens_visible_to(membership=self.membership)
+
+    @extend_schema(summary="Show an API token")
+    def get(self, request: Request, tenant_slug: str, token_id: str) -> Response:
+        return Response(ApiTokenSerializer(self.get_object()).data)
+
+    @extend_schema(summary="Revoke an API token", responses=ApiTokenSerializer)
+    def delete(self, request: Request, tenant_slug: str, token_id: str) -> Response:
+        token = self.get_object()
+        if token.user_id != request.user.pk:
+            check_permission(membership=self.membership, perm=Perm.TOKENS_MANAGE, token=self.token)
+        token = services.token_revoke(actor=request.user, token=token)  # type: ignore[arg-type]
+        return Response(ApiTokenSerializer(token).data)

@@ -1,0 +1,47 @@
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from apps.accounts import token_secrets
+from apps.accounts.models import ApiToken, User
+from apps.core import request_context
+
+# Writing last_used_at on every request would turn every read into a write; a minute is precise enough.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class BearerTokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[User, ApiToken] | None:
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        parts = header.split()
+        if parts[0] != self.keyword:
+            return None
+        if len(parts) != 2:
+            raise exceptions.AuthenticationFailed("Malformed Authorization header; use 'Bearer <token>'.")
+        return self._authenticate_token(parts[1])
+
+    def _authenticate_token(self, plaintext: str) -> tuple[User, ApiToken]:
+        invalid = exceptions.AuthenticationFailed("Invalid, expired or revoked API token.")
+        prefix = token_secrets.parse_prefix(plaintext)
+        if prefix is None:
+            raise invalid
+        token = ApiToken.objects.select_related("user", "tenant").filter(prefix=prefix).first()
+        if token is None or not token_secrets.matches(plaintext, token.secret_hash):
+            raise invalid
+        now = timezone.now()
+        if token.revoked_at is not None or token.is_expired(now) or not token.user.is_active:
+            raise invalid
+        if token.last_used_at is None or token.last_used_at < now - LAST_USED_RESOLUTION:
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+            token.last_used_at = now
+        request_context.update(token_id=token.pk)
+        return token.user, token
+
+    def authenticate_header(self, request: Request) -> str:
+        return f'{self.keyword} realm="api"'

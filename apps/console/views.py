@@ -1,0 +1,49 @@
+"""Console pages. No models of their own: they call services and selectors, like the API."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from apps.core.errors import DomainError
+from apps.tenants import selectors, services
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    memberships = selectors.memberships_for_user(user=request.user)  # type: ignore[arg-type]
+    return render(request, "console/home.html", {"memberships": memberships})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def tenant_new(request: HttpRequest) -> HttpResponse:
+    error = None
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()[:100]
+        try:
+            if not name:
+                raise DomainError("A name is required.")
+            tenant = services.tenant_create(user=request.user, name=name)  # type: ignore[arg-type]
+        except DomainError as exc:
+            error = exc.message
+        else:
+            messages.success(request, f"Created {tenant.name}. You are its owner.")
+            return redirect("console:home")
+    return render(request, "console/tenant_new.html", {"error": error}, status=400 if error else 200)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def invitation_accept(request: HttpRequest) -> HttpResponse:
+    token = request.GET.get("token") or request.POST.get("token", "")
+    if request.method == "POST":
+        try:
+            membership = services.invitation_accept(user=request.user, secret=token)  # type: ignore[arg-type]
+        except DomainError as exc:
+            return render(request, "console/invitation_accept.html", {"token": token, "error": exc.message},
+                          status=exc.status_code)
+        messages.success(request, f"You joined {membership.tenant.name} as {membership.role}.")
+        return redirect("console:home")
+    return render(request, "console/invitation_accept.html", {"token": token})

@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from apps.core import health
+from apps.core.errors import json_or_html_404, json_or_html_500
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("api/v1/", include("config.api_urls")),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("apps.accounts.urls")),
+    path("", include("apps.console.urls")),
+]
+
+handler404 = json_or_html_404
+handler500 = json_or_html_500

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the control plane locally: seeds the demo, then web, Celery worker and beat until Ctrl-C.
+set -euo pipefail
+PY=.venv/bin/python
+mkdir -p var/log
+$PY manage.py seed_demo ${DEMO_PASSWORD:+--password "$DEMO_PASSWORD"}
+
+pids=()
+cleanup() { trap - INT TERM EXIT; kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup INT TERM EXIT
+
+.venv/bin/celery -A config worker --loglevel=INFO --concurrency=2 >var/log/worker.log 2>&1 &
+pids+=($!)
+.venv/bin/celery -A config beat --loglevel=INFO --schedule=var/celerybeat-schedule >var/log/beat.log 2>&1 &
+pids+=($!)
+echo "worker and beat are running (logs in var/log/); serving http://127.0.0.1:8000 (Ctrl-C stops all)"
+$PY manage.py runserver 127.0.0.1:8000 --noreload
