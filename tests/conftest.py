@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from apps.accounts import scopes
+from apps.accounts.models import ApiToken, User
+from apps.tenants.models import Membership, Tenant
+from apps.tenants.roles import Role
+from tests.factories import MembershipFactory, TenantFactory, UserFactory, make_token
+
+pytest_plugins = ["tests.fixtures.kube"]
+
+
+@dataclass
+class Actor:
+    """A user with a membership in a tenant, plus a full-scope token and ready-made clients."""
+
+    user: User
+    tenant: Tenant
+    membership: Membership
+    token: ApiToken
+    token_plaintext: str
+
+    def token_client(self, plaintext: str | None = None) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext or self.token_plaintext}")
+        return client
+
+    def session_client(self) -> APIClient:
+        client = APIClient()
+        client.force_login(self.user)
+        return client
+
+    def url(self, suffix: str = "") -> str:
+        return f"/api/v1/tenants/{self.tenant.slug}{suffix}"
+
+
+@pytest.fixture
+def make_actor(db: Any) -> Callable[..., Actor]:
+    def factory(
+        role: str = Role.OWNER, tenant: Tenant | None = None, token_scopes: tuple[str, ...] = scopes.ALL_SCOPES,
+        **user_kwargs: Any,
+    ) -> Actor:
+        tenant = tenant or TenantFactory()
+        user = UserFactory(**user_kwargs)
+        membership = MembershipFactory(tenant=tenant, user=user, role=role)
+        token, plaintext = make_token(user=user, tenant=tenant, token_scopes=token_scopes)
+        return Actor(user=user, tenant=tenant, membership=membership, token=token, token_plaintext=plaintext)
+
+    return factory
+
+
+@pytest.fixture
+def owner(make_actor: Callable[..., Actor]) -> Actor:
+    return make_actor(Role.OWNER)
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()

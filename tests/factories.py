@@ -1,0 +1,60 @@
+"""factory_boy factories shared by the whole suite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import factory
+from django.utils import timezone
+
+from apps.accounts import scopes, token_secrets
+from apps.accounts.models import ApiToken, User
+from apps.tenants.models import Membership, Tenant
+from apps.tenants.roles import Role
+
+PASSWORD = "correct-horse-battery-9"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    email = factory.Sequence(lambda n: f"user{n}@example.com")
+    full_name = factory.Faker("name")
+    email_verified_at = factory.LazyFunction(timezone.now)
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+
+    @classmethod
+    def _after_postgeneration(cls, instance: User, create: bool, results: Any = None) -> None:
+        if create:
+            instance.save()
+
+
+class TenantFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Tenant
+
+    name = factory.Sequence(lambda n: f"Tenant {n}")
+    slug = factory.Sequence(lambda n: f"tenant-{n}")
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Membership
+
+    tenant = factory.SubFactory(TenantFactory)
+    user = factory.SubFactory(UserFactory)
+    role = Role.OWNER
+
+
+def make_token(
+    *, user: User, tenant: Tenant, token_scopes: list[str] | tuple[str, ...] = scopes.ALL_SCOPES, **extra: Any
+) -> tuple[ApiToken, str]:
+    """A token saved directly (bypassing the service's role checks) and its plaintext secret."""
+    secret = token_secrets.generate()
+    token = ApiToken.objects.create(
+        user=user, tenant=tenant, name=extra.pop("name", "test"), prefix=secret.prefix,
+        secret_hash=secret.digest, scopes=list(token_scopes), **extra,
+    )
+    return token, secret.plaintext
