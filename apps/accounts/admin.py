@@ -6,12 +6,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from apps.accounts import services
+from apps.accounts.acting import acting_user
 from apps.accounts.models import ApiToken, User
 from apps.audit.admin_mixins import AuditedModelAdmin
 
 
 @admin.register(User)
-class UserAdmin(AuditedModelAdmin, BaseUserAdmin):  # type: ignore[misc]
+class UserAdmin(AuditedModelAdmin, BaseUserAdmin):
     ordering = ["email"]
     list_display = ["email", "full_name", "is_staff", "is_active", "email_verified_at", "date_joined"]
     list_filter = ["is_staff", "is_active"]
@@ -26,17 +27,26 @@ class UserAdmin(AuditedModelAdmin, BaseUserAdmin):  # type: ignore[misc]
 
 
 @admin.action(description="Revoke selected tokens")
-def revoke(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:  # type: ignore[type-arg]
+def revoke(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
     count = 0
     for token in queryset.filter(revoked_at__isnull=True):
-        services.token_revoke(actor=request.user, token=token)  # type: ignore[arg-type]
+        services.token_revoke(actor=acting_user(request), token=token)
         count += 1
     modeladmin.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["name", "prefix", "user", "tenant", "created_at", "expires_at", "last_used_at", "revoked_at"]
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "prefix",
+        "user",
+        "tenant",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     search_fields = ["name", "prefix", "user__email", "tenant__slug"]
     list_select_related = ["user", "tenant"]
     exclude = ["secret_hash"]

@@ -33,7 +33,9 @@ def user_signup(*, email: str, password: str, full_name: str = "") -> User:
         with transaction.atomic():
             user = User.objects.create_user(email=email, password=password, full_name=full_name)
     except IntegrityError as exc:
-        raise InvalidInput("An account with this email exists.", fields={"email": ["Already registered."]}) from exc
+        raise InvalidInput(
+            "An account with this email exists.", fields={"email": ["Already registered."]}
+        ) from exc
     audit_record(actor=user, action="user.signup", target=user)
     transaction.on_commit(lambda: send_verification_email(user))
     return user
@@ -55,7 +57,9 @@ def user_verify_email(*, token: str) -> User:
     try:
         data = signing.loads(token, salt=EMAIL_VERIFICATION_SALT, max_age=max_age)
     except signing.SignatureExpired as exc:
-        raise InvalidInput("This verification link has expired; request a new one.", code="link_expired") from exc
+        raise InvalidInput(
+            "This verification link has expired; request a new one.", code="link_expired"
+        ) from exc
     except signing.BadSignature as exc:
         raise InvalidInput("This verification link is invalid.", code="link_invalid") from exc
     user = User.objects.select_for_update().filter(pk=data.get("uid"), email=data.get("email")).first()
@@ -71,9 +75,13 @@ def user_verify_email(*, token: str) -> User:
 def _check_scopes(requested: list[str], role: str) -> list[str]:
     unknown = sorted(set(requested) - set(scope_defs.ALL_SCOPES))
     if unknown:
-        raise InvalidInput(f"Unknown scope '{unknown[0]}'.", fields={"scopes": [f"Unknown scope '{s}'." for s in unknown]})
+        raise InvalidInput(
+            f"Unknown scope '{unknown[0]}'.", fields={"scopes": [f"Unknown scope '{s}'." for s in unknown]}
+        )
     if not requested:
-        raise InvalidInput("A token needs at least one scope.", fields={"scopes": ["At least one scope is required."]})
+        raise InvalidInput(
+            "A token needs at least one scope.", fields={"scopes": ["At least one scope is required."]}
+        )
     beyond = sorted(set(requested) - grantable_scopes(role))
     if beyond:
         raise InvalidInput(
@@ -91,15 +99,31 @@ def token_create(
     if membership.user_id != user.pk:
         raise Forbidden("Tokens can only be created for yourself.")
     if expires_at is not None and expires_at <= timezone.now():
-        raise InvalidInput("The expiry must be in the future.", fields={"expires_at": ["Must be in the future."]})
+        raise InvalidInput(
+            "The expiry must be in the future.", fields={"expires_at": ["Must be in the future."]}
+        )
     checked = _check_scopes(scopes, membership.role)
     secret = token_secrets.generate()
     token = ApiToken.objects.create(
-        user=user, tenant=membership.tenant, name=name, prefix=secret.prefix, secret_hash=secret.digest,
-        scopes=checked, expires_at=expires_at,
+        user=user,
+        tenant=membership.tenant,
+        name=name,
+        prefix=secret.prefix,
+        secret_hash=secret.digest,
+        scopes=checked,
+        expires_at=expires_at,
     )
-    audit_record(actor=user, action="token.create", target=token, tenant=membership.tenant,
-                 changes={"name": name, "scopes": checked, "expires_at": expires_at.isoformat() if expires_at else None})
+    audit_record(
+        actor=user,
+        action="token.create",
+        target=token,
+        tenant=membership.tenant,
+        changes={
+            "name": name,
+            "scopes": checked,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
+    )
     return token, secret.plaintext
 
 
@@ -110,6 +134,11 @@ def token_revoke(*, actor: User | None, token: ApiToken) -> ApiToken:
         raise Conflict("This token is already revoked.", code="token_revoked")
     token.revoked_at = timezone.now()
     token.save(update_fields=["revoked_at"])
-    audit_record(actor=actor, action="token.revoke", target=token, tenant=token.tenant,
-                 metadata={"name": token.name, "prefix": token.prefix, "owner": token.user.email})
+    audit_record(
+        actor=actor,
+        action="token.revoke",
+        target=token,
+        tenant=token.tenant,
+        metadata={"name": token.name, "prefix": token.prefix, "owner": token.user.email},
+    )
     return token

@@ -7,7 +7,7 @@ from apps.audit.models import AuditEvent
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class AuditEventAdmin(admin.ModelAdmin):
     list_display = ["created_at", "tenant", "actor_label", "via", "action", "target_type", "target_id", "ip"]
     list_filter = ["via", "action"]
     search_fields = ["actor_label", "action", "target_id", "request_id", "tenant__slug"]

@@ -9,7 +9,9 @@ class AuditEvent(models.Model):
     """One mutating action. Append-only: the model refuses updates and a database trigger refuses
     UPDATE and DELETE, so not even a bug or a shell session can rewrite history."""
 
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     actor_user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
@@ -36,7 +38,8 @@ class AuditEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%dT%H:%M:%SZ} {self.actor_label} {self.action} {self.target_type}:{self.target_id}"
+        target = f"{self.target_type}:{self.target_id}"
+        return f"{self.created_at:%Y-%m-%dT%H:%M:%SZ} {self.actor_label} {self.action} {target}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None and not self._state.adding:

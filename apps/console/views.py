@@ -42,8 +42,12 @@ def invitation_accept(request: HttpRequest) -> HttpResponse:
         try:
             membership = services.invitation_accept(user=request.user, secret=token)  # type: ignore[arg-type]
         except DomainError as exc:
-            return render(request, "console/invitation_accept.html", {"token": token, "error": exc.message},
-                          status=exc.status_code)
+            return render(
+                request,
+                "console/invitation_accept.html",
+                {"token": token, "error": exc.message},
+                status=exc.status_code,
+            )
         messages.success(request, f"You joined {membership.tenant.name} as {membership.role}.")
         return redirect("console:home")
     return render(request, "console/invitation_accept.html", {"token": token})

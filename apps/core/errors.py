@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 class DomainError(Exception):
     """A refusal a client can act on. Subclasses fix the status and a stable code."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
     code = "invalid"
 
     def __init__(self, message: str, *, code: str | None = None, fields: dict[str, list[str]] | None = None):
@@ -118,8 +118,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         code_str = code if isinstance(code, str) else exc.default_code
         if isinstance(exc, exceptions.NotFound):
             code_str, message = "not_found", "Not found."
-        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-            message = f"Too many requests. Retry in {int(exc.wait) + 1} seconds."
+        wait = getattr(exc, "wait", None)
+        if isinstance(exc, exceptions.Throttled) and wait is not None:
+            message = f"Too many requests. Retry in {int(wait) + 1} seconds."
         response.data = error_body(str(code_str), str(message))
     return response
 

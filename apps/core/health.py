@@ -41,6 +41,9 @@ def readyz(request: HttpRequest) -> JsonResponse:
     checks = {"database": _database_ok(), "broker": _broker_ok()}
     ready = all(checks.values())
     return JsonResponse(
-        {"status": "ready" if ready else "unavailable", "checks": {k: "ok" if v else "failed" for k, v in checks.items()}},
+        {
+            "status": "ready" if ready else "unavailable",
+            "checks": {k: "ok" if v else "failed" for k, v in checks.items()},
+        },
         status=200 if ready else 503,
     )

@@ -21,6 +21,7 @@ from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.accounts.acting import acting_user
 from apps.core.errors import InvalidInput, Unprocessable
 from apps.core.models import IdempotencyKey
 
@@ -36,7 +37,7 @@ def request_fingerprint(request: Request) -> str:
 
 def _scope(view: Any, request: Request) -> str:
     tenant = getattr(view, "tenant", None)
-    return f"tenant:{tenant.pk}" if tenant is not None else f"user:{request.user.pk}"
+    return f"tenant:{tenant.pk}" if tenant is not None else f"user:{acting_user(request).pk}"
 
 
 def _read_key(request: Request) -> str | None:
@@ -80,7 +81,7 @@ def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
                     record = IdempotencyKey.objects.create(
                         scope=scope,
                         key=key,
-                        user=request.user,
+                        user=acting_user(request),
                         method=request.method or "",
                         path=request.path[:500],
                         request_hash=fingerprint,

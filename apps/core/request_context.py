@@ -21,8 +21,10 @@ class RequestContext:
     token_id: Any = None
 
 
+_DEFAULT = RequestContext()  # frozen, so sharing it as the default is safe
 _current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
-    "gpucloud_request_context", default=RequestContext()
+    "gpucloud_request_context",
+    default=_DEFAULT,
 )
 
 

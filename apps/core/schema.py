@@ -64,10 +64,14 @@ class GpucloudAutoSchema(AutoSchema):
                 continue
             responses.setdefault(code, OpenApiResponse(response=_ERROR, description=text))
         if self.method == "POST":
-            responses.setdefault("409", OpenApiResponse(response=_ERROR, description="Conflicts with current state."))
+            responses.setdefault(
+                "409", OpenApiResponse(response=_ERROR, description="Conflicts with current state.")
+            )
             responses.setdefault(
                 "422",
-                OpenApiResponse(response=_ERROR, description="Idempotency-Key reused with a different request."),
+                OpenApiResponse(
+                    response=_ERROR, description="Idempotency-Key reused with a different request."
+                ),
             )
         return responses
 
@@ -79,9 +83,12 @@ class GpucloudAutoSchema(AutoSchema):
 
             params.append(
                 OpenApiParameter(
-                    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
-                    description="Any unique string (e.g. a UUID). Retrying with the same key and body replays the "
-                    "first response for 24 hours; the same key with another body answers 422.",
+                    "Idempotency-Key",
+                    OpenApiTypes.STR,
+                    OpenApiParameter.HEADER,
+                    required=False,
+                    description="Any unique string (a UUID). Retrying with the same key and body replays "
+                    "the first response for 24 hours; the same key with another body answers 422.",
                 )
             )
         return params

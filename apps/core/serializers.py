@@ -3,7 +3,7 @@ from typing import Any
 from rest_framework import serializers
 
 
-class StrictInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class StrictInputSerializer(serializers.Serializer):
     """Input serializer that refuses fields it does not know, so typos are not silently ignored."""
 
     def to_internal_value(self, data: Any) -> Any:

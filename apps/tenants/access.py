@@ -22,7 +22,9 @@ def access_membership(*, user: Any, tenant_slug: str, token: ApiToken | None = N
     if token is not None and token.tenant.slug != tenant_slug:
         raise NotFound("Not found.")
     membership = (
-        Membership.objects.select_related("tenant", "user").filter(user=user, tenant__slug=tenant_slug).first()
+        Membership.objects.select_related("tenant", "user")
+        .filter(user=user, tenant__slug=tenant_slug)
+        .first()
     )
     if membership is None:
         raise NotFound("Not found.")
@@ -33,7 +35,8 @@ def check_permission(*, membership: Membership, perm: Perm, token: ApiToken | No
     """Raise Forbidden naming what is missing: the role's permission or the token's scope."""
     if not role_allows(membership.role, perm):
         raise Forbidden(
-            f"Your role '{membership.role}' in this tenant does not allow '{perm.value}'.", code="role_forbidden"
+            f"Your role '{membership.role}' in this tenant does not allow '{perm.value}'.",
+            code="role_forbidden",
         )
     if token is not None:
         from apps.accounts.scopes import expand
@@ -49,6 +52,8 @@ def check_tenant_status(*, tenant: Tenant, method: str, allowed_when_suspended: 
         return
     if tenant.status == TenantStatus.SUSPENDED and method not in allowed_when_suspended:
         reason = f" Reason: {tenant.status_reason}" if tenant.status_reason else ""
-        raise Forbidden(f"This tenant is suspended and cannot create or start anything.{reason}", code="tenant_suspended")
+        raise Forbidden(
+            f"This tenant is suspended and cannot create or start anything.{reason}", code="tenant_suspended"
+        )
     if tenant.status == TenantStatus.CLOSED:
         raise Forbidden("This tenant is closed; it can only be read.", code="tenant_closed")

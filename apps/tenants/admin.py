@@ -6,13 +6,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from apps.accounts.acting import acting_user
 from apps.audit.admin_mixins import AuditedModelAdmin
 from apps.core.errors import DomainError
 from apps.tenants import services
 from apps.tenants.models import Invitation, Membership, Tenant
 
 
-class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
+class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
     fields = ["user", "role", "created_at"]
@@ -27,12 +28,18 @@ class ReasonForm(forms.Form):
     reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 3}))
 
 
-def _apply(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Tenant], fn: Any,  # type: ignore[type-arg]
-           verb: str, **kwargs: Any) -> None:
+def _apply(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet[Tenant],
+    fn: Any,
+    verb: str,
+    **kwargs: Any,
+) -> None:
     done = 0
     for tenant in queryset:
         try:
-            fn(actor=request.user, tenant=tenant, **kwargs)
+            fn(actor=acting_user(request), tenant=tenant, **kwargs)
             done += 1
         except DomainError as exc:
             modeladmin.message_user(request, f"{tenant.slug}: {exc.message}", messages.ERROR)
@@ -40,8 +47,14 @@ def _apply(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySe
         modeladmin.message_user(request, f"{verb} {done} tenant(s).", messages.SUCCESS)
 
 
-def _with_reason(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Tenant],  # type: ignore[type-arg]
-                 fn: Any, verb: str, title: str) -> HttpResponse | None:
+def _with_reason(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet[Tenant],
+    fn: Any,
+    verb: str,
+    title: str,
+) -> HttpResponse | None:
     if "apply" in request.POST:
         form = ReasonForm(request.POST)
         if form.is_valid():
@@ -49,24 +62,37 @@ def _with_reason(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Q
             return None
     else:
         form = ReasonForm()
-    return render(request, "admin/tenants/reason.html", {
-        "title": title, "form": form, "tenants": queryset, "action": request.POST.get("action"),
-        "opts": modeladmin.model._meta,
-    })
+    return render(
+        request,
+        "admin/tenants/reason.html",
+        {
+            "title": title,
+            "form": form,
+            "tenants": queryset,
+            "action": request.POST.get("action"),
+            "opts": modeladmin.model._meta,
+        },
+    )
 
 
 @admin.action(description="Suspend selected tenants (asks for a reason)")
-def suspend(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Tenant]) -> HttpResponse | None:  # type: ignore[type-arg]
-    return _with_reason(modeladmin, request, queryset, services.tenant_suspend, "Suspended", "Suspend tenants")
+def suspend(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Tenant]
+) -> HttpResponse | None:
+    return _with_reason(
+        modeladmin, request, queryset, services.tenant_suspend, "Suspended", "Suspend tenants"
+    )
 
 
 @admin.action(description="Reactivate selected tenants")
-def reactivate(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:  # type: ignore[type-arg]
+def reactivate(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
     _apply(modeladmin, request, queryset, services.tenant_reactivate, "Reactivated")
 
 
 @admin.action(description="Close selected tenants (irreversible; asks for a reason)")
-def close(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Tenant]) -> HttpResponse | None:  # type: ignore[type-arg]
+def close(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Tenant]
+) -> HttpResponse | None:
     return _with_reason(modeladmin, request, queryset, services.tenant_close, "Closed", "Close tenants")
 
 
@@ -88,7 +114,7 @@ class TenantAdmin(AuditedModelAdmin):
 
 
 @admin.register(Invitation)
-class InvitationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class InvitationAdmin(admin.ModelAdmin):
     list_display = ["email", "tenant", "role", "created_at", "expires_at", "accepted_at", "revoked_at"]
     search_fields = ["email", "tenant__slug"]
     readonly_fields = [f.name for f in Invitation._meta.fields if f.name != "secret_hash"]

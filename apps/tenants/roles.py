@@ -74,6 +74,7 @@ PERM_SCOPE: Final[dict[Perm, str]] = {
     Perm.BILLING_WRITE: scopes.BILLING_WRITE,
 }
 
+
 def role_allows(role: str, perm: Perm) -> bool:
     return perm in ROLE_PERMISSIONS.get(Role(role), frozenset())
 

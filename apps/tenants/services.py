@@ -50,12 +50,24 @@ def tenant_create(*, user: User, name: str, slug: str | None = None) -> Tenant:
         with transaction.atomic():
             tenant.save()
     except IntegrityError as exc:
-        raise InvalidInput("This slug is already taken.", fields={"slug": ["This slug is already taken."]}) from exc
+        raise InvalidInput(
+            "This slug is already taken.", fields={"slug": ["This slug is already taken."]}
+        ) from exc
     membership = Membership.objects.create(tenant=tenant, user=user, role=Role.OWNER)
-    audit_record(actor=user, action="tenant.create", target=tenant, tenant=tenant,
-                 changes={"name": name, "slug": tenant.slug})
-    audit_record(actor=user, action="member.add", target=membership, tenant=tenant,
-                 changes={"user": user.email, "role": Role.OWNER})
+    audit_record(
+        actor=user,
+        action="tenant.create",
+        target=tenant,
+        tenant=tenant,
+        changes={"name": name, "slug": tenant.slug},
+    )
+    audit_record(
+        actor=user,
+        action="member.add",
+        target=membership,
+        tenant=tenant,
+        changes={"user": user.email, "role": Role.OWNER},
+    )
     return tenant
 
 
@@ -75,8 +87,10 @@ def _set_status(*, actor: User | None, tenant_id: Any, status: str, reason: str,
     tenant = Tenant.objects.select_for_update().get(pk=tenant_id)
     if tenant.status == TenantStatus.CLOSED and status != TenantStatus.CLOSED:
         raise Conflict("A closed tenant cannot be reopened.", code="tenant_closed")
-    changes = diff({"status": tenant.status, "status_reason": tenant.status_reason},
-                   {"status": status, "status_reason": reason})
+    changes = diff(
+        {"status": tenant.status, "status_reason": tenant.status_reason},
+        {"status": status, "status_reason": reason},
+    )
     tenant.status, tenant.status_reason = status, reason
     tenant.save(update_fields=["status", "status_reason"])
     audit_record(actor=actor, action=action, target=tenant, tenant=tenant, changes=changes)
@@ -86,21 +100,30 @@ def _set_status(*, actor: User | None, tenant_id: Any, status: str, reason: str,
 @transaction.atomic
 def tenant_suspend(*, actor: User | None, tenant: Tenant, reason: str) -> Tenant:
     if not reason.strip():
-        raise InvalidInput("A reason is required to suspend a tenant.", fields={"reason": ["This field is required."]})
-    return _set_status(actor=actor, tenant_id=tenant.pk, status=TenantStatus.SUSPENDED, reason=reason,
-                       action="tenant.suspend")
+        raise InvalidInput(
+            "A reason is required to suspend a tenant.", fields={"reason": ["This field is required."]}
+        )
+    return _set_status(
+        actor=actor,
+        tenant_id=tenant.pk,
+        status=TenantStatus.SUSPENDED,
+        reason=reason,
+        action="tenant.suspend",
+    )
 
 
 @transaction.atomic
 def tenant_reactivate(*, actor: User | None, tenant: Tenant) -> Tenant:
-    return _set_status(actor=actor, tenant_id=tenant.pk, status=TenantStatus.ACTIVE, reason="",
-                       action="tenant.reactivate")
+    return _set_status(
+        actor=actor, tenant_id=tenant.pk, status=TenantStatus.ACTIVE, reason="", action="tenant.reactivate"
+    )
 
 
 @transaction.atomic
 def tenant_close(*, actor: User | None, tenant: Tenant, reason: str = "") -> Tenant:
-    tenant = _set_status(actor=actor, tenant_id=tenant.pk, status=TenantStatus.CLOSED, reason=reason,
-                         action="tenant.close")
+    tenant = _set_status(
+        actor=actor, tenant_id=tenant.pk, status=TenantStatus.CLOSED, reason=reason, action="tenant.close"
+    )
     # A closed tenant keeps its data for billing and audit, but nothing may act for it any more.
     from apps.accounts.models import ApiToken
 
@@ -113,9 +136,7 @@ def tenant_close(*, actor: User | None, tenant: Tenant, reason: str = "") -> Ten
 
 def _lock_owners(tenant: Tenant) -> list[Membership]:
     # Locked in a fixed order so two concurrent demotions cannot both see "another owner remains".
-    return list(
-        Membership.objects.select_for_update().filter(tenant=tenant, role=Role.OWNER).order_by("pk")
-    )
+    return list(Membership.objects.select_for_update().filter(tenant=tenant, role=Role.OWNER).order_by("pk"))
 
 
 def _refuse_if_last_owner(membership: Membership, owners: list[Membership], what: str) -> None:
@@ -128,8 +149,10 @@ def membership_change_role(*, actor: User, actor_role: str, membership: Membersh
     if role not in {r.value for r in Role}:
         raise InvalidInput(f"Unknown role '{role}'.", fields={"role": [f"'{role}' is not a valid role."]})
     if not can_grant_role(actor_role, role) or not can_grant_role(actor_role, membership.role):
-        raise Forbidden(f"Your role '{actor_role}' cannot change an '{membership.role}' into '{role}'.",
-                        code="role_forbidden")
+        raise Forbidden(
+            f"Your role '{actor_role}' cannot change an '{membership.role}' into '{role}'.",
+            code="role_forbidden",
+        )
     owners = _lock_owners(membership.tenant)
     membership = Membership.objects.select_for_update().get(pk=membership.pk)
     if membership.role == role:
@@ -139,8 +162,14 @@ def membership_change_role(*, actor: User, actor_role: str, membership: Membersh
     before = membership.role
     membership.role = role
     membership.save(update_fields=["role"])
-    audit_record(actor=actor, action="member.change_role", target=membership, tenant=membership.tenant,
-                 changes={"role": {"from": before, "to": role}}, metadata={"user": membership.user.email})
+    audit_record(
+        actor=actor,
+        action="member.change_role",
+        target=membership,
+        tenant=membership.tenant,
+        changes={"role": {"from": before, "to": role}},
+        metadata={"user": membership.user.email},
+    )
     return membership
 
 
@@ -148,13 +177,20 @@ def membership_change_role(*, actor: User, actor_role: str, membership: Membersh
 def membership_remove(*, actor: User, actor_role: str, membership: Membership) -> None:
     leaving = membership.user_id == actor.pk
     if not leaving and not can_grant_role(actor_role, membership.role):
-        raise Forbidden(f"Your role '{actor_role}' cannot remove an '{membership.role}'.", code="role_forbidden")
+        raise Forbidden(
+            f"Your role '{actor_role}' cannot remove an '{membership.role}'.", code="role_forbidden"
+        )
     owners = _lock_owners(membership.tenant)
     membership = Membership.objects.select_for_update().get(pk=membership.pk)
     _refuse_if_last_owner(membership, owners, "leave" if leaving else "be removed")
     tenant = membership.tenant
-    audit_record(actor=actor, action="member.leave" if leaving else "member.remove", target=membership,
-                 tenant=tenant, metadata={"user": membership.user.email, "role": membership.role})
+    audit_record(
+        actor=actor,
+        action="member.leave" if leaving else "member.remove",
+        target=membership,
+        tenant=tenant,
+        metadata={"user": membership.user.email, "role": membership.role},
+    )
     # A former member's tokens must stop working at once.
     from apps.accounts.models import ApiToken
 
@@ -169,25 +205,39 @@ def _invitation_digest(secret: str) -> str:
 
 
 @transaction.atomic
-def invitation_create(*, actor: User, actor_role: str, tenant: Tenant, email: str, role: str) -> tuple[Invitation, str]:
+def invitation_create(
+    *, actor: User, actor_role: str, tenant: Tenant, email: str, role: str
+) -> tuple[Invitation, str]:
     """Invite `email`; returns the invitation and the plaintext secret (mailed, never stored)."""
     email = email.strip().lower()
     if not can_grant_role(actor_role, role):
         raise Forbidden(f"Your role '{actor_role}' cannot invite an '{role}'.", code="role_forbidden")
     if Membership.objects.filter(tenant=tenant, user__email__iexact=email).exists():
-        raise Conflict("This person is already a member.", code="already_member",
-                       fields={"email": ["Already a member of this tenant."]})
+        raise Conflict(
+            "This person is already a member.",
+            code="already_member",
+            fields={"email": ["Already a member of this tenant."]},
+        )
     now = timezone.now()
-    Invitation.objects.filter(tenant=tenant, email=email, accepted_at__isnull=True, revoked_at__isnull=True).update(
-        revoked_at=now
-    )
+    Invitation.objects.filter(
+        tenant=tenant, email=email, accepted_at__isnull=True, revoked_at__isnull=True
+    ).update(revoked_at=now)
     secret = secrets.token_urlsafe(32)
     invitation = Invitation.objects.create(
-        tenant=tenant, email=email, role=role, secret_hash=_invitation_digest(secret), invited_by=actor,
+        tenant=tenant,
+        email=email,
+        role=role,
+        secret_hash=_invitation_digest(secret),
+        invited_by=actor,
         expires_at=now + timedelta(hours=settings.INVITATION_TTL_HOURS),
     )
-    audit_record(actor=actor, action="invitation.create", target=invitation, tenant=tenant,
-                 changes={"email": email, "role": role})
+    audit_record(
+        actor=actor,
+        action="invitation.create",
+        target=invitation,
+        tenant=tenant,
+        changes={"email": email, "role": role},
+    )
     transaction.on_commit(lambda: notifications.send_invitation(invitation.pk, secret))
     return invitation, secret
 
@@ -199,8 +249,13 @@ def invitation_revoke(*, actor: User, invitation: Invitation) -> Invitation:
         raise Conflict(f"This invitation is already {invitation.state}.", code="invitation_not_pending")
     invitation.revoked_at = timezone.now()
     invitation.save(update_fields=["revoked_at"])
-    audit_record(actor=actor, action="invitation.revoke", target=invitation, tenant=invitation.tenant,
-                 metadata={"email": invitation.email})
+    audit_record(
+        actor=actor,
+        action="invitation.revoke",
+        target=invitation,
+        tenant=invitation.tenant,
+        metadata={"email": invitation.email},
+    )
     return invitation
 
 
@@ -208,8 +263,10 @@ def invitation_revoke(*, actor: User, invitation: Invitation) -> Invitation:
 def invitation_accept(*, user: User, secret: str) -> Membership:
     """Join the tenant the invitation is for. The signed-in user's verified email must match it."""
     invitation = (
-        Invitation.objects.select_for_update().select_related("tenant")
-        .filter(secret_hash=_invitation_digest(secret)).first()
+        Invitation.objects.select_for_update()
+        .select_related("tenant")
+        .filter(secret_hash=_invitation_digest(secret))
+        .first()
     )
     if invitation is None:
         raise NotFound("This invitation does not exist.", code="invitation_not_found")
@@ -228,9 +285,19 @@ def invitation_accept(*, user: User, secret: str) -> Membership:
     invitation.accepted_at = timezone.now()
     invitation.accepted_by = user
     invitation.save(update_fields=["accepted_at", "accepted_by"])
-    audit_record(actor=user, action="invitation.accept", target=invitation, tenant=invitation.tenant,
-                 metadata={"email": invitation.email, "role": invitation.role})
+    audit_record(
+        actor=user,
+        action="invitation.accept",
+        target=invitation,
+        tenant=invitation.tenant,
+        metadata={"email": invitation.email, "role": invitation.role},
+    )
     if created:
-        audit_record(actor=user, action="member.add", target=membership, tenant=invitation.tenant,
-                     changes={"user": user.email, "role": membership.role})
+        audit_record(
+            actor=user,
+            action="member.add",
+            target=membership,
+            tenant=invitation.tenant,
+            changes={"user": user.email, "role": membership.role},
+        )
     return membership

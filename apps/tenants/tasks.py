@@ -15,7 +15,8 @@ def send_invitation_email(invitation_id: str, secret: str) -> None:
     send_mail(
         subject=f"You are invited to {invitation.tenant.name} on gpucloud",
         message=(
-            f"{invitation.invited_by.email} invited you to join {invitation.tenant.name} as {invitation.role}.\n\n"
+            f"{invitation.invited_by.email} invited you to join {invitation.tenant.name} "
+            f"as {invitation.role}.\n\n"
             f"Accept within {settings.INVITATION_TTL_HOURS // 24} days: {link}\n\n"
             "If you did not expect this, ignore this email."
         ),

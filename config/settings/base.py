@@ -64,7 +64,7 @@ TEMPLATES = [
 
 # The project runs on PostgreSQL everywhere (quota admission relies on row locks, billing on exclusion
 # constraints); `make run` and `make test` start a local server when DATABASE_URL is not set.
-DATABASE_URL = env_str("DATABASE_URL", "postgres://gpucloud:gpucloud@127.0.0.1:5432/gpucloud")
+DATABASE_URL = env_str("DATABASE_URL") or "postgres://gpucloud:gpucloud@127.0.0.1:5432/gpucloud"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -183,7 +183,7 @@ SPECTACULAR_SETTINGS = {
             "bearerAuth": {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "An API token created in the console, the API or `manage.py create_api_token`.",
+                "description": "An API token from the console, the API or `manage.py create_api_token`.",
             },
             "sessionAuth": {
                 "type": "apiKey",

@@ -6,14 +6,14 @@ from apps.accounts.models import ApiToken, User
 from apps.core.serializers import StrictInputSerializer
 
 
-class MembershipBriefSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class MembershipBriefSerializer(serializers.Serializer):
     tenant = serializers.CharField(source="tenant.slug")
     tenant_name = serializers.CharField(source="tenant.name")
     tenant_status = serializers.CharField(source="tenant.status")
     role = serializers.CharField()
 
 
-class TokenBriefSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class TokenBriefSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     name = serializers.CharField()
     tenant = serializers.CharField(source="tenant.slug")
@@ -21,34 +21,55 @@ class TokenBriefSerializer(serializers.Serializer):  # type: ignore[type-arg]
     expires_at = serializers.DateTimeField(allow_null=True)
 
 
-class MeSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class MeSerializer(serializers.ModelSerializer):
     email_verified = serializers.BooleanField(read_only=True)
-    memberships = serializers.SerializerMethodField(help_text="Tenants you belong to (only the token's with a token).")
+    memberships = serializers.SerializerMethodField(
+        help_text="Tenants you belong to (only the token's with a token)."
+    )
     token = serializers.SerializerMethodField(help_text="The token this request used, if any.")
 
     class Meta:
         model = User
-        fields = ["id", "email", "full_name", "email_verified", "is_staff", "date_joined", "memberships", "token"]
+        fields = [
+            "id",
+            "email",
+            "full_name",
+            "email_verified",
+            "is_staff",
+            "date_joined",
+            "memberships",
+            "token",
+        ]
         read_only_fields = fields
 
     @extend_schema_field(MembershipBriefSerializer(many=True))
-    def get_memberships(self, user: User) -> list:  # type: ignore[type-arg]
+    def get_memberships(self, user: User) -> list:
         return MembershipBriefSerializer(self.context["memberships"], many=True).data  # type: ignore[return-value]
 
     @extend_schema_field(TokenBriefSerializer(allow_null=True))
-    def get_token(self, user: User) -> dict | None:  # type: ignore[type-arg]
+    def get_token(self, user: User) -> dict | None:
         token = self.context.get("token")
         return TokenBriefSerializer(token).data if token is not None else None
 
 
-class ApiTokenSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class ApiTokenSerializer(serializers.ModelSerializer):
     user = serializers.EmailField(source="user.email", read_only=True)
     active = serializers.BooleanField(source="is_active", read_only=True)
 
     class Meta:
         model = ApiToken
-        fields = ["id", "name", "prefix", "user", "scopes", "created_at", "expires_at", "last_used_at",
-                  "revoked_at", "active"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "user",
+            "scopes",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+            "active",
+        ]
         read_only_fields = fields
 
 
@@ -63,7 +84,9 @@ class ApiTokenCreatedSerializer(ApiTokenSerializer):
 class ApiTokenCreateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=100, min_length=1)
     scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=list(scopes.ALL_SCOPES)), min_length=1, max_length=len(scopes.ALL_SCOPES),
+        child=serializers.ChoiceField(choices=list(scopes.ALL_SCOPES)),
+        min_length=1,
+        max_length=len(scopes.ALL_SCOPES),
         help_text="Write scopes imply their read scope; tenant:admin implies tenant:read.",
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)

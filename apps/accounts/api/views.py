@@ -5,6 +5,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts import selectors, services
+from apps.accounts.acting import acting_user
 from apps.accounts.api.serializers import (
     ApiTokenCreatedSerializer,
     ApiTokenCreateSerializer,
@@ -19,15 +20,15 @@ from apps.tenants.roles import Perm
 from apps.tenants.selectors import memberships_for_user
 
 
-class MeView(generics.GenericAPIView):  # type: ignore[type-arg]
+class MeView(generics.GenericAPIView):
     serializer_class = MeSerializer
     pagination_class = None
 
     @extend_schema(summary="Who am I", description="The caller, their tenants and roles, and the token used.")
     def get(self, request: Request) -> Response:
-        user = request.user
+        user = acting_user(request)
         token = request.auth if isinstance(request.auth, ApiToken) else None
-        memberships = memberships_for_user(user=user)  # type: ignore[arg-type]
+        memberships = memberships_for_user(user=user)
         if token is not None:
             memberships = memberships.filter(tenant_id=token.tenant_id)
         return Response(MeSerializer(user, context={"token": token, "memberships": memberships}).data)
@@ -52,15 +53,23 @@ class TokenListView(TenantAPIView):
         summary="Create an API token",
         description="The secret is in the `token` field of this response and is never shown again. "
         "Scopes cannot exceed what your role allows.",
-        request=ApiTokenCreateSerializer, responses={201: ApiTokenCreatedSerializer},
-        examples=[OpenApiExample("CI token", request_only=True,
-                                 value={"name": "ci", "scopes": ["instances:write"], "expires_at": "2027-01-01T00:00:00Z"})],
+        request=ApiTokenCreateSerializer,
+        responses={201: ApiTokenCreatedSerializer},
+        examples=[
+            OpenApiExample(
+                "CI token",
+                request_only=True,
+                value={"name": "ci", "scopes": ["instances:write"], "expires_at": "2027-01-01T00:00:00Z"},
+            )
+        ],
     )
     @idempotent
     def post(self, request: Request, tenant_slug: str) -> Response:
         serializer = ApiTokenCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        token, plaintext = services.token_create(user=request.user, membership=self.membership, **serializer.validated_data)  # type: ignore[arg-type]
+        token, plaintext = services.token_create(
+            user=acting_user(request), membership=self.membership, **serializer.validated_data
+        )
         token.token = plaintext  # type: ignore[attr-defined]
         return Response(ApiTokenCreatedSerializer(token).data, status=201)
 
@@ -80,7 +89,7 @@ class TokenDetailView(TenantAPIView):
     @extend_schema(summary="Revoke an API token", responses=ApiTokenSerializer)
     def delete(self, request: Request, tenant_slug: str, token_id: str) -> Response:
         token = self.get_object()
-        if token.user_id != request.user.pk:
+        if token.user_id != acting_user(request).pk:
             check_permission(membership=self.membership, perm=Perm.TOKENS_MANAGE, token=self.token)
-        token = services.token_revoke(actor=request.user, token=token)  # type: ignore[arg-type]
+        token = services.token_revoke(actor=acting_user(request), token=token)
         return Response(ApiTokenSerializer(token).data)

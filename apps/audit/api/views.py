@@ -12,10 +12,14 @@ from apps.tenants.roles import Perm
 
 
 class AuditEventFilter(django_filters.FilterSet):
-    action = django_filters.CharFilter(help_text="Exact action, e.g. member.change_role; a trailing * matches a prefix.",
-                                       method="filter_action", max_length=64)
-    actor = django_filters.CharFilter(field_name="actor_label", lookup_expr="iexact", max_length=254,
-                                      help_text="The actor's email address.")
+    action = django_filters.CharFilter(
+        help_text="Exact action, e.g. member.change_role; a trailing * matches a prefix.",
+        method="filter_action",
+        max_length=64,
+    )
+    actor = django_filters.CharFilter(
+        field_name="actor_label", lookup_expr="iexact", max_length=254, help_text="The actor's email address."
+    )
     target_type = django_filters.CharFilter(max_length=64)
     target_id = django_filters.CharFilter(max_length=64)
     since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")

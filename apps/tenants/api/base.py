@@ -24,7 +24,7 @@ class TenantScopedMixin:
 
     tenant: Tenant
     membership: Membership
-    request: Request
+    request: Any
     kwargs: dict[str, Any]
 
     @property
@@ -48,5 +48,5 @@ class TenantScopedMixin:
         )
 
 
-class TenantAPIView(TenantScopedMixin, generics.GenericAPIView):  # type: ignore[type-arg]
+class TenantAPIView(TenantScopedMixin, generics.GenericAPIView):
     pass

@@ -7,7 +7,7 @@ from apps.tenants.roles import Role
 ROLE_CHOICES = [r.value for r in Role]
 
 
-class TenantSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class TenantSerializer(serializers.ModelSerializer):
     role = serializers.SerializerMethodField(help_text="The caller's role in this tenant.")
 
     class Meta:
@@ -23,7 +23,9 @@ class TenantSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
 class TenantCreateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=100, min_length=1)
     slug = serializers.SlugField(
-        max_length=40, min_length=3, required=False,
+        max_length=40,
+        min_length=3,
+        required=False,
         help_text="Lowercase letters, digits and hyphens; derived from the name when omitted. Immutable.",
     )
 
@@ -37,13 +39,13 @@ class TenantUpdateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=100, min_length=1)
 
 
-class UserSummarySerializer(serializers.Serializer):  # type: ignore[type-arg]
+class UserSummarySerializer(serializers.Serializer):
     id = serializers.IntegerField()
     email = serializers.EmailField()
     full_name = serializers.CharField()
 
 
-class MembershipSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class MembershipSerializer(serializers.ModelSerializer):
     user = UserSummarySerializer(read_only=True)
 
     class Meta:
@@ -56,13 +58,23 @@ class MembershipUpdateSerializer(StrictInputSerializer):
     role = serializers.ChoiceField(choices=ROLE_CHOICES)
 
 
-class InvitationSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class InvitationSerializer(serializers.ModelSerializer):
     state = serializers.CharField(read_only=True)
     invited_by = serializers.EmailField(source="invited_by.email", read_only=True)
 
     class Meta:
         model = Invitation
-        fields = ["id", "email", "role", "state", "invited_by", "created_at", "expires_at", "accepted_at", "revoked_at"]
+        fields = [
+            "id",
+            "email",
+            "role",
+            "state",
+            "invited_by",
+            "created_at",
+            "expires_at",
+            "accepted_at",
+            "revoked_at",
+        ]
         read_only_fields = fields
 
 

@@ -10,6 +10,10 @@ urlpatterns = [
     path(f"{T}/members", views.MemberListView.as_view(), name="member-list"),
     path(f"{T}/members/<uuid:member_id>", views.MemberDetailView.as_view(), name="member-detail"),
     path(f"{T}/invitations", views.InvitationListView.as_view(), name="invitation-list"),
-    path(f"{T}/invitations/<uuid:invitation_id>", views.InvitationDetailView.as_view(), name="invitation-detail"),
+    path(
+        f"{T}/invitations/<uuid:invitation_id>",
+        views.InvitationDetailView.as_view(),
+        name="invitation-detail",
+    ),
     path("invitations/accept", views.InvitationAcceptView.as_view(), name="invitation-accept"),
 ]

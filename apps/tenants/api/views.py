@@ -6,6 +6,7 @@ from rest_framework import generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.accounts.acting import acting_user
 from apps.accounts.models import ApiToken
 from apps.core.errors import Forbidden
 from apps.core.idempotency import idempotent
@@ -25,7 +26,7 @@ from apps.tenants.models import Membership, Tenant
 from apps.tenants.roles import Perm
 
 
-class TenantListView(generics.GenericAPIView):  # type: ignore[type-arg]
+class TenantListView(generics.GenericAPIView):
     """Tenants the caller belongs to; an API token sees only its own tenant."""
 
     serializer_class = TenantSerializer
@@ -33,13 +34,13 @@ class TenantListView(generics.GenericAPIView):  # type: ignore[type-arg]
     filterset_fields = ["status"]
 
     def get_queryset(self) -> QuerySet[Tenant]:
-        tenants = selectors.tenants_for_user(user=self.request.user)  # type: ignore[arg-type]
+        tenants = selectors.tenants_for_user(user=acting_user(self.request))
         if isinstance(self.request.auth, ApiToken):
             tenants = tenants.filter(pk=self.request.auth.tenant_id)
         return tenants
 
     def _roles(self) -> dict[Any, str]:
-        return {m.tenant_id: m.role for m in Membership.objects.filter(user=self.request.user)}
+        return {m.tenant_id: m.role for m in Membership.objects.filter(user=acting_user(self.request))}
 
     @extend_schema(summary="List your tenants", responses=TenantSerializer(many=True))
     def get(self, request: Request) -> Response:
@@ -50,16 +51,21 @@ class TenantListView(generics.GenericAPIView):  # type: ignore[type-arg]
     @extend_schema(
         summary="Create a tenant",
         description="You become its owner. Needs a verified email; API tokens cannot create tenants.",
-        request=TenantCreateSerializer, responses={201: TenantSerializer},
-        examples=[OpenApiExample("New tenant", value={"name": "Acme Research", "slug": "acme"}, request_only=True)],
+        request=TenantCreateSerializer,
+        responses={201: TenantSerializer},
+        examples=[
+            OpenApiExample("New tenant", value={"name": "Acme Research", "slug": "acme"}, request_only=True)
+        ],
     )
     @idempotent
     def post(self, request: Request) -> Response:
         if isinstance(request.auth, ApiToken):
-            raise Forbidden("API tokens are bound to one tenant and cannot create tenants.", code="token_forbidden")
+            raise Forbidden(
+                "API tokens are bound to one tenant and cannot create tenants.", code="token_forbidden"
+            )
         serializer = TenantCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        tenant = services.tenant_create(user=request.user, **serializer.validated_data)  # type: ignore[arg-type]
+        tenant = services.tenant_create(user=acting_user(request), **serializer.validated_data)
         return Response(TenantSerializer(tenant, context={"roles": {tenant.pk: "owner"}}).data, status=201)
 
 
@@ -68,7 +74,9 @@ class TenantDetailView(TenantAPIView):
     serializer_class = TenantSerializer
 
     def _render(self) -> Response:
-        return Response(TenantSerializer(self.tenant, context={"roles": {self.tenant.pk: self.membership.role}}).data)
+        return Response(
+            TenantSerializer(self.tenant, context={"roles": {self.tenant.pk: self.membership.role}}).data
+        )
 
     @extend_schema(summary="Show a tenant")
     def get(self, request: Request, tenant_slug: str) -> Response:
@@ -78,7 +86,7 @@ class TenantDetailView(TenantAPIView):
     def patch(self, request: Request, tenant_slug: str) -> Response:
         serializer = TenantUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        services.tenant_update(actor=request.user, tenant=self.tenant, **serializer.validated_data)  # type: ignore[arg-type]
+        services.tenant_update(actor=acting_user(request), tenant=self.tenant, **serializer.validated_data)
         return self._render()
 
 
@@ -109,13 +117,17 @@ class MemberDetailView(TenantAPIView):
     def get(self, request: Request, tenant_slug: str, member_id: str) -> Response:
         return Response(MembershipSerializer(self.get_object()).data)
 
-    @extend_schema(summary="Change a member's role", request=MembershipUpdateSerializer, responses=MembershipSerializer)
+    @extend_schema(
+        summary="Change a member's role", request=MembershipUpdateSerializer, responses=MembershipSerializer
+    )
     def patch(self, request: Request, tenant_slug: str, member_id: str) -> Response:
         membership = self.get_object()
         serializer = MembershipUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         membership = services.membership_change_role(
-            actor=request.user, actor_role=self.membership.role, membership=membership,  # type: ignore[arg-type]
+            actor=acting_user(request),
+            actor_role=self.membership.role,
+            membership=membership,
             role=serializer.validated_data["role"],
         )
         return Response(MembershipSerializer(membership).data)
@@ -128,11 +140,13 @@ class MemberDetailView(TenantAPIView):
     )
     def delete(self, request: Request, tenant_slug: str, member_id: str) -> Response:
         membership = self.get_object()
-        if membership.user_id != request.user.pk:
+        if membership.user_id != acting_user(request).pk:
             from apps.tenants.access import check_permission
 
             check_permission(membership=self.membership, perm=Perm.MEMBERS_MANAGE, token=self.token)
-        services.membership_remove(actor=request.user, actor_role=self.membership.role, membership=membership)  # type: ignore[arg-type]
+        services.membership_remove(
+            actor=acting_user(request), actor_role=self.membership.role, membership=membership
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -152,16 +166,22 @@ class InvitationListView(TenantAPIView):
 
     @extend_schema(
         summary="Invite someone by email",
-        description="Emails a single-use link that expires. Re-inviting the same address revokes the previous link.",
-        request=InvitationCreateSerializer, responses={201: InvitationSerializer},
-        examples=[OpenApiExample("Invite", value={"email": "ada@example.com", "role": "member"}, request_only=True)],
+        description="Emails a single-use link that expires. "
+        "Re-inviting the same address revokes the previous link.",
+        request=InvitationCreateSerializer,
+        responses={201: InvitationSerializer},
+        examples=[
+            OpenApiExample("Invite", value={"email": "ada@example.com", "role": "member"}, request_only=True)
+        ],
     )
     @idempotent
     def post(self, request: Request, tenant_slug: str) -> Response:
         serializer = InvitationCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         invitation, _secret = services.invitation_create(
-            actor=request.user, actor_role=self.membership.role, tenant=self.tenant,  # type: ignore[arg-type]
+            actor=acting_user(request),
+            actor_role=self.membership.role,
+            tenant=self.tenant,
             **serializer.validated_data,
         )
         return Response(InvitationSerializer(invitation).data, status=201)
@@ -181,23 +201,26 @@ class InvitationDetailView(TenantAPIView):
 
     @extend_schema(summary="Revoke an invitation", responses=InvitationSerializer)
     def delete(self, request: Request, tenant_slug: str, invitation_id: str) -> Response:
-        invitation = services.invitation_revoke(actor=request.user, invitation=self.get_object())  # type: ignore[arg-type]
+        invitation = services.invitation_revoke(actor=acting_user(request), invitation=self.get_object())
         return Response(InvitationSerializer(invitation).data)
 
 
-class InvitationAcceptView(generics.GenericAPIView):  # type: ignore[type-arg]
+class InvitationAcceptView(generics.GenericAPIView):
     serializer_class = InvitationAcceptSerializer
 
     @extend_schema(
         summary="Accept an invitation",
         description="The signed-in user's verified email must be the invited address. Console sessions only "
         "in practice: API tokens belong to a tenant already, but a token's user may accept too.",
-        request=InvitationAcceptSerializer, responses={201: MembershipSerializer},
+        request=InvitationAcceptSerializer,
+        responses={201: MembershipSerializer},
     )
     def post(self, request: Request) -> Response:
         serializer = InvitationAcceptSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        membership = services.invitation_accept(user=request.user, secret=serializer.validated_data["token"])  # type: ignore[arg-type]
+        membership = services.invitation_accept(
+            user=acting_user(request), secret=serializer.validated_data["token"]
+        )
         body = MembershipSerializer(membership).data
         body["tenant"] = membership.tenant.slug
         return Response(body, status=201)

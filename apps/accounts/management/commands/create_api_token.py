@@ -17,7 +17,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--email", required=True)
         parser.add_argument("--tenant", required=True, help="Tenant slug.")
-        parser.add_argument("--scopes", required=True, help="Comma-separated, e.g. instances:write,billing:read")
+        parser.add_argument(
+            "--scopes", required=True, help="Comma-separated, e.g. instances:write,billing:read"
+        )
         parser.add_argument("--name", default="cli")
         parser.add_argument("--expires-in-days", type=int, default=None)
 
@@ -25,7 +27,11 @@ class Command(BaseCommand):
         user = User.objects.filter(email__iexact=options["email"]).first()
         if user is None:
             raise CommandError(f"No user with email {options['email']}.")
-        membership = Membership.objects.select_related("tenant").filter(user=user, tenant__slug=options["tenant"]).first()
+        membership = (
+            Membership.objects.select_related("tenant")
+            .filter(user=user, tenant__slug=options["tenant"])
+            .first()
+        )
         if membership is None:
             raise CommandError(f"{user.email} is not a member of a tenant '{options['tenant']}'.")
         scopes = [s.strip() for s in options["scopes"].split(",") if s.strip()]
@@ -34,7 +40,11 @@ class Command(BaseCommand):
         try:
             with request_context.bind(via="command"):
                 _token, plaintext = services.token_create(
-                    user=user, membership=membership, name=options["name"], scopes=scopes, expires_at=expires_at
+                    user=user,
+                    membership=membership,
+                    name=options["name"],
+                    scopes=scopes,
+                    expires_at=expires_at,
                 )
         except DomainError as exc:
             raise CommandError(exc.message) from exc

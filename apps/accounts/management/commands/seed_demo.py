@@ -18,7 +18,9 @@ class Command(BaseCommand):
     help = __doc__
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--password", default=None, help="Password for both demo users (random if omitted).")
+        parser.add_argument(
+            "--password", default=None, help="Password for both demo users (random if omitted)."
+        )
 
     def _user(self, email: str, password: str, *, staff: bool) -> User:
         user = User.objects.filter(email=email).first()
@@ -46,14 +48,16 @@ class Command(BaseCommand):
                 user=owner, membership=membership, name="demo", scopes=list(scopes.ALL_SCOPES)
             )
         self.stdout.write(
-            "\n".join([
-                "",
-                "gpucloud demo is ready",
-                f"  console:    http://127.0.0.1:8000/accounts/login/  {owner.email} / {password}",
-                f"  staff:      http://127.0.0.1:8000/admin/           {admin.email} / {password}",
-                "  API docs:   http://127.0.0.1:8000/api/v1/docs/",
-                f"  API token:  {plaintext}",
-                f"  try:        curl -H 'Authorization: Bearer {plaintext}' http://127.0.0.1:8000/api/v1/me",
-                "",
-            ])
+            "\n".join(
+                [
+                    "",
+                    "gpucloud demo is ready",
+                    f"  console:    http://127.0.0.1:8000/accounts/login/  {owner.email} / {password}",
+                    f"  staff:      http://127.0.0.1:8000/admin/           {admin.email} / {password}",
+                    "  API docs:   http://127.0.0.1:8000/api/v1/docs/",
+                    f"  API token:  {plaintext}",
+                    f"  try:        curl -H 'Authorization: Bearer {plaintext}' http://127.0.0.1:8000/api/v1/me",
+                    "",
+                ]
+            )
         )
