@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts import scopes, services
-from apps.accounts.models import User
+from apps.accounts.models import ApiToken, User
 from apps.core import request_context
 from apps.tenants import services as tenant_services
 from apps.tenants.models import Membership, Tenant
@@ -44,6 +44,10 @@ class Command(BaseCommand):
                 user=owner, name="Demo", slug="demo"
             )
             membership = Membership.objects.get(tenant=tenant, user=owner)
+            # Each run prints a fresh token; the previous demo tokens stop working.
+            previous = ApiToken.objects.filter(tenant=tenant, user=owner, name="demo", revoked_at=None)
+            for old in previous:
+                services.token_revoke(actor=owner, token=old)
             _token, plaintext = services.token_create(
                 user=owner, membership=membership, name="demo", scopes=list(scopes.ALL_SCOPES)
             )
