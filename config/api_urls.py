@@ -5,6 +5,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from apps.accounts.api import urls as accounts_urls
 from apps.audit.api import urls as audit_urls
+from apps.catalog.api import urls as catalog_urls
+from apps.instances.api import urls as instances_urls
+from apps.quotas.api import urls as quotas_urls
 from apps.tenants.api import urls as tenants_urls
 
 app_name = "api"
@@ -16,4 +19,7 @@ urlpatterns = [
     path("", include(accounts_urls)),
     path("", include(tenants_urls)),
     path("", include(audit_urls)),
+    path("", include(catalog_urls)),
+    path("", include(quotas_urls)),
+    path("", include(instances_urls)),
 ]

@@ -92,3 +92,27 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None and not self.is_expired()
+
+
+class SshKey(models.Model):
+    """A public key chosen at launch. Shared by the tenant, or private to one user when `user` is set."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="ssh_keys")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, null=True, blank=True, related_name="ssh_keys")
+    name = models.CharField(max_length=100)
+    public_key = models.TextField(max_length=16384)
+    key_type = models.CharField(max_length=32)
+    bits = models.PositiveIntegerField()
+    fingerprint = models.CharField(max_length=64, help_text="SHA256:base64, as ssh-keygen -l prints it.")
+    created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "fingerprint"], name="sshkey_unique_per_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.fingerprint}"

@@ -1,6 +1,6 @@
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from apps.accounts.models import ApiToken
+from apps.accounts.models import ApiToken, SshKey
 from apps.tenants.models import Membership
 from apps.tenants.roles import Perm, role_allows
 
@@ -11,3 +11,10 @@ def tokens_visible_to(*, membership: Membership) -> QuerySet[ApiToken]:
     if not role_allows(membership.role, Perm.TOKENS_MANAGE):
         tokens = tokens.filter(user_id=membership.user_id)
     return tokens
+
+
+def ssh_keys_visible_to(*, membership: Membership) -> QuerySet[SshKey]:
+    """The tenant's shared keys and the member's private ones; other members' private keys stay hidden."""
+    return SshKey.objects.filter(tenant=membership.tenant).filter(
+        Q(user__isnull=True) | Q(user_id=membership.user_id)
+    )

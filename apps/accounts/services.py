@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
@@ -12,8 +13,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.accounts import scopes as scope_defs
-from apps.accounts import token_secrets
-from apps.accounts.models import ApiToken, User
+from apps.accounts import ssh_keys, token_secrets
+from apps.accounts.models import ApiToken, SshKey, User
 from apps.audit.services import audit_record
 from apps.core.errors import Conflict, Forbidden, InvalidInput
 from apps.tenants.models import Membership
@@ -69,6 +70,15 @@ def user_verify_email(*, token: str) -> User:
         user.email_verified_at = timezone.now()
         user.save(update_fields=["email_verified_at"])
         audit_record(actor=user, action="user.verify_email", target=user)
+    return user
+
+
+@transaction.atomic
+def user_reset_password(*, user: User, password: str) -> User:
+    """Set a new password from a reset link (the form validated it) and audit the change."""
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    audit_record(actor=user, action="user.reset_password", target=user)
     return user
 
 
@@ -142,3 +152,50 @@ def token_revoke(*, actor: User | None, token: ApiToken) -> ApiToken:
         metadata={"name": token.name, "prefix": token.prefix, "owner": token.user.email},
     )
     return token
+
+
+@transaction.atomic
+def ssh_key_create(*, actor: User, tenant: Any, name: str, public_key: str, private: bool = False) -> SshKey:
+    """Add a public key to the tenant; `private` keeps it to `actor` alone."""
+    try:
+        parsed = ssh_keys.parse(public_key)
+    except ssh_keys.InvalidSshKey as exc:
+        raise InvalidInput(str(exc), fields={"public_key": [str(exc)]}) from exc
+    key = SshKey(
+        tenant=tenant,
+        user=actor if private else None,
+        name=name,
+        public_key=parsed.normalized,
+        key_type=parsed.key_type,
+        bits=parsed.bits,
+        fingerprint=parsed.fingerprint,
+        created_by=actor,
+    )
+    try:
+        with transaction.atomic():
+            key.save()
+    except IntegrityError as exc:
+        raise InvalidInput(
+            "This key is already in the tenant.",
+            fields={"public_key": [f"Already added ({parsed.fingerprint})."]},
+        ) from exc
+    audit_record(
+        actor=actor,
+        action="ssh_key.create",
+        target=key,
+        tenant=tenant,
+        changes={"name": name, "fingerprint": parsed.fingerprint, "private": private},
+    )
+    return key
+
+
+@transaction.atomic
+def ssh_key_delete(*, actor: User, key: SshKey) -> None:
+    audit_record(
+        actor=actor,
+        action="ssh_key.delete",
+        target=key,
+        tenant=key.tenant,
+        metadata={"name": key.name, "fingerprint": key.fingerprint},
+    )
+    key.delete()

@@ -1,19 +1,47 @@
 """Sign-up, email verification and log-in pages. Password reset uses Django's own views."""
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect, render, resolve_url
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts import services
-from apps.accounts.forms import SignupForm
+from apps.accounts.forms import AuditedSetPasswordForm, EmailAuthenticationForm, SignupForm
 from apps.core.errors import DomainError
+
+
+def _safe_next(request: HttpRequest) -> str:
+    """The `next` URL of the request if it stays on this site, else an empty string."""
+    candidate = request.POST.get("next") or request.GET.get("next") or ""
+    allowed = url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return candidate if allowed else ""
+
+
+class LoginView(auth_views.LoginView):
+    authentication_form = EmailAuthenticationForm
+    redirect_authenticated_user = True
+
+    def form_invalid(self, form: Any) -> HttpResponse:
+        response = super().form_invalid(form)
+        response.status_code = 400
+        return response
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    form_class = AuditedSetPasswordForm
 
 
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
+    next_url = _safe_next(request)
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -22,11 +50,18 @@ def signup(request: HttpRequest) -> HttpResponse:
             for field, errors in exc.fields.items():
                 for error in errors:
                     form.add_error(field if field in form.fields else None, error)
+            if not exc.fields:
+                form.add_error(None, exc.message)
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             messages.info(request, "Welcome! We sent you a link to verify your email address.")
-            return redirect("console:home")
-    return render(request, "accounts/signup.html", {"form": form}, status=400 if form.errors else 200)
+            return redirect(next_url or resolve_url("console:home"))
+    return render(
+        request,
+        "accounts/signup.html",
+        {"form": form, "next": next_url},
+        status=400 if form.errors else 200,
+    )
 
 
 @require_http_methods(["GET"])
@@ -44,5 +79,7 @@ def verify_email(request: HttpRequest) -> HttpResponse:
 def resend_verification(request: HttpRequest) -> HttpResponse:
     if not request.user.email_verified:  # type: ignore[union-attr]
         services.send_verification_email(request.user)  # type: ignore[arg-type]
-    messages.info(request, "We sent a new verification link.")
+        messages.info(request, "We sent a new verification link.")
+    else:
+        messages.info(request, "Your email address is already verified.")
     return redirect("console:home")

@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from apps.core.errors import DomainError
+from apps.core.errors import DomainError, InvalidInput
 from apps.tenants import selectors, services
 
 
@@ -19,19 +19,20 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def tenant_new(request: HttpRequest) -> HttpResponse:
-    error = None
+    name = request.POST.get("name", "").strip()
     if request.method == "POST":
-        name = request.POST.get("name", "").strip()[:100]
         try:
             if not name:
-                raise DomainError("A name is required.")
+                raise InvalidInput("A name is required.", fields={"name": ["This field is required."]})
+            if len(name) > 100:
+                raise InvalidInput("The name is too long.", fields={"name": ["At most 100 characters."]})
             tenant = services.tenant_create(user=request.user, name=name)  # type: ignore[arg-type]
         except DomainError as exc:
-            error = exc.message
-        else:
-            messages.success(request, f"Created {tenant.name}. You are its owner.")
-            return redirect("console:home")
-    return render(request, "console/tenant_new.html", {"error": error}, status=400 if error else 200)
+            context = {"error": exc.message, "name": name}
+            return render(request, "console/tenant_new.html", context, status=exc.status_code)
+        messages.success(request, f"Created {tenant.name}. You are its owner.")
+        return redirect("console:home")
+    return render(request, "console/tenant_new.html", {"name": name})
 
 
 @login_required

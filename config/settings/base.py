@@ -28,6 +28,9 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.tenants",
     "apps.audit",
+    "apps.catalog",
+    "apps.quotas",
+    "apps.instances",
     "apps.console",
 ]
 
@@ -216,3 +219,18 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# Limits every new tenant starts with; staff raise them per tenant in the admin.
+DEFAULT_TENANT_QUOTA = {
+    "max_gpus": env_int("DEFAULT_QUOTA_MAX_GPUS", 8),
+    "max_instances": env_int("DEFAULT_QUOTA_MAX_INSTANCES", 10),
+    "max_vcpu": env_int("DEFAULT_QUOTA_MAX_VCPU", 256),
+    "max_memory_gib": env_int("DEFAULT_QUOTA_MAX_MEMORY_GIB", 2048),
+    "max_volume_gib": env_int("DEFAULT_QUOTA_MAX_VOLUME_GIB", 1000),
+}
+# Keys for encrypting cluster credentials at rest (Fernet, comma-separated; the first encrypts).
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS")
+CELERY_BEAT_SCHEDULE["enforce-instance-timers"] = {
+    "task": "apps.instances.tasks.enforce_instance_timers",
+    "schedule": 30.0,
+}

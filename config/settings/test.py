@@ -1,5 +1,7 @@
 """Test settings: real PostgreSQL and Redis (started by `make test`), fast hashing, captured email."""
 
+import os
+
 from config.settings.base import *  # noqa: F403
 from config.settings.base import REST_FRAMEWORK
 
@@ -13,3 +15,7 @@ REST_FRAMEWORK = {
     **REST_FRAMEWORK,
     "DEFAULT_THROTTLE_RATES": {"principal": "100000/min", "anon": "100000/min"},
 }
+
+# One test database per test process, so parallel runs (developers, CI steps) never drop each other's.
+DATABASES["default"]["TEST"] = {"NAME": f"test_gpucloud_{os.getpid()}"}  # noqa: F405
+CACHES = {"default": {**CACHES["default"], "KEY_PREFIX": f"gpucloud-test-{os.getpid()}"}}  # noqa: F405

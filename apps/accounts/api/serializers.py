@@ -2,7 +2,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.accounts import scopes
-from apps.accounts.models import ApiToken, User
+from apps.accounts.models import ApiToken, SshKey, User
 from apps.core.serializers import StrictInputSerializer
 
 
@@ -90,3 +90,32 @@ class ApiTokenCreateSerializer(StrictInputSerializer):
         help_text="Write scopes imply their read scope; tenant:admin implies tenant:read.",
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class SshKeySerializer(serializers.ModelSerializer):
+    private = serializers.SerializerMethodField(help_text="True when only its owner can use it.")
+    created_by = serializers.EmailField(source="created_by.email", read_only=True)
+
+    class Meta:
+        model = SshKey
+        fields = [
+            "id",
+            "name",
+            "key_type",
+            "bits",
+            "fingerprint",
+            "public_key",
+            "private",
+            "created_by",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_private(self, key: SshKey) -> bool:
+        return key.user_id is not None
+
+
+class SshKeyCreateSerializer(StrictInputSerializer):
+    name = serializers.CharField(max_length=100, min_length=1)
+    public_key = serializers.CharField(max_length=16384, help_text="One OpenSSH public key line.")
+    private = serializers.BooleanField(default=False, help_text="Keep it to yourself instead of the tenant.")

@@ -10,4 +10,10 @@ urlpatterns = [
         views.TokenDetailView.as_view(),
         name="token-detail",
     ),
+    path("tenants/<slug:tenant_slug>/ssh-keys", views.SshKeyListView.as_view(), name="ssh-key-list"),
+    path(
+        "tenants/<slug:tenant_slug>/ssh-keys/<uuid:ssh_key_id>",
+        views.SshKeyDetailView.as_view(),
+        name="ssh-key-detail",
+    ),
 ]

@@ -11,8 +11,10 @@ from apps.accounts.api.serializers import (
     ApiTokenCreateSerializer,
     ApiTokenSerializer,
     MeSerializer,
+    SshKeyCreateSerializer,
+    SshKeySerializer,
 )
-from apps.accounts.models import ApiToken
+from apps.accounts.models import ApiToken, SshKey
 from apps.core.idempotency import idempotent
 from apps.tenants.access import check_permission
 from apps.tenants.api.base import TenantAPIView
@@ -93,3 +95,64 @@ class TokenDetailView(TenantAPIView):
             check_permission(membership=self.membership, perm=Perm.TOKENS_MANAGE, token=self.token)
         token = services.token_revoke(actor=acting_user(request), token=token)
         return Response(ApiTokenSerializer(token).data)
+
+
+class SshKeyListView(TenantAPIView):
+    permission_map = {"GET": Perm.INSTANCES_READ, "POST": Perm.INSTANCES_WRITE}
+    serializer_class = SshKeySerializer
+    ordering_fields = ["name", "created_at"]
+
+    def get_queryset(self) -> QuerySet[SshKey]:
+        return selectors.ssh_keys_visible_to(membership=self.membership).select_related("created_by")
+
+    @extend_schema(summary="List SSH keys")
+    def get(self, request: Request, tenant_slug: str) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(SshKeySerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Add an SSH public key",
+        description="ed25519, ECDSA or RSA (2048 bits or more). Parsed and fingerprinted on upload.",
+        request=SshKeyCreateSerializer,
+        responses={201: SshKeySerializer},
+        examples=[
+            OpenApiExample(
+                "Laptop",
+                request_only=True,
+                value={
+                    "name": "laptop",
+                    "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE... ada@laptop",
+                },
+            )
+        ],
+    )
+    @idempotent
+    def post(self, request: Request, tenant_slug: str) -> Response:
+        serializer = SshKeyCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        key = services.ssh_key_create(
+            actor=acting_user(request), tenant=self.tenant, **serializer.validated_data
+        )
+        return Response(SshKeySerializer(key).data, status=201)
+
+
+class SshKeyDetailView(TenantAPIView):
+    permission_map = {"GET": Perm.INSTANCES_READ, "DELETE": Perm.INSTANCES_WRITE}
+    serializer_class = SshKeySerializer
+    lookup_url_kwarg = "ssh_key_id"
+
+    def get_queryset(self) -> QuerySet[SshKey]:
+        return selectors.ssh_keys_visible_to(membership=self.membership).select_related("created_by")
+
+    @extend_schema(summary="Show an SSH key")
+    def get(self, request: Request, tenant_slug: str, ssh_key_id: str) -> Response:
+        return Response(SshKeySerializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="Delete an SSH key",
+        description="Running instances keep the key they started with.",
+        responses={204: None},
+    )
+    def delete(self, request: Request, tenant_slug: str, ssh_key_id: str) -> Response:
+        services.ssh_key_delete(actor=acting_user(request), key=self.get_object())
+        return Response(status=204)

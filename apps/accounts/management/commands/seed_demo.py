@@ -3,6 +3,7 @@
 import secrets
 from typing import Any
 
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from django.utils import timezone
@@ -37,6 +38,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         password = options["password"] or secrets.token_urlsafe(12)
+        call_command("seed_catalog", stdout=self.stdout)
         with request_context.bind(via="command"), transaction.atomic():
             admin = self._user("admin@gpucloud.localhost", password, staff=True)
             owner = self._user("demo@gpucloud.localhost", password, staff=False)

@@ -1,0 +1,104 @@
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+
+from apps.audit.admin_mixins import AuditedModelAdmin
+from apps.catalog.models import GpuType, Image, ImagePolicy, InstanceType, Region, RegionCapacity
+
+
+class RegionForm(forms.ModelForm):
+    kubeconfig = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "autocomplete": "off"}),
+        help_text="Paste a kubeconfig to replace the stored one (encrypted at rest, never shown again). "
+        "Leave empty to keep it.",
+    )
+    clear_kubeconfig = forms.BooleanField(required=False, help_text="Remove the stored kubeconfig.")
+
+    class Meta:
+        model = Region
+        fields = [
+            "slug",
+            "name",
+            "status",
+            "position",
+            "in_cluster",
+            "kubeconfig_context",
+            "storage_class",
+            "access_service_type",
+            "runtime_class_name",
+            "blocked_egress_cidrs",
+        ]
+
+    def clean_kubeconfig(self) -> str:
+        import yaml
+
+        text = self.cleaned_data.get("kubeconfig", "")
+        if text:
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise forms.ValidationError("Not valid YAML.") from exc
+            if not isinstance(data, dict) or "clusters" not in data:
+                raise forms.ValidationError("Not a kubeconfig (no clusters).")
+        return str(text)
+
+    def save(self, commit: bool = True) -> Region:
+        region = super().save(commit=False)
+        if self.cleaned_data.get("clear_kubeconfig"):
+            region.set_kubeconfig("")
+        elif self.cleaned_data.get("kubeconfig"):
+            region.set_kubeconfig(self.cleaned_data["kubeconfig"])
+        if commit:
+            region.save()
+        return region
+
+
+class CapacityInline(admin.TabularInline):
+    model = RegionCapacity
+    extra = 0
+    fields = ["gpu_type", "gpus", "vcpu", "memory_gib", "observed_at"]
+    readonly_fields = ["observed_at"]
+
+
+@admin.register(Region)
+class RegionAdmin(AuditedModelAdmin):
+    form = RegionForm
+    list_display = ["slug", "name", "status", "in_cluster", "has_kubeconfig", "storage_class"]
+    list_filter = ["status"]
+    inlines = [CapacityInline]
+
+    @admin.display(boolean=True, description="kubeconfig")
+    def has_kubeconfig(self, region: Region) -> bool:
+        return region.has_kubeconfig
+
+
+@admin.register(GpuType)
+class GpuTypeAdmin(AuditedModelAdmin):
+    list_display = ["slug", "vendor", "model", "memory_gib", "product_label", "resource_name"]
+
+
+@admin.register(InstanceType)
+class InstanceTypeAdmin(AuditedModelAdmin):
+    list_display = ["slug", "name", "gpu_type", "gpu_count", "vcpu", "memory_gib", "price_per_hour", "active"]
+    list_filter = ["active", "gpu_type"]
+    list_editable = ["price_per_hour", "active"]
+
+
+@admin.register(Image)
+class ImageAdmin(AuditedModelAdmin):
+    list_display = ["slug", "name", "reference", "active"]
+    filter_horizontal = ["regions"]
+
+
+@admin.register(ImagePolicy)
+class ImagePolicyAdmin(AuditedModelAdmin):
+    list_display = ["__str__", "allow_custom_images", "allowed_registries"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not ImagePolicy.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

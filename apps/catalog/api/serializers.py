@@ -1,0 +1,70 @@
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from apps.catalog.models import GpuType, Image, InstanceType, Region
+
+
+class RegionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Region
+        fields = ["slug", "name", "status", "storage_class", "access_service_type"]
+        read_only_fields = fields
+
+
+class GpuTypeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = GpuType
+        fields = ["slug", "vendor", "model", "memory_gib", "product_label", "resource_name", "is_fractional"]
+        read_only_fields = fields
+
+
+class RegionAvailabilitySerializer(serializers.Serializer):
+    region = serializers.CharField()
+    available = serializers.IntegerField(help_text="How many more could launch there now.")
+
+
+class InstanceTypeSerializer(serializers.ModelSerializer):
+    gpu_type = serializers.CharField(source="gpu_type.slug", read_only=True, allow_null=True, default=None)
+    price_per_hour = serializers.DecimalField(max_digits=12, decimal_places=4, coerce_to_string=True)
+    regions = serializers.SerializerMethodField(
+        help_text="Regions offering this type with their live availability (like regions_with_capacity)."
+    )
+
+    class Meta:
+        model = InstanceType
+        fields = [
+            "slug",
+            "name",
+            "gpu_type",
+            "gpu_count",
+            "vcpu",
+            "memory_gib",
+            "ephemeral_disk_gib",
+            "price_per_hour",
+            "regions",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(RegionAvailabilitySerializer(many=True))
+    def get_regions(self, instance_type: InstanceType) -> list[dict[str, Any]]:
+        availability: dict[tuple[Any, Any], int] = self.context["availability"]
+        regions: list[Region] = self.context["regions"]
+        return [
+            {"region": region.slug, "available": availability[(region.pk, instance_type.pk)]}
+            for region in regions
+            if (region.pk, instance_type.pk) in availability
+        ]
+
+
+class ImageSerializer(serializers.ModelSerializer):
+    regions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Image
+        fields = ["slug", "name", "reference", "description", "regions"]
+        read_only_fields = fields
+
+    def get_regions(self, image: Image) -> list[str]:
+        return [region.slug for region in image.regions.all()]

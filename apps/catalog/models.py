@@ -1,0 +1,183 @@
+"""What can be rented where: regions (one Kubernetes cluster each), GPU types, instance types, images."""
+
+from decimal import Decimal
+
+from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MinValueValidator
+from django.db import models
+
+from apps.core import crypto
+
+
+class RegionStatus(models.TextChoices):
+    AVAILABLE = "available", "Available"
+    DEGRADED = "degraded", "Degraded"
+    MAINTENANCE = "maintenance", "Maintenance"
+
+
+class AccessServiceType(models.TextChoices):
+    NODE_PORT = "NodePort", "NodePort"
+    LOAD_BALANCER = "LoadBalancer", "LoadBalancer"
+    CLUSTER_IP = "ClusterIP", "ClusterIP (behind a gateway)"
+
+
+class Region(models.Model):
+    slug = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=100)
+    status = models.CharField(max_length=16, choices=RegionStatus.choices, default=RegionStatus.AVAILABLE)
+    # How the operator reaches the cluster: in-cluster service account, or a kubeconfig encrypted at rest.
+    in_cluster = models.BooleanField(default=False)
+    kubeconfig_encrypted = models.TextField(blank=True, editable=False)
+    kubeconfig_context = models.CharField(max_length=200, blank=True)
+    storage_class = models.CharField(max_length=100, blank=True)
+    access_service_type = models.CharField(
+        max_length=16, choices=AccessServiceType.choices, default=AccessServiceType.NODE_PORT
+    )
+    runtime_class_name = models.CharField(
+        max_length=63, blank=True, help_text="e.g. gvisor or kata; optional."
+    )
+    # CIDRs instances must not reach (the cluster's pod and service ranges); used by the operator.
+    blocked_egress_cidrs = ArrayField(models.CharField(max_length=43), default=list, blank=True)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def accepts_launches(self) -> bool:
+        return self.status != RegionStatus.MAINTENANCE
+
+    @property
+    def has_kubeconfig(self) -> bool:
+        return bool(self.kubeconfig_encrypted)
+
+    def set_kubeconfig(self, kubeconfig: str) -> None:
+        self.kubeconfig_encrypted = crypto.encrypt(kubeconfig) if kubeconfig else ""
+
+    def get_kubeconfig(self) -> str:
+        return crypto.decrypt(self.kubeconfig_encrypted) if self.kubeconfig_encrypted else ""
+
+
+class GpuType(models.Model):
+    slug = models.SlugField(max_length=40, unique=True)
+    vendor = models.CharField(max_length=40, default="NVIDIA")
+    model = models.CharField(max_length=100)
+    memory_gib = models.PositiveIntegerField()
+    product_label = models.CharField(
+        max_length=100, help_text="Value of the nvidia.com/gpu.product node label."
+    )
+    resource_name = models.CharField(
+        max_length=100,
+        default="nvidia.com/gpu",
+        help_text="nvidia.com/gpu, or a MIG resource for fractional GPUs.",
+    )
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def is_fractional(self) -> bool:
+        return self.resource_name != "nvidia.com/gpu"
+
+
+class InstanceType(models.Model):
+    slug = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=100)
+    gpu_type = models.ForeignKey(GpuType, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    gpu_count = models.PositiveSmallIntegerField(default=0)
+    vcpu = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
+    memory_gib = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    ephemeral_disk_gib = models.PositiveIntegerField(default=50)
+    # Per hour for display; billing rates per second from the same Decimal.
+    price_per_hour = models.DecimalField(
+        max_digits=12, decimal_places=4, validators=[MinValueValidator(Decimal(0))]
+    )
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["gpu_count", "slug"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(gpu_type__isnull=True, gpu_count=0)
+                    | models.Q(gpu_type__isnull=False, gpu_count__gt=0)
+                ),
+                name="instance_type_gpu_consistent",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class RegionCapacity(models.Model):
+    """How much of one pool a region has: GPUs of a type, or the CPU-only pool (gpu_type empty).
+
+    Declared by staff until the operator reports what nodes actually have allocatable.
+    """
+
+    region = models.ForeignKey(Region, on_delete=models.CASCADE, related_name="capacities")
+    gpu_type = models.ForeignKey(GpuType, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    gpus = models.PositiveIntegerField(default=0)
+    vcpu = models.PositiveIntegerField(default=0)
+    memory_gib = models.PositiveIntegerField(default=0)
+    observed_at = models.DateTimeField(null=True, blank=True, help_text="Set when the operator reported it.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["region", "gpu_type"], name="capacity_unique_pool"),
+            models.UniqueConstraint(
+                fields=["region"], condition=models.Q(gpu_type__isnull=True), name="capacity_unique_cpu_pool"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.region_id}:{self.gpu_type_id or 'cpu'}"
+
+
+class Image(models.Model):
+    """A curated image offered in some regions."""
+
+    slug = models.SlugField(max_length=60, unique=True)
+    name = models.CharField(max_length=100)
+    reference = models.CharField(
+        max_length=255, help_text="Full reference, e.g. nvcr.io/nvidia/pytorch:24.08-py3"
+    )
+    description = models.CharField(max_length=300, blank=True)
+    regions = models.ManyToManyField(Region, related_name="images", blank=True)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class ImagePolicy(models.Model):
+    """Staff policy for images that tenants bring themselves. A single row (pk=1)."""
+
+    allow_custom_images = models.BooleanField(default=False)
+    allowed_registries = ArrayField(
+        models.CharField(max_length=253),
+        default=list,
+        blank=True,
+        help_text="Registry hosts custom images may come from; empty means any.",
+    )
+
+    class Meta:
+        verbose_name_plural = "image policy"
+
+    def __str__(self) -> str:
+        return "image policy"
+
+    @classmethod
+    def current(cls) -> "ImagePolicy":
+        policy, _ = cls.objects.get_or_create(pk=1)
+        return policy

@@ -1,0 +1,138 @@
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from apps.core.serializers import StrictInputSerializer
+from apps.instances.models import Instance, InstanceEvent
+from apps.instances.states import State, allowed_actions
+
+
+class InstanceSerializer(serializers.ModelSerializer):
+    region = serializers.CharField(source="region.slug", read_only=True)
+    instance_type = serializers.CharField(source="instance_type.slug", read_only=True)
+    gpu_type = serializers.CharField(source="gpu_type.slug", read_only=True, allow_null=True, default=None)
+    image = serializers.CharField(source="image_reference", read_only=True)
+    ssh_key_ids: serializers.PrimaryKeyRelatedField[Any] = serializers.PrimaryKeyRelatedField(
+        source="ssh_keys", many=True, read_only=True
+    )
+    env_names = serializers.SerializerMethodField(help_text="Names only: values may be secrets.")
+    price_per_hour = serializers.DecimalField(max_digits=12, decimal_places=4, read_only=True)
+    cost_so_far = serializers.SerializerMethodField(
+        help_text="Running seconds x price, in the price's currency."
+    )
+    running_seconds = serializers.SerializerMethodField()
+    allowed_actions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Instance
+        fields = [
+            "id",
+            "name",
+            "state",
+            "desired_state",
+            "failure_reason",
+            "state_message",
+            "allowed_actions",
+            "region",
+            "instance_type",
+            "gpu_type",
+            "gpu_count",
+            "vcpu",
+            "memory_gib",
+            "ephemeral_disk_gib",
+            "image",
+            "ssh_key_ids",
+            "env_names",
+            "command",
+            "auto_stop_after",
+            "max_runtime",
+            "price_per_hour",
+            "cost_so_far",
+            "running_seconds",
+            "connection",
+            "created_at",
+            "updated_at",
+            "running_since",
+            "stopped_at",
+            "terminated_at",
+        ]
+        read_only_fields = fields
+
+    def get_env_names(self, instance: Instance) -> list[str]:
+        return sorted(instance.env)
+
+    @extend_schema_field(serializers.DecimalField(max_digits=16, decimal_places=4))
+    def get_cost_so_far(self, instance: Instance) -> str:
+        return str(instance.cost_so_far())
+
+    def get_running_seconds(self, instance: Instance) -> int:
+        return instance.running_seconds()
+
+    def get_allowed_actions(self, instance: Instance) -> list[str]:
+        return allowed_actions(State(instance.state))
+
+
+class EnvField(serializers.DictField):
+    child = serializers.CharField(max_length=4096, allow_blank=True, trim_whitespace=False)
+
+
+class InstanceLaunchSerializer(StrictInputSerializer):
+    name = serializers.CharField(max_length=63, required=False, help_text="DNS-safe; generated when omitted.")
+    instance_type = serializers.CharField(max_length=40)
+    region = serializers.CharField(max_length=40)
+    image = serializers.CharField(
+        max_length=255, help_text="A curated image slug, or a reference if allowed."
+    )
+    ssh_key_ids = serializers.ListField(
+        child=serializers.UUIDField(), required=False, default=list, max_length=20
+    )
+    env = EnvField(required=False, default=dict)
+    command = serializers.ListField(
+        child=serializers.CharField(max_length=4096, trim_whitespace=False),
+        required=False,
+        default=list,
+        max_length=64,
+    )
+    auto_stop_after = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=60,
+        max_value=90 * 24 * 3600,
+        help_text="Seconds of running.",
+    )
+    max_runtime = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=60,
+        max_value=90 * 24 * 3600,
+        help_text="Seconds of running, in total.",
+    )
+
+
+class InstanceRenameSerializer(StrictInputSerializer):
+    name = serializers.CharField(max_length=63)
+
+
+class InstanceActionSerializer(StrictInputSerializer):
+    pass
+
+
+class InstanceEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor_label")
+
+    class Meta:
+        model = InstanceEvent
+        fields = [
+            "id",
+            "created_at",
+            "kind",
+            "name",
+            "from_state",
+            "to_state",
+            "reason",
+            "message",
+            "actor",
+            "request_id",
+        ]
+        read_only_fields = fields

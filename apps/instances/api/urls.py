@@ -1,0 +1,14 @@
+from django.urls import path
+
+from apps.instances.api import views
+
+I = "tenants/<slug:tenant_slug>/instances"  # noqa: E741
+
+urlpatterns = [
+    path(I, views.InstanceListView.as_view(), name="instance-list"),
+    path(f"{I}/<uuid:instance_id>", views.InstanceDetailView.as_view(), name="instance-detail"),
+    path(f"{I}/<uuid:instance_id>/stop", views.InstanceStopView.as_view(), name="instance-stop"),
+    path(f"{I}/<uuid:instance_id>/start", views.InstanceStartView.as_view(), name="instance-start"),
+    path(f"{I}/<uuid:instance_id>/restart", views.InstanceRestartView.as_view(), name="instance-restart"),
+    path(f"{I}/<uuid:instance_id>/events", views.InstanceEventListView.as_view(), name="instance-event-list"),
+]

@@ -1,0 +1,207 @@
+from typing import ClassVar
+
+import django_filters
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.accounts.acting import acting_user
+from apps.core.idempotency import idempotent
+from apps.instances import selectors, services
+from apps.instances.api.serializers import (
+    InstanceEventSerializer,
+    InstanceLaunchSerializer,
+    InstanceRenameSerializer,
+    InstanceSerializer,
+)
+from apps.instances.models import Instance, InstanceEvent
+from apps.instances.states import Action, State
+from apps.tenants.api.base import TenantAPIView
+from apps.tenants.roles import Perm
+
+
+class InstanceFilter(django_filters.FilterSet):
+    state = django_filters.MultipleChoiceFilter(choices=[(s.value, s.value) for s in State])
+    region = django_filters.CharFilter(field_name="region__slug", max_length=40)
+    instance_type = django_filters.CharFilter(field_name="instance_type__slug", max_length=40)
+    name = django_filters.CharFilter(lookup_expr="icontains", max_length=63)
+    include_terminated = django_filters.BooleanFilter(
+        method="filter_terminated", help_text="Terminated instances are hidden unless true."
+    )
+
+    class Meta:
+        model = Instance
+        fields: list[str] = []
+
+    def filter_terminated(self, queryset: QuerySet[Instance], name: str, value: bool) -> QuerySet[Instance]:
+        return queryset
+
+    def filter_queryset(self, queryset: QuerySet[Instance]) -> QuerySet[Instance]:
+        queryset = super().filter_queryset(queryset)
+        if not self.form.cleaned_data.get("include_terminated") and not self.form.cleaned_data.get("state"):
+            queryset = queryset.exclude(state=State.TERMINATED)
+        return queryset
+
+
+class InstanceListView(TenantAPIView):
+    permission_map = {"GET": Perm.INSTANCES_READ, "POST": Perm.INSTANCES_WRITE}
+    serializer_class = InstanceSerializer
+    filterset_class = InstanceFilter
+    ordering_fields = ["created_at", "name", "state"]
+
+    def get_queryset(self) -> QuerySet[Instance]:
+        return selectors.instances_of(tenant=self.tenant)
+
+    @extend_schema(summary="List instances", description="Terminated instances are hidden by default.")
+    def get(self, request: Request, tenant_slug: str) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(InstanceSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Launch an instance",
+        description="Admitted against the tenant's quota atomically (409 quota_exceeded with the limit and "
+        "the current use) and against live capacity (409 no_capacity). Honours Idempotency-Key.",
+        request=InstanceLaunchSerializer,
+        responses={201: InstanceSerializer},
+        examples=[
+            OpenApiExample(
+                "One H100",
+                request_only=True,
+                value={
+                    "name": "train-1",
+                    "instance_type": "gpu-h100x1",
+                    "region": "us-east",
+                    "image": "pytorch",
+                    "ssh_key_ids": ["4f1c1d2e-0000-4000-8000-000000000000"],
+                    "env": {"WANDB_PROJECT": "llm"},
+                    "auto_stop_after": 3600,
+                },
+            )
+        ],
+    )
+    @idempotent
+    def post(self, request: Request, tenant_slug: str) -> Response:
+        serializer = InstanceLaunchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        instance = services.instance_launch(
+            actor=acting_user(request),
+            tenant=self.tenant,
+            req=services.LaunchRequest(**serializer.validated_data),
+        )
+        return Response(
+            InstanceSerializer(selectors.instances_of(tenant=self.tenant).get(pk=instance.pk)).data,
+            status=201,
+        )
+
+
+class InstanceObjectMixin(TenantAPIView):
+    lookup_url_kwarg = "instance_id"
+    serializer_class = InstanceSerializer
+
+    def get_queryset(self) -> QuerySet[Instance]:
+        return selectors.instances_of(tenant=self.tenant)
+
+    def render(self, instance: Instance, status: int = 200) -> Response:
+        return Response(InstanceSerializer(self.get_queryset().get(pk=instance.pk)).data, status=status)
+
+
+class InstanceDetailView(InstanceObjectMixin):
+    permission_map = {
+        "GET": Perm.INSTANCES_READ,
+        "PATCH": Perm.INSTANCES_WRITE,
+        "DELETE": Perm.INSTANCES_WRITE,
+    }
+    allowed_when_suspended = frozenset({"DELETE", "PATCH"})
+
+    @extend_schema(summary="Show an instance")
+    def get(self, request: Request, tenant_slug: str, instance_id: str) -> Response:
+        return Response(InstanceSerializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="Rename an instance", request=InstanceRenameSerializer, responses=InstanceSerializer
+    )
+    def patch(self, request: Request, tenant_slug: str, instance_id: str) -> Response:
+        serializer = InstanceRenameSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        instance = services.instance_rename(
+            actor=acting_user(request), instance=self.get_object(), name=serializer.validated_data["name"]
+        )
+        return self.render(instance)
+
+    @extend_schema(
+        summary="Terminate an instance",
+        description="Its pod and ephemeral disk are deleted.",
+        responses={202: InstanceSerializer},
+    )
+    def delete(self, request: Request, tenant_slug: str, instance_id: str) -> Response:
+        instance = services.instance_act(
+            actor=acting_user(request), instance=self.get_object(), action=Action.TERMINATE
+        )
+        return self.render(instance, status=202)
+
+
+class InstanceActionView(InstanceObjectMixin):
+    instance_action: ClassVar[Action]
+    permission_map = {"POST": Perm.INSTANCES_WRITE}
+
+    def post(self, request: Request, tenant_slug: str, instance_id: str) -> Response:
+        if request.data:
+            from apps.core.errors import InvalidInput
+
+            raise InvalidInput(
+                "This action takes no body.", fields={name: ["Unknown field."] for name in request.data}
+            )
+        instance = services.instance_act(
+            actor=acting_user(request), instance=self.get_object(), action=self.instance_action
+        )
+        return self.render(instance, status=202)
+
+
+class InstanceStopView(InstanceActionView):
+    instance_action = Action.STOP
+    allowed_when_suspended = frozenset({"POST"})  # stopping costs nothing; a suspended tenant may stop
+
+    @extend_schema(
+        summary="Stop an instance",
+        description="Deletes the pod; data volumes are kept.",
+        request=None,
+        responses={202: InstanceSerializer},
+    )
+    def post(self, request: Request, tenant_slug: str, instance_id: str) -> Response:
+        return super().post(request, tenant_slug, instance_id)
+
+
+class InstanceStartView(InstanceActionView):
+    instance_action = Action.START
+
+    @extend_schema(
+        summary="Start a stopped instance",
+        description="Admitted against quota like a launch.",
+        request=None,
+        responses={202: InstanceSerializer},
+    )
+    def post(self, request: Request, tenant_slug: str, instance_id: str) -> Response:
+        return super().post(request, tenant_slug, instance_id)
+
+
+class InstanceRestartView(InstanceActionView):
+    instance_action = Action.RESTART
+
+    @extend_schema(summary="Restart a running instance", request=None, responses={202: InstanceSerializer})
+    def post(self, request: Request, tenant_slug: str, instance_id: str) -> Response:
+        return super().post(request, tenant_slug, instance_id)
+
+
+class InstanceEventListView(InstanceObjectMixin):
+    permission_map = {"GET": Perm.INSTANCES_READ}
+    serializer_class = InstanceEventSerializer  # type: ignore[assignment]
+    ordering_fields = ["created_at"]
+
+    def get_events(self) -> QuerySet[InstanceEvent]:
+        return selectors.events_of(instance=self.get_object())
+
+    @extend_schema(summary="List an instance's events", description="Oldest first: the instance's timeline.")
+    def get(self, request: Request, tenant_slug: str, instance_id: str) -> Response:
+        page = self.paginate_queryset(self.get_events())
+        return self.get_paginated_response(InstanceEventSerializer(page, many=True).data)

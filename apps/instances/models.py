@@ -1,0 +1,120 @@
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.instances.states import State
+
+
+class DesiredState(models.TextChoices):
+    RUNNING = "running", "Running"
+    STOPPED = "stopped", "Stopped"
+    TERMINATED = "terminated", "Terminated"
+
+
+class Instance(models.Model):
+    """A GPU instance. `desired_state` is what the customer asked for; `state` is what we last observed."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="instances")
+    name = models.CharField(max_length=63)
+    region = models.ForeignKey("catalog.Region", on_delete=models.PROTECT, related_name="+")
+    instance_type = models.ForeignKey("catalog.InstanceType", on_delete=models.PROTECT, related_name="+")
+    # Resources and price frozen at launch: quota accounting and billing do not move if staff edit the type.
+    gpu_type = models.ForeignKey(
+        "catalog.GpuType", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    gpu_count = models.PositiveSmallIntegerField()
+    vcpu = models.PositiveSmallIntegerField()
+    memory_gib = models.PositiveIntegerField()
+    ephemeral_disk_gib = models.PositiveIntegerField()
+    price_per_hour = models.DecimalField(max_digits=12, decimal_places=4)
+    image_reference = models.CharField(max_length=255)
+    image = models.ForeignKey(
+        "catalog.Image", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    ssh_keys = models.ManyToManyField("accounts.SshKey", blank=True, related_name="+")
+    env = models.JSONField(default=dict, blank=True)
+    command = models.JSONField(default=list, blank=True)
+    auto_stop_after = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Seconds of running, then stop."
+    )
+    max_runtime = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Seconds since launch, then stop."
+    )
+
+    desired_state = models.CharField(
+        max_length=16, choices=DesiredState.choices, default=DesiredState.RUNNING
+    )
+    state = models.CharField(
+        max_length=16, choices=[(s.value, s.value) for s in State], default=State.PENDING
+    )
+    failure_reason = models.CharField(max_length=32, blank=True)
+    state_message = models.CharField(max_length=500, blank=True)
+    # Bumped on every change the operator must act on, so it can tell stale work from new.
+    generation = models.PositiveIntegerField(default=1)
+    connection = models.JSONField(default=dict, blank=True, help_text="Host, port and user once running.")
+
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    running_since = models.DateTimeField(null=True, blank=True)
+    accrued_running_seconds = models.PositiveBigIntegerField(default=0)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    terminated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"],
+                condition=~Q(state=State.TERMINATED),
+                name="instance_unique_live_name",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "state"]),
+            models.Index(fields=["tenant", "-created_at"]),
+            models.Index(
+                fields=["state"], condition=~Q(state=State.TERMINATED), name="instance_live_state_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"
+
+    def running_seconds(self, now: Any = None) -> int:
+        total = self.accrued_running_seconds
+        if self.running_since is not None:
+            total += max(0, int(((now or timezone.now()) - self.running_since).total_seconds()))
+        return total
+
+    def cost_so_far(self, now: Any = None) -> Decimal:
+        cost = self.price_per_hour * Decimal(self.running_seconds(now)) / Decimal(3600)
+        return cost.quantize(Decimal("0.0001"))
+
+
+class InstanceEvent(models.Model):
+    """The append-only timeline of one instance: what was asked, by whom, and what was observed."""
+
+    id = models.BigAutoField(primary_key=True)
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=16)  # action, observation, system
+    name = models.CharField(max_length=32)  # launch, stop, pod_ready, auto_stop ...
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16, blank=True)
+    reason = models.CharField(max_length=32, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+    actor_label = models.CharField(max_length=254, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.instance_id}:{self.name}:{self.from_state}->{self.to_state}"

@@ -1,0 +1,71 @@
+"""Bringing an instance's observed state to its desired state.
+
+`reconcile_instance` is level-triggered and idempotent: it may run any number of times for the same change.
+Regions connected to a Kubernetes cluster are driven by the operator (apps/instances/kube/, its own issue);
+until a region has a cluster connection no pod can exist there, so stopping and terminating complete at
+once and launches stay pending.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.instances import services
+from apps.instances.models import Instance
+from apps.instances.states import Action, Observation, State
+
+logger = logging.getLogger(__name__)
+
+
+def _has_cluster(instance: Instance) -> bool:
+    return instance.region.in_cluster or instance.region.has_kubeconfig
+
+
+def reconcile_instance(instance_id: Any) -> None:
+    instance = Instance.objects.select_related("region").filter(pk=instance_id).first()
+    if instance is None:
+        return
+    if _has_cluster(instance):
+        logger.info("instance %s: region %s is driven by the operator", instance.pk, instance.region.slug)
+        return
+    if instance.state in (State.STOPPING, State.TERMINATING):
+        # Without a cluster there is no pod to wait for.
+        services.instance_observe(instance_id=instance.pk, observation=Observation.POD_GONE)
+
+
+def _timer_due(instance: Instance, now: Any) -> str | None:
+    run_started = instance.running_since
+    if (
+        instance.auto_stop_after
+        and run_started
+        and run_started + timedelta(seconds=instance.auto_stop_after) <= now
+    ):
+        return "auto_stop_after"
+    if instance.max_runtime and instance.running_seconds(now) >= instance.max_runtime:
+        return "max_runtime"
+    return None
+
+
+def enforce_timers(now: Any = None) -> int:
+    """Stop (never delete) running instances past auto_stop_after (seconds of the current run) or
+    max_runtime (seconds of running in total). Returns how many were stopped."""
+    now = now or timezone.now()
+    candidates = Instance.objects.filter(state=State.RUNNING).filter(
+        Q(auto_stop_after__isnull=False) | Q(max_runtime__isnull=False)
+    )
+    stopped = 0
+    for instance in candidates.select_related("tenant"):
+        reason = _timer_due(instance, now)
+        if reason is None:
+            continue
+        try:
+            services.instance_act(actor=None, instance=instance, action=Action.STOP, reason=reason)
+            stopped += 1
+        except services.InvalidState:
+            continue  # its state changed meanwhile
+    return stopped

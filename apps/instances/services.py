@@ -1,0 +1,365 @@
+"""Writes for instances: launch, customer actions, and what the operator observes.
+
+Lock order, everywhere: the tenant's quota row, then the instance row. Each change that the operator must act
+on bumps `generation` and queues `reconcile_instance` once the transaction commits.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.accounts.models import SshKey, User
+from apps.audit.services import audit_record
+from apps.catalog import selectors as catalog
+from apps.catalog.models import Image, ImagePolicy, InstanceType, Region
+from apps.core import request_context
+from apps.core.errors import Conflict, Forbidden
+from apps.instances import validation
+from apps.instances.models import DesiredState, Instance, InstanceEvent
+from apps.instances.states import (
+    Action,
+    InvalidTransition,
+    Observation,
+    State,
+    after_action,
+    after_observation,
+)
+from apps.quotas.services import Demand, admit
+from apps.tenants.models import Tenant, TenantStatus
+
+MIN_TIMER_SECONDS = 60
+MAX_TIMER_SECONDS = 90 * 24 * 3600
+
+
+@dataclass
+class LaunchRequest:
+    instance_type: str
+    region: str
+    image: str
+    name: str | None = None
+    ssh_key_ids: list[Any] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    command: list[str] = field(default_factory=list)
+    auto_stop_after: int | None = None
+    max_runtime: int | None = None
+
+
+class InvalidState(Conflict):
+    code = "invalid_state"
+
+
+def _queue_reconcile(instance: Instance) -> None:
+    from apps.instances.tasks import reconcile_instance
+
+    instance_id = str(instance.pk)
+    transaction.on_commit(lambda: reconcile_instance.delay(instance_id))
+
+
+def _event(
+    instance: Instance,
+    *,
+    kind: str,
+    name: str,
+    from_state: str,
+    actor: User | None,
+    reason: str = "",
+    message: str = "",
+) -> None:
+    ctx = request_context.current()
+    InstanceEvent.objects.create(
+        instance=instance,
+        kind=kind,
+        name=name,
+        from_state=from_state,
+        to_state=instance.state,
+        reason=reason,
+        message=message[:500],
+        actor_label=actor.email if actor is not None else f"system:{ctx.via}",
+        request_id=ctx.request_id if ctx.request_id != "-" else "",
+    )
+
+
+def _require_active_tenant(tenant: Tenant, doing: str) -> None:
+    if tenant.status != TenantStatus.ACTIVE:
+        reason = f" Reason: {tenant.status_reason}" if tenant.status_reason else ""
+        raise Forbidden(
+            f"This tenant is {tenant.status} and cannot {doing}.{reason}", code=f"tenant_{tenant.status}"
+        )
+
+
+def _resolve_type_and_region(req: LaunchRequest) -> tuple[InstanceType, Region]:
+    instance_type = (
+        InstanceType.objects.select_related("gpu_type").filter(slug=req.instance_type, active=True).first()
+    )
+    if instance_type is None:
+        raise validation.invalid("instance_type", f"Unknown instance type '{req.instance_type}'.")
+    region = Region.objects.filter(slug=req.region).first()
+    if region is None:
+        raise validation.invalid("region", f"Unknown region '{req.region}'.")
+    if not region.accepts_launches:
+        raise Conflict(
+            f"Region '{region.slug}' is in maintenance and accepts no launches.", code="region_unavailable"
+        )
+    return instance_type, region
+
+
+def _resolve_image(reference: str, region: Region) -> tuple[Image | None, str]:
+    image = Image.objects.filter(slug=reference, active=True).first()
+    if image is not None:
+        if not image.regions.filter(pk=region.pk).exists():
+            raise validation.invalid(
+                "image", f"Image '{reference}' is not offered in region '{region.slug}'."
+            )
+        return image, image.reference
+    policy = ImagePolicy.current()
+    if not policy.allow_custom_images:
+        raise validation.invalid("image", f"Unknown image '{reference}'; custom images are not allowed.")
+    registry = validation.image_registry(reference)
+    if registry is None:
+        raise validation.invalid(
+            "image", "Not a valid image reference (registry/repository:tag or @sha256:...)."
+        )
+    if policy.allowed_registries and registry not in policy.allowed_registries:
+        raise validation.invalid(
+            "image", f"Images from '{registry}' are not allowed; use {', '.join(policy.allowed_registries)}."
+        )
+    return None, reference
+
+
+def _resolve_ssh_keys(tenant: Tenant, actor: User, ids: list[Any]) -> list[SshKey]:
+    """Keys shared by the tenant, or private to the launching user; others' private keys do not exist."""
+    keys = [
+        key for key in SshKey.objects.filter(tenant=tenant, pk__in=ids) if key.user_id in (None, actor.pk)
+    ]
+    missing = {str(i) for i in ids} - {str(k.pk) for k in keys}
+    if missing:
+        raise validation.invalid("ssh_key_ids", f"Unknown SSH key {sorted(missing)[0]}.")
+    return keys
+
+
+def _check_timer(name: str, value: int | None) -> None:
+    if value is not None and not MIN_TIMER_SECONDS <= value <= MAX_TIMER_SECONDS:
+        raise validation.invalid(
+            name, f"Must be between {MIN_TIMER_SECONDS} and {MAX_TIMER_SECONDS} seconds."
+        )
+
+
+def _generated_name(instance_type: InstanceType) -> str:
+    return f"{instance_type.slug}-{secrets.token_hex(3)}"[:63]
+
+
+def _demand(instance_type: InstanceType, region: Region, *, new_instance: bool) -> Demand:
+    return Demand(
+        gpu_type=instance_type.gpu_type,
+        gpus=instance_type.gpu_count,
+        vcpu=instance_type.vcpu,
+        memory_gib=instance_type.memory_gib,
+        region=region,
+        new_instance=new_instance,
+    )
+
+
+@transaction.atomic
+def instance_launch(*, actor: User, tenant: Tenant, req: LaunchRequest) -> Instance:
+    _require_active_tenant(tenant, "launch instances")
+    instance_type, region = _resolve_type_and_region(req)
+    name = validation.check_name(req.name) if req.name is not None else _generated_name(instance_type)
+    env = validation.check_env(req.env)
+    command = validation.check_command(req.command)
+    _check_timer("auto_stop_after", req.auto_stop_after)
+    _check_timer("max_runtime", req.max_runtime)
+    image, image_reference = _resolve_image(req.image, region)
+    ssh_keys = _resolve_ssh_keys(tenant, actor, req.ssh_key_ids)
+
+    admit(tenant=tenant, demand=_demand(instance_type, region, new_instance=True))
+    if catalog.available_count(region=region, instance_type=instance_type) < 1:
+        raise Conflict(
+            f"No capacity for {instance_type.slug} in {region.slug} right now; try another region or later.",
+            code="no_capacity",
+        )
+    instance = Instance(
+        tenant=tenant,
+        name=name,
+        region=region,
+        instance_type=instance_type,
+        gpu_type=instance_type.gpu_type,
+        gpu_count=instance_type.gpu_count,
+        vcpu=instance_type.vcpu,
+        memory_gib=instance_type.memory_gib,
+        ephemeral_disk_gib=instance_type.ephemeral_disk_gib,
+        price_per_hour=instance_type.price_per_hour,
+        image=image,
+        image_reference=image_reference,
+        env=env,
+        command=command,
+        auto_stop_after=req.auto_stop_after,
+        max_runtime=req.max_runtime,
+        created_by=actor,
+    )
+    try:
+        with transaction.atomic():
+            instance.save()
+    except IntegrityError as exc:
+        raise validation.invalid(
+            "name", f"An instance named '{name}' already exists in this tenant."
+        ) from exc
+    instance.ssh_keys.set(ssh_keys)
+    _event(instance, kind="action", name="launch", from_state="", actor=actor)
+    audit_record(
+        actor=actor,
+        action="instance.launch",
+        target=instance,
+        tenant=tenant,
+        changes={
+            "name": name,
+            "instance_type": instance_type.slug,
+            "region": region.slug,
+            "image": image_reference,
+        },
+    )
+    _queue_reconcile(instance)
+    return instance
+
+
+def _locked(instance: Instance) -> Instance:
+    return (
+        Instance.objects.select_for_update()
+        .select_related("tenant", "region", "instance_type")
+        .get(pk=instance.pk)
+    )
+
+
+def _transition(instance: Instance, action: Action) -> str:
+    try:
+        new_state = after_action(State(instance.state), action)
+    except InvalidTransition as exc:
+        raise InvalidState(
+            f"Cannot {action.value} an instance that is {instance.state}.",
+            details={"state": instance.state, "allowed_actions": exc.allowed},
+        ) from exc
+    before = instance.state
+    instance.state = new_state
+    return before
+
+
+def _stop_clock(instance: Instance, now: Any) -> None:
+    if instance.running_since is not None:
+        instance.accrued_running_seconds = instance.running_seconds(now)
+        instance.running_since = None
+
+
+@transaction.atomic
+def instance_act(*, actor: User | None, instance: Instance, action: Action, reason: str = "") -> Instance:
+    """Stop, start, restart or terminate. `actor` None means the system (auto-stop, staff tooling)."""
+    if action in (Action.START, Action.RESTART):
+        _require_active_tenant(instance.tenant, "start instances")
+    if action == Action.START:
+        # The quota lock comes before the instance lock (lock order); an unlocked look first refuses a start
+        # that the state machine would refuse anyway, without queueing behind other launches.
+        _transition(Instance.objects.get(pk=instance.pk), action)
+        admit(
+            tenant=instance.tenant,
+            demand=_demand(instance.instance_type, instance.region, new_instance=False),
+        )
+    instance = _locked(instance)
+    before = _transition(instance, action)
+    now = timezone.now()
+    instance.desired_state = {
+        Action.STOP: DesiredState.STOPPED,
+        Action.TERMINATE: DesiredState.TERMINATED,
+    }.get(action, DesiredState.RUNNING)
+    if action in (Action.STOP, Action.TERMINATE, Action.RESTART):
+        _stop_clock(instance, now)
+    if action in (Action.START,):
+        instance.failure_reason, instance.state_message = "", ""
+    instance.generation += 1
+    instance.save()
+    _event(instance, kind="action", name=action.value, from_state=before, actor=actor, reason=reason)
+    audit_record(
+        actor=actor,
+        action=f"instance.{action.value}",
+        target=instance,
+        tenant=instance.tenant,
+        changes={"state": {"from": before, "to": instance.state}},
+        metadata={"reason": reason} if reason else None,
+    )
+    _queue_reconcile(instance)
+    return instance
+
+
+@transaction.atomic
+def instance_rename(*, actor: User, instance: Instance, name: str) -> Instance:
+    instance = _locked(instance)
+    if instance.state == State.TERMINATED:
+        raise InvalidState(
+            "A terminated instance cannot be renamed.",
+            details={"state": instance.state, "allowed_actions": []},
+        )
+    validation.check_name(name)
+    before = instance.name
+    if before == name:
+        return instance
+    instance.name = name
+    try:
+        with transaction.atomic():
+            instance.save(update_fields=["name", "updated_at"])
+    except IntegrityError as exc:
+        raise validation.invalid(
+            "name", f"An instance named '{name}' already exists in this tenant."
+        ) from exc
+    audit_record(
+        actor=actor,
+        action="instance.rename",
+        target=instance,
+        tenant=instance.tenant,
+        changes={"name": {"from": before, "to": name}},
+    )
+    return instance
+
+
+@transaction.atomic
+def instance_observe(
+    *,
+    instance_id: Any,
+    observation: Observation,
+    reason: str = "",
+    message: str = "",
+    connection: dict[str, Any] | None = None,
+) -> Instance | None:
+    """Record what the operator saw. Stale or repeated observations change nothing (returns None)."""
+    instance = Instance.objects.select_for_update().filter(pk=instance_id).first()
+    if instance is None:
+        return None
+    new_state = after_observation(State(instance.state), observation)
+    if new_state is None:
+        return None
+    before = instance.state
+    now = timezone.now()
+    instance.state = new_state
+    if new_state == State.RUNNING:
+        instance.running_since = now
+        instance.connection = connection or instance.connection
+    elif before == State.RUNNING or new_state in (State.STOPPED, State.TERMINATED, State.FAILED):
+        _stop_clock(instance, now)
+    if new_state == State.STOPPED:
+        instance.stopped_at, instance.connection = now, {}
+    if new_state == State.TERMINATED:
+        instance.terminated_at, instance.connection = now, {}
+    if new_state == State.FAILED:
+        instance.failure_reason, instance.state_message = reason or "internal", message[:500]
+    instance.save()
+    _event(
+        instance,
+        kind="observation",
+        name=observation.value,
+        from_state=before,
+        actor=None,
+        reason=reason,
+        message=message,
+    )
+    return instance
