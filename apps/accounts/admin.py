@@ -7,7 +7,7 @@ from django.http import HttpRequest
 
 from apps.accounts import services
 from apps.accounts.acting import acting_user
-from apps.accounts.models import ApiToken, User
+from apps.accounts.models import ApiToken, SshKey, User
 from apps.audit.admin_mixins import AuditedModelAdmin
 
 
@@ -51,6 +51,30 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_select_related = ["user", "tenant"]
     exclude = ["secret_hash"]
     actions = [revoke]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(SshKey)
+class SshKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "tenant", "user", "key_type", "bits", "fingerprint", "created_at"]
+    search_fields = ["name", "fingerprint", "tenant__slug"]
+    list_select_related = ["tenant", "user"]
+    readonly_fields = [
+        "tenant",
+        "user",
+        "name",
+        "public_key",
+        "key_type",
+        "bits",
+        "fingerprint",
+        "created_by",
+        "created_at",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

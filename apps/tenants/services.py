@@ -54,6 +54,9 @@ def tenant_create(*, user: User, name: str, slug: str | None = None) -> Tenant:
             "This slug is already taken.", fields={"slug": ["This slug is already taken."]}
         ) from exc
     membership = Membership.objects.create(tenant=tenant, user=user, role=Role.OWNER)
+    from apps.quotas.services import quota_for
+
+    quota_for(tenant)  # the default limits from settings, visible to staff from day one
     audit_record(
         actor=user,
         action="tenant.create",
