@@ -6,6 +6,7 @@ Services raise the domain errors below; the DRF exception handler and the 404/50
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -133,7 +134,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             code_str, message = "not_found", "Not found."
         wait = getattr(exc, "wait", None)
         if isinstance(exc, exceptions.Throttled) and wait is not None:
-            message = f"Too many requests. Retry in {int(wait) + 1} seconds."
+            seconds = max(1, math.ceil(wait))
+            response["Retry-After"] = str(seconds)  # the same figure as the message
+            message = f"Too many requests. Retry in {seconds} seconds."
         response.data = error_body(str(code_str), str(message))
     return response
 

@@ -64,42 +64,67 @@ def _replay(record: IdempotencyKey, fingerprint: str) -> Response:
     return response
 
 
-def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
-    @functools.wraps(handler)
-    def wrapper(view: Any, request: Request, *args: Any, **kwargs: Any) -> Response:
-        key = _read_key(request)
-        if key is None:
-            with transaction.atomic():
-                return handler(view, request, *args, **kwargs)
-        fingerprint = request_fingerprint(request)
-        scope = _scope(view, request)
-        now = timezone.now()
-        with transaction.atomic():
-            IdempotencyKey.objects.filter(scope=scope, key=key, expires_at__lte=now).delete()
-            try:
-                with transaction.atomic():
-                    record = IdempotencyKey.objects.create(
-                        scope=scope,
-                        key=key,
-                        user=acting_user(request),
-                        method=request.method or "",
-                        path=request.path[:500],
-                        request_hash=fingerprint,
-                        expires_at=now + timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS),
-                    )
-            except IntegrityError:
-                existing = IdempotencyKey.objects.get(scope=scope, key=key)
-                return _replay(existing, fingerprint)
-            response = handler(view, request, *args, **kwargs)
-            if 200 <= response.status_code < 300:
-                record.response_status = response.status_code
-                record.response_body = response.data
-                record.save(update_fields=["response_status", "response_body"])
-            else:
-                transaction.set_rollback(True)
-            return response
+def _stored_copy(data: Any, secret_fields: tuple[str, ...]) -> Any:
+    """The response as kept for replays, with secrets blanked: a secret shown once is never stored."""
+    if not secret_fields or not isinstance(data, dict):
+        return data
+    return {key: (None if key in secret_fields else value) for key, value in data.items()}
 
-    return wrapper
+
+def idempotent(handler: Callable[..., Response] | None = None, *, secret_fields: tuple[str, ...] = ()) -> Any:
+    """Decorate a view's `post`. `secret_fields` are response fields replays return as null (the first
+    response carries them; the stored copy does not)."""
+
+    def decorate(handler: Callable[..., Response]) -> Callable[..., Response]:
+        @functools.wraps(handler)
+        def wrapper(view: Any, request: Request, *args: Any, **kwargs: Any) -> Response:
+            return _run(handler, secret_fields, view, request, *args, **kwargs)
+
+        wrapper.idempotent = True  # type: ignore[attr-defined]  # read by the OpenAPI schema
+        return wrapper
+
+    return decorate(handler) if handler is not None else decorate
+
+
+def _run(
+    handler: Callable[..., Response],
+    secret_fields: tuple[str, ...],
+    view: Any,
+    request: Request,
+    *args: Any,
+    **kwargs: Any,
+) -> Response:
+    key = _read_key(request)
+    if key is None:
+        with transaction.atomic():
+            return handler(view, request, *args, **kwargs)
+    fingerprint = request_fingerprint(request)
+    scope = _scope(view, request)
+    now = timezone.now()
+    with transaction.atomic():
+        IdempotencyKey.objects.filter(scope=scope, key=key, expires_at__lte=now).delete()
+        try:
+            with transaction.atomic():
+                record = IdempotencyKey.objects.create(
+                    scope=scope,
+                    key=key,
+                    user=acting_user(request),
+                    method=request.method or "",
+                    path=request.path[:500],
+                    request_hash=fingerprint,
+                    expires_at=now + timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS),
+                )
+        except IntegrityError:
+            existing = IdempotencyKey.objects.get(scope=scope, key=key)
+            return _replay(existing, fingerprint)
+        response = handler(view, request, *args, **kwargs)
+        if 200 <= response.status_code < 300:
+            record.response_status = response.status_code
+            record.response_body = _stored_copy(response.data, secret_fields)
+            record.save(update_fields=["response_status", "response_body"])
+        else:
+            transaction.set_rollback(True)
+        return response
 
 
 def purge_expired() -> int:

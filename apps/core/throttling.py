@@ -9,7 +9,20 @@ if TYPE_CHECKING:
     from rest_framework.views import APIView
 
 
-class PrincipalRateThrottle(SimpleRateThrottle):
+class _RetryAfterAlways(SimpleRateThrottle):
+    """DRF's wait() is None once the history holds more requests than the current rate allows (the rate
+    was lowered): answer with the time until the oldest request leaves the window instead, so every 429
+    carries Retry-After."""
+
+    def wait(self) -> float | None:
+        remaining = super().wait()
+        if remaining is None and self.history:
+            duration: float = getattr(self, "duration", 0.0)
+            return max(0.0, duration - (self.now - self.history[-1]))
+        return remaining
+
+
+class PrincipalRateThrottle(_RetryAfterAlways):
     scope = "principal"
 
     def get_cache_key(self, request: Request, view: "APIView") -> str | None:
@@ -24,7 +37,7 @@ class PrincipalRateThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
-class AnonymousRateThrottle(SimpleRateThrottle):
+class AnonymousRateThrottle(_RetryAfterAlways):
     scope = "anon"
 
     def get_cache_key(self, request: Request, view: "APIView") -> str | None:

@@ -53,7 +53,9 @@ class TokenListView(TenantAPIView):
 
     @extend_schema(
         summary="Create an API token",
-        description="The secret is in the `token` field of this response and is never shown again. "
+        description="The secret is in the `token` field of this response and is never shown again; a replay "
+        "with the same Idempotency-Key returns the token with `token: null` (revoke it and create another if "
+        "the first response was lost). "
         "Scopes cannot exceed what your role allows.",
         request=ApiTokenCreateSerializer,
         responses={201: ApiTokenCreatedSerializer},
@@ -65,7 +67,7 @@ class TokenListView(TenantAPIView):
             )
         ],
     )
-    @idempotent
+    @idempotent(secret_fields=("token",))
     def post(self, request: Request, tenant_slug: str) -> Response:
         serializer = ApiTokenCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

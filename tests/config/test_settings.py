@@ -1,0 +1,154 @@
+"""Settings per environment: production refuses to start without its secrets; DEBUG is on only in dev.
+
+Each configuration is imported in a fresh interpreter with a controlled environment, because settings are
+read once at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from config.settings import env
+
+REPO = Path(__file__).resolve().parents[2]
+STRONG_KEY = "k" * 20 + "Qx7-vR2#pL9@wZ4!mN8$"  # 40 characters, not the dev default
+PRODUCTION_ENV = {
+    "SECRET_KEY": STRONG_KEY,
+    "DATABASE_URL": "postgres://gpucloud:gpucloud@127.0.0.1:5432/gpucloud",
+    "ALLOWED_HOSTS": "cloud.example.com",
+}
+PRINT_DEBUG = (
+    "import os, django; os.environ['DJANGO_SETTINGS_MODULE'] = {module!r}; django.setup(); "
+    "from django.conf import settings; print('DEBUG=' + str(settings.DEBUG))"
+)
+
+
+def _base_env() -> dict[str, str]:
+    """The current environment minus every variable the settings read, so each test sets its own."""
+    drop = {"DJANGO_SETTINGS_MODULE", "SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS", "DEBUG"}
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def _load(module: str, extra_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", PRINT_DEBUG.format(module=module)],
+        env={**_base_env(), **extra_env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_production_starts_with_all_its_settings() -> None:
+    result = _load("config.settings.production", PRODUCTION_ENV)
+    assert result.returncode == 0, result.stderr
+    assert "DEBUG=False" in result.stdout
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS"])
+def test_production_refuses_to_start_without(missing: str) -> None:
+    result = _load("config.settings.production", {k: v for k, v in PRODUCTION_ENV.items() if k != missing})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert missing in result.stderr
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS"])
+def test_production_treats_an_empty_value_as_missing(missing: str) -> None:
+    result = _load("config.settings.production", {**PRODUCTION_ENV, missing: ""})
+    assert result.returncode != 0
+    assert missing in result.stderr
+
+
+@pytest.mark.parametrize(
+    "weak_key",
+    ["insecure-dev-only-key-change-me", "short-but-random-7Qx", "insecure-" + "x" * 40],
+)
+def test_production_refuses_a_weak_secret_key(weak_key: str) -> None:
+    result = _load("config.settings.production", {**PRODUCTION_ENV, "SECRET_KEY": weak_key})
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+
+
+def test_production_ignores_a_debug_variable() -> None:
+    result = _load("config.settings.production", {**PRODUCTION_ENV, "DEBUG": "true"})
+    assert result.returncode == 0, result.stderr
+    assert "DEBUG=False" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "debug"),
+    [("config.settings.dev", True), ("config.settings.test", False), ("config.settings.base", False)],
+)
+def test_debug_is_on_only_in_dev(module: str, debug: bool) -> None:
+    result = _load(module, {})
+    assert result.returncode == 0, result.stderr
+    assert f"DEBUG={debug}" in result.stdout
+
+
+def test_the_test_suite_runs_without_debug(settings) -> None:
+    assert settings.DEBUG is False
+    assert settings.EMAIL_BACKEND == "django.core.mail.backends.locmem.EmailBackend"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        ("TRUE", True),
+        ("yes", True),
+        ("on", True),
+        ("0", False),
+        ("false", False),
+        ("No", False),
+        ("off", False),
+    ],
+)
+def test_env_bool_reads_the_usual_spellings(
+    monkeypatch: pytest.MonkeyPatch, raw: str, expected: bool
+) -> None:
+    monkeypatch.setenv("GPUCLOUD_TEST_FLAG", raw)
+    assert env.env_bool("GPUCLOUD_TEST_FLAG") is expected
+
+
+@pytest.mark.parametrize("default", [True, False])
+def test_env_bool_falls_back_to_the_default_when_unset_or_empty(
+    monkeypatch: pytest.MonkeyPatch, default: bool
+) -> None:
+    monkeypatch.delenv("GPUCLOUD_TEST_FLAG", raising=False)
+    assert env.env_bool("GPUCLOUD_TEST_FLAG", default) is default
+    monkeypatch.setenv("GPUCLOUD_TEST_FLAG", "")
+    assert env.env_bool("GPUCLOUD_TEST_FLAG", default) is default
+
+
+@pytest.mark.parametrize("garbage", ["maybe", "2", "tru", "y e s", "-1"])
+def test_env_bool_rejects_garbage(monkeypatch: pytest.MonkeyPatch, garbage: str) -> None:
+    monkeypatch.setenv("GPUCLOUD_TEST_FLAG", garbage)
+    with pytest.raises(ImproperlyConfigured, match="GPUCLOUD_TEST_FLAG"):
+        env.env_bool("GPUCLOUD_TEST_FLAG")
+
+
+def test_env_int_rejects_garbage(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPUCLOUD_TEST_NUMBER", "ten")
+    with pytest.raises(ImproperlyConfigured, match="GPUCLOUD_TEST_NUMBER"):
+        env.env_int("GPUCLOUD_TEST_NUMBER", 1)
+
+
+def test_env_list_splits_and_trims(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPUCLOUD_TEST_LIST", " a.example.com, ,b.example.com ")
+    assert env.env_list("GPUCLOUD_TEST_LIST") == ["a.example.com", "b.example.com"]
+
+
+def test_a_bad_boolean_in_the_environment_stops_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = _load("config.settings.production", {**PRODUCTION_ENV, "SESSION_COOKIE_SECURE": "sure"})
+    assert result.returncode != 0
+    assert "SESSION_COOKIE_SECURE" in result.stderr
