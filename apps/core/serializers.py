@@ -4,13 +4,24 @@ from rest_framework import serializers
 
 
 class StrictInputSerializer(serializers.Serializer):
-    """Input serializer that refuses fields it does not know, so typos are not silently ignored."""
+    """Input serializer that refuses fields it does not know, so typos are not silently ignored, and numbers
+    or booleans sent for text fields, which DRF would otherwise turn into strings."""
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+            errors = {name: ["Unknown field."] for name in sorted(set(data) - set(self.fields))}
+            errors.update(
+                {
+                    name: ["Must be a string."]
+                    for name, field in self.fields.items()
+                    if isinstance(field, serializers.CharField)
+                    and name in data
+                    and data[name] is not None
+                    and not isinstance(data[name], str)
+                }
+            )
+            if errors:
+                raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
 
     def create(self, validated_data: Any) -> Any:  # input only: services do the writing
