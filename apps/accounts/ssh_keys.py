@@ -6,6 +6,7 @@ import base64
 import hashlib
 from dataclasses import dataclass
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 
@@ -26,18 +27,23 @@ class ParsedKey:
 
 def parse(text: str) -> ParsedKey:
     line = text.strip()
-    if "\n" in line or "\r" in line:
-        raise InvalidSshKey("Paste exactly one public key, on one line.")
-    parts = line.split(None, 2)
-    if len(parts) < 2:
-        raise InvalidSshKey("Not an OpenSSH public key (expected 'ssh-ed25519 AAAA... comment').")
     if "PRIVATE KEY" in line:
         raise InvalidSshKey(
             "This looks like a private key. Upload the .pub file instead, and rotate this key."
         )
+    if "\n" in line or "\r" in line:
+        raise InvalidSshKey("Paste exactly one public key, on one line.")
+    parts = line.split(None, 2)
+    if len(parts) < 2 or "\x00" in line:
+        raise InvalidSshKey("Not an OpenSSH public key (expected 'ssh-ed25519 AAAA... comment').")
+    if "-cert-" in parts[0]:
+        raise InvalidSshKey("This is an SSH certificate; upload the public key itself (the .pub file).")
     try:
-        key = load_ssh_public_key(f"{parts[0]} {parts[1]}".encode())
-    except (ValueError, TypeError) as exc:
+        # Strict base64, so the fingerprint and the stored key are exactly the key that was parsed.
+        blob = base64.b64decode(parts[1], validate=True)
+        encoded = base64.b64encode(blob).decode()
+        key = load_ssh_public_key(f"{parts[0]} {encoded}".encode())
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise InvalidSshKey("Not a valid OpenSSH public key.") from exc
     if isinstance(key, ed25519.Ed25519PublicKey):
         key_type, bits = "ed25519", 256
@@ -49,6 +55,6 @@ def parse(text: str) -> ParsedKey:
             raise InvalidSshKey(f"RSA keys must have at least {MIN_RSA_BITS} bits; this one has {bits}.")
     else:
         raise InvalidSshKey("Only ed25519, ECDSA and RSA keys are accepted.")
-    blob = base64.b64decode(parts[1])
     fingerprint = "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
-    return ParsedKey(key_type=key_type, bits=bits, fingerprint=fingerprint, normalized=" ".join(parts))
+    normalized = " ".join([parts[0], encoded, *parts[2:]])
+    return ParsedKey(key_type=key_type, bits=bits, fingerprint=fingerprint, normalized=normalized)

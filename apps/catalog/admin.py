@@ -70,6 +70,13 @@ class RegionAdmin(AuditedModelAdmin):
     list_filter = ["status"]
     inlines = [CapacityInline]
 
+    def save_model(self, request: HttpRequest, obj: Region, form: forms.ModelForm, change: bool) -> None:
+        # The form has already put the kubeconfig, encrypted, on `obj`; the audit row records changed
+        # values, and a cluster credential must not land there in plaintext.
+        if form.cleaned_data.get("kubeconfig"):
+            form.cleaned_data["kubeconfig"] = "(replaced; encrypted at rest)"
+        super().save_model(request, obj, form, change)
+
     @admin.display(boolean=True, description="kubeconfig")
     def has_kubeconfig(self, region: Region) -> bool:
         return region.has_kubeconfig

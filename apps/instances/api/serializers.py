@@ -73,8 +73,17 @@ class InstanceSerializer(serializers.ModelSerializer):
         return allowed_actions(State(instance.state))
 
 
+class StrictCharField(serializers.CharField):
+    """A string and nothing else: DRF's CharField would turn 5 into "5" and hide a client's mistake."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class EnvField(serializers.DictField):
-    child = serializers.CharField(max_length=4096, allow_blank=True, trim_whitespace=False)
+    child = StrictCharField(max_length=4096, allow_blank=True, trim_whitespace=False)
 
 
 class InstanceLaunchSerializer(StrictInputSerializer):
@@ -89,7 +98,7 @@ class InstanceLaunchSerializer(StrictInputSerializer):
     )
     env = EnvField(required=False, default=dict)
     command = serializers.ListField(
-        child=serializers.CharField(max_length=4096, trim_whitespace=False),
+        child=StrictCharField(max_length=4096, trim_whitespace=False),
         required=False,
         default=list,
         max_length=64,

@@ -1,0 +1,176 @@
+"""A region's kubeconfig is encrypted at rest, set in the admin and never shown back."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from apps.audit.models import AuditEvent
+from apps.catalog.admin import RegionForm
+from apps.catalog.models import Region
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+- name: us-east-1
+  cluster: {server: "https://10.0.0.1:6443", certificate-authority-data: Q0EtREFUQQ==}
+users:
+- name: gpucloud
+  user: {token: super-secret-service-account-token}
+contexts:
+- name: us-east-1
+  context: {cluster: us-east-1, user: gpucloud}
+current-context: us-east-1
+"""
+SECRET = "super-secret-service-account-token"
+
+
+def stored_column(region: Region) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT kubeconfig_encrypted FROM catalog_region WHERE id = %s", [region.pk])
+        return cursor.fetchone()[0]
+
+
+def test_kubeconfig_is_encrypted_at_rest_and_round_trips():
+    region = Region(slug="r1", name="R1")
+    region.set_kubeconfig(KUBECONFIG)
+    region.save()
+
+    raw = stored_column(region)
+    assert raw
+    assert SECRET not in raw
+    assert "clusters" not in raw
+    assert Region.objects.get(pk=region.pk).get_kubeconfig() == KUBECONFIG
+    assert region.has_kubeconfig
+
+
+def test_each_encryption_differs():
+    one, two = Region(slug="a", name="A"), Region(slug="b", name="B")
+    one.set_kubeconfig(KUBECONFIG)
+    two.set_kubeconfig(KUBECONFIG)
+
+    assert one.kubeconfig_encrypted != two.kubeconfig_encrypted
+
+
+def test_no_kubeconfig():
+    region = Region.objects.create(slug="r1", name="R1")
+
+    assert region.get_kubeconfig() == ""
+    assert not region.has_kubeconfig
+
+
+def test_a_key_rotation_keeps_old_values_readable(settings):
+    settings.FIELD_ENCRYPTION_KEYS = ["kP8vZ0o3hW2dC8p5s1mQeW9tY6uI4oP2aS7dF3gH1jA="]
+    region = Region(slug="r1", name="R1")
+    region.set_kubeconfig(KUBECONFIG)
+    region.save()
+
+    settings.FIELD_ENCRYPTION_KEYS = [
+        "bq3TLkHc1H1Jr8CkR0tD1o6gGXlpB0F8lN5cQ8XcZzE=",
+        *settings.FIELD_ENCRYPTION_KEYS,
+    ]
+    assert Region.objects.get(pk=region.pk).get_kubeconfig() == KUBECONFIG
+
+    settings.FIELD_ENCRYPTION_KEYS = ["bq3TLkHc1H1Jr8CkR0tD1o6gGXlpB0F8lN5cQ8XcZzE="]
+    with pytest.raises(ValueError, match="Cannot decrypt"):
+        Region.objects.get(pk=region.pk).get_kubeconfig()
+
+
+def form_data(**overrides):
+    data = {
+        "slug": "us-east-1",
+        "name": "US East 1",
+        "status": "available",
+        "position": "0",
+        "kubeconfig_context": "",
+        "storage_class": "",
+        "access_service_type": "NodePort",
+        "runtime_class_name": "",
+        "blocked_egress_cidrs": "",
+        "kubeconfig": "",
+        "capacities-TOTAL_FORMS": "0",
+        "capacities-INITIAL_FORMS": "0",
+        "capacities-MIN_NUM_FORMS": "0",
+        "capacities-MAX_NUM_FORMS": "1000",
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.fixture
+def staff_client(client):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    return client
+
+
+def test_the_admin_sets_the_kubeconfig_and_never_renders_it_back(staff_client):
+    response = staff_client.post("/admin/catalog/region/add/", form_data(kubeconfig=KUBECONFIG))
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    region = Region.objects.get(slug="us-east-1")
+    assert region.get_kubeconfig().strip() == KUBECONFIG.strip()
+    page = staff_client.get(f"/admin/catalog/region/{region.pk}/change/").content.decode()
+    assert SECRET not in page
+    assert region.kubeconfig_encrypted not in page
+    audit = AuditEvent.objects.get(action="admin.region.create")
+    assert SECRET not in str(audit.changes)
+
+
+def test_the_admin_keeps_the_kubeconfig_when_left_empty_and_clears_it_on_request(staff_client):
+    region = Region(slug="us-east-1", name="US East 1")
+    region.set_kubeconfig(KUBECONFIG)
+    region.save()
+    url = f"/admin/catalog/region/{region.pk}/change/"
+
+    assert staff_client.post(url, form_data(storage_class="fast")).status_code == 302
+    region.refresh_from_db()
+    assert (region.storage_class, region.get_kubeconfig()) == ("fast", KUBECONFIG)
+
+    assert staff_client.post(url, form_data(clear_kubeconfig="on")).status_code == 302
+    region.refresh_from_db()
+    assert not region.has_kubeconfig
+
+
+def test_the_admin_list_shows_only_whether_a_kubeconfig_is_set(staff_client):
+    region = Region(slug="us-east-1", name="US East 1")
+    region.set_kubeconfig(KUBECONFIG)
+    region.save()
+
+    page = staff_client.get("/admin/catalog/region/").content.decode()
+
+    assert "us-east-1" in page
+    assert SECRET not in page
+
+
+@pytest.mark.parametrize(
+    ("kubeconfig", "message"),
+    [
+        ("clusters: [unclosed", "Not valid YAML."),
+        ("just a string", "Not a kubeconfig"),
+        ("apiVersion: v1\nkind: Config\nusers: []\n", "Not a kubeconfig"),
+    ],
+)
+def test_the_admin_form_refuses_what_is_not_a_kubeconfig(kubeconfig, message):
+    form = RegionForm(data=form_data(kubeconfig=kubeconfig))
+
+    assert not form.is_valid()
+    assert message in form.errors["kubeconfig"][0]
+
+
+def test_the_admin_refuses_bad_yaml_and_keeps_the_old_value(staff_client):
+    region = Region(slug="us-east-1", name="US East 1")
+    region.set_kubeconfig(KUBECONFIG)
+    region.save()
+
+    response = staff_client.post(
+        f"/admin/catalog/region/{region.pk}/change/", form_data(kubeconfig="clusters: [unclosed")
+    )
+
+    assert response.status_code == 200  # the form again, with the error
+    assert "Not valid YAML." in response.content.decode()
+    region.refresh_from_db()
+    assert region.get_kubeconfig() == KUBECONFIG

@@ -1,0 +1,100 @@
+"""seed_catalog: the starter catalog, with capacity read from sandbox/fleet.yaml; safe to run again."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from apps.catalog.catalog_seed import seed_catalog
+from apps.catalog.models import GpuType, Image, InstanceType, Region, RegionCapacity
+from tests.instances.helpers import FLEET
+
+pytestmark = pytest.mark.django_db
+
+
+def pools():
+    return {
+        (c.region.slug, c.gpu_type.slug if c.gpu_type else None): (c.gpus, c.vcpu, c.memory_gib)
+        for c in RegionCapacity.objects.select_related("region", "gpu_type")
+    }
+
+
+def counts():
+    return tuple(m.objects.count() for m in (GpuType, InstanceType, Region, RegionCapacity, Image))
+
+
+def test_capacity_comes_from_the_fleet_file():
+    assert seed_catalog(FLEET) == ["us-east-1", "eu-west-1"]
+
+    assert pools() == {
+        # 4 nodes of 8 H100, each with 200 allocatable cores and 1750 GiB
+        ("us-east-1", "h100-80gb"): (32, 800, 7000),
+        ("us-east-1", "a100-80gb"): (32, 992, 7800),
+        # one H100 cut into seven MIG 1g.10gb slices
+        ("us-east-1", "h100-mig-1g10gb"): (7, 30, 250),
+        ("us-east-1", None): (0, 124, 500),
+        ("eu-west-1", "h100-80gb"): (16, 400, 3500),
+        ("eu-west-1", "l40s-48gb"): (16, 248, 2000),
+        ("eu-west-1", None): (0, 124, 500),
+    }
+
+
+def test_the_starter_catalog():
+    seed_catalog(FLEET)
+
+    h100x1 = InstanceType.objects.get(slug="gpu-h100x1")
+    assert (h100x1.gpu_type.slug, h100x1.gpu_count, h100x1.price_per_hour) == (
+        "h100-80gb",
+        1,
+        Decimal("2.49"),
+    )
+    cpu = InstanceType.objects.get(slug="cpu-4x")
+    assert (cpu.gpu_type, cpu.gpu_count) == (None, 0)
+    assert set(InstanceType.objects.values_list("slug", flat=True)) >= {
+        "gpu-h100x1", "gpu-h100x2", "gpu-h100x4", "gpu-h100x8", "gpu-a100x1", "gpu-a100x8",
+        "gpu-l40sx1", "gpu-l40sx4", "gpu-h100-mig-1g10gb", "cpu-4x", "cpu-16x",
+    }  # fmt: skip
+    assert set(Image.objects.values_list("slug", flat=True)) == {"cuda-12", "pytorch", "jupyter"}
+    for image in Image.objects.all():
+        assert set(image.regions.values_list("slug", flat=True)) == {"us-east-1", "eu-west-1"}
+
+
+def test_running_it_again_changes_nothing():
+    seed_catalog(FLEET)
+    before_counts, before_pools = counts(), pools()
+
+    seed_catalog(FLEET)
+
+    assert counts() == before_counts
+    assert pools() == before_pools
+
+
+def test_running_it_again_keeps_staff_settings_of_regions():
+    seed_catalog(FLEET)
+    Region.objects.filter(slug="us-east-1").update(status="maintenance", storage_class="fast")
+
+    seed_catalog(FLEET)
+
+    region = Region.objects.get(slug="us-east-1")
+    assert (region.status, region.storage_class) == ("maintenance", "fast")
+
+
+def test_without_a_fleet_file_there_are_types_but_no_regions():
+    assert seed_catalog(None) == []
+
+    assert InstanceType.objects.count() == 11
+    assert not Region.objects.exists()
+    assert not RegionCapacity.objects.exists()
+
+
+def test_the_management_command():
+    out = StringIO()
+
+    call_command("seed_catalog", stdout=out)
+    call_command("seed_catalog", stdout=out)
+
+    assert "regions: us-east-1, eu-west-1" in out.getvalue()
+    assert RegionCapacity.objects.count() == 7

@@ -1,0 +1,89 @@
+"""Shared fixtures for the catalog, instance and SSH key tests (issue 4).
+
+- `catalog`: the starter catalog seeded from sandbox/fleet.yaml (regions us-east-1 and eu-west-1).
+- `tenant_owner`: an owner of a fresh tenant, with a full-scope token.
+- `ssh_key`: a shared ed25519 key of that tenant.
+- `launch`: POST a launch for an actor with a valid default body, overridable per field.
+- `make_instance`: an instance row written directly (no admission), in any state, for listing and counting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from rest_framework.response import Response
+
+from apps.accounts import services as account_services
+from apps.accounts.models import SshKey
+from apps.catalog.models import Region
+from apps.instances.models import Instance
+from apps.tenants.models import Tenant
+from apps.tenants.roles import Role
+from tests.conftest import Actor
+from tests.instances.helpers import Catalog, ed25519_public_key, launch_body, seed
+
+__all__ = ["Catalog", "ed25519_public_key", "launch_body", "seed"]
+
+
+@pytest.fixture
+def catalog(db: Any) -> Catalog:
+    return seed()
+
+
+@pytest.fixture
+def tenant_owner(make_actor: Callable[..., Actor]) -> Actor:
+    return make_actor(Role.OWNER)
+
+
+@pytest.fixture
+def ssh_key(tenant_owner: Actor) -> SshKey:
+    return account_services.ssh_key_create(
+        actor=tenant_owner.user, tenant=tenant_owner.tenant, name="laptop", public_key=ed25519_public_key()
+    )
+
+
+@pytest.fixture
+def launch(catalog: Catalog) -> Callable[..., Response]:
+    def do(actor: Actor, headers: dict[str, str] | None = None, **overrides: Any) -> Response:
+        return actor.token_client().post(
+            actor.url("/instances"), launch_body(**overrides), format="json", headers=headers
+        )
+
+    return do
+
+
+@pytest.fixture
+def make_instance(catalog: Catalog) -> Callable[..., Instance]:
+    counter = iter(range(1, 1_000_000))
+
+    def make(
+        tenant: Tenant,
+        *,
+        created_by: Any,
+        state: str = "running",
+        instance_type: str = "gpu-h100x1",
+        region: Region | None = None,
+        name: str | None = None,
+        **fields: Any,
+    ) -> Instance:
+        itype = catalog.instance_type(instance_type)
+        return Instance.objects.create(
+            tenant=tenant,
+            name=name or f"made-{next(counter)}",
+            region=region or catalog.us_east,
+            instance_type=itype,
+            gpu_type=itype.gpu_type,
+            gpu_count=itype.gpu_count,
+            vcpu=itype.vcpu,
+            memory_gib=itype.memory_gib,
+            ephemeral_disk_gib=itype.ephemeral_disk_gib,
+            price_per_hour=itype.price_per_hour,
+            image_reference="nvcr.io/nvidia/pytorch:24.08-py3",
+            state=state,
+            created_by=created_by,
+            **fields,
+        )
+
+    return make

@@ -1,0 +1,44 @@
+"""Helpers for the catalog, instance and SSH key tests (the fixtures built on them are in conftest.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from django.conf import settings
+
+from apps.catalog.catalog_seed import seed_catalog
+from apps.catalog.models import InstanceType, Region
+
+FLEET = Path(settings.BASE_DIR) / "sandbox" / "fleet.yaml"
+
+
+@dataclass
+class Catalog:
+    us_east: Region
+    eu_west: Region
+
+    def instance_type(self, slug: str) -> InstanceType:
+        return InstanceType.objects.select_related("gpu_type").get(slug=slug)
+
+
+def seed() -> Catalog:
+    seed_catalog(FLEET)
+    return Catalog(us_east=Region.objects.get(slug="us-east-1"), eu_west=Region.objects.get(slug="eu-west-1"))
+
+
+def ed25519_public_key(comment: str = "ada@laptop") -> str:
+    blob = (
+        ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH)
+    )
+    return f"{blob.decode()} {comment}"
+
+
+def launch_body(**overrides: Any) -> dict[str, Any]:
+    """A valid launch of one H100 in us-east-1; a None override drops the field."""
+    body: dict[str, Any] = {"instance_type": "gpu-h100x1", "region": "us-east-1", "image": "pytorch"}
+    body.update(overrides)
+    return {key: value for key, value in body.items() if value is not None}
