@@ -60,18 +60,19 @@ def availability() -> dict[tuple[Any, Any], int]:
     """(region_id, instance_type_id) -> how many more instances of that type could launch there now.
 
     From each pool's capacity (declared by staff, or observed by the operator) minus what instances hold.
-    A region in maintenance has none. Three queries whatever the size of the catalog.
+    A region in maintenance offers its types with none available. Four queries, whatever the catalog size.
     """
     held = _held_by_pool()
     closed = set(Region.objects.filter(status=RegionStatus.MAINTENANCE).values_list("pk", flat=True))
     pools_by_gpu_type: dict[Any, list[RegionCapacity]] = defaultdict(list)
-    for pool in RegionCapacity.objects.exclude(region_id__in=closed):
+    for pool in RegionCapacity.objects.all():
         pools_by_gpu_type[pool.gpu_type_id].append(pool)
     result: dict[tuple[Any, Any], int] = {}
     for instance_type in InstanceType.objects.filter(active=True):
         for pool in pools_by_gpu_type.get(instance_type.gpu_type_id, []):
             held_here = held.get((pool.region_id, pool.gpu_type_id), {})
-            result[(pool.region_id, instance_type.pk)] = _fits(pool, held_here, instance_type)
+            fits = 0 if pool.region_id in closed else _fits(pool, held_here, instance_type)
+            result[(pool.region_id, instance_type.pk)] = fits
     return result
 
 

@@ -44,7 +44,7 @@ class Instance(models.Model):
         null=True, blank=True, help_text="Seconds of running, then stop."
     )
     max_runtime = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Seconds since launch, then stop."
+        null=True, blank=True, help_text="Seconds of running in total, then stop."
     )
 
     desired_state = models.CharField(

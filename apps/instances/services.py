@@ -149,6 +149,18 @@ def _check_timer(name: str, value: int | None) -> None:
         )
 
 
+def _require_capacity(region: Region, instance_type: InstanceType) -> None:
+    if not region.accepts_launches:
+        raise Conflict(
+            f"Region '{region.slug}' is in maintenance and starts nothing.", code="region_unavailable"
+        )
+    if catalog.available_count(region=region, instance_type=instance_type) < 1:
+        raise Conflict(
+            f"No capacity for {instance_type.slug} in {region.slug} right now; try another region or later.",
+            code="no_capacity",
+        )
+
+
 def _generated_name(instance_type: InstanceType) -> str:
     return f"{instance_type.slug}-{secrets.token_hex(3)}"[:63]
 
@@ -177,11 +189,7 @@ def instance_launch(*, actor: User, tenant: Tenant, req: LaunchRequest) -> Insta
     ssh_keys = _resolve_ssh_keys(tenant, actor, req.ssh_key_ids)
 
     admit(tenant=tenant, demand=_demand(instance_type, region, new_instance=True))
-    if catalog.available_count(region=region, instance_type=instance_type) < 1:
-        raise Conflict(
-            f"No capacity for {instance_type.slug} in {region.slug} right now; try another region or later.",
-            code="no_capacity",
-        )
+    _require_capacity(region, instance_type)
     instance = Instance(
         tenant=tenant,
         name=name,
@@ -266,6 +274,7 @@ def instance_act(*, actor: User | None, instance: Instance, action: Action, reas
             tenant=instance.tenant,
             demand=_demand(instance.instance_type, instance.region, new_instance=False),
         )
+        _require_capacity(instance.region, instance.instance_type)
     instance = _locked(instance)
     before = _transition(instance, action)
     now = timezone.now()

@@ -18,6 +18,7 @@ from apps.catalog.api.serializers import (
     RegionSerializer,
 )
 from apps.catalog.models import GpuType, Image, InstanceType, Region
+from apps.core.errors import InvalidInput
 
 
 class RegionListView(generics.ListAPIView):
@@ -71,7 +72,14 @@ class InstanceTypeListView(generics.ListAPIView):
         return selectors.active_instance_types()
 
     def _only_available(self) -> bool:
-        return self.request.query_params.get("available") in ("true", "True", "1")
+        value = self.request.query_params.get("available")
+        if value is None or value.lower() in ("false", "0"):
+            return False
+        if value.lower() in ("true", "1"):
+            return True
+        raise InvalidInput(
+            "available must be true or false.", fields={"available": ["Must be true or false."]}
+        )
 
     @cached_property
     def _offer(self) -> tuple[list[Region], dict[tuple[Any, Any], int]]:

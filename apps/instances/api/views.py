@@ -122,10 +122,11 @@ class InstanceDetailView(InstanceObjectMixin):
         summary="Rename an instance", request=InstanceRenameSerializer, responses=InstanceSerializer
     )
     def patch(self, request: Request, tenant_slug: str, instance_id: str) -> Response:
+        instance = self.get_object()  # another tenant's instance answers 404 whatever the body
         serializer = InstanceRenameSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         instance = services.instance_rename(
-            actor=acting_user(request), instance=self.get_object(), name=serializer.validated_data["name"]
+            actor=acting_user(request), instance=instance, name=serializer.validated_data["name"]
         )
         return self.render(instance)
 
@@ -146,6 +147,7 @@ class InstanceActionView(InstanceObjectMixin):
     permission_map = {"POST": Perm.INSTANCES_WRITE}
 
     def post(self, request: Request, tenant_slug: str, instance_id: str) -> Response:
+        instance = self.get_object()  # another tenant's instance answers 404 whatever the body
         if request.data:
             from apps.core.errors import InvalidInput
 
@@ -153,7 +155,7 @@ class InstanceActionView(InstanceObjectMixin):
                 "This action takes no body.", fields={name: ["Unknown field."] for name in request.data}
             )
         instance = services.instance_act(
-            actor=acting_user(request), instance=self.get_object(), action=self.instance_action
+            actor=acting_user(request), instance=instance, action=self.instance_action
         )
         return self.render(instance, status=202)
 
