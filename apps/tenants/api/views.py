@@ -215,6 +215,7 @@ class InvitationAcceptView(generics.GenericAPIView):
         request=InvitationAcceptSerializer,
         responses={201: MembershipSerializer},
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         serializer = InvitationAcceptSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
