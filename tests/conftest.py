@@ -43,7 +43,9 @@ class Actor:
 @pytest.fixture
 def make_actor(db: Any) -> Callable[..., Actor]:
     def factory(
-        role: str = Role.OWNER, tenant: Tenant | None = None, token_scopes: tuple[str, ...] = scopes.ALL_SCOPES,
+        role: str = Role.OWNER,
+        tenant: Tenant | None = None,
+        token_scopes: tuple[str, ...] = scopes.ALL_SCOPES,
         **user_kwargs: Any,
     ) -> Actor:
         tenant = tenant or TenantFactory()

@@ -54,7 +54,12 @@ def make_token(
     """A token saved directly (bypassing the service's role checks) and its plaintext secret."""
     secret = token_secrets.generate()
     token = ApiToken.objects.create(
-        user=user, tenant=tenant, name=extra.pop("name", "test"), prefix=secret.prefix,
-        secret_hash=secret.digest, scopes=list(token_scopes), **extra,
+        user=user,
+        tenant=tenant,
+        name=extra.pop("name", "test"),
+        prefix=secret.prefix,
+        secret_hash=secret.digest,
+        scopes=list(token_scopes),
+        **extra,
     )
     return token, secret.plaintext
