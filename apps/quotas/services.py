@@ -163,8 +163,9 @@ def _apply_limit(request: QuotaRequest) -> dict[str, Any]:
 def quota_request_decide(
     *, actor: User, request: QuotaRequest, approve: bool, note: str = ""
 ) -> QuotaRequest:
+    # of=("self",): gpu_type and region are nullable, and PostgreSQL refuses FOR UPDATE on an outer join.
     request = (
-        QuotaRequest.objects.select_for_update()
+        QuotaRequest.objects.select_for_update(of=("self",))
         .select_related("tenant", "gpu_type", "region")
         .get(pk=request.pk)
     )
