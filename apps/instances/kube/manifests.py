@@ -1,0 +1,312 @@
+"""Pure manifest builders: a frozen spec in, plain dicts (the Kubernetes JSON shape) out.
+
+No API calls, no database, no clock: the same spec always gives the same dicts, byte for byte once
+serialized with sorted keys (tests/instances/kube/golden/ pins them). Every object carries
+names.common_labels(). See docs/operator-objects.md for what each object is for.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from apps.instances.kube import names
+from apps.instances.kube.specs import (
+    ALWAYS_BLOCKED_EGRESS_CIDRS,
+    InstancePodSpec,
+    TenantNamespaceSpec,
+    normalize_cidrs,
+)
+
+Manifest = dict[str, Any]
+
+SERVICE_ACCOUNT = "tenant"
+RESOURCE_QUOTA = "tenant-quota"
+LIMIT_RANGE = "tenant-defaults"
+CONTAINER = "instance"
+SSH_VOLUME = "ssh-authorized-keys"
+SSH_MOUNT_PATH = "/etc/gpucloud/ssh"
+SSH_KEYS_FILE = "authorized_keys"
+SSH_SERVICE_PORT = 22
+RUN_AS = 1000
+PSA_LEVEL = "restricted"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+GPU_TAINT_KEY = "nvidia.com/gpu"
+TERMINATION_GRACE_SECONDS = 30
+# Container defaults for anything in a tenant namespace that does not declare resources (our pods always
+# do); requests = limits, so such a container is still Guaranteed and counted by the quota.
+LIMIT_RANGE_DEFAULTS = {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "10Gi"}
+DNS_PORT = 53
+
+
+def _metadata(name: str, namespace: str | None, labels: dict[str, str]) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": dict(sorted(labels.items()))}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    return meta
+
+
+def _gib(value: int) -> str:
+    return f"{value}Gi"
+
+
+# ---- per tenant and region ------------------------------------------------------------------------------
+
+
+def make_namespace(spec: TenantNamespaceSpec) -> Manifest:
+    """The tenant's namespace; Pod Security Admission enforces (and audits and warns on) `restricted`."""
+    labels = names.common_labels(spec.tenant_id)
+    for mode in ("enforce", "audit", "warn"):
+        labels[f"pod-security.kubernetes.io/{mode}"] = PSA_LEVEL
+        labels[f"pod-security.kubernetes.io/{mode}-version"] = "latest"
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": _metadata(spec.namespace, None, labels)}
+
+
+def make_resource_quota(spec: TenantNamespaceSpec) -> Manifest:
+    """The tenant's quota again, enforced by the apiserver: a second wall behind our own admission."""
+    hard = {f"requests.{resource}": str(count) for resource, count in spec.gpus}
+    hard.update(
+        {
+            "requests.cpu": str(spec.cpu),
+            "limits.cpu": str(spec.cpu),
+            "requests.memory": _gib(spec.memory_gib),
+            "limits.memory": _gib(spec.memory_gib),
+            "pods": str(spec.max_pods),
+            "persistentvolumeclaims": str(spec.max_pvcs),
+            "requests.storage": _gib(spec.storage_gib),
+        }
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": _metadata(RESOURCE_QUOTA, spec.namespace, names.common_labels(spec.tenant_id)),
+        "spec": {"hard": dict(sorted(hard.items()))},
+    }
+
+
+def make_limit_range(spec: TenantNamespaceSpec) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": _metadata(LIMIT_RANGE, spec.namespace, names.common_labels(spec.tenant_id)),
+        "spec": {
+            "limits": [
+                {
+                    "type": "Container",
+                    "default": dict(LIMIT_RANGE_DEFAULTS),
+                    "defaultRequest": dict(LIMIT_RANGE_DEFAULTS),
+                }
+            ]
+        },
+    }
+
+
+def make_service_account(spec: TenantNamespaceSpec) -> Manifest:
+    """The identity instance pods run as; it has no token mounted and no RBAC bindings."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _metadata(SERVICE_ACCOUNT, spec.namespace, names.common_labels(spec.tenant_id)),
+        "automountServiceAccountToken": False,
+    }
+
+
+def _network_policy(spec: TenantNamespaceSpec, name: str, body: dict[str, Any]) -> Manifest:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(name, spec.namespace, names.common_labels(spec.tenant_id)),
+        "spec": body,
+    }
+
+
+def make_network_policies(spec: TenantNamespaceSpec) -> list[Manifest]:
+    """Default deny in both directions, then allow: DNS to kube-dns; IPv4 internet egress except the
+    blocked ranges (cluster pods and services, hence other tenants) and link-local (cloud metadata);
+    ingress to instance pods on the SSH port only."""
+    blocked = normalize_cidrs([*spec.blocked_egress_cidrs, *ALWAYS_BLOCKED_EGRESS_CIDRS])
+    all_pods: dict[str, Any] = {}
+    return [
+        _network_policy(
+            spec, "default-deny", {"podSelector": all_pods, "policyTypes": ["Ingress", "Egress"]}
+        ),
+        _network_policy(
+            spec,
+            "allow-dns",
+            {
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {
+                        "to": [
+                            {
+                                "namespaceSelector": {
+                                    "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                                },
+                                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                            }
+                        ],
+                        "ports": [
+                            {"protocol": "UDP", "port": DNS_PORT},
+                            {"protocol": "TCP", "port": DNS_PORT},
+                        ],
+                    }
+                ],
+            },
+        ),
+        _network_policy(
+            spec,
+            "allow-internet-egress",
+            {
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(blocked)}}]}],
+            },
+        ),
+        _network_policy(
+            spec,
+            "allow-ssh-ingress",
+            {
+                "podSelector": {"matchExpressions": [{"key": names.INSTANCE_LABEL, "operator": "Exists"}]},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"ports": [{"protocol": "TCP", "port": spec.ssh_port}]}],
+            },
+        ),
+    ]
+
+
+def make_namespace_objects(spec: TenantNamespaceSpec) -> list[Manifest]:
+    """Everything of a tenant namespace, in the order to apply it (the namespace first)."""
+    return [
+        make_namespace(spec),
+        make_resource_quota(spec),
+        make_limit_range(spec),
+        make_service_account(spec),
+        *make_network_policies(spec),
+    ]
+
+
+# ---- per instance ----------------------------------------------------------------------------------------
+
+
+def make_ssh_secret(spec: InstancePodSpec) -> Manifest:
+    """The instance's authorized_keys, one key per line, mounted read-only into the pod."""
+    content = "".join(f"{key}\n" for key in spec.authorized_keys)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(
+            names.ssh_secret_name(spec.instance_id),
+            spec.namespace,
+            names.common_labels(spec.tenant_id, spec.instance_id),
+        ),
+        "type": "Opaque",
+        "data": {SSH_KEYS_FILE: base64.b64encode(content.encode()).decode("ascii")},
+    }
+
+
+def _resources(spec: InstancePodSpec) -> dict[str, str]:
+    amounts = {
+        "cpu": str(spec.vcpu),
+        "memory": _gib(spec.memory_gib),
+        "ephemeral-storage": _gib(spec.ephemeral_disk_gib),
+    }
+    if spec.gpu_count and spec.gpu_resource:
+        amounts[spec.gpu_resource] = str(spec.gpu_count)
+    return dict(sorted(amounts.items()))
+
+
+def _env(spec: InstancePodSpec) -> list[dict[str, str]]:
+    env = dict(spec.env)
+    # Ours win over the tenant's (validation already refuses the GPUCLOUD_ prefix).
+    env["GPUCLOUD_INSTANCE_ID"] = spec.instance_id
+    env["GPUCLOUD_SSH_PORT"] = str(spec.ssh_port)
+    return [{"name": key, "value": value} for key, value in sorted(env.items())]
+
+
+def make_pod(spec: InstancePodSpec) -> Manifest:
+    """The instance's pod: requests = limits (Guaranteed QoS), restricted security context, no token, no
+    host namespaces or host paths, pinned to the GPU product by nodeSelector and tolerating the GPU taint."""
+    resources = _resources(spec)
+    seccomp = {"type": "RuntimeDefault"}
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": spec.image,
+        "imagePullPolicy": "IfNotPresent",
+        "env": _env(spec),
+        "ports": [{"name": "ssh", "containerPort": spec.ssh_port, "protocol": "TCP"}],
+        "resources": {"requests": dict(resources), "limits": dict(resources)},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": False,
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "seccompProfile": dict(seccomp),
+        },
+        "volumeMounts": [{"name": SSH_VOLUME, "mountPath": SSH_MOUNT_PATH, "readOnly": True}],
+        "readinessProbe": {
+            "tcpSocket": {"port": spec.ssh_port},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+    }
+    if spec.command:
+        container["command"] = list(spec.command)
+    if spec.args:
+        container["args"] = list(spec.args)
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": SERVICE_ACCOUNT,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "restartPolicy": "Always",
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "seccompProfile": dict(seccomp),
+        },
+        "containers": [container],
+        "volumes": [
+            {
+                "name": SSH_VOLUME,
+                "secret": {"secretName": names.ssh_secret_name(spec.instance_id), "defaultMode": 0o440},
+            }
+        ],
+    }
+    if spec.runtime_class_name:
+        pod_spec["runtimeClassName"] = spec.runtime_class_name
+    if spec.gpu_count:
+        if spec.gpu_product_label:
+            # MIG slices carry their parent GPU's product label; the MIG resource request does the rest.
+            pod_spec["nodeSelector"] = {GPU_PRODUCT_LABEL: spec.gpu_product_label}
+        pod_spec["tolerations"] = [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
+    metadata = _metadata(spec.name, spec.namespace, names.common_labels(spec.tenant_id, spec.instance_id))
+    metadata["annotations"] = {names.GENERATION_KEY: str(spec.generation)}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
+
+
+def make_service(spec: InstancePodSpec) -> Manifest:
+    """Port 22 of the region's access Service type, to the instance pod's SSH port."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(
+            spec.name, spec.namespace, names.common_labels(spec.tenant_id, spec.instance_id)
+        ),
+        "spec": {
+            "type": spec.service_type,
+            "selector": {names.INSTANCE_LABEL: spec.instance_id},
+            "ports": [
+                {"name": "ssh", "protocol": "TCP", "port": SSH_SERVICE_PORT, "targetPort": spec.ssh_port}
+            ],
+        },
+    }
+
+
+def make_instance_objects(spec: InstancePodSpec) -> list[Manifest]:
+    """Everything of one instance, in the order to apply it (the Secret before the pod that mounts it)."""
+    return [make_ssh_secret(spec), make_pod(spec), make_service(spec)]
