@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export DJANGO_SETTINGS_MODULE ?= config.settings.dev
+# The sandbox's fleet expander needs PyYAML: the project's virtualenv has it (skipped when absent).
+export GPUCLOUD_SANDBOX_PYTHON ?= $(abspath $(PY))
 
 -include sandbox/sandbox.mk
 
@@ -14,6 +16,7 @@ help:
 	@echo "make run    - set up everything and serve http://127.0.0.1:8000 with a worker and beat"
 	@echo "make test   - set up everything and run ruff, mypy and pytest against PostgreSQL and Redis"
 	@echo "make lock   - refresh requirements/constraints.txt from a fresh resolve"
+	@echo "make sandbox / sandbox-stop / sandbox-status - the local Kubernetes regions (docs/sandbox.md)"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
@@ -42,7 +45,7 @@ typecheck: venv
 pytest: venv services
 	DJANGO_SETTINGS_MODULE=config.settings.test $(VENV)/bin/pytest $(PYTEST_ARGS)
 
-test: venv services lint typecheck pytest
+test: venv services sandbox lint typecheck pytest
 
 lock:
 	rm -rf /tmp/gpucloud-lock && $(PYTHON_BIN) -m venv /tmp/gpucloud-lock

@@ -18,14 +18,16 @@ H100 = "NVIDIA-H100-80GB-HBM3"
 GPU_TOLERATION = client.V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
 
 
-def gpu_pod(name: str, gpus: int | str = 1, resource: str = "nvidia.com/gpu", product: str | None = H100) -> client.V1Pod:
+def gpu_pod(
+    name: str, gpus: int | str = 1, resource: str = "nvidia.com/gpu", product: str | None = H100
+) -> client.V1Pod:
     return client.V1Pod(
         metadata=client.V1ObjectMeta(name=name),
         spec=client.V1PodSpec(
             containers=[
                 client.V1Container(
                     name="main",
-                    image="nvcr.io/nvidia/cuda:12.4.1-base-ubuntu22.04",
+                    image="nvidia/cuda:12.4.1-base-ubuntu22.04",
                     command=["nvidia-smi"],
                     resources=client.V1ResourceRequirements(limits={resource: str(gpus)}),
                 )
@@ -41,7 +43,8 @@ def cpu_pod(name: str, **spec: object) -> client.V1Pod:
     return client.V1Pod(
         metadata=client.V1ObjectMeta(name=name),
         spec=client.V1PodSpec(
-            containers=[client.V1Container(name="main", image="busybox:1.36", command=["sleep", "3600"])], **spec
+            containers=[client.V1Container(name="main", image="busybox:1.36", command=["sleep", "3600"])],
+            **spec,
         ),
     )
 
@@ -69,7 +72,9 @@ def test_gpu_pod_with_toleration_and_h100_selector_runs_on_h100_node(
     assert ready.get("Ready") == "True"
 
 
-def test_pod_asking_for_nine_gpus_stays_pending_unschedulable(kube_client: client.ApiClient, kube_namespace: str) -> None:
+def test_pod_asking_for_nine_gpus_stays_pending_unschedulable(
+    kube_client: client.ApiClient, kube_namespace: str
+) -> None:
     core = client.CoreV1Api(kube_client)
     core.create_namespaced_pod(kube_namespace, gpu_pod("too-big", gpus=9, product=None))
 
@@ -87,7 +92,9 @@ def test_pod_asking_for_nine_gpus_stays_pending_unschedulable(kube_client: clien
     assert pod.spec.node_name is None
 
 
-def test_resource_quota_on_gpus_refuses_a_pod_over_it(kube_client: client.ApiClient, kube_namespace: str) -> None:
+def test_resource_quota_on_gpus_refuses_a_pod_over_it(
+    kube_client: client.ApiClient, kube_namespace: str
+) -> None:
     core = client.CoreV1Api(kube_client)
     core.create_namespaced_resource_quota(
         kube_namespace,
@@ -111,13 +118,19 @@ def test_resource_quota_on_gpus_refuses_a_pod_over_it(kube_client: client.ApiCli
 
     core.create_namespaced_pod(kube_namespace, gpu_pod("within-quota", gpus=2))
     wait_until(
-        lambda: core.read_namespaced_resource_quota("gpus", kube_namespace).status.used.get("requests.nvidia.com/gpu")
-        == "2",
+        lambda: (
+            core.read_namespaced_resource_quota("gpus", kube_namespace).status.used.get(
+                "requests.nvidia.com/gpu"
+            )
+            == "2"
+        ),
         what="ResourceQuota usage",
     )
 
 
-def test_restricted_pod_security_namespace_refuses_privileged_pod(make_namespace: Callable[..., str], kube_client: client.ApiClient) -> None:
+def test_restricted_pod_security_namespace_refuses_privileged_pod(
+    make_namespace: Callable[..., str], kube_client: client.ApiClient
+) -> None:
     namespace = make_namespace(labels={"pod-security.kubernetes.io/enforce": "restricted"})
     core = client.CoreV1Api(kube_client)
     privileged = cpu_pod("privileged")
@@ -131,7 +144,9 @@ def test_restricted_pod_security_namespace_refuses_privileged_pod(make_namespace
     compliant = cpu_pod(
         "compliant",
         security_context=client.V1PodSecurityContext(
-            run_as_non_root=True, run_as_user=1000, seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault")
+            run_as_non_root=True,
+            run_as_user=1000,
+            seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
         ),
     )
     compliant.spec.containers[0].security_context = client.V1SecurityContext(
@@ -141,7 +156,9 @@ def test_restricted_pod_security_namespace_refuses_privileged_pod(make_namespace
     wait_running(core, namespace, "compliant")
 
 
-def test_deleting_a_namespace_completes_and_removes_its_pods(make_namespace: Callable[..., str], kube_client: client.ApiClient) -> None:
+def test_deleting_a_namespace_completes_and_removes_its_pods(
+    make_namespace: Callable[..., str], kube_client: client.ApiClient
+) -> None:
     namespace = make_namespace(prefix="delete-me")
     core = client.CoreV1Api(kube_client)
     core.create_namespaced_pod(namespace, cpu_pod("worker"))
@@ -171,18 +188,30 @@ def test_network_policy_is_accepted(kube_client: client.ApiClient, kube_namespac
         spec=client.V1NetworkPolicySpec(
             pod_selector=client.V1LabelSelector(),
             policy_types=["Ingress", "Egress"],
-            ingress=[client.V1NetworkPolicyIngressRule(_from=[client.V1NetworkPolicyPeer(pod_selector=client.V1LabelSelector())])],
-            egress=[client.V1NetworkPolicyEgressRule(to=[client.V1NetworkPolicyPeer(pod_selector=client.V1LabelSelector())])],
+            ingress=[
+                client.V1NetworkPolicyIngressRule(
+                    _from=[client.V1NetworkPolicyPeer(pod_selector=client.V1LabelSelector())]
+                )
+            ],
+            egress=[
+                client.V1NetworkPolicyEgressRule(
+                    to=[client.V1NetworkPolicyPeer(pod_selector=client.V1LabelSelector())]
+                )
+            ],
         ),
     )
     net.create_namespaced_network_policy(kube_namespace, policy)
 
     stored = net.read_namespaced_network_policy("isolate-tenant", kube_namespace)
     assert stored.spec.policy_types == ["Ingress", "Egress"]
-    assert [p.metadata.name for p in net.list_namespaced_network_policy(kube_namespace).items] == ["isolate-tenant"]
+    assert [p.metadata.name for p in net.list_namespaced_network_policy(kube_namespace).items] == [
+        "isolate-tenant"
+    ]
 
 
-def test_every_region_answers_with_its_own_fleet(sandbox: Sandbox, kube_clients: dict[str, client.ApiClient]) -> None:
+def test_every_region_answers_with_its_own_fleet(
+    sandbox: Sandbox, kube_clients: dict[str, client.ApiClient]
+) -> None:
     assert len(kube_clients) >= 2
     for region, api in kube_clients.items():
         version = client.VersionApi(api).get_code()
@@ -196,7 +225,11 @@ def test_every_region_answers_with_its_own_fleet(sandbox: Sandbox, kube_clients:
             assert any(t.key == "nvidia.com/gpu" and t.effect == "NoSchedule" for t in n.spec.taints or [])
             ready = {c.type: c.status for c in n.status.conditions or []}
             assert ready.get("Ready") == "True", n.metadata.name
-        h100 = [n for n in gpu_nodes if n.metadata.labels["nvidia.com/gpu.product"] == H100 and "mig" not in n.metadata.name]
+        h100 = [
+            n
+            for n in gpu_nodes
+            if n.metadata.labels["nvidia.com/gpu.product"] == H100 and "mig" not in n.metadata.name
+        ]
         assert h100 and all(n.status.allocatable["nvidia.com/gpu"] == "8" for n in h100)
 
 

@@ -1,0 +1,13 @@
+# Shared settings for the sandbox scripts (sourced, not executed).
+SANDBOX_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+. "$SANDBOX_SRC/versions.env"
+GPUCLOUD_CACHE_DIR="${GPUCLOUD_CACHE_DIR:-$HOME/.cache/gpucloud}"
+BIN_ROOT="$GPUCLOUD_CACHE_DIR/bin"
+K8S_BIN="$BIN_ROOT/kubernetes-$K8S_VERSION"
+ETCD_BIN="$BIN_ROOT/etcd-$ETCD_VERSION"
+KWOK_BIN="$BIN_ROOT/kwok-$KWOK_VERSION"
+HELM_BIN="$BIN_ROOT/helm-$HELM_VERSION"
+STRIPE_MOCK_BIN="$BIN_ROOT/stripe-mock-$STRIPE_MOCK_VERSION"
+log() { printf '[sandbox %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
