@@ -33,6 +33,11 @@ class Region(models.Model):
     access_service_type = models.CharField(
         max_length=16, choices=AccessServiceType.choices, default=AccessServiceType.NODE_PORT
     )
+    ssh_host = models.CharField(
+        max_length=253,
+        blank=True,
+        help_text="Public address customers SSH to (NodePort services); empty: the node's address.",
+    )
     runtime_class_name = models.CharField(
         max_length=63, blank=True, help_text="e.g. gvisor or kata; optional."
     )

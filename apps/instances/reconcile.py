@@ -1,9 +1,9 @@
 """Bringing an instance's observed state to its desired state.
 
 `reconcile_instance` is level-triggered and idempotent: it may run any number of times for the same change.
-Regions connected to a Kubernetes cluster are driven by the operator (apps/instances/kube/, its own issue);
-until a region has a cluster connection no pod can exist there, so stopping and terminating complete at
-once and launches stay pending.
+Regions connected to a Kubernetes cluster are reconciled against it (apps/instances/kube/reconciler.py).
+A region without a cluster connection can hold no pod, so stopping and terminating complete at once there
+and launches stay pending.
 """
 
 from __future__ import annotations
@@ -16,22 +16,21 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.instances import services
+from apps.instances.kube.client import has_cluster
 from apps.instances.models import Instance
 from apps.instances.states import Action, Observation, State
 
 logger = logging.getLogger(__name__)
 
 
-def _has_cluster(instance: Instance) -> bool:
-    return instance.region.in_cluster or instance.region.has_kubeconfig
-
-
 def reconcile_instance(instance_id: Any) -> None:
     instance = Instance.objects.select_related("region").filter(pk=instance_id).first()
     if instance is None:
         return
-    if _has_cluster(instance):
-        logger.info("instance %s: region %s is driven by the operator", instance.pk, instance.region.slug)
+    if has_cluster(instance.region):
+        from apps.instances.kube.reconciler import reconcile
+
+        reconcile(instance.pk)
         return
     if instance.state in (State.STOPPING, State.TERMINATING):
         # Without a cluster there is no pod to wait for.

@@ -1,0 +1,76 @@
+"""Connections to regions' clusters: the only module that builds Kubernetes API clients.
+
+A region connects in-cluster (the operator's ServiceAccount) or with its kubeconfig, decrypted only here
+and only in memory. Clients are cached per region and kubeconfig, with request timeouts on every call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import threading
+from typing import Any
+
+import yaml
+from kubernetes import client, config
+
+from apps.catalog.models import Region
+
+FIELD_MANAGER = "gpucloud"
+REQUEST_TIMEOUT = (5, 30)  # connect, read (seconds)
+
+_cache: dict[tuple[Any, str], client.ApiClient] = {}
+_lock = threading.Lock()
+
+
+class RegionNotConnected(Exception):
+    pass
+
+
+def has_cluster(region: Region) -> bool:
+    return region.in_cluster or region.has_kubeconfig
+
+
+def _build(region: Region) -> client.ApiClient:
+    if region.in_cluster:
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)
+        return client.ApiClient(configuration)
+    kubeconfig = region.get_kubeconfig()
+    if not kubeconfig:
+        raise RegionNotConnected(f"Region {region.slug} has no cluster connection.")
+    configuration = client.Configuration()
+    # The loader wants a file for certificate data; a private temporary file, deleted at once.
+    with tempfile.NamedTemporaryFile("w", suffix=".kubeconfig", delete=True) as handle:
+        handle.write(kubeconfig)
+        handle.flush()
+        config.load_kube_config(
+            config_file=handle.name,
+            context=region.kubeconfig_context or None,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+    return client.ApiClient(configuration)
+
+
+def api_client(region: Region) -> client.ApiClient:
+    fingerprint = (
+        "in-cluster"
+        if region.in_cluster
+        else hashlib.sha256(region.kubeconfig_encrypted.encode()).hexdigest()
+    )
+    key = (region.pk, fingerprint)
+    with _lock:
+        if key not in _cache:
+            _cache[key] = _build(region)
+        return _cache[key]
+
+
+def kubeconfig_from_file(path: str) -> str:
+    """Read and sanity-check a kubeconfig file (for seeding a region from the sandbox)."""
+    with open(path) as handle:
+        text = handle.read()
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict) or not data.get("clusters"):
+        raise ValueError(f"{path} is not a kubeconfig")
+    return text

@@ -1,0 +1,107 @@
+"""Typed, idempotent operations on one cluster: apply (server-side), read and delete by kind.
+
+Every call has a timeout; 404 on delete and 409 on create mean "already so" and are not errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from apps.instances.kube.client import FIELD_MANAGER, REQUEST_TIMEOUT
+
+Manifest = dict[str, Any]
+APPLY = "application/apply-patch+yaml"
+
+
+class Cluster:
+    def __init__(self, api: client.ApiClient):
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.net = client.NetworkingV1Api(api)
+
+    def _apply_fn(self, kind: str) -> Any:
+        return {
+            "Namespace": self.core.patch_namespace,
+            "ResourceQuota": self.core.patch_namespaced_resource_quota,
+            "LimitRange": self.core.patch_namespaced_limit_range,
+            "ServiceAccount": self.core.patch_namespaced_service_account,
+            "Secret": self.core.patch_namespaced_secret,
+            "Service": self.core.patch_namespaced_service,
+            "NetworkPolicy": self.net.patch_namespaced_network_policy,
+        }[kind]
+
+    def apply(self, manifest: Manifest) -> Any:
+        """Server-side apply: creates or updates to exactly this manifest, as many times as needed."""
+        meta = manifest["metadata"]
+        fn = self._apply_fn(manifest["kind"])
+        args = [meta["name"], meta["namespace"]] if "namespace" in meta else [meta["name"]]
+        return fn(
+            *args,
+            manifest,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+
+    def create_pod(self, manifest: Manifest) -> bool:
+        """Create the pod; False if one with that name exists already (a retry never makes a second)."""
+        try:
+            self.core.create_namespaced_pod(
+                manifest["metadata"]["namespace"],
+                manifest,  # type: ignore[arg-type]  # the client serializes plain dicts as they are
+                field_manager=FIELD_MANAGER,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+            return True
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+
+    def read_pod(self, namespace: str, name: str) -> Manifest | None:
+        try:
+            pod = self.core.read_namespaced_pod(name, namespace, _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self.api.sanitize_for_serialization(pod)
+
+    def read_service(self, namespace: str, name: str) -> Manifest | None:
+        try:
+            service = self.core.read_namespaced_service(name, namespace, _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self.api.sanitize_for_serialization(service)
+
+    def read_node(self, name: str) -> Manifest | None:
+        try:
+            node = self.core.read_node(name, _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self.api.sanitize_for_serialization(node)
+
+    def delete(self, kind: str, namespace: str | None, name: str) -> bool:
+        """Delete; True if it was there. Pods go in the background (grace period as set on the pod)."""
+        fn: Any = {
+            "Pod": self.core.delete_namespaced_pod,
+            "Service": self.core.delete_namespaced_service,
+            "Secret": self.core.delete_namespaced_secret,
+            "Namespace": self.core.delete_namespace,
+        }[kind]
+        args = [name, namespace] if namespace else [name]
+        try:
+            fn(*args, _request_timeout=REQUEST_TIMEOUT)
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise

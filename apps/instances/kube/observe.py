@@ -1,0 +1,84 @@
+"""What a pod's status says about an instance: a pure function from the pod (as a dict) to an observation.
+
+Kept apart from the API calls so every case is a table test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from apps.instances.states import FailureReason, Observation
+
+UNSCHEDULABLE_TIMEOUT = timedelta(seconds=60)
+IMAGE_PULL_GRACE = timedelta(seconds=120)
+IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
+CRASH_REASONS = frozenset({"CrashLoopBackOff"})
+
+
+@dataclass(frozen=True)
+class PodReading:
+    observation: Observation | None
+    reason: str = ""
+    message: str = ""
+    connection: dict[str, Any] = field(default_factory=dict)
+
+
+def _condition(pod: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return condition
+    return None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return None
+
+
+def _waiting_reasons(pod: dict[str, Any]) -> list[tuple[str, str]]:
+    reasons = []
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason"):
+            reasons.append((waiting["reason"], waiting.get("message") or ""))
+    return reasons
+
+
+def read_pod(pod: dict[str, Any], *, now: datetime) -> PodReading:
+    """Map a pod to the observation it implies. `pod` is the API's JSON (camelCase keys)."""
+    status = pod.get("status") or {}
+    phase = status.get("phase")
+    created = _parse_time((pod.get("metadata") or {}).get("creationTimestamp")) or now
+    scheduled = _condition(pod, "PodScheduled")
+    if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+        if now - created >= UNSCHEDULABLE_TIMEOUT:
+            return PodReading(Observation.FAILED, FailureReason.NO_CAPACITY, scheduled.get("message") or "")
+        return PodReading(None, message=scheduled.get("message") or "")
+    for reason, message in _waiting_reasons(pod):
+        if reason in IMAGE_PULL_REASONS and now - created >= IMAGE_PULL_GRACE:
+            return PodReading(Observation.FAILED, FailureReason.IMAGE_PULL_ERROR, message or reason)
+        if reason in CRASH_REASONS:
+            return PodReading(Observation.FAILED, FailureReason.CRASH_LOOP, message or reason)
+    if phase == "Failed":
+        return PodReading(
+            Observation.FAILED, FailureReason.INTERNAL, status.get("message") or "The pod failed."
+        )
+    if phase == "Succeeded":
+        return PodReading(Observation.FAILED, FailureReason.INTERNAL, "The instance's main process exited.")
+    ready = _condition(pod, "Ready")
+    if phase == "Running" and ready and ready.get("status") == "True":
+        return PodReading(Observation.POD_READY)
+    if scheduled and scheduled.get("status") == "True":
+        return PodReading(Observation.POD_CREATED)
+    return PodReading(None)
+
+
+def connection_info(*, host: str | None, port: int | None, user: str = "gpucloud") -> dict[str, Any]:
+    if not host or not port:
+        return {}
+    return {"host": host, "port": port, "user": user, "ssh_command": f"ssh -p {port} {user}@{host}"}
