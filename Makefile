@@ -32,7 +32,9 @@ services:
 migrate: venv services
 	$(PY) manage.py migrate --noinput
 
-run: migrate
+# SANDBOX=0 skips the local Kubernetes regions (then point GPUCLOUD_REGION_KUBECONFIGS at your clusters).
+SANDBOX ?= 1
+run: migrate $(if $(filter 0,$(SANDBOX)),,sandbox)
 	@bash scripts/run.sh
 
 lint: venv

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from io import StringIO
 
 import pytest
+import yaml
 from django.core.management import call_command
 
 from apps.catalog.catalog_seed import seed_catalog
@@ -93,8 +95,41 @@ def test_without_a_fleet_file_there_are_types_but_no_regions():
 def test_the_management_command():
     out = StringIO()
 
-    call_command("seed_catalog", stdout=out)
-    call_command("seed_catalog", stdout=out)
+    call_command("seed_catalog", "--kubeconfigs", "none", stdout=out)
+    call_command("seed_catalog", "--kubeconfigs", "none", stdout=out)
 
     assert "regions: us-east-1, eu-west-1" in out.getvalue()
     assert RegionCapacity.objects.count() == 7
+
+
+def test_the_command_connects_regions_from_a_kubeconfig_index(tmp_path):
+    kubeconfig = tmp_path / "us.kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "us",
+                "clusters": [{"name": "us", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "contexts": [{"name": "us", "context": {"cluster": "us", "user": "u"}}],
+                "users": [{"name": "u", "user": {}}],
+            }
+        )
+    )
+    index = tmp_path / "index.json"
+    regions = {"us-east-1": {"kubeconfig": str(kubeconfig)}, "nowhere-1": {"kubeconfig": "x"}}
+    index.write_text(json.dumps({"regions": regions}))
+    out = StringIO()
+
+    call_command("seed_catalog", "--kubeconfigs", str(index), stdout=out)
+
+    assert "connected to clusters: us-east-1" in out.getvalue()
+    us_east = Region.objects.get(slug="us-east-1")
+    assert us_east.get_kubeconfig() == kubeconfig.read_text()
+    assert "127.0.0.1:1" not in us_east.kubeconfig_encrypted  # encrypted at rest
+    assert not Region.objects.get(slug="eu-west-1").has_kubeconfig
+
+
+def test_the_command_can_leave_regions_unconnected():
+    call_command("seed_catalog", "--kubeconfigs", "none", stdout=StringIO())
+    assert not any(region.has_kubeconfig for region in Region.objects.all())

@@ -1,21 +1,63 @@
+import json
+import os
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
 from apps.catalog.catalog_seed import seed_catalog
+from apps.catalog.models import Region
 from apps.core import request_context
+
+SANDBOX_INDEX = (
+    Path(os.environ.get("GPUCLOUD_CACHE_DIR", Path.home() / ".cache" / "gpucloud"))
+    / "sandbox"
+    / "sandbox.json"
+)
+
+
+def connect_regions(index_path: Path) -> list[str]:
+    """Store each region's kubeconfig (encrypted) from an index {"regions": {slug: {"kubeconfig": path}}},
+    the format the sandbox writes. Point GPUCLOUD_REGION_KUBECONFIGS at your own index for real clusters."""
+    from apps.instances.kube.client import kubeconfig_from_file
+
+    index = json.loads(index_path.read_text())
+    connected = []
+    with transaction.atomic():
+        for slug, entry in (index.get("regions") or {}).items():
+            region = Region.objects.filter(slug=slug).first()
+            if region is None:
+                continue
+            region.set_kubeconfig(kubeconfig_from_file(entry["kubeconfig"]))
+            region.save(update_fields=["kubeconfig_encrypted"])
+            connected.append(slug)
+    return connected
 
 
 class Command(BaseCommand):
-    help = "Create or update the starter catalog; regions and capacity come from a fleet file."
+    help = "Create or update the starter catalog; regions and capacity come from a fleet file, cluster "
+    "connections from a kubeconfig index (the sandbox's by default)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--fleet", default=str(Path(settings.BASE_DIR) / "sandbox" / "fleet.yaml"))
+        parser.add_argument(
+            "--kubeconfigs",
+            default=os.environ.get("GPUCLOUD_REGION_KUBECONFIGS", str(SANDBOX_INDEX)),
+            help="JSON index of region kubeconfigs; 'none' leaves regions unconnected.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         fleet = Path(options["fleet"])
         with request_context.bind(via="command"):
             regions = seed_catalog(fleet if fleet.exists() else None)
+            connected: list[str] = []
+            index = options["kubeconfigs"]
+            if index != "none" and Path(index).exists():
+                try:
+                    connected = connect_regions(Path(index))
+                except (OSError, ValueError, KeyError) as exc:
+                    raise CommandError(f"Cannot read the kubeconfig index {index}: {exc}") from exc
         self.stdout.write(f"catalog seeded; regions: {', '.join(regions) or 'none'}")
+        self.stdout.write(f"connected to clusters: {', '.join(connected) or 'none'}")
