@@ -9,7 +9,6 @@ from django.db.models import QuerySet, Sum
 
 from apps.catalog.models import GpuType, Image, InstanceType, Region, RegionCapacity, RegionStatus
 from apps.instances.models import Instance
-from apps.instances.states import HOLDS_COMPUTE
 
 
 def regions() -> QuerySet[Region]:
@@ -31,7 +30,7 @@ def images_in(*, region: Region) -> QuerySet[Image]:
 def _held_by_pool() -> dict[tuple[Any, Any], dict[str, int]]:
     """(region_id, gpu_type_id or None) -> GPUs, vCPU and memory held by every tenant's instances."""
     rows = (
-        Instance.objects.filter(state__in=list(HOLDS_COMPUTE))
+        Instance.objects.filter(holds_compute=True)
         .values("region_id", "gpu_type_id")
         .annotate(gpus=Sum("gpu_count"), vcpu=Sum("vcpu"), memory_gib=Sum("memory_gib"))
     )
@@ -84,6 +83,6 @@ def available_count(*, region: Region, instance_type: InstanceType) -> int:
     if pool is None:
         return 0
     held = Instance.objects.filter(
-        state__in=list(HOLDS_COMPUTE), region=region, gpu_type=instance_type.gpu_type_id
+        holds_compute=True, region=region, gpu_type=instance_type.gpu_type_id
     ).aggregate(gpus=Sum("gpu_count"), vcpu=Sum("vcpu"), memory_gib=Sum("memory_gib"))
     return _fits(pool, held, instance_type)

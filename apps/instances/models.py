@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.instances.states import State
+from apps.instances.states import HOLDS_COMPUTE, State
 
 
 class DesiredState(models.TextChoices):
@@ -53,6 +53,8 @@ class Instance(models.Model):
     state = models.CharField(
         max_length=16, choices=[(s.value, s.value) for s in State], default=State.PENDING
     )
+    # Counted by quota usage and capacity; maintained with `state` (states.holds_compute_after).
+    holds_compute = models.BooleanField(default=True)
     failure_reason = models.CharField(max_length=32, blank=True)
     state_message = models.CharField(max_length=500, blank=True)
     # Bumped on every change the operator must act on, so it can tell stale work from new.
@@ -86,6 +88,11 @@ class Instance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.id})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self._state.adding:
+            self.holds_compute = self.state in HOLDS_COMPUTE
+        super().save(*args, **kwargs)
 
     def running_seconds(self, now: Any = None) -> int:
         total = self.accrued_running_seconds

@@ -14,6 +14,9 @@ from typing import Any
 
 from django.db.models import Q
 from django.utils import timezone
+from kubernetes.client.rest import ApiException
+from kubernetes.config.config_exception import ConfigException
+from urllib3.exceptions import HTTPError
 
 from apps.instances import services
 from apps.instances.kube.client import has_cluster
@@ -21,6 +24,8 @@ from apps.instances.models import Instance
 from apps.instances.states import Action, Observation, State
 
 logger = logging.getLogger(__name__)
+
+CLUSTER_ERRORS = (ApiException, ConfigException, HTTPError, OSError)
 
 
 def reconcile_instance(instance_id: Any) -> None:
@@ -30,7 +35,16 @@ def reconcile_instance(instance_id: Any) -> None:
     if has_cluster(instance.region):
         from apps.instances.kube.reconciler import reconcile
 
-        reconcile(instance.pk)
+        try:
+            reconcile(instance.pk)
+        except CLUSTER_ERRORS as exc:
+            # Unreachable or refusing: the operator's resync retries, so nothing is lost by giving up now.
+            logger.warning(
+                "reconcile of instance %s in region %s failed: %s",
+                instance.pk,
+                instance.region.slug,
+                type(exc).__name__,
+            )
         return
     if instance.state in (State.STOPPING, State.TERMINATING):
         # Without a cluster there is no pod to wait for.

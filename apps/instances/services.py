@@ -25,6 +25,7 @@ from apps.instances.states import (
     Action,
     InvalidTransition,
     Observation,
+    holds_compute_after,
     State,
     after_action,
     after_observation,
@@ -252,6 +253,7 @@ def _transition(instance: Instance, action: Action) -> str:
         ) from exc
     before = instance.state
     instance.state = new_state
+    instance.holds_compute = holds_compute_after(new_state, instance.holds_compute)
     return before
 
 
@@ -350,6 +352,7 @@ def instance_observe(
     before = instance.state
     now = timezone.now()
     instance.state = new_state
+    instance.holds_compute = holds_compute_after(new_state, instance.holds_compute)
     if new_state == State.RUNNING:
         instance.running_since = now
         instance.connection = connection or instance.connection

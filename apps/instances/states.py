@@ -56,7 +56,8 @@ class InvalidTransition(Exception):
 
 
 ACTIVE: Final = frozenset({State.PENDING, State.PROVISIONING, State.RUNNING, State.STARTING, State.STOPPING})
-# States in which the instance holds GPUs, vCPU and memory against quota and capacity.
+# States in which an instance may hold GPUs, vCPU and memory against quota and capacity; whether a
+# terminating one does is kept in Instance.holds_compute (see holds_compute_after).
 HOLDS_COMPUTE: Final = ACTIVE | {State.TERMINATING}
 # States that count against the instance quota (everything but gone).
 LIVE: Final = frozenset(State) - {State.TERMINATED}
@@ -85,6 +86,16 @@ OBSERVATIONS: Final[dict[Observation, dict[State, State]]] = {
     Observation.POD_GONE: {State.STOPPING: State.STOPPED, State.TERMINATING: State.TERMINATED},
     Observation.FAILED: {s: State.FAILED for s in ACTIVE},
 }
+
+
+def holds_compute_after(state: State, held_before: bool) -> bool:
+    """Whether an instance in `state` holds its GPUs, vCPU and memory. Terminating holds what it held:
+    a running instance's pod is still going away; a stopped or failed one had nothing to give back."""
+    if state in ACTIVE:
+        return True
+    if state == State.TERMINATING:
+        return held_before
+    return False
 
 
 def allowed_actions(state: State) -> list[str]:

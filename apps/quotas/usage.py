@@ -10,7 +10,7 @@ from typing import Any
 from django.db.models import Count, Q, Sum
 
 from apps.instances.models import Instance
-from apps.instances.states import HOLDS_COMPUTE, LIVE
+from apps.instances.states import LIVE
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Usage:
 
 def usage_of(tenant: Any) -> Usage:
     instances = Instance.objects.filter(tenant=tenant)
-    holds = Q(state__in=list(HOLDS_COMPUTE))
+    holds = Q(holds_compute=True)
     totals = instances.aggregate(
         instances=Count("id", filter=Q(state__in=list(LIVE))),
         gpus=Sum("gpu_count", filter=holds, default=0),

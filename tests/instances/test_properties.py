@@ -6,8 +6,8 @@ reconcile pass. A small reference model predicts every outcome; after each step 
 
 - every instance is in a valid state, the one the model predicts, and desired_state follows the last action;
 - a refused action (invalid_state, quota_exceeded, a taken name) changes nothing at all;
-- quota usage equals what the instances in HOLDS_COMPUTE hold, and never passes any limit (leaving out idle
-  instances being terminated, a known over-count: tests/quotas/test_usage.py);
+- quota usage equals what the instances holding compute hold (HOLDS_COMPUTE, less stopped or failed
+  instances being terminated), and never passes any limit;
 - a terminated instance never comes back;
 - every transition wrote an InstanceEvent, and only transitions did.
 """
@@ -79,7 +79,7 @@ class Model:
     desired: str = "running"
     generation: int = 1
     events: int = 1  # the launch
-    # Terminated from stopped or failed: it has no pod, yet `terminating` counts as holding compute (see
+    # Terminated from stopped or failed: `terminating` without a pod, holding nothing (see
     # test_terminating_an_idle_instance_holds_nothing in tests/quotas/test_usage.py).
     idle_terminating: bool = False
 
@@ -104,7 +104,7 @@ class World:
     launched: int = 0
 
     def holding(self) -> list[Model]:
-        return [m for m in self.instances if m.state in HOLDS_COMPUTE]
+        return [m for m in self.instances if m.state in HOLDS_COMPUTE and not m.idle_terminating]
 
     def refusal(self, type_slug: str, region: str, *, new_instance: bool) -> str | None:
         """The resource admission refuses, in the order admission checks them; None if admitted."""
@@ -219,7 +219,6 @@ class Runner:
             )
         self.world = World(limits=limits)
         self.ever_terminated: set[Any] = set()
-        self.just_admitted = False
 
     def name_taken(self, name: str, besides: Model | None = None) -> bool:
         """Names are unique among the tenant's instances that are not terminated."""
@@ -252,7 +251,6 @@ class Runner:
             event("launch refused: name taken")
             return
         instance = services.instance_launch(actor=self.user, tenant=self.tenant, req=req)
-        self.just_admitted = True
         self.world.launched += 1
         self.world.audits += 1
         self.world.instances.append(Model(pk=instance.pk, type_slug=type_slug, region=region, name=name))
@@ -282,7 +280,6 @@ class Runner:
         if action == Action.TERMINATE and model.state in (State.STOPPED, State.FAILED):
             model.idle_terminating = True
             event("terminated while idle")
-        self.just_admitted = action == Action.START
         model.state, model.desired = new_state, desired_after(action)
         model.generation += 1
         model.events += 1
@@ -333,7 +330,6 @@ class Runner:
 
     def step(self, step: tuple[Any, ...]) -> None:
         kind, *args = step
-        self.just_admitted = False
         if kind == "launch":
             self.launch(*args)
             return
@@ -375,8 +371,14 @@ class Runner:
                 self.ever_terminated.add(model.pk)
                 assert row.terminated_at is not None
 
-        holding = [row for row in rows.values() if row.state in HOLDS_COMPUTE]
-        # Usage is exactly what the instances in HOLDS_COMPUTE hold.
+        model_of = {m.pk: m for m in self.world.instances}
+        holding = [
+            row
+            for row in rows.values()
+            if row.state in HOLDS_COMPUTE and not model_of[row.pk].idle_terminating
+        ]
+        # Usage is exactly what the instances holding compute hold: those in HOLDS_COMPUTE, except a
+        # stopped or failed instance being terminated, which had nothing to give back.
         usage = usage_of(self.tenant)
         assert usage.gpus == sum(row.gpu_count for row in holding)
         assert usage.vcpu == sum(row.vcpu for row in holding)
@@ -392,10 +394,8 @@ class Runner:
             for row in holding
             if row.gpu_type_id == h100.pk and h100_region in (None, row.region_id)
         )
-        # ... and never more than the limits: right after an admission, strictly; otherwise leaving out the
-        # over-count of idle instances being terminated, which nothing admitted.
-        model_of = {m.pk: m for m in self.world.instances}
-        admitted = [r for r in holding if self.just_admitted or not model_of[r.pk].idle_terminating]
+        # ... and never more than the limits.
+        admitted = holding
         limits = self.world.limits
         assert sum(row.gpu_count for row in admitted) <= limits.max_gpus
         assert sum(row.vcpu for row in admitted) <= limits.max_vcpu

@@ -168,12 +168,6 @@ def test_gpu_type_limits_apply_to_their_type_and_region_only(
     assert overall.value.details == {"resource": "gpu_type:h100-80gb", "limit": 3, "used": 3, "requested": 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known bug: terminating a stopped or failed instance (no pod) moves it to `terminating`, which "
-    "HOLDS_COMPUTE counts, so usage jumps back up (past the limit if others took the GPUs meanwhile) until "
-    "the operator reports pod_gone. Remove this mark when fixed.",
-)
 def test_terminating_an_idle_instance_holds_nothing(tenant: Any, user: Any, catalog: Any) -> None:
     set_quota(tenant, max_gpus=1)
     req = instance_services.LaunchRequest(instance_type="gpu-h100x1", region="us-east-1", image="pytorch")
