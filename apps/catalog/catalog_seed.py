@@ -62,24 +62,23 @@ def _pools_from_fleet(fleet: dict[str, Any]) -> dict[str, dict[str | None, dict[
             shape = shapes[pool["shape"]]
             count = int(pool["count"])
             gpu = shape.get("gpu")
+            # A MIG node offers its slices (one resource per profile), a whole-GPU node nvidia.com/gpu.
             if gpu and shape.get("mig"):
-                for profile, spec in shape["mig"]["profiles"].items():
-                    slug = by_label_and_resource.get((gpu["product"], f"nvidia.com/mig-{profile}"))
-                    if slug:
-                        pools[slug]["gpus"] += int(spec["count"]) * count
-                target: str | None = next(
-                    (
-                        s
-                        for (lbl, res), s in by_label_and_resource.items()
-                        if lbl == gpu["product"] and "mig" in res
-                    ),
-                    None,
-                )
+                offered = {
+                    f"nvidia.com/mig-{p}": int(spec["count"]) for p, spec in shape["mig"]["profiles"].items()
+                }
             elif gpu:
-                target = by_label_and_resource.get((gpu["product"], "nvidia.com/gpu"))
-                pools[target]["gpus"] += int(gpu["count"]) * count
+                offered = {"nvidia.com/gpu": int(gpu["count"])}
             else:
-                target = None
+                offered = {}
+            slugs = (
+                [by_label_and_resource.get((gpu["product"], resource)) for resource in offered] if gpu else []
+            )
+            for slug, (_resource, per_node) in zip(slugs, offered.items(), strict=True):
+                if slug:
+                    pools[slug]["gpus"] += per_node * count
+            # The node's CPU and memory count in the pool of its (first) GPU type, or the CPU pool.
+            target = next((slug for slug in slugs if slug), None)
             pools[target]["vcpu"] += _quantity(shape["allocatable"]["cpu"]) * count
             pools[target]["memory_gib"] += _quantity(shape["allocatable"]["memory"]) * count
         result[region["name"]] = dict(pools)
