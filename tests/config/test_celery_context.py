@@ -5,7 +5,7 @@ from config.celery import _bind_task_context, app
 
 
 def test_worker_tasks_bind_their_own_context(monkeypatch):
-    monkeypatch.setattr(app.conf, "task_always_eager", False)
+    monkeypatch.setitem(app.conf, "task_always_eager", False)
     with request_context.bind(via="api", request_id="req-12345678", ip="127.0.0.1"):
         _bind_task_context(task_id="task-abcdef12")
         current = request_context.current()
@@ -13,7 +13,7 @@ def test_worker_tasks_bind_their_own_context(monkeypatch):
 
 
 def test_eager_tasks_keep_the_request_context(monkeypatch):
-    monkeypatch.setattr(app.conf, "task_always_eager", True)
+    monkeypatch.setitem(app.conf, "task_always_eager", True)
     with request_context.bind(via="api", request_id="req-12345678"):
         _bind_task_context(task_id="task-abcdef12")
         assert request_context.current().via == "api"
