@@ -25,10 +25,10 @@ from apps.instances.states import (
     Action,
     InvalidTransition,
     Observation,
-    holds_compute_after,
     State,
     after_action,
     after_observation,
+    holds_compute_after,
 )
 from apps.quotas.services import Demand, admit
 from apps.tenants.models import Tenant, TenantStatus
@@ -83,6 +83,12 @@ def _event(
         actor_label=actor.email if actor is not None else f"system:{ctx.via}",
         request_id=ctx.request_id if ctx.request_id != "-" else "",
     )
+    if State.RUNNING in (from_state, instance.state) and from_state != instance.state:
+        # A running interval began or ended: meter it once this commits (the periodic task would too).
+        from apps.billing.tasks import meter_instance
+
+        instance_id = str(instance.pk)
+        transaction.on_commit(lambda: meter_instance.delay(instance_id))
 
 
 def _require_active_tenant(tenant: Tenant, doing: str) -> None:

@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "apps.catalog",
     "apps.quotas",
     "apps.instances",
+    "apps.billing",
     "apps.console",
 ]
 
@@ -234,3 +235,8 @@ CELERY_BEAT_SCHEDULE["enforce-instance-timers"] = {
     "task": "apps.instances.tasks.enforce_instance_timers",
     "schedule": 30.0,
 }
+
+# Billing: usage is closed in windows of this many seconds; the periodic task catches up this far back.
+BILLING_WINDOW_SECONDS = env_int("BILLING_WINDOW_SECONDS", 60)
+BILLING_CATCH_UP_HOURS = env_int("BILLING_CATCH_UP_HOURS", 24)
+CELERY_BEAT_SCHEDULE["meter-usage"] = {"task": "apps.billing.tasks.meter_all", "schedule": 30.0}

@@ -1,0 +1,119 @@
+"""The usage ledger (source of truth for every bill), versioned prices and the wallet's credits.
+
+Money is Decimal: prices per hour with 4 places, amounts with 6 (micro-units); rounding to cents happens
+once per invoice line (docs/billing.md).
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import DateTimeRangeField, RangeOperators
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+AMOUNT_PLACES = Decimal("0.000001")
+
+
+class PriceVersion(models.Model):
+    """The price of an instance type from `effective_from` until the next version."""
+
+    instance_type = models.ForeignKey("catalog.InstanceType", on_delete=models.PROTECT, related_name="prices")
+    price_per_hour = models.DecimalField(max_digits=12, decimal_places=4)
+    effective_from = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["instance_type", "effective_from"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["instance_type", "effective_from"], name="price_version_unique_start"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instance_type_id}@{self.effective_from:%Y-%m-%dT%H:%M}={self.price_per_hour}"
+
+
+class LedgerKind(models.TextChoices):
+    USAGE = "usage", "Usage"
+    REVERSAL = "reversal", "Reversal of an earlier row"
+    CORRECTION = "correction", "Corrected usage"
+
+
+class UsageRecord(models.Model):
+    """Usage of one resource on one meter during `period`, rated at the price in force then.
+
+    Append-only: the id is deterministic (resource, meter, start of the period), so writing the same usage
+    twice is a no-op, and an exclusion constraint keeps usage rows of one resource and meter from
+    overlapping. A mistake is undone by a reversing row, never by an update or delete (a trigger refuses
+    both).
+    """
+
+    id = models.CharField(primary_key=True, max_length=200)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
+    resource_type = models.CharField(max_length=32)  # instance, volume, bucket
+    resource_id = models.CharField(max_length=64)
+    meter = models.CharField(max_length=64)  # e.g. instance_seconds:gpu-h100x1
+    period = DateTimeRangeField()
+    quantity_seconds = models.BigIntegerField()
+    unit_price_per_hour = models.DecimalField(max_digits=12, decimal_places=4)
+    amount = models.DecimalField(max_digits=20, decimal_places=6)
+    kind = models.CharField(max_length=16, choices=LedgerKind.choices, default=LedgerKind.USAGE)
+    reverses = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["tenant", "period"]
+        indexes = [models.Index(fields=["tenant", "created_at"]), models.Index(fields=["resource_id"])]
+        constraints = [
+            ExclusionConstraint(
+                name="usage_no_overlap_per_resource_meter",
+                expressions=[
+                    ("resource_id", RangeOperators.EQUAL),
+                    ("meter", RangeOperators.EQUAL),
+                    ("period", RangeOperators.OVERLAPS),
+                ],
+                condition=Q(kind="usage"),
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="usage") | Q(quantity_seconds__gte=0), name="usage_nonnegative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class CreditKind(models.TextChoices):
+    PAID = "paid", "Paid top-up"
+    PROMOTIONAL = "promotional", "Promotional grant"
+
+
+class CreditGrant(models.Model):
+    """Prepaid money in a tenant's wallet. Paid top-ups come from Stripe Checkout; promotional grants from
+    staff, usually with an expiry."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="credit_grants")
+    kind = models.CharField(max_length=16, choices=CreditKind.choices)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    reason = models.CharField(max_length=300, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # For paid top-ups: the Checkout Session, so a webhook delivered twice credits once.
+    external_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="credit_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.kind}:{self.amount}"

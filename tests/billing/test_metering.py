@@ -1,0 +1,134 @@
+"""The ledger written from real instance timelines: exact, idempotent, non-overlapping, append-only."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
+from django.utils import timezone
+
+from apps.billing import metering
+from apps.billing.models import PriceVersion, UsageRecord
+from apps.instances import services
+from apps.instances.models import InstanceEvent
+from apps.instances.states import Action, Observation
+from tests.instances.helpers import seed
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def instance(owner):
+    seed()
+    return services.instance_launch(
+        actor=owner.user,
+        tenant=owner.tenant,
+        req=services.LaunchRequest(instance_type="gpu-h100x1", region="us-east-1", image="pytorch"),
+    )
+
+
+def _ran(instance, start, seconds):
+    """Write a timeline: running from `start` for `seconds`, then stopping."""
+    InstanceEvent.objects.create(
+        instance=instance,
+        kind="observation",
+        name="pod_ready",
+        from_state="provisioning",
+        to_state="running",
+        created_at=start,
+    )
+    InstanceEvent.objects.create(
+        instance=instance,
+        kind="action",
+        name="stop",
+        from_state="running",
+        to_state="stopping",
+        created_at=start + timedelta(seconds=seconds),
+    )
+
+
+def test_rows_cover_the_running_time_exactly_and_rerunning_writes_nothing(instance):
+    start = timezone.now().replace(second=10, microsecond=0) - timedelta(hours=2)
+    _ran(instance, start, 200)
+
+    assert metering.meter_instance(instance) == 4  # 50 + 60 + 60 + 30 seconds
+    assert metering.meter_instance(instance) == 0
+    assert metering.meter_all() == 0
+
+    rows = list(UsageRecord.objects.filter(resource_id=str(instance.pk)).order_by("period"))
+    assert [r.quantity_seconds for r in rows] == [50, 60, 60, 30]
+    # Rated per row at 6 places: 0.034583 + 0.041500 + 0.041500 + 0.020750.
+    assert sum(r.amount for r in rows) == Decimal("0.138333")
+    assert all(r.meter == "instance_seconds:gpu-h100x1" and r.tenant_id == instance.tenant_id for r in rows)
+    assert rows[0].id == f"instance:{instance.pk}:instance_seconds:gpu-h100x1:{int(start.timestamp())}"
+
+
+def test_price_change_while_running_bills_each_part_at_its_own_price(instance):
+    start = timezone.now().replace(second=0, microsecond=0) - timedelta(hours=2)
+    PriceVersion.objects.create(
+        instance_type=instance.instance_type,
+        price_per_hour=Decimal("3.6000"),
+        effective_from=start + timedelta(seconds=90),
+    )
+    _ran(instance, start, 120)
+
+    metering.meter_instance(instance)
+
+    rows = UsageRecord.objects.filter(resource_id=str(instance.pk)).order_by("period")
+    assert [(r.quantity_seconds, r.unit_price_per_hour, r.amount) for r in rows] == [
+        (60, Decimal("2.4900"), Decimal("0.041500")),
+        (30, Decimal("2.4900"), Decimal("0.020750")),
+        (30, Decimal("3.6000"), Decimal("0.030000")),
+    ]
+
+
+def test_overlapping_usage_of_one_resource_and_meter_is_refused(instance):
+    start = timezone.now().replace(microsecond=0) - timedelta(hours=1)
+    _ran(instance, start, 60)
+    metering.meter_instance(instance)
+    row = UsageRecord.objects.filter(resource_id=str(instance.pk)).first()
+    assert row is not None
+    with pytest.raises(IntegrityError), transaction.atomic():
+        UsageRecord.objects.create(
+            id="something-else",
+            tenant_id=row.tenant_id,
+            resource_type="instance",
+            resource_id=row.resource_id,
+            meter=row.meter,
+            period=DateTimeTZRange(
+                row.period.lower + timedelta(seconds=1), row.period.upper + timedelta(seconds=5), "[)"
+            ),
+            quantity_seconds=5,
+            unit_price_per_hour=Decimal("1"),
+            amount=Decimal("0.001"),
+        )
+
+
+def test_the_ledger_is_append_only(instance):
+    start = timezone.now().replace(microsecond=0) - timedelta(hours=1)
+    _ran(instance, start, 30)
+    metering.meter_instance(instance)
+    for statement in ("UPDATE billing_usagerecord SET amount = 0", "DELETE FROM billing_usagerecord"):
+        with (
+            pytest.raises(DatabaseError, match="append-only"),
+            transaction.atomic(),
+            connection.cursor() as c,
+        ):
+            c.execute(statement)
+
+
+def test_leaving_running_meters_on_commit(instance, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        services.instance_observe(instance_id=instance.pk, observation=Observation.POD_READY)
+    InstanceEvent.objects.filter(instance=instance, to_state="running").update(
+        created_at=timezone.now() - timedelta(seconds=125)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        services.instance_act(actor=None, instance=instance, action=Action.STOP)
+    seconds = sum(
+        UsageRecord.objects.filter(resource_id=str(instance.pk)).values_list("quantity_seconds", flat=True)
+    )
+    assert 124 <= seconds <= 126
