@@ -177,15 +177,39 @@ clientConnection:
 leaderElection:
   leaderElect: false
 EOF
-  # kwok: the Stage objects shipped in kwok's module (copied next to the binary at build time).
-  # Options go on the command line: a KwokConfiguration document here would replace kwok's defaults
-  # (e.g. nodeLeaseParallelism becomes 0 and kwok exits).
+  kwok_config >"$RDIR/kwok.yaml"
+}
+
+# kwok_config: kwok's configuration on stdout: the Stage objects shipped in kwok's module (copied next to
+# the binary at build time), then the sandbox's own stages (sandbox/stages/*.yaml, e.g. image pull failures).
+# Options go on the command line: a KwokConfiguration document here would replace kwok's defaults
+# (e.g. nodeLeaseParallelism becomes 0 and kwok exits).
+kwok_config() {
   local s first=1
-  for s in node-initialize node-heartbeat-with-lease pod-ready pod-complete pod-delete; do
+  for s in "$KWOK_BIN"/stages/{node-initialize,node-heartbeat-with-lease,pod-ready,pod-complete,pod-delete}.yaml \
+    "$SANDBOX_SRC"/stages/*.yaml; do
     [[ $first == 1 ]] || echo "---"
     first=0
-    cat "$KWOK_BIN/stages/$s.yaml"
-  done >"$RDIR/kwok.yaml"
+    cat "$s"
+  done
+}
+
+# refresh_kwok: in a running region, restarts kwok alone when its stages changed (the control plane, its
+# etcd data and the pods stay; kwok picks the pods up again), so `start` applies new stages without a wipe.
+refresh_kwok() {
+  kwok_config >"$RDIR/kwok.yaml.new"
+  if cmp -s "$RDIR/kwok.yaml.new" "$RDIR/kwok.yaml"; then rm -f "$RDIR/kwok.yaml.new"; return; fi
+  mv "$RDIR/kwok.yaml.new" "$RDIR/kwok.yaml"
+  local f pid n
+  f=$(pidfile "$R" kwok)
+  if alive "$R" kwok; then
+    pid=$(<"$f")
+    log "region $R: kwok stages changed, restarting kwok (pid $pid)"
+    kill "$pid" 2>/dev/null || true
+    for n in $(seq 75); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  start_kwok
 }
 
 start_etcd() {
@@ -227,6 +251,10 @@ start_controllers() {
     --authentication-kubeconfig "$RDIR/scheduler.kubeconfig" \
     --authorization-kubeconfig "$RDIR/scheduler.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$R_SCHED" --profiling=false
+  start_kwok
+}
+
+start_kwok() {
   spawn "$R" kwok --kubeconfig "$RDIR/kubeconfig" --config "$RDIR/kwok.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
     --node-lease-duration-seconds 40 --cidr "10.$((244 + IDX)).0.0/16"
@@ -316,6 +344,7 @@ cmd_start() {
   for r in "${RS[@]}"; do
     if region_running "$r"; then
       log "region $r: already running (https://127.0.0.1:$R_API), reusing it"
+      refresh_kwok
     else
       stop_regions "$r"
       todo+=("$r")
