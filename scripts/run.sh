@@ -13,5 +13,8 @@ trap cleanup INT TERM EXIT
 pids+=($!)
 .venv/bin/celery -A config beat --loglevel=INFO --schedule=var/celerybeat-schedule >var/log/beat.log 2>&1 &
 pids+=($!)
-echo "worker and beat are running (logs in var/log/); serving http://127.0.0.1:8000 (Ctrl-C stops all)"
+# The operator drives the regions' clusters (the sandbox unless GPUCLOUD_REGION_KUBECONFIGS says otherwise).
+$PY manage.py operator >var/log/operator.log 2>&1 &
+pids+=($!)
+echo "worker, beat and operator are running (logs in var/log/); serving http://127.0.0.1:8000 (Ctrl-C stops all)"
 $PY manage.py runserver 127.0.0.1:8000 --noreload

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from apps.accounts.models import SshKey, User
 from apps.audit.services import audit_record
+from apps.billing.limits import require_funds
 from apps.catalog import selectors as catalog
 from apps.catalog.models import Image, ImagePolicy, InstanceType, Region
 from apps.core import request_context
@@ -195,6 +196,7 @@ def instance_launch(*, actor: User, tenant: Tenant, req: LaunchRequest) -> Insta
     image, image_reference = _resolve_image(req.image, region)
     ssh_keys = _resolve_ssh_keys(tenant, actor, req.ssh_key_ids)
 
+    require_funds(tenant=tenant)  # 402 insufficient_funds: prepaid balance, credit limit, hard budget
     admit(tenant=tenant, demand=_demand(instance_type, region, new_instance=True))
     _require_capacity(region, instance_type)
     instance = Instance(
@@ -278,6 +280,7 @@ def instance_act(*, actor: User | None, instance: Instance, action: Action, reas
         # The quota lock comes before the instance lock (lock order); an unlocked look first refuses a start
         # that the state machine would refuse anyway, without queueing behind other launches.
         _transition(Instance.objects.get(pk=instance.pk), action)
+        require_funds(tenant=instance.tenant)
         admit(
             tenant=instance.tenant,
             demand=_demand(instance.instance_type, instance.region, new_instance=False),
@@ -381,3 +384,23 @@ def instance_observe(
         message=message,
     )
     return instance
+
+
+@transaction.atomic
+def instance_update_connection(*, instance_id: Any, connection: dict[str, Any]) -> bool:
+    """Refresh a running instance's connection details (its pod was recreated elsewhere). True if changed."""
+    instance = Instance.objects.select_for_update().filter(pk=instance_id, state=State.RUNNING).first()
+    if instance is None or not connection or instance.connection == connection:
+        return False
+    before = instance.connection
+    instance.connection = connection
+    instance.save(update_fields=["connection", "updated_at"])
+    _event(
+        instance,
+        kind="observation",
+        name="connection_changed",
+        from_state=instance.state,
+        actor=None,
+        message=f"{before.get('ssh_command', '')} -> {connection.get('ssh_command', '')}",
+    )
+    return True

@@ -73,6 +73,10 @@ def record_pod(instance: Instance, pod: dict[str, Any], cluster: Cluster, spec: 
     connection = (
         _connection(cluster, instance, spec, pod) if reading.observation == Observation.POD_READY else None
     )
+    if reading.observation == Observation.POD_READY and instance.state == State.RUNNING:
+        # Still running, perhaps on a new pod on another node: keep the ssh command true.
+        services.instance_update_connection(instance_id=instance.pk, connection=connection or {})
+        return
     if reading.observation == Observation.POD_READY and instance.state == State.PENDING:
         services.instance_observe(instance_id=instance.pk, observation=Observation.POD_CREATED)
     services.instance_observe(

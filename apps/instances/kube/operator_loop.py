@@ -1,0 +1,284 @@
+"""The operator process: one thread per region with a cluster, each leading its region or standing by.
+
+    Operator.run()                      discovers regions (again every resync period), one RegionOperator each
+      RegionOperator (thread)           competes for the region's advisory lock (leader.py), retrying
+        while leading:
+          pod watch (thread)            watcher.watch_forever + PodHandler  -> instance observations
+          node watch (thread)           node changes -> capacity recomputed
+          event watch (thread)          watcher.watch_forever + KubeEventHandler -> instance timeline
+          resync loop (this thread)     every resync period: reconcile every live instance, GC, capacity;
+                                        capacity also within a second of any pod change
+
+A stop event ends everything: watches return at their next event or server-side timeout, the lock is
+released, database connections are closed. See docs/operator.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import close_old_connections, connection
+from kubernetes import client
+
+from apps.catalog.models import Region
+from apps.instances.kube import capacity, gc, names
+from apps.instances.kube.backoff import Backoff
+from apps.instances.kube.client import REQUEST_TIMEOUT, api_client, has_cluster
+from apps.instances.kube.cluster import Cluster
+from apps.instances.kube.leader import RegionLock
+from apps.instances.kube.reconciler import reconcile
+from apps.instances.kube.watcher import KubeEventHandler, PodHandler, describe, watch_forever
+from apps.instances.models import Instance
+from apps.instances.states import State
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    resync_seconds: float = 30.0
+    lock_retry_seconds: float = 5.0
+    # Server-side timeout of each watch request: the watch resumes after it, and a stop waits at most this.
+    watch_timeout_seconds: int = 30
+    watch_events: bool = True
+    # For clusters shared by several control planes (test sandboxes): see gc.collect.
+    gc_known_tenants_only: bool = True
+    # Capacity is recomputed at most this often when pods change between resyncs.
+    capacity_min_interval: float = 1.0
+
+
+def _closing_db(target: Any) -> Any:
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            target(*args, **kwargs)
+        except Exception:
+            logger.exception("operator thread crashed")
+        finally:
+            connection.close()
+
+    return run
+
+
+def refresh_capacity(cluster: Cluster, region: Region) -> int:
+    nodes = gc.list_json(cluster.core.list_node).get("items") or []
+    pods = gc.list_json(cluster.core.list_pod_for_all_namespaces, field_selector="spec.nodeName!=").get(
+        "items"
+    )
+    pools = capacity.compute_pools(nodes, pods or [], exclude_instances=capacity.held_instance_ids(region))
+    return capacity.write_pools(region, pools)
+
+
+class RegionOperator(threading.Thread):
+    def __init__(self, region_id: Any, slug: str, config: OperatorConfig, stop: threading.Event):
+        super().__init__(name=f"operator-{slug}", daemon=True)
+        self.region_id, self.slug, self.config, self.stop = region_id, slug, config, stop
+        self.lock = RegionLock(region_id)
+        self.leading = threading.Event()
+        self.resyncs = 0  # completed resyncs while leading (for tests and the log)
+        self.resync_failures = 0
+        self._capacity_dirty = threading.Event()
+
+    def run(self) -> None:
+        term_backoff = Backoff(base=1.0, cap=30.0)
+        try:
+            while not self.stop.is_set():
+                close_old_connections()
+                try:
+                    acquired = self.lock.try_acquire()
+                except Exception as exc:
+                    logger.warning("region %s: leader election failed: %s", self.slug, describe(exc))
+                    acquired = False
+                if not acquired:
+                    jitter = random.uniform(0.8, 1.2)  # noqa: S311
+                    self.stop.wait(self.config.lock_retry_seconds * jitter)
+                    continue
+                logger.info("region %s: leading", self.slug)
+                self.leading.set()
+                failed = False
+                try:
+                    self._lead()
+                    term_backoff.reset()
+                except Exception as exc:
+                    # A region without a usable connection, or the database gone: back off, compete again.
+                    logger.warning("region %s: leadership term ended: %s", self.slug, describe(exc))
+                    failed = True
+                finally:
+                    self.leading.clear()
+                    self.lock.release()
+                    logger.info("region %s: released leadership", self.slug)
+                if failed:
+                    term_backoff.wait(self.stop)  # without the lock, so a standby may take over meanwhile
+        finally:
+            self.lock.release()
+            connection.close()
+
+    def _lead(self) -> None:
+        region = Region.objects.get(pk=self.region_id)
+        cluster = Cluster(api_client(region))
+        term = threading.Event()
+        watchers = [
+            threading.Thread(
+                target=_closing_db(watch_forever),
+                args=(
+                    cluster.core.list_pod_for_all_namespaces,
+                    PodHandler(region.pk, cluster, on_change=self._capacity_dirty.set),
+                    term,
+                ),
+                kwargs={
+                    "what": f"pods@{self.slug}",
+                    "timeout_seconds": self.config.watch_timeout_seconds,
+                    "label_selector": names.managed_selector(),
+                },
+                name=f"operator-{self.slug}-pods",
+                daemon=True,
+            )
+        ]
+        watchers.append(
+            threading.Thread(
+                target=_closing_db(watch_forever),
+                args=(cluster.core.list_node, self._node_changed, term),
+                kwargs={"what": f"nodes@{self.slug}", "timeout_seconds": self.config.watch_timeout_seconds},
+                name=f"operator-{self.slug}-nodes",
+                daemon=True,
+            )
+        )
+        if self.config.watch_events:
+            watchers.append(
+                threading.Thread(
+                    target=_closing_db(watch_forever),
+                    args=(cluster.core.list_event_for_all_namespaces, KubeEventHandler(region.pk), term),
+                    kwargs={
+                        "what": f"events@{self.slug}",
+                        "timeout_seconds": self.config.watch_timeout_seconds,
+                        "field_selector": "involvedObject.kind=Pod",
+                    },
+                    name=f"operator-{self.slug}-events",
+                    daemon=True,
+                )
+            )
+        for thread in watchers:
+            thread.start()
+        try:
+            self._resync_loop(region, cluster)
+        finally:
+            term.set()
+            for thread in watchers:
+                thread.join(timeout=self.config.watch_timeout_seconds + 20)
+
+    def _node_changed(self, kind: str, node: dict[str, Any]) -> None:
+        self._capacity_dirty.set()  # allocatable, cordons and removals change capacity
+
+    def _resync_loop(self, region: Region, cluster: Cluster) -> None:
+        backoff = Backoff(base=1.0, cap=max(1.0, self.config.resync_seconds))
+        next_resync = 0.0
+        last_capacity = 0.0
+        while not self.stop.is_set():
+            if not self.lock.still_held():
+                return
+            close_old_connections()
+            now = time.monotonic()
+            try:
+                if now >= next_resync:
+                    self.resync(region, cluster)
+                    self.resyncs += 1
+                    last_capacity = time.monotonic()
+                    backoff.reset()
+                    next_resync = time.monotonic() + self.config.resync_seconds
+                elif (
+                    self._capacity_dirty.is_set() and now - last_capacity >= self.config.capacity_min_interval
+                ):
+                    self._capacity_dirty.clear()
+                    refresh_capacity(cluster, region)
+                    last_capacity = time.monotonic()
+            except Exception as exc:
+                self.resync_failures += 1
+                delay = backoff.next_delay()
+                logger.warning(
+                    "region %s: resync failed (%s); again in %.1fs", self.slug, describe(exc), delay
+                )
+                next_resync = time.monotonic() + delay
+            self.stop.wait(0.5)
+
+    def resync(self, region: Region, cluster: Cluster) -> None:
+        """Reconcile every live instance, collect garbage, recompute capacity."""
+        client.VersionApi(cluster.api).get_code(_request_timeout=REQUEST_TIMEOUT)  # fail fast when down
+        self._capacity_dirty.clear()
+        ids = list(
+            Instance.objects.filter(region_id=region.pk)
+            .exclude(state=State.TERMINATED)
+            .order_by("created_at")
+            .values_list("pk", flat=True)
+        )
+        failed = 0
+        for instance_id in ids:
+            if self.stop.is_set():
+                return
+            try:
+                reconcile(instance_id)
+            except Exception as exc:
+                failed += 1
+                logger.warning("region %s: reconcile %s failed: %s", self.slug, instance_id, describe(exc))
+        gc.collect(cluster, region, known_tenants_only=self.config.gc_known_tenants_only)
+        refresh_capacity(cluster, region)
+        logger.debug("region %s: resynced %d instances (%d failed)", self.slug, len(ids), failed)
+
+
+class Operator:
+    """All regions (or the named ones) of this deployment. `run()` blocks until `stop` is set."""
+
+    def __init__(self, config: OperatorConfig | None = None, regions: Iterable[str] | None = None):
+        self.config = config or OperatorConfig()
+        self.region_slugs = set(regions or [])
+        self.stop = threading.Event()
+        self.threads: dict[Any, RegionOperator] = {}
+        self._thread: threading.Thread | None = None
+
+    def discover(self) -> None:
+        close_old_connections()
+        regions = Region.objects.all()
+        if self.region_slugs:
+            regions = regions.filter(slug__in=self.region_slugs)
+        for region in regions:
+            if region.pk in self.threads or not has_cluster(region):
+                continue
+            thread = RegionOperator(region.pk, region.slug, self.config, self.stop)
+            self.threads[region.pk] = thread
+            thread.start()
+            logger.info("region %s: operator thread started", region.slug)
+
+    def run(self) -> None:
+        backoff = Backoff(base=1.0, cap=30.0)
+        try:
+            while not self.stop.is_set():
+                try:
+                    self.discover()
+                    backoff.reset()
+                    self.stop.wait(self.config.resync_seconds)
+                except Exception as exc:
+                    logger.warning("operator: discovering regions failed: %s", describe(exc))
+                    backoff.wait(self.stop)
+        finally:
+            self.stop.set()
+            for thread in self.threads.values():
+                thread.join(timeout=self.config.watch_timeout_seconds + 30)
+            connection.close()
+
+    # In-process use (tests, embedding): run in a background thread.
+    def start(self) -> Operator:
+        self._thread = threading.Thread(target=self.run, name="operator", daemon=True)
+        self._thread.start()
+        return self
+
+    def shutdown(self, timeout: float = 60.0) -> None:
+        self.stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def leading(self) -> set[str]:
+        return {t.slug for t in self.threads.values() if t.leading.is_set()}

@@ -1,0 +1,195 @@
+"""Watches of one region's cluster, turned into instance observations within about a second.
+
+`watch_forever` is the one list-then-watch loop: list (the sync), then watch from the list's
+resourceVersion with bookmarks, resuming from the last version seen after every timeout; a 410 Gone (the
+version was compacted away) lists again. Errors wait with bounded, jittered backoff; nothing here raises
+out of the loop, so an apiserver that is down only delays the operator.
+
+`PodHandler` maps a pod event to its instance (the `gpucloud.io/instance` label) and records what the pod
+shows; anything else (a deleted pod, a pod of an older generation, an instance that should not run) is
+left to the level-triggered reconciler, which recreates a missing pod or reports `pod_gone`.
+`KubeEventHandler` copies Kubernetes Event messages about an instance's pod into its timeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.db import close_old_connections, transaction
+from kubernetes import watch
+from kubernetes.client.rest import ApiException
+
+from apps.instances.kube import names
+from apps.instances.kube.backoff import Backoff
+from apps.instances.kube.cluster import Cluster
+from apps.instances.kube.gc import list_json
+from apps.instances.kube.reconciler import load_instance, reconcile, record_pod
+from apps.instances.kube.specs import spec_from_instance
+from apps.instances.models import DesiredState, Instance, InstanceEvent
+from apps.instances.states import State
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[str, dict[str, Any]], None]
+RUN_STATES = frozenset({State.PENDING, State.PROVISIONING, State.STARTING, State.RUNNING})
+KUBE_EVENT = "kube_event"
+
+
+def describe(exc: BaseException) -> str:
+    """An error for the log: status and reason of API errors (never their headers or bodies)."""
+    if isinstance(exc, ApiException):
+        return f"ApiException {exc.status} {exc.reason}"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def watch_forever(
+    list_fn: Any,
+    handle: Handler,
+    stop: threading.Event,
+    *,
+    what: str,
+    timeout_seconds: int = 30,
+    resource_version: str | None = None,
+    **selectors: Any,
+) -> None:
+    """Runs until `stop` is set. `resource_version` resumes a watch (None: list first); `selectors` are
+    passed to the list call (label_selector, field_selector, namespace for namespaced lists)."""
+    backoff = Backoff()
+    while not stop.is_set():
+        try:
+            if not resource_version:
+                listing = list_json(list_fn, **selectors)
+                for item in listing.get("items") or []:
+                    _dispatch(handle, "ADDED", item, what)
+                resource_version = (listing.get("metadata") or {}).get("resourceVersion")
+                logger.debug("%s: listed, watching from %s", what, resource_version)
+            stream = watch.Watch()
+            for event in stream.stream(
+                list_fn,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=timeout_seconds,
+                _request_timeout=(5, timeout_seconds + 15),
+                **selectors,
+            ):
+                obj = event.get("raw_object") or {}
+                version = (obj.get("metadata") or {}).get("resourceVersion")
+                if version:
+                    resource_version = version
+                if event["type"] != "BOOKMARK":
+                    _dispatch(handle, event["type"], obj, what)
+                if stop.is_set():
+                    stream.stop()
+                    break
+            backoff.reset()
+        except ApiException as exc:
+            if exc.status == 410:
+                logger.info("%s: resourceVersion gone (410), listing again", what)
+                resource_version = None
+                continue
+            logger.warning("%s: %s; retrying with backoff", what, describe(exc))
+            backoff.wait(stop)
+        except Exception as exc:
+            logger.warning("%s: %s; retrying with backoff", what, describe(exc))
+            backoff.wait(stop)
+
+
+def _dispatch(handle: Handler, kind: str, obj: dict[str, Any], what: str) -> None:
+    """One event; a failure is logged and left to the next event or the resync."""
+    try:
+        close_old_connections()
+        handle(kind, obj)
+    except Exception as exc:
+        meta = obj.get("metadata") or {}
+        logger.warning(
+            "%s: handling %s %s/%s failed: %s",
+            what,
+            kind,
+            meta.get("namespace"),
+            meta.get("name"),
+            describe(exc),
+        )
+
+
+def _instance_id(text: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text or "")
+    except ValueError:
+        return None
+
+
+class PodHandler:
+    def __init__(self, region_id: Any, cluster: Cluster, on_change: Callable[[], None] = lambda: None):
+        self.region_id, self.cluster, self.on_change = region_id, cluster, on_change
+
+    def __call__(self, kind: str, pod: dict[str, Any]) -> None:
+        meta = pod.get("metadata") or {}
+        instance_id = _instance_id((meta.get("labels") or {}).get(names.INSTANCE_LABEL))
+        self.on_change()
+        if instance_id is None:
+            return
+        instance = load_instance(instance_id)
+        if instance is None or instance.region_id != self.region_id:
+            return  # an orphan: garbage collection removes it
+        if kind == "DELETED" or meta.get("name") != names.instance_object_name(instance.pk):
+            reconcile(instance.pk)  # recreates the pod of an instance that should run, or reports pod_gone
+            return
+        if meta.get("deletionTimestamp"):
+            return  # on its way out; the DELETED event follows
+        runs = instance.desired_state == DesiredState.RUNNING and instance.state in RUN_STATES
+        annotations = meta.get("annotations") or {}
+        current = annotations.get(names.GENERATION_KEY) == str(instance.generation)
+        if runs and (current or instance.state == State.RUNNING):
+            record_pod(instance, pod, self.cluster, spec_from_instance(instance))
+        else:
+            reconcile(instance.pk)
+
+
+class KubeEventHandler:
+    """Kubernetes Events about an instance's pod -> InstanceEvent(kind="kube_event"), one per distinct
+    reason and message (a repeated event bumps its count in Kubernetes, not a new line here)."""
+
+    def __init__(self, region_id: Any):
+        self.region_id = region_id
+
+    def __call__(self, kind: str, event: dict[str, Any]) -> None:
+        if kind not in ("ADDED", "MODIFIED"):
+            return
+        involved = event.get("involvedObject") or {}
+        name = involved.get("name") or ""
+        if involved.get("kind") != "Pod" or not name.startswith("i-"):
+            return
+        instance_id = _instance_id(name[2:])
+        if instance_id is None:
+            return
+        reason = (event.get("reason") or "")[:32]
+        message = (event.get("message") or "")[:500]
+        with transaction.atomic():
+            instance = (
+                Instance.objects.select_for_update()
+                .filter(pk=instance_id, region_id=self.region_id)
+                .only("pk", "state")
+                .first()
+            )
+            if instance is None:
+                return
+            seen = InstanceEvent.objects.filter(
+                instance=instance, kind=KUBE_EVENT, name=reason, message=message
+            ).exists()
+            if seen:
+                return
+            source = (event.get("source") or {}).get("component") or event.get("reportingComponent") or ""
+            InstanceEvent.objects.create(
+                instance=instance,
+                kind=KUBE_EVENT,
+                name=reason,
+                from_state=instance.state,
+                to_state=instance.state,
+                reason=(event.get("type") or "")[:32],
+                message=message,
+                actor_label=f"kubernetes:{source}"[:254],
+            )

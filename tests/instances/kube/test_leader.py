@@ -1,0 +1,70 @@
+"""Leader election: a PostgreSQL advisory lock per region, on a connection of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection
+
+from apps.instances.kube.leader import RegionLock, lock_key
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def locks() -> Iterator[list[RegionLock]]:
+    made: list[RegionLock] = []
+    yield made
+    for lock in made:
+        lock.release()
+
+
+def make(locks: list[RegionLock], region_id: int) -> RegionLock:
+    lock = RegionLock(region_id)
+    locks.append(lock)
+    return lock
+
+
+def test_keys_are_stable_distinct_and_fit_a_bigint() -> None:
+    assert lock_key(1) == lock_key(1)
+    assert len({lock_key(i) for i in range(1000)}) == 1000
+    assert all(-(2**63) <= lock_key(i) < 2**63 for i in range(1000))
+
+
+def test_one_holder_per_region(locks: list[RegionLock]) -> None:
+    first, second, other_region = make(locks, 1), make(locks, 1), make(locks, 2)
+    assert first.try_acquire()
+    assert not second.try_acquire()
+    assert other_region.try_acquire()  # regions are independent
+    assert first.try_acquire() and first.still_held()  # asking again while holding is harmless
+    first.release()
+    assert not first.held
+    assert second.try_acquire()
+    assert not first.try_acquire()
+
+
+def test_the_lock_goes_with_its_connection(locks: list[RegionLock]) -> None:
+    """A leader whose database connection dies loses the region at once, and a standby takes it."""
+    leader, standby = make(locks, 7), make(locks, 7)
+    assert leader.try_acquire()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND ((classid::bigint << 32) | objid::bigint) = (%s::bigint & x'ffffffffffffffff'::bigint)",
+            [lock_key(7)],
+        )
+        assert cursor.fetchone() == (True,)
+    assert not leader.still_held()
+    assert standby.try_acquire()
+
+
+def test_lock_connections_use_the_current_database(locks: list[RegionLock]) -> None:
+    lock = make(locks, 3)
+    assert lock.try_acquire()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        assert cursor.fetchone() == (1,)

@@ -1,0 +1,110 @@
+"""watcher.watch_forever against a real apiserver: list, watch with bookmarks, resume, 410 Gone -> list again,
+an unreachable apiserver -> retries without raising, a stop event -> returns. Nothing is mocked."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from apps.instances.kube.watcher import watch_forever
+from tests.fixtures.kube import wait_until
+
+JOIN_TIMEOUT = 30.0  # bound for a hung watch, not a performance assertion
+
+
+def plain_pod(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"watched": "yes"}},
+        "spec": {
+            "containers": [{"name": "main", "image": "busybox", "resources": {"requests": {"cpu": "10m"}}}],
+            "terminationGracePeriodSeconds": 0,
+        },
+    }
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, kind: str, obj: dict[str, Any]) -> None:
+        with self.lock:
+            self.events.append((kind, (obj.get("metadata") or {}).get("name", "")))
+
+    def saw(self, kind: str, name: str) -> bool:
+        with self.lock:
+            return (kind, name) in self.events
+
+    def kinds(self) -> set[str]:
+        with self.lock:
+            return {kind for kind, _ in self.events}
+
+
+@pytest.fixture
+def watching(
+    kube_client: client.ApiClient, kube_namespace: str
+) -> Iterator[tuple[Recorder, client.CoreV1Api]]:
+    core = client.CoreV1Api(kube_client)
+    core.create_namespaced_pod(kube_namespace, plain_pod("before"))
+    recorder, stop = Recorder(), threading.Event()
+    thread = threading.Thread(
+        target=watch_forever,
+        args=(core.list_namespaced_pod, recorder, stop),
+        kwargs={
+            "what": "test",
+            "timeout_seconds": 2,  # short server-side timeouts: the watch resumes several times
+            "resource_version": "1",  # compacted long ago: the apiserver answers 410 Gone
+            "namespace": kube_namespace,
+            "label_selector": "watched=yes",
+        },
+        daemon=True,
+    )
+    thread.start()
+    yield recorder, core
+    stop.set()
+    thread.join(JOIN_TIMEOUT)
+    assert not thread.is_alive()
+
+
+def test_list_then_watch_resumes_across_timeouts_and_recovers_from_410(
+    watching: tuple[Recorder, client.CoreV1Api], kube_namespace: str
+) -> None:
+    recorder, core = watching
+    # Started from a compacted resourceVersion: the 410 led to a list, which reports the existing pod.
+    wait_until(lambda: recorder.saw("ADDED", "before"), timeout=30, what="the pod made before the watch")
+    core.create_namespaced_pod(kube_namespace, plain_pod("after"))
+    wait_until(lambda: recorder.saw("ADDED", "after"), timeout=30, what="the ADDED event of a new pod")
+    # Outlive a few server-side timeouts (2 s each): the watch resumes from the last version it saw.
+    wait_until(lambda: recorder.saw("MODIFIED", "after"), timeout=30, what="the pod's status updates")
+    core.delete_namespaced_pod("after", kube_namespace, grace_period_seconds=0)
+    wait_until(lambda: recorder.saw("DELETED", "after"), timeout=30, what="the DELETED event")
+    assert recorder.kinds() <= {"ADDED", "MODIFIED", "DELETED"}  # bookmarks and errors are not events
+    assert not recorder.saw("DELETED", "before")
+
+
+def test_an_unreachable_apiserver_is_retried_without_raising_and_stop_ends_it() -> None:
+    configuration = client.Configuration()
+    configuration.host = "https://127.0.0.1:9"  # nothing listens on the discard port
+    api = client.ApiClient(configuration)
+    recorder, stop = Recorder(), threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            watch_forever(client.CoreV1Api(api).list_pod_for_all_namespaces, recorder, stop, what="down")
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(3)  # a few failed attempts with backoff
+    assert thread.is_alive() and not errors
+    stop.set()
+    thread.join(JOIN_TIMEOUT)
+    assert not thread.is_alive() and not errors and recorder.events == []
