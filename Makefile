@@ -10,7 +10,7 @@ export GPUCLOUD_SANDBOX_PYTHON ?= $(abspath $(PY))
 
 -include sandbox/sandbox.mk
 
-.PHONY: help venv services migrate seed run test lint typecheck pytest lock clean
+.PHONY: help venv services migrate seed run test lint typecheck pytest lock clean stripe-mock
 
 help:
 	@echo "make run    - set up everything and serve http://127.0.0.1:8000 with a worker and beat"
@@ -47,7 +47,11 @@ typecheck: venv
 pytest: venv services
 	DJANGO_SETTINGS_MODULE=config.settings.test $(VENV)/bin/pytest $(PYTEST_ARGS)
 
-test: venv services sandbox lint typecheck pytest
+# stripe-mock on 127.0.0.1:12111 for the Stripe contract tests (scripts/stripe_mock.sh; stop: `... stop`).
+stripe-mock:
+	@bash scripts/stripe_mock.sh start
+
+test: venv services sandbox stripe-mock lint typecheck pytest
 
 lock:
 	rm -rf /tmp/gpucloud-lock && $(PYTHON_BIN) -m venv /tmp/gpucloud-lock

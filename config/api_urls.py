@@ -4,6 +4,9 @@ from django.urls import include, path
 
 from apps.accounts.api import urls as accounts_urls
 from apps.audit.api import urls as audit_urls
+from apps.billing.api import urls as billing_urls
+from apps.billing.invoices.api import urls as invoices_urls
+from apps.billing.stripe.api import urls as stripe_urls
 from apps.catalog.api import urls as catalog_urls
 from apps.core.schema_views import RedocView, SchemaView, SwaggerView
 from apps.instances.api import urls as instances_urls
@@ -22,4 +25,7 @@ urlpatterns = [
     path("", include(catalog_urls)),
     path("", include(quotas_urls)),
     path("", include(instances_urls)),
+    path("", include(billing_urls)),
+    path("", include(invoices_urls)),
+    path("", include(stripe_urls)),
 ]

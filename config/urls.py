@@ -10,6 +10,7 @@ urlpatterns = [
     path("api/v1/", include("config.api_urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("apps.accounts.urls")),
+    path("billing/", include("apps.billing.invoices.urls")),
     path("", include("apps.console.urls")),
 ]
 

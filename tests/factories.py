@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import factory
@@ -34,9 +35,22 @@ class UserFactory(factory.django.DjangoModelFactory):
 class TenantFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Tenant
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"Tenant {n}")
     slug = factory.Sequence(lambda n: f"tenant-{n}")
+
+    @factory.post_generation
+    def credit(obj: Tenant, create: bool, extracted: Any, **kwargs: Any) -> None:
+        """Prepaid credit (default 1000.00), so that tests can launch instances past the billing hard limit.
+        Billing tests pass credit=0 for an empty wallet."""
+        if not create:
+            return
+        amount = Decimal("1000.00") if extracted is None else Decimal(str(extracted))
+        if amount > 0:
+            from apps.billing.models import CreditGrant
+
+            CreditGrant.objects.create(tenant=obj, kind="promotional", amount=amount, reason="test credit")
 
 
 class MembershipFactory(factory.django.DjangoModelFactory):

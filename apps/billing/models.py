@@ -117,3 +117,56 @@ class CreditGrant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id}:{self.kind}:{self.amount}"
+
+
+class BillingMode(models.TextChoices):
+    PREPAID = "prepaid", "Prepaid (credits)"
+    POSTPAID = "postpaid", "Postpaid (invoice in arrears)"
+
+
+class BillingAccount(models.Model):
+    """How a tenant pays (a staff switch) and the monthly budget the tenant sets itself.
+
+    Prepaid tenants may not run below a zero balance; postpaid tenants may, down to minus `credit_limit`.
+    A hard budget refuses launches and stops instances once month-to-date spend reaches it; a soft one only
+    alerts.
+    """
+
+    tenant = models.OneToOneField("tenants.Tenant", on_delete=models.CASCADE, related_name="billing_account")
+    mode = models.CharField(max_length=16, choices=BillingMode.choices, default=BillingMode.PREPAID)
+    credit_limit = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
+    monthly_budget = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    budget_hard = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(credit_limit__gte=0), name="billing_credit_limit_nonnegative"),
+            models.CheckConstraint(
+                condition=Q(monthly_budget__isnull=True) | Q(monthly_budget__gt=0),
+                name="billing_budget_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.mode}"
+
+
+class BudgetAlert(models.Model):
+    """One alert per tenant, month and threshold: the unique row is what makes each alert fire once."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    month = models.DateField()  # the first day of the month (UTC)
+    threshold = models.PositiveSmallIntegerField()  # percent: 50, 80, 100
+    spend = models.DecimalField(max_digits=20, decimal_places=6)
+    budget = models.DecimalField(max_digits=14, decimal_places=2)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["month", "threshold"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "month", "threshold"], name="budget_alert_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.month:%Y-%m}:{self.threshold}%"

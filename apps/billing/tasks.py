@@ -1,3 +1,5 @@
+from decimal import ROUND_HALF_UP, Decimal
+
 from celery import shared_task
 
 from apps.billing import metering
@@ -13,3 +15,52 @@ def meter_instance(instance_id: str) -> int:
 @shared_task(acks_late=True)
 def meter_all() -> int:
     return metering.meter_all()
+
+
+@shared_task(acks_late=True)
+def enforce_limits() -> int:
+    from apps.billing import limits
+
+    return limits.enforce_limits()
+
+
+@shared_task(acks_late=True)
+def check_budgets() -> int:
+    from apps.billing import limits
+
+    return limits.check_budgets()
+
+
+@shared_task(acks_late=True)
+def send_budget_alert_email(alert_id: int) -> int:
+    """Email the tenant's owners and billing members about a budget threshold."""
+    from django.conf import settings
+    from django.core.mail import send_mail
+
+    from apps.billing.models import BudgetAlert
+    from apps.tenants.models import Membership
+    from apps.tenants.roles import Role
+
+    alert = BudgetAlert.objects.select_related("tenant").filter(pk=alert_id).first()
+    if alert is None:
+        return 0
+    recipients = sorted(
+        Membership.objects.filter(tenant=alert.tenant, role__in=[Role.OWNER, Role.BILLING]).values_list(
+            "user__email", flat=True
+        )
+    )
+    if not recipients:
+        return 0
+    tenant = alert.tenant
+    spend = alert.spend.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    send_mail(
+        subject=f"[gpucloud] {tenant.name}: {alert.threshold}% of the monthly budget used",
+        message=(
+            f"Tenant {tenant.name} ({tenant.slug}) has spent {spend} of its "
+            f"monthly budget of {alert.budget} in {alert.month:%B %Y} ({alert.threshold}% threshold).\n\n"
+            f"Usage and budget: {settings.SITE_URL}/api/v1/tenants/{tenant.slug}/billing/budget\n"
+        ),
+        from_email=None,
+        recipient_list=recipients,
+    )
+    return len(recipients)

@@ -46,6 +46,13 @@ class InvalidInput(DomainError):
     code = "invalid"
 
 
+class PaymentRequired(DomainError):
+    """The tenant's wallet or budget does not cover the request (code insufficient_funds)."""
+
+    status_code = status.HTTP_402_PAYMENT_REQUIRED
+    code = "insufficient_funds"
+
+
 class Forbidden(DomainError):
     status_code = status.HTTP_403_FORBIDDEN
     code = "forbidden"

@@ -57,6 +57,9 @@ def tenant_create(*, user: User, name: str, slug: str | None = None) -> Tenant:
     from apps.quotas.services import quota_for
 
     quota_for(tenant)  # the default limits from settings, visible to staff from day one
+    from apps.billing.services import signup_credit_grant
+
+    signup_credit_grant(tenant=tenant, actor=user)  # settings.BILLING_SIGNUP_CREDIT, none when 0
     audit_record(
         actor=user,
         action="tenant.create",

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 from config.settings.env import env_bool, env_int, env_list, env_str
 
@@ -32,6 +33,8 @@ INSTALLED_APPS = [
     "apps.quotas",
     "apps.instances",
     "apps.billing",
+    "apps.billing.stripe",
+    "apps.billing.invoices",
     "apps.console",
 ]
 
@@ -181,7 +184,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {"InvoiceStatusEnum": "apps.billing.invoices.models.InvoiceStatus"},
     "APPEND_COMPONENTS": {
         "securitySchemes": {
             "bearerAuth": {
@@ -240,3 +243,47 @@ CELERY_BEAT_SCHEDULE["enforce-instance-timers"] = {
 BILLING_WINDOW_SECONDS = env_int("BILLING_WINDOW_SECONDS", 60)
 BILLING_CATCH_UP_HOURS = env_int("BILLING_CATCH_UP_HOURS", 24)
 CELERY_BEAT_SCHEDULE["meter-usage"] = {"task": "apps.billing.tasks.meter_all", "schedule": 30.0}
+# Wallet and hard limits (docs/billing.md): running instances are stopped when the runway is shorter than
+# this; new tenants start with this much promotional credit; budget alerts are checked this often.
+BILLING_STOP_GRACE_SECONDS = env_int("BILLING_STOP_GRACE_SECONDS", 10)
+BILLING_SIGNUP_CREDIT = env_str("BILLING_SIGNUP_CREDIT", "0")
+CELERY_BEAT_SCHEDULE["billing-enforce-limits"] = {
+    "task": "apps.billing.tasks.enforce_limits",
+    "schedule": 10.0,
+}
+CELERY_BEAT_SCHEDULE["billing-budget-alerts"] = {
+    "task": "apps.billing.tasks.check_budgets",
+    "schedule": 300.0,
+}
+
+# Invoices: the previous month is closed on the 1st (UTC), after the metering task has caught up.
+CELERY_BEAT_SCHEDULE["close-billing-period"] = {
+    "task": "apps.billing.invoices.tasks.close_previous_month",
+    "schedule": crontab(minute=30, hour=0, day_of_month="1"),
+}
+
+# Stripe (apps/billing/stripe, docs/billing.md "Stripe"). Without STRIPE_SECRET_KEY payments are off: the
+# product still meters, rates and keeps wallets; the payment endpoints answer 503 stripe_not_configured.
+# STRIPE_API_BASE points the SDK elsewhere (stripe-mock: http://127.0.0.1:12111).
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "")
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")
+STRIPE_API_BASE = env_str("STRIPE_API_BASE", "")
+STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 10)
+STRIPE_CURRENCY = env_str("STRIPE_CURRENCY", "usd")
+STRIPE_TOPUP_MIN = env_str("STRIPE_TOPUP_MIN", "10.00")
+STRIPE_TOPUP_MAX = env_str("STRIPE_TOPUP_MAX", "10000.00")
+# A closed hour is exported once the ledger has settled: window + a few metering runs after the hour ends.
+STRIPE_METER_SETTLE_SECONDS = env_int("STRIPE_METER_SETTLE_SECONDS", 300)
+STRIPE_METER_LOOKBACK_HOURS = env_int("STRIPE_METER_LOOKBACK_HOURS", 72)
+STRIPE_OUTBOX_BACKOFF_BASE_SECONDS = env_int("STRIPE_OUTBOX_BACKOFF_BASE_SECONDS", 30)
+STRIPE_OUTBOX_BACKOFF_MAX_SECONDS = env_int("STRIPE_OUTBOX_BACKOFF_MAX_SECONDS", 3600)
+# After an invoice payment fails the tenant is past_due (no new launches); after this grace, suspended.
+BILLING_PAST_DUE_GRACE_HOURS = env_int("BILLING_PAST_DUE_GRACE_HOURS", 72)
+for _name, _task, _every in (
+    ("stripe-outbox-fill", "outbox_fill", 300.0),
+    ("stripe-outbox-drain", "outbox_drain", 60.0),
+    ("stripe-reconcile", "reconcile", 86400.0),
+    ("stripe-events-retry", "retry_events", 300.0),
+    ("stripe-past-due", "enforce_past_due", 900.0),
+):
+    CELERY_BEAT_SCHEDULE[_name] = {"task": f"apps.billing.stripe.tasks.{_task}", "schedule": _every}

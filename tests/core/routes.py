@@ -28,7 +28,7 @@ API_PREFIX = "/api/v1/"
 _PARAM = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>\w+)>")
 
 # Routes anyone may call without credentials. Keep this list short: everything else answers 401.
-PUBLIC_ROUTES = frozenset({"api:schema", "api:docs", "api:redoc"})
+PUBLIC_ROUTES = frozenset({"api:schema", "api:docs", "api:redoc", "api:stripe-webhook"})
 
 # Routes outside /tenants/<tenant_slug>/. Each names what it must not reveal across tenants; the check
 # itself is GLOBAL_LEAK_CHECKS in test_isolation.py, which fails for a global route without one.
@@ -40,6 +40,9 @@ GLOBAL_ROUTES = {
     "api:gpu-type-list": "the shared catalog: no tenant-owned data",
     "api:instance-type-list": "the shared catalog: no tenant-owned data",
     "api:image-list": "the shared catalog: no tenant-owned data",
+    # Staff-only billing tools: is_staff sessions only; every token and every other user gets 404.
+    "api:staff-credit-grant": "staff sessions only: anyone else (and any token) gets 404 and changes nothing",
+    "api:staff-billing-mode": "staff sessions only: anyone else (and any token) gets 404 and changes nothing",
 }
 
 TENANT_KWARG = "tenant_slug"
@@ -194,6 +197,12 @@ def _quota_request_id(world: World) -> Any:
     ).pk
 
 
+def _invoice_id(world: World) -> Any:
+    from tests.billing.invoices.helpers import make_invoice
+
+    return make_invoice(world.tenant).pk
+
+
 # URL kwarg -> a factory that creates the object in the given tenant and returns the value for the URL.
 KWARG_FACTORIES: dict[str, Callable[[World], Any]] = {
     TENANT_KWARG: lambda world: world.tenant.slug,
@@ -203,6 +212,9 @@ KWARG_FACTORIES: dict[str, Callable[[World], Any]] = {
     "ssh_key_id": _ssh_key_id,
     "instance_id": _instance_id,
     "quota_request_id": _quota_request_id,
+    "invoice_id": _invoice_id,
+    # Staff routes name the tenant they act on (not the caller's tenant): /api/v1/staff/tenants/<slug>/...
+    "staff_tenant_slug": lambda world: world.tenant.slug,
 }
 
 

@@ -182,7 +182,10 @@ def test_unauthenticated_requests_get_401(route: Route, method: str) -> None:
 @pytest.mark.parametrize("route", _cases(PUBLIC, methods=False))
 def test_public_routes_answer_without_credentials(route: Route) -> None:
     assert classify(route) == PUBLIC
-    assert APIClient().get(route.url({})).status_code == 200
+    if "GET" in route.methods:
+        assert APIClient().get(route.url({})).status_code == 200
+    else:  # a receiver (the Stripe webhook) checks its own signature, never our credentials
+        assert APIClient().post(route.url({}), {}, format="json").status_code not in (401, 403)
 
 
 # --- (b) tenant A's credentials on tenant B's URLs: 404 -------------------------------------------------
@@ -295,6 +298,22 @@ def _check_catalog(route: Route) -> Callable[[Actor, routes.World], None]:
     return check
 
 
+def _check_staff_only(route: Route) -> Callable[[Actor, routes.World], None]:
+    def check(a: Actor, b: routes.World) -> None:
+        url = route.url({"staff_tenant_slug": b.tenant.slug})
+        own = route.url({"staff_tenant_slug": a.tenant.slug})
+        body = '{"mode": "postpaid", "kind": "promotional", "amount": "5.00", "reason": "probe"}'
+        method = "POST" if "POST" in route.methods else "PUT"
+        before = (_audit_count(a.tenant), _audit_count(b.tenant))
+        for client in (a.session_client(), a.token_client()):
+            for target in (url, own):
+                response = client.generic(method, target, body, content_type="application/json")
+                assert_error(response, 404, "not_found")
+        assert (_audit_count(a.tenant), _audit_count(b.tenant)) == before
+
+    return check
+
+
 def _route(name: str) -> Route:
     return next(r for r in ROUTES if r.name == name)
 
@@ -306,6 +325,11 @@ GLOBAL_LEAK_CHECKS: dict[str, Callable[[Actor, routes.World], None]] = {
     **{
         name: _check_catalog(_route(name))
         for name in ("api:region-list", "api:gpu-type-list", "api:instance-type-list", "api:image-list")
+        if any(r.name == name for r in ROUTES)
+    },
+    **{
+        name: _check_staff_only(_route(name))
+        for name in ("api:staff-credit-grant", "api:staff-billing-mode")
         if any(r.name == name for r in ROUTES)
     },
 }

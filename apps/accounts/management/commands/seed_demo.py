@@ -1,6 +1,7 @@
 """Seed a demo: a staff admin, a demo tenant with its owner, and an API token. Safe to run again."""
 
 import secrets
+from decimal import Decimal
 from typing import Any
 
 from django.core.management import call_command
@@ -10,9 +11,13 @@ from django.utils import timezone
 
 from apps.accounts import scopes, services
 from apps.accounts.models import ApiToken, User
+from apps.billing.models import CreditKind
+from apps.billing.services import credit_grant_create
 from apps.core import request_context
 from apps.tenants import services as tenant_services
 from apps.tenants.models import Membership, Tenant
+
+DEMO_CREDIT = Decimal("100.00")
 
 
 class Command(BaseCommand):
@@ -46,6 +51,15 @@ class Command(BaseCommand):
                 user=owner, name="Demo", slug="demo"
             )
             membership = Membership.objects.get(tenant=tenant, user=owner)
+            # Promotional credit to play with (once: the external id makes a second run a no-op).
+            credit_grant_create(
+                tenant=tenant,
+                kind=CreditKind.PROMOTIONAL,
+                amount=DEMO_CREDIT,
+                reason="Demo credit",
+                external_id=f"seed_demo:{tenant.pk}",
+                actor=admin,
+            )
             # Each run prints a fresh token; the previous demo tokens stop working.
             previous = ApiToken.objects.filter(tenant=tenant, user=owner, name="demo", revoked_at=None)
             for old in previous:

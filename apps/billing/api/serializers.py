@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+from rest_framework import serializers
+
+from apps.billing.models import AMOUNT_PLACES, BillingMode, CreditGrant, CreditKind
+from apps.billing.selectors import GROUPS, month_start
+
+MAX_RANGE = timedelta(days=400)
+
+
+class UsageQuerySerializer(serializers.Serializer):
+    """?from=&to=&group_by=: ISO 8601 datetimes (default: this month so far), at most 400 days apart."""
+
+    to = serializers.DateTimeField(required=False)
+    group_by = serializers.ChoiceField(choices=GROUPS, required=False, default="instance_type")
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["from"] = serializers.DateTimeField(required=False)  # "from" is a Python keyword
+        return fields
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        now = timezone.now()
+        end = attrs.get("to") or now
+        start = attrs.get("from") or month_start(min(end, now))
+        if start >= end:
+            raise serializers.ValidationError({"to": ["Must be later than from."]})
+        if end - start > MAX_RANGE:
+            raise serializers.ValidationError({"to": ["At most 400 days after from."]})
+        return {"start": start, "end": end, "group_by": attrs.get("group_by", "instance_type")}
+
+
+class UsageGroupSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    name = serializers.CharField()
+    quantity_seconds = serializers.IntegerField()
+    quantity_hours = serializers.DecimalField(max_digits=20, decimal_places=6)
+    amount = serializers.DecimalField(max_digits=20, decimal_places=6)
+
+
+class UsageReportSerializer(serializers.Serializer):
+    start = serializers.DateTimeField(source="from")
+    end = serializers.DateTimeField(source="to")
+    group_by = serializers.CharField()
+    total = serializers.DecimalField(max_digits=20, decimal_places=6)
+    results = UsageGroupSerializer(many=True)
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["from"], data["to"] = data.pop("start"), data.pop("end")
+        return data
+
+
+class BalanceSerializer(serializers.Serializer):
+    balance = serializers.DecimalField(max_digits=20, decimal_places=6)
+    credits = serializers.DecimalField(max_digits=20, decimal_places=6)
+    usage = serializers.DecimalField(max_digits=20, decimal_places=6, source="usage_total")
+    burn_rate_per_hour = serializers.DecimalField(max_digits=14, decimal_places=4)
+    runway_seconds = serializers.IntegerField(allow_null=True)
+    month_to_date_spend = serializers.DecimalField(max_digits=20, decimal_places=6)
+    mode = serializers.ChoiceField(choices=BillingMode.choices)
+    credit_limit = serializers.DecimalField(max_digits=14, decimal_places=2)
+    currency = serializers.SerializerMethodField()
+    as_of = serializers.DateTimeField()
+
+    def get_currency(self, obj: Any) -> str:
+        return "USD"
+
+
+class BudgetSerializer(serializers.Serializer):
+    monthly_budget = serializers.DecimalField(
+        max_digits=14, decimal_places=2, allow_null=True, min_value=0, help_text="null: no budget"
+    )
+    hard = serializers.BooleanField(
+        default=False, help_text="Refuse launches and stop instances once the budget is spent."
+    )
+
+
+class BudgetStatusSerializer(BudgetSerializer):
+    month_to_date_spend = serializers.DecimalField(max_digits=20, decimal_places=6, read_only=True)
+    alerts_sent = serializers.ListField(child=serializers.IntegerField(), read_only=True)
+
+
+class CreditGrantSerializer(serializers.ModelSerializer):
+    remaining = serializers.SerializerMethodField()
+    expired = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CreditGrant
+        fields = ["id", "kind", "amount", "remaining", "reason", "expires_at", "expired", "created_at"]
+
+    def get_remaining(self, obj: CreditGrant) -> str:
+        remaining = self.context.get("remaining", {}).get(str(obj.pk))
+        return str((remaining if remaining is not None else obj.amount).quantize(AMOUNT_PLACES))
+
+    def get_expired(self, obj: CreditGrant) -> bool:
+        return obj.expires_at is not None and obj.expires_at <= self.context.get("now", timezone.now())
+
+
+class CreditGrantCreateSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=CreditKind.choices, default=CreditKind.PROMOTIONAL)
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0)
+    reason = serializers.CharField(max_length=300)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class BillingModeSerializer(serializers.Serializer):
+    mode = serializers.ChoiceField(choices=BillingMode.choices)
+    credit_limit = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)

@@ -1,0 +1,194 @@
+"""The wallet through the API: usage, balance, budget and credits per tenant; staff grants and the billing
+mode under /api/v1/staff/ (staff sessions only; everyone else gets 404)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.generics import GenericAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.accounts.acting import acting_user
+from apps.accounts.models import ApiToken
+from apps.billing import selectors, services
+from apps.billing.api.serializers import (
+    BalanceSerializer,
+    BillingModeSerializer,
+    BudgetSerializer,
+    BudgetStatusSerializer,
+    CreditGrantCreateSerializer,
+    CreditGrantSerializer,
+    UsageQuerySerializer,
+    UsageReportSerializer,
+)
+from apps.billing.models import BudgetAlert, CreditGrant
+from apps.core.errors import NotFound
+from apps.core.idempotency import idempotent
+from apps.tenants.api.base import TenantAPIView
+from apps.tenants.models import Tenant
+from apps.tenants.roles import Perm
+
+
+class UsageView(TenantAPIView):
+    permission_map = {"GET": Perm.BILLING_READ}
+    serializer_class = UsageReportSerializer
+    pagination_class = None
+
+    @extend_schema(
+        summary="Usage from the ledger, grouped",
+        description="Rated usage rows whose period starts within [from, to), summed per instance, instance "
+        "type or UTC day. Defaults: this month so far, grouped by instance type. The range is at most 400 "
+        "days. Running time not yet closed into the ledger shows in the balance, not here.",
+        parameters=[
+            OpenApiParameter("from", OpenApiTypes.DATETIME, description="ISO 8601, inclusive"),
+            OpenApiParameter("to", OpenApiTypes.DATETIME, description="ISO 8601, exclusive"),
+            OpenApiParameter("group_by", OpenApiTypes.STR, enum=list(selectors.GROUPS)),
+        ],
+    )
+    def get(self, request: Request, tenant_slug: str) -> Response:
+        query = UsageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        start, end, group_by = (query.validated_data[k] for k in ("start", "end", "group_by"))
+        results = selectors.usage_report(tenant=self.tenant, start=start, end=end, group_by=group_by)
+        total = sum((row["amount"] for row in results), selectors.ZERO)
+        report = {"from": start, "to": end, "group_by": group_by, "total": total, "results": results}
+        return Response(UsageReportSerializer(report).data)
+
+
+class BalanceView(TenantAPIView):
+    permission_map = {"GET": Perm.BILLING_READ}
+    serializer_class = BalanceSerializer
+    pagination_class = None
+
+    @extend_schema(
+        summary="Wallet balance, burn rate and runway",
+        description="balance = credits - usage, exact to the second: closed ledger rows plus the running "
+        "time of instances not yet in the ledger. runway_seconds is null when nothing is running.",
+    )
+    def get(self, request: Request, tenant_slug: str) -> Response:
+        return Response(BalanceSerializer(selectors.wallet_of(self.tenant)).data)
+
+
+def _budget_status(tenant: Tenant) -> dict[str, Any]:
+    now = timezone.now()
+    w = selectors.wallet_of(tenant, now)
+    alerts = BudgetAlert.objects.filter(tenant=tenant, month=selectors.month_start(now).date())
+    return {
+        "monthly_budget": w.monthly_budget,
+        "hard": w.budget_hard,
+        "month_to_date_spend": w.month_to_date_spend,
+        "alerts_sent": sorted(alerts.values_list("threshold", flat=True)),
+    }
+
+
+class BudgetView(TenantAPIView):
+    permission_map = {"GET": Perm.BILLING_READ, "PUT": Perm.BILLING_WRITE}
+    serializer_class = BudgetStatusSerializer
+    pagination_class = None
+
+    @extend_schema(summary="Show the monthly budget and month-to-date spend")
+    def get(self, request: Request, tenant_slug: str) -> Response:
+        return Response(BudgetStatusSerializer(_budget_status(self.tenant)).data)
+
+    @extend_schema(
+        summary="Set the monthly budget",
+        description="Alerts (email to owners and billing members, and an audit event) at 50, 80 and 100 "
+        "percent, each once per month. A hard budget also refuses launches and starts (402 "
+        "insufficient_funds) and stops running instances once spent. monthly_budget null removes it.",
+        request=BudgetSerializer,
+        responses={200: BudgetStatusSerializer},
+    )
+    def put(self, request: Request, tenant_slug: str) -> Response:
+        serializer = BudgetSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.budget_set(
+            actor=acting_user(request),
+            tenant=self.tenant,
+            monthly_budget=serializer.validated_data["monthly_budget"],
+            hard=serializer.validated_data["hard"],
+        )
+        return Response(BudgetStatusSerializer(_budget_status(self.tenant)).data)
+
+
+class CreditListView(TenantAPIView):
+    permission_map = {"GET": Perm.BILLING_READ}
+    serializer_class = CreditGrantSerializer
+
+    def get_queryset(self) -> QuerySet[CreditGrant]:
+        return selectors.credit_grants_of(tenant=self.tenant)
+
+    @extend_schema(
+        summary="List credit grants",
+        description="Each grant with what remains of it: usage draws down the grant expiring soonest first.",
+    )
+    def get(self, request: Request, tenant_slug: str) -> Response:
+        now = timezone.now()
+        page = self.paginate_queryset(self.get_queryset())
+        context = {"remaining": selectors.wallet_of(self.tenant, now).remaining, "now": now}
+        return self.get_paginated_response(CreditGrantSerializer(page, many=True, context=context).data)
+
+
+# --- staff ---------------------------------------------------------------------------------------------
+
+
+class StaffTenantView(GenericAPIView):
+    """Staff signed in with a session only; API tokens and everyone else get 404, as if it did not exist."""
+
+    pagination_class = None
+    tenant: Tenant
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        user = request.user
+        if isinstance(request.auth, ApiToken) or not getattr(user, "is_staff", False):
+            raise NotFound("Not found.")
+        tenant = Tenant.objects.filter(slug=kwargs["staff_tenant_slug"]).first()
+        if tenant is None:
+            raise NotFound("Not found.")
+        self.tenant = tenant
+
+
+class StaffCreditGrantView(StaffTenantView):
+    serializer_class = CreditGrantSerializer
+
+    @extend_schema(
+        summary="Staff: grant credit to a tenant",
+        description="Staff sessions only. Promotional credit usually has an expiry; paid credit never "
+        "expires.",
+        request=CreditGrantCreateSerializer,
+        responses={201: CreditGrantSerializer},
+    )
+    @idempotent
+    def post(self, request: Request, staff_tenant_slug: str) -> Response:
+        serializer = CreditGrantCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        grant = services.credit_grant_create(
+            tenant=self.tenant, actor=acting_user(request), **serializer.validated_data
+        )
+        return Response(CreditGrantSerializer(grant).data, status=201)
+
+
+class StaffBillingModeView(StaffTenantView):
+    serializer_class = BillingModeSerializer
+
+    @extend_schema(
+        summary="Staff: switch a tenant between prepaid and postpaid",
+        description="Staff sessions only. Postpaid tenants may run up to credit_limit below zero.",
+        request=BillingModeSerializer,
+        responses={200: BillingModeSerializer},
+    )
+    def put(self, request: Request, staff_tenant_slug: str) -> Response:
+        serializer = BillingModeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        account = services.billing_mode_set(
+            actor=acting_user(request),
+            tenant=self.tenant,
+            mode=serializer.validated_data["mode"],
+            credit_limit=serializer.validated_data.get("credit_limit"),
+        )
+        return Response(BillingModeSerializer(account).data)

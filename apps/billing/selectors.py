@@ -1,0 +1,266 @@
+"""Reads of the wallet and the ledger, always for one tenant, in a constant number of queries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db.models import DateTimeField, F, Func, Max, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from apps.billing import intervals, metering, wallet
+from apps.billing.models import BillingAccount, BillingMode, CreditGrant, PriceVersion, UsageRecord
+from apps.instances.models import Instance, InstanceEvent
+from apps.tenants.models import Tenant
+
+ZERO = Decimal("0")
+HOUR = Decimal(3600)
+
+
+def _upper(field: str) -> Func:
+    return Func(F(field), function="upper", output_field=DateTimeField())
+
+
+def _lower(field: str) -> Func:
+    return Func(F(field), function="lower", output_field=DateTimeField())
+
+
+def month_start(now: datetime) -> datetime:
+    moment = now.astimezone(UTC)
+    return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True)
+class OpenUsage:
+    """Running time not yet in the ledger: from the end of an instance's last row (or from when it started
+    running) until now."""
+
+    instance_id: Any
+    start: datetime
+    pieces: tuple[tuple[datetime, Decimal], ...]  # (start, amount) of each piece, cut like the ledger
+    price_per_hour: Decimal
+
+    @property
+    def amount(self) -> Decimal:
+        return sum((amount for _, amount in self.pieces), ZERO)
+
+    def amount_since(self, moment: datetime) -> Decimal:
+        return sum((amount for start, amount in self.pieces if start >= moment), ZERO)
+
+
+def _open_usage(tenant: Tenant, now: datetime) -> list[OpenUsage]:
+    running = list(
+        Instance.objects.filter(tenant=tenant, state="running").values(
+            "pk", "instance_type_id", "price_per_hour", "running_since"
+        )
+    )
+    if not running:
+        return []
+    ids = [row["pk"] for row in running]
+    last_end = dict(
+        UsageRecord.objects.filter(
+            tenant=tenant, resource_type="instance", resource_id__in=[str(i) for i in ids], kind="usage"
+        )
+        .values("resource_id")
+        .annotate(end=Max(_upper("period")))
+        .values_list("resource_id", "end")
+    )
+    entered = dict(
+        InstanceEvent.objects.filter(instance_id__in=ids, to_state="running")
+        .values("instance_id")
+        .annotate(at=Max("created_at"))
+        .values_list("instance_id", "at")
+    )
+    versions: dict[Any, list[tuple[datetime, Decimal]]] = {}
+    for type_id, effective_from, price in PriceVersion.objects.filter(
+        instance_type_id__in={row["instance_type_id"] for row in running}
+    ).values_list("instance_type_id", "effective_from", "price_per_hour"):
+        versions.setdefault(type_id, []).append((effective_from, price))
+
+    now = intervals.floor_second(now)
+    result = []
+    for row in running:
+        since = entered.get(row["pk"]) or row["running_since"] or now
+        start = intervals.floor_second(since)
+        end = last_end.get(str(row["pk"]))
+        if end is not None and end > start:
+            start = end
+        prices = sorted(versions.get(row["instance_type_id"], []))
+        if not prices or prices[0][0] > metering.EARLIEST:
+            prices.insert(0, (metering.EARLIEST, row["price_per_hour"]))
+        current = intervals.price_at(prices, now)
+        cut = intervals.pieces(
+            [intervals.Interval(start, now)] if start < now else [],
+            window=timedelta(seconds=settings.BILLING_WINDOW_SECONDS),
+            prices=prices,
+            now=now,
+        )
+        amounts = tuple((p.start, metering.amount_for(p.seconds, p.price_per_hour)) for p in cut)
+        result.append(OpenUsage(row["pk"], start, amounts, current))
+    return result
+
+
+@dataclass(frozen=True)
+class Wallet:
+    balance: Decimal
+    credits: Decimal
+    usage_total: Decimal
+    burn_rate_per_hour: Decimal
+    runway_seconds: int | None
+    month_to_date_spend: Decimal
+    mode: str
+    credit_limit: Decimal
+    monthly_budget: Decimal | None
+    budget_hard: bool
+    remaining: dict[str, Decimal]
+    as_of: datetime
+
+    @property
+    def headroom(self) -> Decimal:
+        """How much more may be spent before the balance limit: the balance (prepaid), or the balance plus
+        the credit limit (postpaid)."""
+        return self.balance + (self.credit_limit if self.mode == BillingMode.POSTPAID else ZERO)
+
+    @property
+    def budget_left(self) -> Decimal | None:
+        if self.monthly_budget is None or not self.budget_hard:
+            return None
+        return self.monthly_budget - self.month_to_date_spend
+
+    def seconds_until(self, amount: Decimal) -> int | None:
+        if self.burn_rate_per_hour <= 0:
+            return None
+        return max(0, int(amount * HOUR / self.burn_rate_per_hour))
+
+
+def wallet_of(tenant: Tenant, now: datetime | None = None) -> Wallet:
+    """The wallet at `now`: credits drawn down by the ledger plus the running time not yet in it."""
+    now = now or timezone.now()
+    account = BillingAccount.objects.filter(tenant=tenant).first()
+    grants = [
+        wallet.Grant(str(pk), amount, created_at, expires_at)
+        for pk, amount, created_at, expires_at in CreditGrant.objects.filter(tenant=tenant)
+        .order_by("created_at", "pk")
+        .values_list("pk", "amount", "created_at", "expires_at")
+    ]
+    boundaries = [g.granted_at for g in grants] + [
+        g.expires_at for g in grants if g.expires_at is not None and g.expires_at <= now
+    ]
+    parts = wallet.buckets(boundaries) or [(None, None, False, now)]
+    mtd_from = month_start(now)
+    aggregates: dict[str, Any] = {"mtd": Sum("amount", filter=Q(period__startswith__gte=mtd_from))}
+    for index, (lower, upper, exact, _at) in enumerate(parts):
+        if exact:
+            condition = Q(period__endswith=lower)
+        else:
+            condition = Q()
+            if lower is not None:
+                condition &= Q(period__endswith__gt=lower)
+            if upper is not None:
+                condition &= Q(period__endswith__lt=upper)
+        aggregates[f"b{index}"] = Sum("amount", filter=condition)
+    sums = UsageRecord.objects.filter(tenant=tenant).aggregate(**aggregates)
+    usage = [wallet.Usage(at, sums[f"b{index}"]) for index, (*_, at) in enumerate(parts) if sums[f"b{index}"]]
+    open_usage = _open_usage(tenant, now)
+    open_amount = sum((o.amount for o in open_usage), ZERO)
+    if open_amount:
+        usage.append(wallet.Usage(now, open_amount))
+    drawn = wallet.draw_down(grants, usage, now=now)
+    # Windows are aligned to the epoch, so no piece crosses the start of a month.
+    open_this_month = sum((o.amount_since(mtd_from) for o in open_usage), ZERO)
+    burn = sum((o.price_per_hour for o in open_usage), ZERO)
+    w = Wallet(
+        balance=drawn.balance,
+        credits=drawn.credits,
+        usage_total=drawn.used,
+        burn_rate_per_hour=burn,
+        runway_seconds=None,
+        month_to_date_spend=(sums["mtd"] or ZERO) + open_this_month,
+        mode=account.mode if account else BillingMode.PREPAID,
+        credit_limit=account.credit_limit if account else ZERO,
+        monthly_budget=account.monthly_budget if account else None,
+        budget_hard=account.budget_hard if account else False,
+        remaining=drawn.remaining,
+        as_of=now,
+    )
+    runway = w.seconds_until(max(w.balance, ZERO))
+    return Wallet(**{**w.__dict__, "runway_seconds": runway})
+
+
+def credit_grants_of(*, tenant: Tenant) -> QuerySet[CreditGrant]:
+    return CreditGrant.objects.filter(tenant=tenant).order_by("-created_at", "pk")
+
+
+GROUPS = ("instance", "instance_type", "day")
+
+
+def usage_report(*, tenant: Tenant, start: datetime, end: datetime, group_by: str) -> list[dict[str, Any]]:
+    """Ledger usage whose period starts within [start, end), summed per group; rows are at most a billing
+    window long, so the boundaries are exact to the window."""
+    rows = UsageRecord.objects.filter(
+        tenant=tenant, period__startswith__gte=start, period__startswith__lt=end
+    )
+    grouped: list[dict[str, Any]]
+    if group_by == "day":
+        grouped = _plain(
+            rows.annotate(key=TruncDate(_lower("period"), tzinfo=UTC))
+            .values("key")
+            .annotate(quantity_seconds=Sum("quantity_seconds"), amount=Sum("amount"))
+            .order_by("key")
+        )
+        return [
+            {"key": row["key"].isoformat(), "name": row["key"].isoformat(), **_totals(row)} for row in grouped
+        ]
+    if group_by == "instance_type":
+        grouped = _plain(
+            rows.values("meter")
+            .annotate(quantity_seconds=Sum("quantity_seconds"), amount=Sum("amount"))
+            .order_by("meter")
+        )
+        return [
+            {"key": row["meter"].split(":", 1)[-1], "name": row["meter"], **_totals(row)} for row in grouped
+        ]
+    grouped = _plain(
+        rows.values("resource_type", "resource_id")
+        .annotate(quantity_seconds=Sum("quantity_seconds"), amount=Sum("amount"))
+        .order_by("resource_type", "resource_id")
+    )
+    results = grouped
+    ids = [_uuid_or_none(r["resource_id"]) for r in results if r["resource_type"] == "instance"]
+    instances = Instance.objects.filter(tenant=tenant, pk__in=[i for i in ids if i is not None])
+    names = dict(instances.values_list("pk", "name"))
+    return [
+        {
+            "key": row["resource_id"],
+            "name": names.get(_uuid_or_none(row["resource_id"]), row["resource_id"]),
+            **_totals(row),
+        }
+        for row in results
+    ]
+
+
+def _plain(rows: Iterable[Any]) -> list[dict[str, Any]]:
+    return [dict(row) for row in rows]
+
+
+def _uuid_or_none(value: str) -> Any:
+    import uuid
+
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def _totals(row: dict[str, Any]) -> dict[str, Any]:
+    seconds = int(row["quantity_seconds"] or 0)
+    return {
+        "quantity_seconds": seconds,
+        "quantity_hours": (Decimal(seconds) / HOUR).quantize(Decimal("0.000001")),
+        "amount": row["amount"] or ZERO,
+    }

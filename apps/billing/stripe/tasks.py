@@ -1,0 +1,52 @@
+"""Celery tasks of the Stripe integration (scheduled in config/settings/base.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+
+from celery import shared_task
+from django.utils import timezone
+
+from apps.billing.stripe import gateway, services
+from apps.billing.stripe.models import StripeEvent
+
+MAX_EVENT_ATTEMPTS = 10
+
+
+@shared_task(acks_late=True)
+def process_event(event_id: str) -> bool:
+    return services.webhook_event_process(event_id=event_id)
+
+
+@shared_task(acks_late=True)
+def retry_events() -> int:
+    """Events whose processing failed (Stripe unreachable, a bug since fixed) are retried here."""
+    stale = timezone.now() - timedelta(minutes=1)
+    ids = StripeEvent.objects.filter(
+        processed_at__isnull=True, received_at__lte=stale, attempts__lt=MAX_EVENT_ATTEMPTS
+    ).values_list("id", flat=True)[:100]
+    return sum(1 for event_id in list(ids) if services.webhook_event_process(event_id=event_id))
+
+
+@shared_task(acks_late=True)
+def outbox_fill() -> int:
+    return services.outbox_fill()
+
+
+@shared_task(acks_late=True)
+def outbox_drain() -> int:
+    return services.outbox_drain().sent
+
+
+@shared_task(acks_late=True)
+def reconcile() -> int:
+    """Yesterday (UTC) against Stripe's summaries; differences are logged."""
+    if not gateway.is_configured():
+        return 0
+    end = timezone.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return len(services.reconcile(start=end - timedelta(days=1), end=end))
+
+
+@shared_task(acks_late=True)
+def enforce_past_due() -> int:
+    return services.enforce_past_due()

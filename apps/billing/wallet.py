@@ -1,0 +1,138 @@
+"""Pure arithmetic of the wallet: which credit grant pays for which usage.
+
+Usage draws down the grants available at the time, the one expiring soonest first (paid grants never expire,
+so they are used last; ties by grant time). An expired grant takes with it only its unused remainder. Usage
+that finds no credit becomes debt (a negative balance), which the next grant pays first. A negative usage
+amount (a reversal) pays back debt first and is otherwise credited back, without expiry.
+
+Invariant (tested with hypothesis): balance == granted - usage - expired_unused, exactly, in Decimal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+ZERO = Decimal("0")
+REFUND_KEY = "reversals"
+
+# At one instant: grants arrive first, then usage is drawn, then grants expire (a grant valid until t pays
+# for usage that ended at t).
+_ARRIVE, _USE, _EXPIRE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Grant:
+    key: str
+    amount: Decimal
+    granted_at: datetime
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    at: datetime
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class Drawdown:
+    balance: Decimal
+    granted: Decimal
+    used: Decimal
+    expired_unused: Decimal
+    debt: Decimal
+    remaining: dict[str, Decimal] = field(default_factory=dict)  # per grant; 0 once expired or used up
+
+    @property
+    def credits(self) -> Decimal:
+        """Credits that still count: everything granted except what expired unused."""
+        return self.granted - self.expired_unused
+
+
+def _draw_order(grant: Grant) -> tuple[bool, datetime, datetime, str]:
+    never = grant.expires_at is None
+    return (never, grant.expires_at or grant.granted_at, grant.granted_at, grant.key)
+
+
+def draw_down(grants: Sequence[Grant], usage: Iterable[Usage], *, now: datetime) -> Drawdown:
+    """The wallet at `now`: grants expiring at or before `now` have expired."""
+    events: list[tuple[datetime, int, int, Grant | Usage]] = []
+    for index, grant in enumerate(grants):
+        events.append((grant.granted_at, _ARRIVE, index, grant))
+        if grant.expires_at is not None and grant.expires_at <= now:
+            events.append((grant.expires_at, _EXPIRE, index, grant))
+    for index, item in enumerate(usage):
+        events.append((item.at, _USE, index, item))
+    events.sort(key=lambda e: (e[0], e[1], e[2]))
+
+    remaining: dict[str, Decimal] = {}
+    active: dict[str, Grant] = {}
+    debt = expired_unused = granted = used = ZERO
+    for at, kind, _, event in events:
+        if isinstance(event, Grant):
+            if kind == _ARRIVE:
+                granted += event.amount
+                pays = min(debt, event.amount)
+                debt -= pays
+                remaining[event.key] = remaining.get(event.key, ZERO) + event.amount - pays
+                active[event.key] = event
+            else:
+                expired_unused += remaining.get(event.key, ZERO)
+                remaining[event.key] = ZERO
+                active.pop(event.key, None)
+        else:
+            item = event
+            used += item.amount
+            if item.amount < 0:
+                back = -item.amount
+                pays = min(debt, back)
+                debt -= pays
+                if back > pays:
+                    remaining[REFUND_KEY] = remaining.get(REFUND_KEY, ZERO) + back - pays
+                    active.setdefault(REFUND_KEY, Grant(REFUND_KEY, ZERO, at))
+                continue
+            owed = item.amount
+            for grant in sorted(active.values(), key=_draw_order):
+                if owed <= 0:
+                    break
+                take = min(owed, remaining[grant.key])
+                remaining[grant.key] -= take
+                owed -= take
+            debt += owed
+    balance = sum((v for v in remaining.values()), ZERO) - debt
+    remaining.pop(REFUND_KEY, None)
+    return Drawdown(
+        balance=balance,
+        granted=granted,
+        used=used,
+        expired_unused=expired_unused,
+        debt=debt,
+        remaining=remaining,
+    )
+
+
+def buckets(boundaries: Iterable[datetime]) -> list[tuple[datetime | None, datetime | None, bool, datetime]]:
+    """Split time at the boundaries (times of grants arriving and expiring) into buckets within which the
+    order of usage does not matter, each with a representative instant ordered exactly like its usage.
+
+    Returns (lower, upper, exact, at): usage with lower < t < upper (None: unbounded), or t == lower when
+    `exact`. Summing usage per bucket and drawing it down at `at` gives the same wallet as row by row.
+    """
+    points = sorted(set(boundaries))
+    if not points:
+        return []
+    tick = timedelta(microseconds=1)
+    result: list[tuple[datetime | None, datetime | None, bool, datetime]] = [
+        (None, points[0], False, points[0] - tick)
+    ]
+    for index, point in enumerate(points):
+        result.append((point, None, True, point))
+        upper = points[index + 1] if index + 1 < len(points) else None
+        if upper is None:
+            result.append((point, None, False, point + tick))
+        elif upper - point >= 2 * tick:
+            result.append((point, upper, False, point + (upper - point) // 2))
+    return result
