@@ -1,4 +1,4 @@
-"""Writes of the wallet: credit grants, the billing mode (staff) and the tenant's monthly budget."""
+"""Writes of billing: credit grants, the billing mode (staff), the tenant's monthly budget, and prices."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record, diff
-from apps.billing.models import BillingAccount, BillingMode, CreditGrant, CreditKind
+from apps.billing.models import BillingAccount, BillingMode, CreditGrant, CreditKind, PriceVersion
+from apps.catalog.models import InstanceType
 from apps.core.errors import Conflict, InvalidInput
 from apps.tenants.models import Tenant
 
@@ -167,3 +168,33 @@ def budget_set(
     if changes:
         audit_record(actor=actor, action="billing.budget_set", target=account, tenant=tenant, changes=changes)
     return account
+
+
+@transaction.atomic
+def price_change(
+    *,
+    actor: Any,
+    instance_type: InstanceType,
+    price_per_hour: Decimal,
+    effective_from: datetime | None = None,
+) -> PriceVersion:
+    """A new price for an instance type, from `effective_from` (now by default) on. Running instances are
+    billed at it from then; the ledger keeps the old price for the time before."""
+    if price_per_hour < 0:
+        raise InvalidInput("A price cannot be negative.", fields={"price_per_hour": ["Must be 0 or more."]})
+    moment = (effective_from or timezone.now()).replace(microsecond=0)
+    locked = InstanceType.objects.select_for_update().get(pk=instance_type.pk)
+    before = locked.price_per_hour
+    version, _ = PriceVersion.objects.update_or_create(
+        instance_type=locked, effective_from=moment, defaults={"price_per_hour": price_per_hour}
+    )
+    locked.price_per_hour = price_per_hour
+    locked.save(update_fields=["price_per_hour"])
+    audit_record(
+        actor=actor,
+        action="billing.price_change",
+        target=locked,
+        changes={"price_per_hour": {"from": str(before), "to": str(price_per_hour)}},
+        metadata={"effective_from": moment.isoformat()},
+    )
+    return version
