@@ -102,7 +102,7 @@ def to_cents(amount: Decimal) -> int:
 
 
 def _console_url(tenant: Tenant, suffix: str) -> str:
-    return f"{str(settings.SITE_URL).rstrip('/')}/console/{tenant.slug}/billing{suffix}"
+    return f"{str(settings.SITE_URL).rstrip('/')}/t/{tenant.slug}/billing/{suffix}"
 
 
 @dataclass(frozen=True)

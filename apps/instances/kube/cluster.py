@@ -89,6 +89,14 @@ class Cluster:
             raise
         return self.api.sanitize_for_serialization(node)
 
+    def read_pod_log(self, namespace: str, name: str, *, tail_lines: int = 200, timeout: float = 3) -> str:
+        """The last lines of the pod's log (for the console), with a short timeout: a slow or missing log is
+        the caller's "no logs yet", never a stuck page. Raises ApiException as the API answers."""
+        text = self.core.read_namespaced_pod_log(
+            name, namespace, tail_lines=tail_lines, limit_bytes=256 * 1024, _request_timeout=(2, timeout)
+        )
+        return text if isinstance(text, str) else ""
+
     def delete(self, kind: str, namespace: str | None, name: str) -> bool:
         """Delete; True if it was there. Pods go in the background (grace period as set on the pod)."""
         fn: Any = {

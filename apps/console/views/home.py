@@ -1,4 +1,4 @@
-"""Console pages. No models of their own: they call services and selectors, like the API."""
+"""Pages outside any tenant: the tenant list, creating a tenant, and accepting an invitation."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
