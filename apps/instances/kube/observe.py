@@ -49,6 +49,16 @@ def _waiting_reasons(pod: dict[str, Any]) -> list[tuple[str, str]]:
     return reasons
 
 
+def disrupted(pod: dict[str, Any]) -> bool:
+    """The cluster, not the workload, ended the pod: Failed with a DisruptionTarget condition (the pod
+    garbage collector after its node was deleted, a taint or pressure eviction, a preemption). Not a failure
+    of the instance: the reconciler replaces the pod, and the scheduler places the new one."""
+    condition = _condition(pod, "DisruptionTarget")
+    return (pod.get("status") or {}).get("phase") == "Failed" and bool(
+        condition and condition.get("status") == "True"
+    )
+
+
 def read_pod(pod: dict[str, Any], *, now: datetime) -> PodReading:
     """Map a pod to the observation it implies. `pod` is the API's JSON (camelCase keys)."""
     status = pod.get("status") or {}
@@ -64,6 +74,9 @@ def read_pod(pod: dict[str, Any], *, now: datetime) -> PodReading:
             return PodReading(Observation.FAILED, FailureReason.IMAGE_PULL_ERROR, message or reason)
         if reason in CRASH_REASONS:
             return PodReading(Observation.FAILED, FailureReason.CRASH_LOOP, message or reason)
+    if disrupted(pod):
+        condition = _condition(pod, "DisruptionTarget") or {}
+        return PodReading(None, reason=condition.get("reason") or "", message=condition.get("message") or "")
     if phase == "Failed":
         return PodReading(
             Observation.FAILED, FailureReason.INTERNAL, status.get("message") or "The pod failed."

@@ -130,6 +130,10 @@ def _run(cluster: Cluster, instance: Instance, spec: InstancePodSpec) -> None:
     cluster.apply(manifests.make_ssh_secret(spec))
     cluster.apply(manifests.make_service(spec))
     pod = cluster.read_pod(spec.namespace, spec.name)
+    if pod is not None and observe.disrupted(pod):
+        # Its node is gone, or it was evicted: the pod goes, the next pass creates one on a node that fits.
+        cluster.delete("Pod", spec.namespace, spec.name)
+        return
     if pod is not None and not _pod_is_current(pod, instance):
         # A restart: the old pod goes; the next pass (its deletion event, or the resync) creates the new one.
         cluster.delete("Pod", spec.namespace, spec.name)
