@@ -10,7 +10,7 @@ export GPUCLOUD_SANDBOX_PYTHON ?= $(abspath $(PY))
 
 -include sandbox/sandbox.mk
 
-.PHONY: help venv services migrate seed run test lint typecheck pytest lock clean stripe-mock
+.PHONY: help venv services migrate seed run test lint typecheck pytest lock clean stripe-mock browser
 
 help:
 	@echo "make run    - set up everything and serve http://127.0.0.1:8000 with a worker and beat"
@@ -51,7 +51,11 @@ pytest: venv services
 stripe-mock:
 	@bash scripts/stripe_mock.sh start
 
-test: venv services sandbox stripe-mock lint typecheck pytest
+# Debian's Chromium for the browser tests (tests/browser/, Playwright; scripts/browser.sh).
+browser:
+	@bash scripts/browser.sh
+
+test: venv services sandbox stripe-mock browser lint typecheck pytest
 
 lock:
 	rm -rf /tmp/gpucloud-lock && $(PYTHON_BIN) -m venv /tmp/gpucloud-lock

@@ -157,3 +157,18 @@ def test_the_dashboard_needs_a_session(catalog: Any) -> None:
     response = Client().get(page("dashboard", tenant))
     assert response.status_code == 302
     assert response.url.startswith(reverse("login"))
+
+
+def test_navigation_offers_only_what_the_role_may_use(make_actor):
+    viewer = make_actor("viewer")
+    page = viewer.session_client().get(f"/t/{viewer.tenant.slug}/").content.decode()
+    assert f"/t/{viewer.tenant.slug}/instances/" in page
+    assert f"/t/{viewer.tenant.slug}/launch/" not in page
+    assert f"/t/{viewer.tenant.slug}/billing/" not in page
+    assert f"/t/{viewer.tenant.slug}/audit/" not in page
+
+    billing = make_actor("billing")
+    page = billing.session_client().get(f"/t/{billing.tenant.slug}/billing/").content.decode()
+    assert f"/t/{billing.tenant.slug}/billing/" in page
+    assert f"/t/{billing.tenant.slug}/launch/" not in page
+    assert f"/t/{billing.tenant.slug}/instances/" not in page

@@ -57,17 +57,13 @@ HOUR = Decimal(3600)
 
 def _context(page: TenantPage, **extra: Any) -> dict[str, Any]:
     """What the account pages' navigation and forms need to know about the caller's role."""
-    return {
-        "tenant": page.tenant,
-        "membership": page.membership,
-        "can_manage_members": page.can(Perm.MEMBERS_MANAGE),
-        "can_invite": page.can(Perm.INVITATIONS_MANAGE),
-        "can_request_quota": page.can(Perm.QUOTA_MANAGE),
-        "can_read_billing": page.can(Perm.BILLING_READ),
-        "can_write_billing": page.can(Perm.BILLING_WRITE),
-        "can_read_audit": page.can(Perm.AUDIT_READ),
+    return page.context(
+        can_manage_members=page.can(Perm.MEMBERS_MANAGE),
+        can_invite=page.can(Perm.INVITATIONS_MANAGE),
+        can_request_quota=page.can(Perm.QUOTA_MANAGE),
+        can_write_billing=page.can(Perm.BILLING_WRITE),
         **extra,
-    }
+    )
 
 
 def _validated(serializer_class: type[serializers.Serializer], data: dict[str, Any]) -> dict[str, Any]:

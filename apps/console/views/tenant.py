@@ -57,15 +57,20 @@ class TenantPage:
             allowed_when_suspended=frozenset({"DELETE"}),
         )
 
-    def render(self, template: str, context: dict[str, Any] | None = None, status: int = 200) -> HttpResponse:
-        base = {
+    def context(self, **extra: Any) -> dict[str, Any]:
+        """What every tenant page (and the navigation in base.html) needs about the caller's role."""
+        return {
             "tenant": self.tenant,
             "membership": self.membership,
             "can_write_instances": self.can(Perm.INSTANCES_WRITE),
             "can_read_instances": self.can(Perm.INSTANCES_READ),
             "can_read_billing": self.can(Perm.BILLING_READ),
+            "can_read_audit": self.can(Perm.AUDIT_READ),
+            **extra,
         }
-        return render(self.request, template, {**base, **(context or {})}, status=status)
+
+    def render(self, template: str, context: dict[str, Any] | None = None, status: int = 200) -> HttpResponse:
+        return render(self.request, template, self.context(**(context or {})), status=status)
 
 
 def validated(serializer_class: type[serializers.Serializer], data: dict[str, Any]) -> dict[str, Any]:

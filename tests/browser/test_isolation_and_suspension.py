@@ -1,0 +1,98 @@
+"""Another tenant's instance is a 404 however the URL is edited; a tenant staff suspends in the admin cannot
+launch, and its console says why."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from playwright.sync_api import Page, expect
+
+from apps.instances.models import Instance
+from apps.instances.services import LaunchRequest, instance_launch
+from apps.tenants.models import Tenant, TenantStatus
+from tests.browser.conftest import Console, log_in, owner_with_tenant, shoot, sidenav
+from tests.factories import UserFactory
+
+
+def launched(user: object, tenant: Tenant, name: str) -> Instance:
+    """An instance made through the service, as the API would; the browser only reads it."""
+    return instance_launch(
+        actor=user,  # type: ignore[arg-type]
+        tenant=tenant,
+        req=LaunchRequest(instance_type="cpu-4x", region="us-east-1", image="cuda-12", name=name),
+    )
+
+
+def test_another_tenants_instance_is_not_found_whatever_the_url(console: Console, page: Page) -> None:
+    mine_owner, mine = owner_with_tenant("Babbage Engines", "charles@example.com")
+    theirs_owner, theirs = owner_with_tenant("Secret Rival Labs", "rival@example.com")
+    my_instance = launched(mine_owner, mine, "difference-engine")
+    their_instance = launched(theirs_owner, theirs, "confidential-model-run")
+
+    log_in(page, mine_owner.email)
+    sidenav(page, mine, "Instances")
+    page.get_by_role("link", name="difference-engine").click()
+    expect(page.get_by_role("heading", name=re.compile("difference-engine"))).to_be_visible()
+    my_url = page.url
+    assert str(my_instance.pk) in my_url
+
+    # Swap in the other tenant's instance id, keeping my tenant in the URL, and then their tenant too.
+    for url in (
+        my_url.replace(str(my_instance.pk), str(their_instance.pk)),
+        my_url.replace(str(my_instance.pk), str(their_instance.pk)).replace(
+            f"/t/{mine.slug}/", f"/t/{theirs.slug}/"
+        ),
+        f"/t/{theirs.slug}/instances/",
+    ):
+        response = page.goto(url)
+        assert response is not None and response.status == 404, url
+        content = page.content()
+        assert "confidential-model-run" not in content
+        assert "Secret Rival Labs" not in content
+
+
+def test_staff_suspends_a_tenant_and_its_launch_button_says_why(
+    console: Console, new_page: Callable[[str], Page]
+) -> None:
+    owner, tenant = owner_with_tenant("Noether Research", "emmy@example.com")
+    owner_page = new_page("owner")
+    log_in(owner_page, owner.email)
+    sidenav(owner_page, tenant, "Launch")
+    launch_button = owner_page.get_by_role("button", name=re.compile(r"^Launch"))
+    expect(launch_button).to_be_enabled()
+
+    staff = UserFactory(email="staff@example.com", is_staff=True, is_superuser=True)
+    admin = new_page("staff")
+    admin.goto("/admin/")
+    admin.get_by_label(re.compile("email", re.IGNORECASE)).fill(staff.email)
+    admin.get_by_label(re.compile("password", re.IGNORECASE)).fill("correct-horse-battery-9")
+    admin.get_by_role("button", name=re.compile("log in", re.IGNORECASE)).click()
+    admin.goto("/admin/tenants/tenant/")
+    admin.get_by_role("row", name=re.compile(tenant.slug)).get_by_role("checkbox").check()
+    admin.get_by_role("combobox", name=re.compile("Action")).select_option(
+        label="Suspend selected tenants (asks for a reason)"
+    )
+    admin.get_by_role("button", name="Go").click()
+    expect(admin.get_by_role("heading", name="Suspend tenants").first).to_be_visible()
+    admin.get_by_label("Reason").fill("Unpaid invoice INV-2026-0042")
+    admin.get_by_role("button", name="Confirm").click()
+    expect(admin.get_by_text("Suspended 1 tenant(s).")).to_be_visible()
+    tenant.refresh_from_db()
+    assert tenant.status == TenantStatus.SUSPENDED
+    shoot(admin, "admin-tenant-suspended")
+
+    # The owner's next look at the launch page: the button is disabled, and the reason is right there.
+    owner_page.reload()
+    launch_button = owner_page.get_by_role("button", name=re.compile(r"^Launch"))
+    expect(launch_button).to_be_disabled()
+    main = owner_page.get_by_role("main")
+    expect(main).to_contain_text("suspended")
+    expect(main).to_contain_text("Unpaid invoice INV-2026-0042")
+    # The button itself points at the explanation, so assistive technology reads why it is disabled.
+    described_by = launch_button.get_attribute("aria-describedby")
+    assert described_by, "the disabled launch button should be described by its explanation"
+    explanation = owner_page.locator(f"#{described_by.split()[0]}")
+    expect(explanation).to_be_visible()
+    expect(explanation).to_contain_text(re.compile("suspended", re.IGNORECASE))
+    shoot(owner_page, "launch-suspended")
