@@ -6,14 +6,16 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.forms.utils import ErrorDict
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render, resolve_url
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from apps.accounts import services
+from apps.accounts import login_throttle, services
 from apps.accounts.forms import AuditedSetPasswordForm, EmailAuthenticationForm, SignupForm
 from apps.core.errors import DomainError
+from apps.core.middleware import client_ip
 
 
 def _safe_next(request: HttpRequest) -> str:
@@ -29,7 +31,23 @@ class LoginView(auth_views.LoginView):
     authentication_form = EmailAuthenticationForm
     redirect_authenticated_user = True
 
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        email = request.POST.get("username", "")
+        if login_throttle.is_blocked(email, client_ip(request)):
+            form = self.get_form()
+            form.is_bound = True
+            # Shown without checking the password: a blocked address learns nothing more.
+            form._errors, form.cleaned_data = ErrorDict(), {}  # type: ignore[attr-defined]
+            form.add_error(None, "Too many failed attempts. Wait a few minutes and try again.")
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().post(request, *args, **kwargs)
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        login_throttle.clear(self.request.POST.get("username", ""))
+        return super().form_valid(form)
+
     def form_invalid(self, form: Any) -> HttpResponse:
+        login_throttle.record_failure(self.request.POST.get("username", ""), client_ip(self.request))
         response = super().form_invalid(form)
         response.status_code = 400
         return response
