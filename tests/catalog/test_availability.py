@@ -11,6 +11,7 @@ from apps.catalog.models import GpuType, InstanceType, Region, RegionCapacity, R
 from apps.instances.models import Instance
 from apps.instances.states import State
 from tests.factories import TenantFactory, UserFactory
+from tests.instances.helpers import instance_row
 
 pytestmark = pytest.mark.django_db
 
@@ -53,18 +54,11 @@ def small():
 
 def hold(region, instance_type, state, tenant=None):
     tenant = tenant or TenantFactory()
-    return Instance.objects.create(
+    return instance_row(
         tenant=tenant,
         name=f"i-{Instance.objects.count()}",
         region=region,
         instance_type=instance_type,
-        gpu_type=instance_type.gpu_type,
-        gpu_count=instance_type.gpu_count,
-        vcpu=instance_type.vcpu,
-        memory_gib=instance_type.memory_gib,
-        ephemeral_disk_gib=instance_type.ephemeral_disk_gib,
-        price_per_hour=instance_type.price_per_hour,
-        image_reference="x/y:1",
         state=state,
         created_by=UserFactory(),
     )

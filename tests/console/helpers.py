@@ -11,7 +11,7 @@ from django.urls import reverse
 from apps.catalog.models import InstanceType, Region
 from apps.instances.models import Instance
 from apps.tenants.models import Tenant
-from tests.instances.helpers import Catalog, ed25519_public_key, seed
+from tests.instances.helpers import Catalog, ed25519_public_key, instance_row, seed
 
 __all__ = ["Catalog", "client_for", "ed25519_public_key", "make_instance", "page", "seed"]
 
@@ -40,18 +40,11 @@ def make_instance(
 ) -> Instance:
     """An instance row written directly (no admission), in any state."""
     itype = InstanceType.objects.select_related("gpu_type").get(slug=instance_type)
-    return Instance.objects.create(
+    return instance_row(
         tenant=tenant,
         name=name or f"made-{next(_names)}",
         region=Region.objects.get(slug=region),
         instance_type=itype,
-        gpu_type=itype.gpu_type,
-        gpu_count=itype.gpu_count,
-        vcpu=itype.vcpu,
-        memory_gib=itype.memory_gib,
-        ephemeral_disk_gib=itype.ephemeral_disk_gib,
-        price_per_hour=itype.price_per_hour,
-        image_reference="nvcr.io/nvidia/pytorch:24.08-py3",
         state=state,
         created_by=created_by,
         **fields,

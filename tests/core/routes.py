@@ -166,25 +166,16 @@ def _ssh_key_id(world: World) -> Any:
 
 def _instance_id(world: World) -> Any:
     from apps.catalog.models import InstanceType, Region
-    from apps.instances.models import Instance
-    from tests.instances.helpers import seed
+    from tests.instances.helpers import instance_row, seed
 
     if not InstanceType.objects.filter(slug="gpu-h100x1").exists():
         seed()
     itype = InstanceType.objects.select_related("gpu_type").get(slug="gpu-h100x1")
-    return Instance.objects.create(
+    return instance_row(
         tenant=world.tenant,
         name=f"isolation-{uuid.uuid4().hex[:8]}",
         region=Region.objects.get(slug="us-east-1"),
         instance_type=itype,
-        gpu_type=itype.gpu_type,
-        gpu_count=itype.gpu_count,
-        vcpu=itype.vcpu,
-        memory_gib=itype.memory_gib,
-        ephemeral_disk_gib=itype.ephemeral_disk_gib,
-        price_per_hour=itype.price_per_hour,
-        image_reference="nvcr.io/nvidia/pytorch:24.08-py3",
-        state="running",
         created_by=world.owner,
     ).pk
 

@@ -22,7 +22,7 @@ from apps.instances.models import Instance
 from apps.tenants.models import Tenant
 from apps.tenants.roles import Role
 from tests.conftest import Actor
-from tests.instances.helpers import Catalog, ed25519_public_key, launch_body, seed
+from tests.instances.helpers import Catalog, ed25519_public_key, instance_row, launch_body, seed
 
 __all__ = ["Catalog", "ed25519_public_key", "launch_body", "seed"]
 
@@ -69,18 +69,11 @@ def make_instance(catalog: Catalog) -> Callable[..., Instance]:
         **fields: Any,
     ) -> Instance:
         itype = catalog.instance_type(instance_type)
-        return Instance.objects.create(
+        return instance_row(
             tenant=tenant,
             name=name or f"made-{next(counter)}",
             region=region or catalog.us_east,
             instance_type=itype,
-            gpu_type=itype.gpu_type,
-            gpu_count=itype.gpu_count,
-            vcpu=itype.vcpu,
-            memory_gib=itype.memory_gib,
-            ephemeral_disk_gib=itype.ephemeral_disk_gib,
-            price_per_hour=itype.price_per_hour,
-            image_reference="nvcr.io/nvidia/pytorch:24.08-py3",
             state=state,
             created_by=created_by,
             **fields,

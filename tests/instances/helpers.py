@@ -12,6 +12,7 @@ from django.conf import settings
 
 from apps.catalog.catalog_seed import seed_catalog
 from apps.catalog.models import InstanceType, Region
+from apps.instances.models import Instance
 
 FLEET = Path(settings.BASE_DIR) / "sandbox" / "fleet.yaml"
 
@@ -23,6 +24,37 @@ class Catalog:
 
     def instance_type(self, slug: str) -> InstanceType:
         return InstanceType.objects.select_related("gpu_type").get(slug=slug)
+
+
+def instance_row(
+    *,
+    tenant: Any,
+    instance_type: InstanceType,
+    region: Region,
+    created_by: Any,
+    name: str,
+    state: str = "running",
+    image_reference: str = "nvcr.io/nvidia/pytorch:24.08-py3",
+    **fields: Any,
+) -> Instance:
+    """An instance row written directly (no admission, no reconcile), with the type's resources and price
+    frozen on it as a launch would."""
+    return Instance.objects.create(
+        tenant=tenant,
+        name=name,
+        region=region,
+        instance_type=instance_type,
+        gpu_type=instance_type.gpu_type,
+        gpu_count=instance_type.gpu_count,
+        vcpu=instance_type.vcpu,
+        memory_gib=instance_type.memory_gib,
+        ephemeral_disk_gib=instance_type.ephemeral_disk_gib,
+        price_per_hour=instance_type.price_per_hour,
+        image_reference=image_reference,
+        state=state,
+        created_by=created_by,
+        **fields,
+    )
 
 
 def seed() -> Catalog:

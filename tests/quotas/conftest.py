@@ -12,7 +12,7 @@ from apps.catalog.models import Region
 from apps.instances.models import Instance
 from apps.quotas.models import TenantQuota
 from apps.tenants.models import Tenant
-from tests.instances.helpers import Catalog, seed
+from tests.instances.helpers import Catalog, instance_row, seed
 
 # Roomy enough that only the limit a test sets can refuse a launch.
 ROOMY = {"max_gpus": 1000, "max_instances": 1000, "max_vcpu": 100_000, "max_memory_gib": 1_000_000}
@@ -43,18 +43,11 @@ def make_instance(catalog: Catalog) -> Callable[..., Instance]:
         **fields: Any,
     ) -> Instance:
         itype = catalog.instance_type(instance_type)
-        return Instance.objects.create(
+        return instance_row(
             tenant=tenant,
             name=fields.pop("name", f"held-{next(counter)}"),
             region=region or catalog.us_east,
             instance_type=itype,
-            gpu_type=itype.gpu_type,
-            gpu_count=itype.gpu_count,
-            vcpu=itype.vcpu,
-            memory_gib=itype.memory_gib,
-            ephemeral_disk_gib=itype.ephemeral_disk_gib,
-            price_per_hour=itype.price_per_hour,
-            image_reference="nvcr.io/nvidia/pytorch:24.08-py3",
             state=state,
             created_by=created_by,
             **fields,
