@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from apps.accounts import scopes
@@ -67,12 +71,31 @@ def api_client() -> APIClient:
     return APIClient()
 
 
+def totp_device(user: User) -> TOTPDevice:
+    """The user's confirmed authenticator, made on first use (tests compute its codes with `totp_code`)."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    return device or TOTPDevice.objects.create(user=user, name="test authenticator", confirmed=True)
+
+
+def totp_code(device: TOTPDevice, *, steps_ahead: int = 0) -> str:
+    """The code the user's app shows now, or `steps_ahead` 30-second steps later: django-otp still accepts
+    that one (its tolerance) after the current one was used, so a test can log in twice without waiting."""
+    calc = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    calc.time = time.time() + steps_ahead * device.step
+    return f"{calc.token():0{device.digits}d}"
+
+
 def login_staff(client: Any, user: User) -> Any:
-    """Log a staff user in to a test client the way the console would after their second factor.
+    """Log a staff user in to a test client the way the console would after their second factor: a confirmed
+    authenticator, and the session marked verified with it exactly as django_otp.login does.
 
     Every test that needs a staff session goes through here, so the two-factor rule is satisfied in one
     place."""
+    device = totp_device(user)
     client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
     return client
 
 

@@ -9,11 +9,14 @@ from django.contrib.auth.decorators import login_required
 from django.forms.utils import ErrorDict
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render, resolve_url
+from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from apps.accounts import login_throttle, services
+from apps.accounts import login_throttle, services, two_factor
 from apps.accounts.forms import AuditedSetPasswordForm, EmailAuthenticationForm, SignupForm
+from apps.accounts.middleware import two_factor_exempt
+from apps.accounts.two_factor_views import start_pending_login
 from apps.core.errors import DomainError
 from apps.core.middleware import client_ip
 
@@ -27,6 +30,7 @@ def _safe_next(request: HttpRequest) -> str:
     return candidate if allowed else ""
 
 
+@method_decorator(two_factor_exempt, name="dispatch")
 class LoginView(auth_views.LoginView):
     authentication_form = EmailAuthenticationForm
     redirect_authenticated_user = True
@@ -43,6 +47,10 @@ class LoginView(auth_views.LoginView):
         return super().post(request, *args, **kwargs)
 
     def form_valid(self, form: Any) -> HttpResponse:
+        user = form.get_user()
+        if two_factor.has_confirmed_device(user):
+            # Not logged in yet: the code step does that. The failure count stays until the code is right.
+            return start_pending_login(self.request, user, self.get_redirect_url())
         login_throttle.clear(self.request.POST.get("username", ""))
         return super().form_valid(form)
 

@@ -21,7 +21,7 @@ from apps.audit.models import AuditEvent
 from apps.tenants import services as tenant_services
 from apps.tenants.models import Membership, Tenant
 from apps.tenants.roles import Role
-from tests.conftest import Actor
+from tests.conftest import Actor, login_staff
 from tests.factories import UserFactory, make_token
 from tests.tenants.support import make_invitation
 
@@ -106,9 +106,7 @@ def test_tenant_update_without_a_change_writes_nothing(owner: Actor) -> None:
 @pytest.fixture
 def staff_client(db: Any) -> tuple[Client, User]:
     staff = User.objects.create_superuser(email="staff@example.com", password="x-staff-password-1")
-    client = Client(**H)
-    client.force_login(staff)
-    return client, staff
+    return login_staff(Client(**H), staff), staff
 
 
 def _admin_action(client: Client, action: str, tenant: Tenant, **extra: str) -> None:

@@ -16,6 +16,7 @@ from apps.catalog.models import InstanceType
 from apps.core.errors import InvalidInput
 from apps.instances import services
 from apps.instances.models import InstanceEvent
+from tests.conftest import login_staff
 from tests.factories import UserFactory
 from tests.instances.helpers import seed
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.django_db
 def test_staff_price_change_in_the_admin_is_a_new_version(client):
     seed()
     staff = UserFactory(is_staff=True, is_superuser=True)
-    client.force_login(staff)
+    login_staff(client, staff)
     h100 = InstanceType.objects.get(slug="gpu-h100x1")
     data = {
         "form-TOTAL_FORMS": "1",

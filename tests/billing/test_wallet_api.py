@@ -18,6 +18,7 @@ from apps.audit.models import AuditEvent
 from apps.billing.models import BillingAccount, CreditGrant
 from apps.tenants.roles import Role
 from tests.billing.wallet_helpers import grant, launch, minute_aligned, run_since, usage
+from tests.conftest import login_staff
 from tests.factories import TenantFactory, UserFactory
 from tests.instances.helpers import seed
 from tests.tenants.support import assert_error
@@ -35,9 +36,7 @@ def tenant():
 
 @pytest.fixture
 def staff_client():
-    client = APIClient()
-    client.force_login(UserFactory(is_staff=True))
-    return client
+    return login_staff(APIClient(), UserFactory(is_staff=True))
 
 
 # --- roles and scopes ----------------------------------------------------------------------------------
@@ -323,7 +322,8 @@ def test_staff_endpoints_are_404_for_everyone_else(make_actor, tenant):
         for client in (owner.session_client(), owner.token_client(), staff.token_client()):  # tokens never
             assert_error(getattr(client, method)(url, body, format="json"), 404, "not_found")
     missing = "/api/v1/staff/tenants/no-such-tenant/billing-mode"
-    assert_error(staff.session_client().put(missing, {"mode": "postpaid"}, format="json"), 404, "not_found")
+    staff_session = login_staff(APIClient(), staff.user)
+    assert_error(staff_session.put(missing, {"mode": "postpaid"}, format="json"), 404, "not_found")
     assert not CreditGrant.objects.filter(tenant=tenant).exists()
     assert not BillingAccount.objects.filter(tenant=tenant, mode="postpaid").exists()
 
@@ -333,8 +333,7 @@ def test_staff_endpoints_are_404_for_everyone_else(make_actor, tenant):
 
 def test_admin_grants_credit_and_switches_mode_audited(tenant):
     admin_user = UserFactory(is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(admin_user)
+    client = login_staff(Client(), admin_user)
     response = client.post(
         "/admin/billing/creditgrant/add/",
         {"tenant": tenant.pk, "kind": "promotional", "amount": "12.50", "reason": "Conference"},

@@ -16,6 +16,7 @@ from apps.billing import limits
 from apps.instances import services as instance_services
 from apps.instances.models import Instance, InstanceEvent
 from apps.instances.states import Observation
+from tests.conftest import login_staff
 from tests.factories import TenantFactory, UserFactory
 from tests.instances.helpers import launch_body, seed
 
@@ -28,8 +29,7 @@ def test_balance_runs_out_instance_stopped_launch_refused_credit_lets_it_start(
     seed()
     actor = make_actor(tenant=TenantFactory(credit=0))
     client = actor.token_client()
-    staff = APIClient()
-    staff.force_login(UserFactory(is_staff=True))
+    staff = login_staff(APIClient(), UserFactory(is_staff=True))
     grants = f"/api/v1/staff/tenants/{actor.tenant.slug}/credit-grants"
 
     # No credit: no launch.

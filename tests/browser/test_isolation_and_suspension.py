@@ -12,6 +12,7 @@ from apps.instances.models import Instance
 from apps.instances.services import LaunchRequest, instance_launch
 from apps.tenants.models import Tenant, TenantStatus
 from tests.browser.conftest import Console, log_in, owner_with_tenant, shoot, sidenav
+from tests.conftest import totp_code, totp_device
 from tests.factories import UserFactory
 
 
@@ -63,11 +64,16 @@ def test_staff_suspends_a_tenant_and_its_launch_button_says_why(
     expect(launch_button).to_be_enabled()
 
     staff = UserFactory(email="staff@example.com", is_staff=True, is_superuser=True)
+    device = totp_device(staff)
     admin = new_page("staff")
     admin.goto("/admin/")
     admin.get_by_label(re.compile("email", re.IGNORECASE)).fill(staff.email)
     admin.get_by_label(re.compile("password", re.IGNORECASE)).fill("correct-horse-battery-9")
     admin.get_by_role("button", name=re.compile("log in", re.IGNORECASE)).click()
+    # Two-factor is mandatory for staff: the code their authenticator app shows now.
+    admin.get_by_label("Authentication code").fill(totp_code(device))
+    admin.get_by_role("button", name="Verify").click()
+    expect(admin.get_by_role("heading", name="Site administration")).to_be_visible()
     admin.goto("/admin/tenants/tenant/")
     admin.get_by_role("row", name=re.compile(tenant.slug)).get_by_role("checkbox").check()
     admin.get_by_role("combobox", name=re.compile("Action")).select_option(

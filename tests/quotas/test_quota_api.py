@@ -20,7 +20,7 @@ from apps.instances.states import Action, Observation
 from apps.quotas import services
 from apps.quotas.models import GpuQuota, QuotaRequest
 from apps.tenants.roles import Role
-from tests.conftest import Actor
+from tests.conftest import Actor, login_staff
 from tests.factories import UserFactory
 from tests.instances.helpers import launch_body
 from tests.quotas.conftest import set_quota
@@ -47,9 +47,7 @@ def ask(actor: Actor, **body: Any) -> Any:
 
 @pytest.fixture
 def staff_client() -> Client:
-    client = Client()
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
-    return client
+    return login_staff(Client(), UserFactory(is_staff=True, is_superuser=True))
 
 
 def admin_action(client: Client, action: str, *requests: QuotaRequest) -> Any:

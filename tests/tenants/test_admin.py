@@ -11,7 +11,7 @@ from apps.accounts.models import User
 from apps.audit.models import AuditEvent
 from apps.tenants import services
 from apps.tenants.models import Tenant, TenantStatus
-from tests.conftest import Actor
+from tests.conftest import Actor, login_staff
 from tests.factories import UserFactory
 
 CHANGELIST = "/admin/tenants/tenant/"
@@ -25,9 +25,7 @@ def staff(db: Any) -> User:
 
 @pytest.fixture
 def admin_client(staff: User) -> Client:
-    client = Client(HTTP_X_REQUEST_ID=REQUEST_ID)
-    client.force_login(staff)
-    return client
+    return login_staff(Client(HTTP_X_REQUEST_ID=REQUEST_ID), staff)
 
 
 def _action(client: Client, action: str, tenants: list[Tenant], **extra: str) -> Any:

@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from apps.billing.invoices.models import Invoice
 from apps.tenants.roles import Role
 from tests.billing.invoices.helpers import OCTOBER, at, make_invoice, write_usage
+from tests.conftest import login_staff
 
 pytestmark = pytest.mark.django_db
 
@@ -216,8 +217,7 @@ def test_staff_admin_shows_invoices_read_only(invoice):
     from tests.factories import UserFactory
 
     staff = UserFactory(is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(staff)
+    client = login_staff(Client(), staff)
 
     listing = client.get("/admin/billing_invoices/invoice/")
     page = client.get(f"/admin/billing_invoices/invoice/{invoice.pk}/change/")
