@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import DateTimeField, F, Func, Max, Q, QuerySet, Sum
+from django.db.models import Case, DateTimeField, F, Func, IntegerField, Max, Q, QuerySet, Sum, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -53,18 +53,22 @@ class OpenUsage:
         return sum((amount for start, amount in self.pieces if start >= moment), ZERO)
 
 
-def _open_usage(tenant: Tenant, now: datetime) -> list[OpenUsage]:
+def _open_usage(tenant_ids: Collection[Any], now: datetime) -> dict[Any, list[OpenUsage]]:
+    """Open usage per tenant id, in the same few queries however many tenants are asked for."""
     running = list(
-        Instance.objects.filter(tenant=tenant, state="running").values(
-            "pk", "instance_type_id", "price_per_hour", "running_since"
+        Instance.objects.filter(tenant_id__in=tenant_ids, state="running").values(
+            "pk", "tenant_id", "instance_type_id", "price_per_hour", "running_since"
         )
     )
     if not running:
-        return []
+        return {}
     ids = [row["pk"] for row in running]
     last_end = dict(
         UsageRecord.objects.filter(
-            tenant=tenant, resource_type="instance", resource_id__in=[str(i) for i in ids], kind="usage"
+            tenant_id__in=tenant_ids,
+            resource_type="instance",
+            resource_id__in=[str(i) for i in ids],
+            kind="usage",
         )
         .values("resource_id")
         .annotate(end=Max(_upper("period")))
@@ -83,7 +87,7 @@ def _open_usage(tenant: Tenant, now: datetime) -> list[OpenUsage]:
         versions.setdefault(type_id, []).append((effective_from, price))
 
     now = intervals.floor_second(now)
-    result = []
+    result: dict[Any, list[OpenUsage]] = {}
     for row in running:
         since = entered.get(row["pk"]) or row["running_since"] or now
         start = intervals.floor_second(since)
@@ -101,7 +105,7 @@ def _open_usage(tenant: Tenant, now: datetime) -> list[OpenUsage]:
             now=now,
         )
         amounts = tuple((p.start, metering.amount_for(p.seconds, p.price_per_hour)) for p in cut)
-        result.append(OpenUsage(row["pk"], start, amounts, current))
+        result.setdefault(row["tenant_id"], []).append(OpenUsage(row["pk"], start, amounts, current))
     return result
 
 
@@ -140,38 +144,89 @@ class Wallet:
 
 def wallet_of(tenant: Tenant, now: datetime | None = None) -> Wallet:
     """The wallet at `now`: credits drawn down by the ledger plus the running time not yet in it."""
+    return wallets_of([tenant], now)[tenant.pk]
+
+
+def _bucket_condition(lower: datetime | None, upper: datetime | None, exact: bool) -> Q:
+    if exact:
+        return Q(period__endswith=lower)
+    condition = Q()
+    if lower is not None:
+        condition &= Q(period__endswith__gt=lower)
+    if upper is not None:
+        condition &= Q(period__endswith__lt=upper)
+    return condition
+
+
+def wallets_of(tenants: Iterable[Tenant], now: datetime | None = None) -> dict[Any, Wallet]:
+    """The wallets of many tenants at `now`, by tenant id, in the same few queries as one (staff lists)."""
     now = now or timezone.now()
-    account = BillingAccount.objects.filter(tenant=tenant).first()
-    grants = [
-        wallet.Grant(str(pk), amount, created_at, expires_at)
-        for pk, amount, created_at, expires_at in CreditGrant.objects.filter(tenant=tenant)
+    tenant_ids = [t.pk for t in tenants]
+    if not tenant_ids:
+        return {}
+    accounts = {a.tenant_id: a for a in BillingAccount.objects.filter(tenant_id__in=tenant_ids)}
+    grants: dict[Any, list[wallet.Grant]] = {pk: [] for pk in tenant_ids}
+    for tenant_id, pk, amount, created_at, expires_at in (
+        CreditGrant.objects.filter(tenant_id__in=tenant_ids)
         .order_by("created_at", "pk")
-        .values_list("pk", "amount", "created_at", "expires_at")
-    ]
-    boundaries = [g.granted_at for g in grants] + [
-        g.expires_at for g in grants if g.expires_at is not None and g.expires_at <= now
-    ]
-    parts = wallet.buckets(boundaries) or [(None, None, False, now)]
+        .values_list("tenant_id", "pk", "amount", "created_at", "expires_at")
+    ):
+        grants[tenant_id].append(wallet.Grant(str(pk), amount, created_at, expires_at))
+    # Each ledger row falls in exactly one (tenant, bucket); the buckets are numbered across tenants so one
+    # grouped query sums them all.
+    parts: dict[Any, list[tuple[int, datetime]]] = {}
+    whens: list[When] = []
+    for tenant_id in tenant_ids:
+        boundaries = [g.granted_at for g in grants[tenant_id]] + [
+            g.expires_at for g in grants[tenant_id] if g.expires_at is not None and g.expires_at <= now
+        ]
+        for lower, upper, exact, at in wallet.buckets(boundaries) or [(None, None, False, now)]:
+            number = len(whens)
+            whens.append(When(Q(tenant_id=tenant_id) & _bucket_condition(lower, upper, exact), then=number))
+            parts.setdefault(tenant_id, []).append((number, at))
     mtd_from = month_start(now)
-    aggregates: dict[str, Any] = {"mtd": Sum("amount", filter=Q(period__startswith__gte=mtd_from))}
-    for index, (lower, upper, exact, _at) in enumerate(parts):
-        if exact:
-            condition = Q(period__endswith=lower)
-        else:
-            condition = Q()
-            if lower is not None:
-                condition &= Q(period__endswith__gt=lower)
-            if upper is not None:
-                condition &= Q(period__endswith__lt=upper)
-        aggregates[f"b{index}"] = Sum("amount", filter=condition)
-    sums = UsageRecord.objects.filter(tenant=tenant).aggregate(**aggregates)
-    usage = [wallet.Usage(at, sums[f"b{index}"]) for index, (*_, at) in enumerate(parts) if sums[f"b{index}"]]
-    open_usage = _open_usage(tenant, now)
+    sums = {
+        row["bucket"]: row
+        for row in UsageRecord.objects.filter(tenant_id__in=tenant_ids)
+        .annotate(bucket=Case(*whens, default=None, output_field=IntegerField()))
+        .values("bucket")
+        .annotate(total=Sum("amount"), mtd=Sum("amount", filter=Q(period__startswith__gte=mtd_from)))
+        .order_by()
+    }
+    open_usage = _open_usage(tenant_ids, now)
+    return {
+        tenant_id: _wallet(
+            account=accounts.get(tenant_id),
+            grants=grants[tenant_id],
+            usage=[
+                (at, sums[number]["total"], sums[number]["mtd"])
+                for number, at in parts[tenant_id]
+                if number in sums
+            ],
+            open_usage=open_usage.get(tenant_id, []),
+            now=now,
+            mtd_from=mtd_from,
+        )
+        for tenant_id in tenant_ids
+    }
+
+
+def _wallet(
+    *,
+    account: BillingAccount | None,
+    grants: list[wallet.Grant],
+    usage: list[tuple[datetime, Decimal | None, Decimal | None]],
+    open_usage: list[OpenUsage],
+    now: datetime,
+    mtd_from: datetime,
+) -> Wallet:
+    drawn_usage = [wallet.Usage(at, total) for at, total, _ in usage if total]
     open_amount = sum((o.amount for o in open_usage), ZERO)
     if open_amount:
-        usage.append(wallet.Usage(now, open_amount))
-    drawn = wallet.draw_down(grants, usage, now=now)
+        drawn_usage.append(wallet.Usage(now, open_amount))
+    drawn = wallet.draw_down(grants, drawn_usage, now=now)
     # Windows are aligned to the epoch, so no piece crosses the start of a month.
+    closed_this_month = sum((mtd for *_, mtd in usage if mtd), ZERO)
     open_this_month = sum((o.amount_since(mtd_from) for o in open_usage), ZERO)
     burn = sum((o.price_per_hour for o in open_usage), ZERO)
     w = Wallet(
@@ -180,7 +235,7 @@ def wallet_of(tenant: Tenant, now: datetime | None = None) -> Wallet:
         usage_total=drawn.used,
         burn_rate_per_hour=burn,
         runway_seconds=None,
-        month_to_date_spend=(sums["mtd"] or ZERO) + open_this_month,
+        month_to_date_spend=closed_this_month + open_this_month,
         mode=account.mode if account else BillingMode.PREPAID,
         credit_limit=account.credit_limit if account else ZERO,
         monthly_budget=account.monthly_budget if account else None,

@@ -5,7 +5,15 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from apps.audit.admin_mixins import AuditedModelAdmin
-from apps.catalog.models import GpuType, Image, ImagePolicy, InstanceType, Region, RegionCapacity
+from apps.catalog.models import (
+    GpuType,
+    Image,
+    ImagePolicy,
+    InstanceType,
+    Region,
+    RegionCapacity,
+    RegionNode,
+)
 
 
 class RegionForm(forms.ModelForm):
@@ -27,6 +35,8 @@ class RegionForm(forms.ModelForm):
             "in_cluster",
             "kubeconfig_context",
             "storage_class",
+            "storage_access_mode",
+            "storage_expandable",
             "access_service_type",
             "runtime_class_name",
             "blocked_egress_cidrs",
@@ -119,6 +129,36 @@ class ImagePolicyAdmin(AuditedModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return not ImagePolicy.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(RegionNode)
+class RegionNodeAdmin(admin.ModelAdmin):
+    """What the operator last saw of each node; it rewrites these rows on every capacity pass, so staff
+    only read them (cordon a node with kubectl, not here)."""
+
+    list_display = [
+        "name",
+        "region",
+        "state",
+        "gpu_type",
+        "gpus_requested",
+        "gpus_allocatable",
+        "zone",
+        "instance_type",
+        "observed_at",
+    ]
+    list_filter = ["region", "state", "gpu_type"]
+    search_fields = ["name", "reason"]
+    list_select_related = ["region", "gpu_type"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

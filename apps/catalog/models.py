@@ -21,6 +21,11 @@ class AccessServiceType(models.TextChoices):
     CLUSTER_IP = "ClusterIP", "ClusterIP (behind a gateway)"
 
 
+class StorageAccessMode(models.TextChoices):
+    READ_WRITE_ONCE = "ReadWriteOnce", "ReadWriteOnce (one instance at a time)"
+    READ_WRITE_MANY = "ReadWriteMany", "ReadWriteMany (several instances at once)"
+
+
 class Region(models.Model):
     slug = models.SlugField(max_length=40, unique=True)
     name = models.CharField(max_length=100)
@@ -30,6 +35,14 @@ class Region(models.Model):
     kubeconfig_encrypted = models.TextField(blank=True, editable=False)
     kubeconfig_context = models.CharField(max_length=200, blank=True)
     storage_class = models.CharField(max_length=100, blank=True)
+    # What the storage class can do (apps/storage): whether a volume may be mounted by several instances at
+    # once, and whether it can grow.
+    storage_access_mode = models.CharField(
+        max_length=16, choices=StorageAccessMode.choices, default=StorageAccessMode.READ_WRITE_ONCE
+    )
+    storage_expandable = models.BooleanField(
+        default=True, help_text="The storage class allows volume expansion (allowVolumeExpansion)."
+    )
     access_service_type = models.CharField(
         max_length=16, choices=AccessServiceType.choices, default=AccessServiceType.NODE_PORT
     )
@@ -144,6 +157,45 @@ class RegionCapacity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.region_id}:{self.gpu_type_id or 'cpu'}"
+
+
+class NodeState(models.TextChoices):
+    READY = "ready", "Ready"
+    NOT_READY = "not_ready", "Not ready"
+    CORDONED = "cordoned", "Cordoned"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class RegionNode(models.Model):
+    """One node of a region's cluster as the operator's capacity pass last saw it (staff's capacity
+    overview). Written only by the operator: nodes it no longer sees are deleted."""
+
+    region = models.ForeignKey(Region, on_delete=models.CASCADE, related_name="nodes")
+    name = models.CharField(max_length=253)
+    # Empty when the node's GPU product is not in the catalog (gpu_product says which it is).
+    gpu_type = models.ForeignKey(GpuType, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    gpu_product = models.CharField(max_length=100, blank=True)
+    gpu_resource = models.CharField(max_length=100, blank=True, help_text="Empty for CPU-only nodes.")
+    gpus_allocatable = models.PositiveIntegerField(default=0)
+    # Requests of every scheduled, unfinished pod on the node, and the part of them our instances hold.
+    gpus_requested = models.PositiveIntegerField(default=0)
+    gpus_requested_by_instances = models.PositiveIntegerField(default=0)
+    vcpu_allocatable = models.DecimalField(max_digits=10, decimal_places=3, default=Decimal(0))
+    vcpu_requested = models.DecimalField(max_digits=10, decimal_places=3, default=Decimal(0))
+    memory_allocatable_bytes = models.BigIntegerField(default=0)
+    memory_requested_bytes = models.BigIntegerField(default=0)
+    state = models.CharField(max_length=16, choices=NodeState.choices, default=NodeState.UNKNOWN)
+    reason = models.CharField(max_length=300, blank=True)
+    instance_type = models.CharField(max_length=100, blank=True)
+    zone = models.CharField(max_length=100, blank=True)
+    observed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["region", "name"]
+        constraints = [models.UniqueConstraint(fields=["region", "name"], name="region_node_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.region_id}:{self.name}"
 
 
 class Image(models.Model):

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.db.models import QuerySet, Sum
+from django.utils import timezone
 
-from apps.catalog.models import GpuType, Image, InstanceType, Region, RegionCapacity, RegionStatus
+from apps.catalog.models import (
+    GpuType,
+    Image,
+    InstanceType,
+    NodeState,
+    Region,
+    RegionCapacity,
+    RegionNode,
+    RegionStatus,
+)
 from apps.instances.models import Instance
 
 
@@ -86,3 +99,162 @@ def available_count(*, region: Region, instance_type: InstanceType) -> int:
         holds_compute=True, region=region, gpu_type=instance_type.gpu_type_id
     ).aggregate(gpus=Sum("gpu_count"), vcpu=Sum("vcpu"), memory_gib=Sum("memory_gib"))
     return _fits(pool, held, instance_type)
+
+
+# --- staff: capacity overview ---------------------------------------------------------------------------
+
+# The operator rewrites nodes every resync (30 s by default); older rows mean it is not reaching the region.
+CAPACITY_STALE_AFTER = timedelta(minutes=5)
+GIB = Decimal(1024**3)
+
+
+@dataclass(frozen=True)
+class NodeOverview:
+    name: str
+    gpu_label: str  # GPU type slug; the product label when the catalog lacks it; "" for CPU-only nodes
+    gpu_resource: str
+    gpus_allocatable: int
+    gpus_requested: int
+    gpus_requested_by_instances: int
+    vcpu_allocatable: Decimal
+    vcpu_requested: Decimal
+    memory_gib_allocatable: int
+    memory_gib_requested: int
+    state: str
+    state_label: str
+    reason: str
+    instance_type: str
+    zone: str
+    observed_at: datetime
+    stale: bool
+
+    @property
+    def counts_toward_total(self) -> bool:
+        return self.state == NodeState.READY
+
+
+@dataclass
+class GpuTypeOverview:
+    """One GPU type in one region. `total`: allocatable on ready, schedulable nodes; `used_by_instances`:
+    what our instances holding compute have (as the catalog's availability counts it); `used_by_others`:
+    requests of any other pod on those nodes."""
+
+    label: str
+    gpu_type: GpuType | None
+    resource: str
+    nodes: int = 0
+    total: int = 0
+    used_by_instances: int = 0
+    used_by_others: int = 0
+
+    @property
+    def used(self) -> int:
+        return self.used_by_instances + self.used_by_others
+
+    @property
+    def free(self) -> int:
+        return max(0, self.total - self.used)
+
+    @property
+    def percent_used(self) -> int:
+        if not self.total:
+            return 100 if self.used else 0
+        return min(100, round(self.used * 100 / self.total))
+
+
+@dataclass
+class RegionOverview:
+    region: Region
+    gpu_types: list[GpuTypeOverview] = field(default_factory=list)
+    nodes: list[NodeOverview] = field(default_factory=list)
+    observed_at: datetime | None = None  # the oldest node row's
+    stale: bool = False
+
+    @property
+    def states(self) -> dict[str, int]:
+        """Node count per state label, in the order of NodeState."""
+        counts = {label: 0 for _, label in NodeState.choices}
+        for node in self.nodes:
+            counts[node.state_label] += 1
+        return {label: count for label, count in counts.items() if count}
+
+
+def _gib(value: int) -> int:
+    return int(Decimal(value) / GIB)
+
+
+def _cores(value: Decimal) -> Decimal:
+    """4.500 -> 4.5, 62.000 -> 62 (normalize alone would write 2E+2)."""
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
+
+
+def capacity_overview(*, now: datetime | None = None) -> list[RegionOverview]:
+    """Per region: GPUs total, used and free by type, and every node the operator last saw with its state.
+
+    Four queries whatever the fleet size."""
+    now = now or timezone.now()
+    labels = dict(NodeState.choices)
+    overviews = {region.pk: RegionOverview(region=region) for region in Region.objects.all()}
+    gpu_types = {g.pk: g for g in GpuType.objects.all()}
+    by_type: dict[tuple[Any, Any], GpuTypeOverview] = {}
+
+    def pool(region_id: Any, gpu_type_id: Any, product: str = "", resource: str = "") -> GpuTypeOverview:
+        key = (region_id, gpu_type_id if gpu_type_id is not None else ("product", product, resource))
+        if key not in by_type:
+            gpu_type = gpu_types.get(gpu_type_id)
+            label = gpu_type.slug if gpu_type else f"{product or 'unlabelled'} (not in the catalog)"
+            by_type[key] = GpuTypeOverview(
+                label=label, gpu_type=gpu_type, resource=gpu_type.resource_name if gpu_type else resource
+            )
+        return by_type[key]
+
+    for row in RegionNode.objects.all().order_by("name"):
+        overview = overviews.get(row.region_id)
+        if overview is None:
+            continue
+        stale = now - row.observed_at > CAPACITY_STALE_AFTER
+        gpu_label = ""
+        if row.gpu_resource:
+            entry = pool(row.region_id, row.gpu_type_id, row.gpu_product, row.gpu_resource)
+            gpu_label = entry.gpu_type.slug if entry.gpu_type else row.gpu_product
+            entry.nodes += 1
+            if row.state == NodeState.READY:
+                entry.total += row.gpus_allocatable
+                entry.used_by_others += max(0, row.gpus_requested - row.gpus_requested_by_instances)
+        overview.nodes.append(
+            NodeOverview(
+                name=row.name,
+                gpu_label=gpu_label,
+                gpu_resource=row.gpu_resource,
+                gpus_allocatable=row.gpus_allocatable,
+                gpus_requested=row.gpus_requested,
+                gpus_requested_by_instances=row.gpus_requested_by_instances,
+                vcpu_allocatable=_cores(row.vcpu_allocatable),
+                vcpu_requested=_cores(row.vcpu_requested),
+                memory_gib_allocatable=_gib(row.memory_allocatable_bytes),
+                memory_gib_requested=_gib(row.memory_requested_bytes),
+                state=row.state,
+                state_label=labels.get(row.state, row.state),
+                reason=row.reason,
+                instance_type=row.instance_type,
+                zone=row.zone,
+                observed_at=row.observed_at,
+                stale=stale,
+            )
+        )
+        if overview.observed_at is None or row.observed_at < overview.observed_at:
+            overview.observed_at = row.observed_at
+    held = (
+        Instance.objects.filter(holds_compute=True, gpu_type__isnull=False)
+        .values("region_id", "gpu_type_id")
+        .annotate(gpus=Sum("gpu_count"))
+    )
+    for item in held:
+        if item["region_id"] in overviews and item["gpus"]:
+            pool(item["region_id"], item["gpu_type_id"]).used_by_instances += item["gpus"]
+    for (region_id, _), entry in sorted(by_type.items(), key=lambda item: item[1].label):
+        overviews[region_id].gpu_types.append(entry)
+    for overview in overviews.values():
+        oldest = overview.observed_at
+        overview.stale = oldest is not None and now - oldest > CAPACITY_STALE_AFTER
+    return list(overviews.values())

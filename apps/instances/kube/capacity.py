@@ -51,17 +51,26 @@ class Pool:
         }
 
 
-def _quantity(value: Any) -> Decimal:
+def quantity(value: Any) -> Decimal:
     return Decimal(parse_quantity(value)) if value not in (None, "") else Decimal(0)
+
+
+def not_ready(node: dict[str, Any]) -> bool:
+    """The node reports a Ready condition that is not True: the scheduler will not place pods there, so
+    its capacity is not offered (a node that reports no conditions at all is taken at its word)."""
+    for condition in (node.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return condition.get("status") != "True"
+    return False
 
 
 def node_pool(node: dict[str, Any]) -> tuple[PoolKey, str | None]:
     """The pool a node belongs to and the GPU resource it counts (None for CPU-only nodes)."""
     allocatable = (node.get("status") or {}).get("allocatable") or {}
     product = ((node.get("metadata") or {}).get("labels") or {}).get(PRODUCT_LABEL, "")
-    if _quantity(allocatable.get(GPU_RESOURCE)) > 0:
+    if quantity(allocatable.get(GPU_RESOURCE)) > 0:
         return (product, GPU_RESOURCE), GPU_RESOURCE
-    mig = sorted(r for r, v in allocatable.items() if r.startswith(MIG_PREFIX) and _quantity(v) > 0)
+    mig = sorted(r for r, v in allocatable.items() if r.startswith(MIG_PREFIX) and quantity(v) > 0)
     if mig:
         return (product, mig[0]), mig[0]
     return None, None
@@ -73,22 +82,22 @@ def pod_requests(pod: dict[str, Any]) -> dict[str, Decimal]:
     total: dict[str, Decimal] = {}
     for container in spec.get("containers") or []:
         for resource, value in ((container.get("resources") or {}).get("requests") or {}).items():
-            total[resource] = total.get(resource, Decimal(0)) + _quantity(value)
+            total[resource] = total.get(resource, Decimal(0)) + quantity(value)
     for container in spec.get("initContainers") or []:
         for resource, value in ((container.get("resources") or {}).get("requests") or {}).items():
-            total[resource] = max(total.get(resource, Decimal(0)), _quantity(value))
+            total[resource] = max(total.get(resource, Decimal(0)), quantity(value))
     return total
 
 
 def compute_pools(
     nodes: Iterable[dict[str, Any]], pods: Iterable[dict[str, Any]], *, exclude_instances: frozenset[str]
 ) -> dict[PoolKey, Pool]:
-    """Pools of the schedulable nodes, less the requests of scheduled unfinished pods other than those of
-    `exclude_instances` (instance ids whose usage is accounted elsewhere)."""
+    """Pools of the schedulable, ready nodes, less the requests of scheduled unfinished pods other than
+    those of `exclude_instances` (instance ids whose usage is accounted elsewhere)."""
     pools: dict[PoolKey, Pool] = {}
     node_info: dict[str, tuple[PoolKey, str | None]] = {}
     for node in nodes:
-        if (node.get("spec") or {}).get("unschedulable"):
+        if (node.get("spec") or {}).get("unschedulable") or not_ready(node):
             continue
         key, resource = node_pool(node)
         name = (node.get("metadata") or {}).get("name", "")
@@ -96,9 +105,9 @@ def compute_pools(
         allocatable = (node.get("status") or {}).get("allocatable") or {}
         pool = pools.setdefault(key, Pool())
         if resource:
-            pool.gpus += _quantity(allocatable.get(resource))
-        pool.vcpu += _quantity(allocatable.get("cpu"))
-        pool.memory += _quantity(allocatable.get("memory"))
+            pool.gpus += quantity(allocatable.get(resource))
+        pool.vcpu += quantity(allocatable.get("cpu"))
+        pool.memory += quantity(allocatable.get("memory"))
     for pod in pods:
         node_name = (pod.get("spec") or {}).get("nodeName")
         if not node_name or node_name not in node_info:

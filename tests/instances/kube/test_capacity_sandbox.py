@@ -31,13 +31,23 @@ GIB = 1024**3
 
 
 def node(
-    name: str, allocatable: dict[str, str], product: str = "", unschedulable: bool = False
+    name: str,
+    allocatable: dict[str, str],
+    product: str = "",
+    unschedulable: bool = False,
+    ready: str | None = "True",
 ) -> dict[str, Any]:
     labels = {"nvidia.com/gpu.product": product} if product else {}
+    status: dict[str, Any] = {"allocatable": allocatable}
+    if ready is not None:
+        status["conditions"] = [
+            {"type": "MemoryPressure", "status": "False"},
+            {"type": "Ready", "status": ready},
+        ]
     return {
         "metadata": {"name": name, "labels": labels},
         "spec": {"unschedulable": unschedulable},
-        "status": {"allocatable": allocatable},
+        "status": status,
     }
 
 
@@ -62,6 +72,9 @@ NODES = [
     node("h1", H100_NODE, H100),
     node("h2", H100_NODE, H100),
     node("cordoned", H100_NODE, H100, unschedulable=True),
+    node("lost", H100_NODE, H100, ready="Unknown"),  # the node controller lost its kubelet
+    node("broken", H100_NODE, H100, ready="False"),
+    node("silent", {"cpu": "2", "memory": "2Gi"}, ready=None),  # reports no conditions: taken at its word
     node("mig", {"cpu": "30", "memory": "250Gi", "nvidia.com/mig-1g.10gb": "7"}, H100),
     node("c1", {"cpu": "62", "memory": "250Gi"}),
 ]
@@ -72,7 +85,7 @@ def test_pools_from_allocatable() -> None:
     assert {k: v.as_fields() for k, v in pools.items()} == {
         (H100, "nvidia.com/gpu"): {"gpus": 16, "vcpu": 400, "memory_gib": 3500},
         (H100, "nvidia.com/mig-1g.10gb"): {"gpus": 7, "vcpu": 30, "memory_gib": 250},
-        None: {"gpus": 0, "vcpu": 62, "memory_gib": 250},
+        None: {"gpus": 0, "vcpu": 64, "memory_gib": 252},
     }
 
 
@@ -85,18 +98,19 @@ def test_requests_of_scheduled_unfinished_pods_are_subtracted() -> None:
         pod(None, {"nvidia.com/gpu": "8"}, "Pending"),  # unscheduled
         pod("h2", {"nvidia.com/gpu": "1"}, instance=mine),  # our instance: the catalog counts it
         pod("cordoned", {"nvidia.com/gpu": "1"}),  # a node outside the pools
+        pod("lost", {"nvidia.com/gpu": "1"}),  # so is a node that is not ready
         pod("mig", {"nvidia.com/mig-1g.10gb": "3", "memory": "32Gi"}),
         pod("c1", {"cpu": "4"}, init={"cpu": "16"}),
     ]
     pools = compute_pools(NODES, pods, exclude_instances=frozenset({mine}))
     assert pools[(H100, "nvidia.com/gpu")].as_fields() == {"gpus": 6, "vcpu": 207, "memory_gib": 1750}
     assert pools[(H100, "nvidia.com/mig-1g.10gb")].as_fields() == {"gpus": 4, "vcpu": 30, "memory_gib": 218}
-    assert pools[None].as_fields() == {"gpus": 0, "vcpu": 46, "memory_gib": 250}  # the init container's 16
+    assert pools[None].as_fields() == {"gpus": 0, "vcpu": 48, "memory_gib": 252}  # the init container's 16
 
 
 def test_helpers() -> None:
     assert node_pool(NODES[0]) == ((H100, "nvidia.com/gpu"), "nvidia.com/gpu")
-    assert node_pool(NODES[4]) == (None, None)
+    assert node_pool(NODES[-1]) == (None, None)
     assert pod_requests(pod("x", {"cpu": "250m", "memory": "512Mi"})) == {
         "cpu": Decimal("0.25"),
         "memory": 512 * 1024**2,

@@ -1,0 +1,195 @@
+"""Staff pages for tenants: the list with usage and balance, one tenant's page, and what staff do to it
+(suspend, reactivate, close, grant credit, set quota limits), each through the owning app's audited
+service."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+
+from apps.billing import services as billing_services
+from apps.billing.models import CreditKind
+from apps.console import staff_selectors
+from apps.console.views.staff import choice, form_error, paginate, staff_page
+from apps.core.errors import DomainError, InvalidInput
+from apps.quotas import services as quota_services
+from apps.quotas.selectors import quota_overview, quota_requests_of
+from apps.tenants import services as tenant_services
+from apps.tenants.models import TenantStatus
+
+TENANTS_PAGE_SIZE = 25
+
+# What each status action does, for its confirmation page; suspend needs a reason, close may have one.
+STATUS_ACTIONS = {
+    "suspend": "The tenant can no longer launch or start instances; running ones keep running and can still "
+    "be stopped and terminated. Its members see the reason on every page.",
+    "reactivate": "The tenant can launch and start instances again.",
+    "close": "The tenant can only be read from now on: its API tokens are revoked and its open invitations "
+    "cancelled. A closed tenant cannot be reopened.",
+}
+QUOTA_LABELS = {
+    "max_instances": "Instances",
+    "max_gpus": "GPUs (all types)",
+    "max_vcpu": "vCPU",
+    "max_memory_gib": "Memory (GiB)",
+    "max_volume_gib": "Volume storage (GiB)",
+}
+
+
+@staff_page()
+def tenants(request: HttpRequest) -> HttpResponse:
+    filters = {"status": request.GET.get("status", "").strip(), "q": request.GET.get("q", "").strip()[:254]}
+    context: dict[str, Any] = {"filters": filters, "statuses": TenantStatus.choices}
+    try:
+        choice(filters["status"], TenantStatus.values, "status")
+    except DomainError as exc:
+        context.update(page_obj=None, rows=[], **form_error(exc))
+        return render(request, "console/staff/tenants.html", context, status=exc.status_code)
+    tenant_list = staff_selectors.tenants_for_staff(status=filters["status"], search=filters["q"])
+    page_obj, querystring = paginate(request, tenant_list, TENANTS_PAGE_SIZE)
+    rows = staff_selectors.tenant_rows(list(page_obj.object_list))
+    context.update(page_obj=page_obj, rows=rows, querystring=querystring)
+    return render(request, "console/staff/tenants.html", context)
+
+
+def _row(slug: str) -> staff_selectors.TenantRow:
+    row = staff_selectors.tenant_row(slug=slug)
+    if row is None:
+        raise Http404("Not found.")
+    return row
+
+
+def _detail(
+    request: HttpRequest, row: staff_selectors.TenantRow, status: int = 200, **extra: Any
+) -> HttpResponse:
+    target = row.tenant
+    overview = quota_overview(tenant=target)
+    quota = quota_services.quota_for(target)
+    context: dict[str, Any] = {
+        "row": row,
+        "target": target,
+        "limits": overview["limits"],
+        "gpu_limits": overview["gpu_types"],
+        "recent_instances": staff_selectors.recent_instances_of(tenant=target),
+        "grants": staff_selectors.recent_credit_grants_of(tenant=target),
+        "pending_requests": list(quota_requests_of(tenant=target).filter(status="pending")),
+        "credit_kinds": CreditKind.choices,
+        "credit_form": {"kind": CreditKind.PROMOTIONAL, "amount": "", "expires_at": "", "reason": ""},
+        "quota_form": {
+            name: {"label": label, "value": getattr(quota, name), "errors": []}
+            for name, label in QUOTA_LABELS.items()
+        },
+        "quota_note": "",
+        **extra,
+    }
+    return render(request, "console/staff/tenant_detail.html", context, status=status)
+
+
+@staff_page()
+def tenant_detail(request: HttpRequest, staff_tenant_slug: str) -> HttpResponse:
+    return _detail(request, _row(staff_tenant_slug))
+
+
+@staff_page(methods=("GET", "POST"))
+def tenant_status(request: HttpRequest, staff_tenant_slug: str, action: str) -> HttpResponse:
+    row = _row(staff_tenant_slug)
+    target = row.tenant
+    reason = request.POST.get("reason", "").strip()
+    context: dict[str, Any] = {
+        "target": target,
+        "action": action,
+        "explanation": STATUS_ACTIONS[action],
+        "reason": reason,
+    }
+    if request.method == "POST":
+        actor: Any = request.user
+        try:
+            if len(reason) > 500:
+                raise InvalidInput(
+                    "reason: at most 500 characters.", fields={"reason": ["At most 500 characters."]}
+                )
+            if action == "suspend":
+                tenant_services.tenant_suspend(actor=actor, tenant=target, reason=reason)
+            elif action == "reactivate":
+                tenant_services.tenant_reactivate(actor=actor, tenant=target)
+            else:
+                tenant_services.tenant_close(actor=actor, tenant=target, reason=reason)
+        except DomainError as exc:
+            context.update(form_error(exc))
+            return render(request, "console/staff/tenant_status.html", context, status=exc.status_code)
+        past = {"suspend": "suspended", "reactivate": "reactivated", "close": "closed"}[action]
+        messages.success(request, f"{target.name} is {past}.")
+        return redirect("console:staff_tenant", staff_tenant_slug=target.slug)
+    return render(request, "console/staff/tenant_status.html", context)
+
+
+def _expiry(raw: str) -> datetime | None:
+    """An expiry day as UTC midnight at its start, like token expiries; it must lie ahead."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        moment = datetime.combine(date.fromisoformat(raw), time.min, tzinfo=UTC)
+    except ValueError as exc:
+        raise InvalidInput(
+            "expires_at: enter a date as YYYY-MM-DD.", fields={"expires_at": ["Enter a date as YYYY-MM-DD."]}
+        ) from exc
+    if moment <= timezone.now():
+        raise InvalidInput(
+            "expires_at: must be in the future.", fields={"expires_at": ["Must be in the future."]}
+        )
+    return moment
+
+
+@staff_page(methods=("POST",))
+def tenant_credit(request: HttpRequest, staff_tenant_slug: str) -> HttpResponse:
+    row = _row(staff_tenant_slug)
+    post = request.POST
+    form = {k: post.get(k, "").strip() for k in ("kind", "amount", "expires_at", "reason")}
+    try:
+        if not form["reason"]:
+            raise InvalidInput("A note is required.", fields={"reason": ["This field is required."]})
+        grant = billing_services.credit_grant_create(
+            tenant=row.tenant,
+            kind=form["kind"],
+            amount=form["amount"],
+            reason=form["reason"],
+            expires_at=_expiry(form["expires_at"]),
+            actor=request.user,
+        )
+    except DomainError as exc:
+        return _detail(
+            request, row, status=exc.status_code, credit_form=form, **form_error(exc), form_name="credit"
+        )
+    messages.success(request, f"Granted {grant.amount} of {grant.kind} credit to {row.tenant.name}.")
+    return redirect("console:staff_tenant", staff_tenant_slug=row.tenant.slug)
+
+
+@staff_page(methods=("POST",))
+def tenant_quota(request: HttpRequest, staff_tenant_slug: str) -> HttpResponse:
+    row = _row(staff_tenant_slug)
+    limits = {name: request.POST.get(name, "") for name in QUOTA_LABELS}
+    note = request.POST.get("note", "").strip()[:500]
+    try:
+        quota_services.quota_set(actor=request.user, tenant=row.tenant, limits=limits, note=note)  # type: ignore[arg-type]
+    except DomainError as exc:
+        quota_form = {
+            name: {"label": label, "value": limits[name], "errors": (exc.fields or {}).get(name, [])}
+            for name, label in QUOTA_LABELS.items()
+        }
+        return _detail(
+            request,
+            row,
+            status=exc.status_code,
+            quota_form=quota_form,
+            quota_note=note,
+            form_name="quota",
+            **form_error(exc),
+        )
+    messages.success(request, f"Saved the quota limits of {row.tenant.name}.")
+    return redirect("console:staff_tenant", staff_tenant_slug=row.tenant.slug)
