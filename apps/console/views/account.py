@@ -7,8 +7,6 @@ the console and the API refuse the same things with the same messages.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -35,6 +33,8 @@ from apps.billing.stripe import services as stripe_services
 from apps.billing.stripe.api.serializers import TopupRequestSerializer
 from apps.billing.stripe.selectors import billing_status_of, card_on_file
 from apps.catalog.models import GpuType, InstanceType, Region
+from apps.console import charts
+from apps.console.charts import bar_chart
 from apps.console.views.tenant import TenantPage, tenant_page
 from apps.core.errors import DomainError, InvalidInput
 from apps.quotas import selectors as quota_selectors
@@ -363,68 +363,8 @@ def quotas(page: TenantPage) -> HttpResponse:
 # --- billing --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Bar:
-    label: str
-    short: str  # the label under the bar
-    value: Decimal
-    x: int
-    y: int
-    width: int
-    height: int
-
-
-CHART_HEIGHT = 160
-CHART_BAR_GAP = 4
-
-
-def bar_chart(
-    rows: list[tuple[str, Decimal]], *, bar_width: int = 18, short: Callable[[str], str] = str
-) -> dict[str, Any]:
-    """Geometry of an SVG bar chart (heights proportional to the largest value), computed here so the
-    template only draws rectangles."""
-    peak = max((value for _, value in rows), default=Decimal(0))
-    bars = []
-    for index, (label, value) in enumerate(rows):
-        height = int((value / peak) * CHART_HEIGHT) if peak > 0 else 0
-        if value > 0:
-            height = max(height, 1)
-        bars.append(
-            Bar(
-                label=label,
-                short=short(label),
-                value=value,
-                x=index * (bar_width + CHART_BAR_GAP),
-                y=CHART_HEIGHT - height,
-                width=bar_width,
-                height=height,
-            )
-        )
-    return {
-        "bars": bars,
-        "width": max(1, len(rows) * (bar_width + CHART_BAR_GAP)),
-        "height": CHART_HEIGHT,
-        "peak": peak,
-        "total": sum((value for _, value in rows), Decimal(0)),
-    }
-
-
 def _cents(value: Decimal) -> Decimal:
     return value.quantize(Decimal("0.01"))
-
-
-def usage_by_day(*, tenant: Tenant, start: datetime, end: datetime) -> list[tuple[str, Decimal]]:
-    """Every UTC day of [start, end), with no usage as 0, from the ledger grouped by day."""
-    amounts = {
-        row["key"]: row["amount"]
-        for row in billing_selectors.usage_report(tenant=tenant, start=start, end=end, group_by="day")
-    }
-    days = []
-    day = start.date()
-    while _day_start(day) < end:
-        days.append((day.isoformat(), _cents(amounts.get(day.isoformat(), Decimal(0)))))
-        day += timedelta(days=1)
-    return days
 
 
 def usage_by_gpu_type(*, tenant: Tenant, start: datetime, end: datetime) -> list[tuple[str, Decimal]]:
@@ -471,7 +411,9 @@ def _billing_context(page: TenantPage, **extra: Any) -> dict[str, Any]:
         month_to_date=_cents(wallet.month_to_date_spend),
         runway=_runway(wallet.runway_seconds),
         month=start,
-        by_day=bar_chart(usage_by_day(tenant=page.tenant, start=start, end=now), short=lambda day: day[-2:]),
+        by_day=bar_chart(
+            charts.spend_by_day(tenant=page.tenant, start=start, end=now), short=lambda day: day[-2:]
+        ),
         by_gpu=bar_chart(usage_by_gpu_type(tenant=page.tenant, start=start, end=now), bar_width=60),
         invoices=invoices_of(tenant=page.tenant).order_by("-month")[:24],
         alerts=alerts,
