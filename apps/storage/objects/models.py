@@ -1,0 +1,91 @@
+"""Object storage per tenant on a shared S3-compatible service (docs/storage.md).
+
+The service holds the data; these rows hold what we promise about it: which tenant owns which bucket (and
+under which physical name), which access keys exist for a tenant, and the last sampled size of each bucket.
+Secrets of access keys are shown once and never stored here.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class ObjectStorageAccount(models.Model):
+    """A tenant's namespace on the service: its bucket-name prefix and the IAM user its access keys belong to.
+
+    Created on first use. The prefix is stored (not derived from settings), so changing the deployment
+    prefix later never orphans existing buckets.
+    """
+
+    tenant = models.OneToOneField("tenants.Tenant", on_delete=models.PROTECT, related_name="object_storage")
+    prefix = models.CharField(max_length=24, unique=True)  # "gpc-k3x9a2b1-"
+    iam_user = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.prefix}"
+
+
+class Bucket(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="buckets")
+    name = models.CharField(max_length=40)
+    physical_name = models.CharField(max_length=63)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    # The last usage sample (apps/storage/objects/usage.py); listing a bucket's objects on every API read
+    # would cost as much as the bucket is large.
+    size_bytes = models.BigIntegerField(default=0)
+    object_count = models.BigIntegerField(default=0)
+    usage_sampled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"],
+                condition=Q(deleted_at__isnull=True),
+                name="bucket_unique_live_name",
+            ),
+            models.UniqueConstraint(
+                fields=["physical_name"],
+                condition=Q(deleted_at__isnull=True),
+                name="bucket_unique_live_physical_name",
+            ),
+        ]
+        indexes = [models.Index(fields=["deleted_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.name}"
+
+
+class AccessKey(models.Model):
+    """An S3 access key of the tenant's IAM user; its policy reaches only the tenant's buckets."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="storage_access_keys")
+    access_key_id = models.CharField(max_length=128, unique=True)
+    name = models.CharField(max_length=100)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["tenant", "created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.access_key_id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -1,0 +1,18 @@
+"""Reads for object storage; every one takes the tenant."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from apps.storage.objects.models import AccessKey, Bucket
+from apps.tenants.models import Tenant
+
+
+def buckets_of(tenant: Tenant) -> QuerySet[Bucket]:
+    """The tenant's live buckets (deleted ones stay as rows for the ledger and the audit log)."""
+    return Bucket.objects.filter(tenant=tenant, deleted_at__isnull=True)
+
+
+def access_keys_of(tenant: Tenant, *, include_revoked: bool = False) -> QuerySet[AccessKey]:
+    keys = AccessKey.objects.filter(tenant=tenant)
+    return keys if include_revoked else keys.filter(revoked_at__isnull=True)

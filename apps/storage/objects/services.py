@@ -1,0 +1,233 @@
+"""Writes for object storage: buckets and access keys, each audited.
+
+The database and the S3 service cannot share a transaction, so each write orders its two halves so that a
+failure leaves no half-made object behind:
+
+- bucket_create inserts the row, then creates the bucket as the last step inside the same transaction: if
+  the service refuses, the exception rolls the row (and its audit event) back. Should the transaction fail
+  after the bucket was created, the next create of that name adopts the empty bucket (the service answers
+  BucketAlreadyOwnedByYou, which counts as created).
+- bucket_delete deletes on the service first and then marks the row deleted; a bucket already gone counts
+  as deleted, so a retry after a failure in between completes it.
+- access_key_create creates the key on the service, then inserts the row; if the insert fails the key is
+  deleted again (compensation), so no key exists that we do not list.
+- access_key_revoke deletes the key on the service, then marks the row revoked; retrying is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.audit.services import audit_record
+from apps.core.errors import Conflict, DomainError, InvalidInput
+from apps.storage.objects import names, s3
+from apps.storage.objects.models import AccessKey, Bucket, ObjectStorageAccount
+from apps.tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+
+class StorageUnavailable(DomainError):
+    status_code = 503
+    code = "object_storage_unavailable"
+
+
+class StorageNotConfigured(DomainError):
+    status_code = 503
+    code = "object_storage_not_configured"
+
+
+@contextmanager
+def _service() -> Iterator[None]:
+    """`with _service():` turns the S3 module's errors into API errors (503 when the service is down)."""
+    try:
+        yield
+    except s3.NotConfigured as exc:
+        raise StorageNotConfigured("Object storage is not configured on this installation.") from exc
+    except s3.Unavailable as exc:
+        raise StorageUnavailable("The object storage service is unavailable; try again later.") from exc
+    except s3.LimitExceeded as exc:
+        raise Conflict("The object storage service refused: limit reached.", code="storage_limit") from exc
+    except s3.StorageError as exc:
+        logger.error("object storage refused a call: %s", exc)
+        raise StorageUnavailable("The object storage service refused the request.") from exc
+
+
+def storage_account(tenant: Tenant) -> ObjectStorageAccount:
+    """The tenant's namespace on the service, created on first use (no call to the service)."""
+    existing = ObjectStorageAccount.objects.filter(tenant=tenant).first()
+    if existing is not None:
+        return existing
+    deployment = str(settings.OBJECT_STORAGE["BUCKET_PREFIX"])
+    errors = names.deployment_prefix_errors(deployment)
+    if errors:
+        raise StorageNotConfigured(errors[0])
+    for _ in range(5):
+        prefix = names.new_tenant_prefix(deployment)
+        try:
+            with transaction.atomic():
+                return ObjectStorageAccount.objects.create(
+                    tenant=tenant, prefix=prefix, iam_user=names.iam_user_name(prefix)
+                )
+        except IntegrityError:
+            found = ObjectStorageAccount.objects.filter(tenant=tenant).first()
+            if found is not None:  # a concurrent request created it
+                return found
+    raise StorageUnavailable("Could not allocate a bucket prefix; try again.")
+
+
+def _check_name(name: str) -> None:
+    errors = names.name_errors(name)
+    if errors:
+        raise InvalidInput(f"name: {errors[0]}", fields={"name": errors})
+
+
+def bucket_create(*, actor: Any, tenant: Tenant, name: str) -> Bucket:
+    _check_name(name)
+    with _service():
+        s3.config()  # refuse before writing anything when object storage is off
+    account = storage_account(tenant)
+    with transaction.atomic():
+        # Serializes creates of one tenant, so the per-tenant limit cannot be overshot.
+        ObjectStorageAccount.objects.select_for_update().get(pk=account.pk)
+        live = Bucket.objects.filter(tenant=tenant, deleted_at__isnull=True)
+        if live.filter(name=name).exists():
+            raise Conflict(
+                f"A bucket named {name} already exists.", code="bucket_exists", fields={"name": ["Taken."]}
+            )
+        limit = settings.OBJECT_STORAGE_MAX_BUCKETS_PER_TENANT
+        used = live.count()
+        if used >= limit:
+            raise Conflict(
+                f"The tenant has {used} buckets, the most it may have.",
+                code="quota_exceeded",
+                details={"resource": "buckets", "limit": limit, "used": used, "requested": 1},
+            )
+        bucket = Bucket.objects.create(
+            tenant=tenant,
+            name=name,
+            physical_name=names.physical_name(account.prefix, name),
+            created_by=actor,
+        )
+        audit_record(
+            actor=actor,
+            action="bucket.create",
+            target=bucket,
+            tenant=tenant,
+            metadata={"name": name, "physical_name": bucket.physical_name},
+        )
+        with _service():
+            try:
+                s3.create_bucket(bucket.physical_name)
+            except s3.BucketTaken as exc:
+                raise Conflict(
+                    "The storage service already has a bucket of that name.", code="bucket_exists"
+                ) from exc
+    return bucket
+
+
+def bucket_delete(*, actor: Any, bucket: Bucket, force: bool = False) -> None:
+    """Delete an empty bucket; with force, its objects first. 409 bucket_not_empty otherwise."""
+    with _service():
+        deleted_objects = 0
+        try:
+            if force:
+                deleted_objects = s3.empty_bucket(bucket.physical_name)
+            elif not s3.bucket_is_empty(bucket.physical_name):
+                raise _not_empty(bucket)
+            s3.delete_bucket(bucket.physical_name)
+        except s3.NoSuchBucket:
+            pass  # gone already: finish the deletion here
+        except s3.BucketNotEmpty as exc:  # an object arrived between the check and the delete
+            raise _not_empty(bucket) from exc
+    with transaction.atomic():
+        bucket.deleted_at = timezone.now()
+        bucket.save(update_fields=["deleted_at"])
+        audit_record(
+            actor=actor,
+            action="bucket.delete",
+            target=bucket,
+            tenant=bucket.tenant,
+            metadata={"name": bucket.name, "force": force, "deleted_objects": deleted_objects},
+        )
+
+
+def _not_empty(bucket: Bucket) -> Conflict:
+    return Conflict(
+        f"The bucket {bucket.name} is not empty; delete its objects first or pass force=true.",
+        code="bucket_not_empty",
+    )
+
+
+def bucket_presign(*, bucket: Bucket, method: str, key: str, expires_in: int) -> str:
+    with _service():
+        url = s3.presign(method=method, bucket=bucket.physical_name, key=key, expires_in=expires_in)
+    return url
+
+
+@dataclass(frozen=True)
+class NewAccessKey:
+    key: AccessKey
+    secret_access_key: str  # shown once, in the create response; we never store it
+
+
+def access_key_create(*, actor: Any, tenant: Tenant, name: str) -> NewAccessKey:
+    with _service():
+        s3.config()
+    account = storage_account(tenant)
+    with transaction.atomic():
+        ObjectStorageAccount.objects.select_for_update().get(pk=account.pk)
+        limit = settings.OBJECT_STORAGE_MAX_ACCESS_KEYS_PER_TENANT
+        used = AccessKey.objects.filter(tenant=tenant, revoked_at__isnull=True).count()
+        if used >= limit:
+            raise Conflict(
+                f"The tenant has {used} active access keys, the most it may have; revoke one first.",
+                code="quota_exceeded",
+                details={"resource": "access_keys", "limit": limit, "used": used, "requested": 1},
+            )
+        with _service():
+            s3.ensure_tenant_user(user_name=account.iam_user, tenant_prefix=account.prefix)
+            access_key_id, secret = s3.create_access_key(account.iam_user)
+        try:
+            with transaction.atomic():
+                key = AccessKey.objects.create(
+                    tenant=tenant, access_key_id=access_key_id, name=name, created_by=actor
+                )
+                audit_record(
+                    actor=actor,
+                    action="storage_access_key.create",
+                    target=key,
+                    tenant=tenant,
+                    metadata={"name": name, "access_key_id": access_key_id},
+                )
+        except Exception:
+            s3.delete_access_key(user_name=account.iam_user, access_key_id=access_key_id)
+            raise
+    return NewAccessKey(key=key, secret_access_key=secret)
+
+
+def access_key_revoke(*, actor: Any, key: AccessKey) -> AccessKey:
+    if key.revoked_at is not None:
+        return key
+    account = storage_account(key.tenant)
+    with _service():
+        s3.delete_access_key(user_name=account.iam_user, access_key_id=key.access_key_id)
+    with transaction.atomic():
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        audit_record(
+            actor=actor,
+            action="storage_access_key.revoke",
+            target=key,
+            tenant=key.tenant,
+            metadata={"access_key_id": key.access_key_id},
+        )
+    return key
