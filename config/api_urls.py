@@ -11,6 +11,8 @@ from apps.catalog.api import urls as catalog_urls
 from apps.core.schema_views import RedocView, SchemaView, SwaggerView
 from apps.instances.api import urls as instances_urls
 from apps.quotas.api import urls as quotas_urls
+from apps.storage.api import urls as storage_urls
+from apps.storage.objects.api import urls as object_storage_urls
 from apps.tenants.api import urls as tenants_urls
 
 app_name = "api"
@@ -25,6 +27,8 @@ urlpatterns = [
     path("", include(catalog_urls)),
     path("", include(quotas_urls)),
     path("", include(instances_urls)),
+    path("", include(storage_urls)),
+    path("", include(object_storage_urls)),
     path("", include(billing_urls)),
     path("", include(invoices_urls)),
     path("", include(stripe_urls)),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts, stops and inspects the sandbox: one real Kubernetes control plane per region of
 # sandbox/fleet.yaml (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) plus kwok
-# simulating the region's GPU nodes. Everything listens on 127.0.0.1.
+# simulating the region's GPU nodes, and sandbox/provisioner.py simulating a storage driver for the
+# StorageClass $GPUCLOUD_SANDBOX_STORAGE_CLASS (sandbox-standard). Everything listens on 127.0.0.1.
 #
 #   sandbox.sh start     build missing binaries, start every region (reuses a running sandbox)
 #   sandbox.sh stop      stop every process by its PID file
@@ -20,6 +21,8 @@
 #   GPUCLOUD_SANDBOX_FLEET              fleet file (default sandbox/fleet.yaml)
 #   GPUCLOUD_SANDBOX_REGIONS            space-separated subset of the fleet's regions to run (default all)
 #   GPUCLOUD_SANDBOX_TIMEOUT            seconds to wait for each readiness step (default 180)
+#   GPUCLOUD_SANDBOX_STORAGE_CLASS      the StorageClass of volumes (default sandbox-standard)
+#   GPUCLOUD_SANDBOX_PYTHON             python with the kubernetes client for the provisioner
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -33,6 +36,10 @@ PKI="$SANDBOX_DIR/pki"
 LOGS="$SANDBOX_DIR/logs"
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
+# Volumes: the StorageClass every region gets, served by sandbox/provisioner.py (a simulated provisioner:
+# no CSI driver can run on kwok nodes). sandbox/fleet.yaml names it for the catalog's regions.
+STORAGE_CLASS="${GPUCLOUD_SANDBOX_STORAGE_CLASS:-sandbox-standard}"
+
 # Python for the fleet expander: the system one (needs PyYAML: Debian's python3-yaml).
 pick_python() {
   local p
@@ -40,6 +47,14 @@ pick_python() {
     if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import yaml' 2>/dev/null; then echo "$p"; return; fi
   done
   die "no python3 with PyYAML found for sandbox/fleet.py (apt-get install python3-yaml)"
+}
+# Python for the provisioner: one with the kubernetes client (the project's virtualenv).
+pick_provisioner_python() {
+  local p
+  for p in ${GPUCLOUD_SANDBOX_PYTHON:-} "$SANDBOX_SRC/../.venv/bin/python" python3; do
+    if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import kubernetes' 2>/dev/null; then echo "$p"; return; fi
+  done
+  die "no python with the kubernetes client for sandbox/provisioner.py (set GPUCLOUD_SANDBOX_PYTHON)"
 }
 PY=""
 fleet() { [[ -n $PY ]] || PY=$(pick_python); "$PY" "$SANDBOX_SRC/fleet.py" "$@"; }
@@ -260,6 +275,39 @@ start_kwok() {
     --node-lease-duration-seconds 40 --cidr "10.$((244 + IDX)).0.0/16"
 }
 
+apply_storage_class() {
+  kubectl_r "$R" apply -f - >/dev/null <<EOF
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: $STORAGE_CLASS
+  labels: {gpucloud.io/sandbox: "true"}
+provisioner: sandbox.gpucloud.io/hostpath
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+allowVolumeExpansion: true
+EOF
+}
+
+# ensure_provisioner: the region's provisioner runs (restarted when provisioner.py changed since it started).
+ensure_provisioner() {
+  local f pid n
+  f=$(pidfile "$R" provisioner.py)
+  if alive "$R" provisioner.py; then
+    [[ $SANDBOX_SRC/provisioner.py -nt $f ]] || return 0
+    pid=$(<"$f")
+    log "region $R: provisioner.py changed, restarting it (pid $pid)"
+    kill "$pid" 2>/dev/null || true
+    for n in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  mkdir -p "$LOGS/$R" "$SANDBOX_DIR/$R/pids" "$SANDBOX_DIR/$R/volumes"
+  setsid "$(pick_provisioner_python)" "$SANDBOX_SRC/provisioner.py" --kubeconfig "$SANDBOX_DIR/$R/kubeconfig" \
+    --storage-class "$STORAGE_CLASS" --data-dir "$SANDBOX_DIR/$R/volumes" \
+    >"$LOGS/$R/provisioner.log" 2>&1 </dev/null 9>&- &
+  echo $! >"$f"
+}
+
 apply_fleet() {  # (re)applies the region's nodes when the fleet changed or a node is missing
   fleet nodes "$R" >"$RDIR/nodes.json"
   if cmp -s "$RDIR/nodes.json" "$RDIR/nodes.applied.json" && nodes_ready; then return; fi
@@ -280,7 +328,7 @@ nodes_ready() {  # every node of the region's fleet file is Ready
 stop_regions() {
   local region c f pid pids=() n
   for region in "$@"; do
-    for c in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
+    for c in provisioner.py kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
       f=$(pidfile "$region" "$c")
       [[ -f $f ]] || continue
       if alive "$region" "$c"; then
@@ -374,6 +422,8 @@ cmd_start() {
     WATCH="$r kube-controller-manager" wait_for "$r default ServiceAccount" \
       kubectl_r "$r" -n default get serviceaccount default || exit 1
     for c in "${COMPONENTS[@]}"; do alive "$r" "$c" || die "$r $c exited (log: $LOGS/$r/$c.log)"; done
+    apply_storage_class
+    ensure_provisioner
   done
   write_index "${RS[@]}"
   log "sandbox ready in $((SECONDS - t0)) s: ${RS[*]}"
@@ -402,6 +452,11 @@ cmd_status() {
     for c in "${COMPONENTS[@]}"; do
       if alive "$r" "$c"; then state+=" $c:$(<"$(pidfile "$r" "$c")")"; else state+=" $c:down"; ok=1; fi
     done
+    if alive "$r" provisioner.py; then
+      state+=" provisioner:$(<"$(pidfile "$r" provisioner.py)")"
+    else
+      state+=" provisioner:down"; ok=1
+    fi
     if api_ready "$R_API"; then state+=" readyz:ok"; else state+=" readyz:no"; ok=1; fi
     echo "$r https://127.0.0.1:$R_API$state"
   done < <(regions)

@@ -90,10 +90,14 @@ def meter_instance(instance: Instance, *, now: datetime | None = None) -> int:
 
 def meter_all(*, now: datetime | None = None) -> int:
     """The periodic task: meter running instances, and any that changed within the catch-up horizon (so an
-    outage of the worker shorter than that loses nothing). Returns how many rows were new."""
+    outage of the worker shorter than that loses nothing), then volumes (apps/storage/metering.py).
+    Returns how many rows were new."""
     now = now or timezone.now()
     horizon = now - timedelta(hours=settings.BILLING_CATCH_UP_HOURS)
     candidates = Instance.objects.select_related("instance_type").filter(
         Q(state="running") | Q(updated_at__gte=horizon)
     )
-    return sum(meter_instance(instance, now=now) for instance in candidates)
+    written = sum(meter_instance(instance, now=now) for instance in candidates)
+    from apps.storage.metering import meter_volumes  # volumes are billed like instance time
+
+    return written + meter_volumes(now=now)

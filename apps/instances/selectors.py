@@ -4,13 +4,17 @@ from django.db.models import Prefetch, QuerySet
 
 from apps.accounts.models import SshKey
 from apps.instances.models import Instance, InstanceEvent
+from apps.storage.models import VolumeAttachment
 
 
 def instances_of(*, tenant: Any) -> QuerySet[Instance]:
     return (
         Instance.objects.filter(tenant=tenant)
         .select_related("region", "instance_type", "gpu_type", "image")
-        .prefetch_related(Prefetch("ssh_keys", queryset=SshKey.objects.only("id")))
+        .prefetch_related(
+            Prefetch("ssh_keys", queryset=SshKey.objects.only("id")),
+            Prefetch("volume_attachments", queryset=VolumeAttachment.objects.select_related("volume")),
+        )
     )
 
 

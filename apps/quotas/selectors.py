@@ -18,7 +18,7 @@ def quota_overview(*, tenant: Any) -> dict[str, Any]:
             {"resource": "gpus", "limit": quota.max_gpus, "used": usage.gpus},
             {"resource": "vcpu", "limit": quota.max_vcpu, "used": usage.vcpu},
             {"resource": "memory_gib", "limit": quota.max_memory_gib, "used": usage.memory_gib},
-            {"resource": "volume_gib", "limit": quota.max_volume_gib, "used": 0},
+            {"resource": "volume_gib", "limit": quota.max_volume_gib, "used": usage.volume_gib},
         ],
         "gpu_types": [
             {

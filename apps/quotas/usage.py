@@ -19,6 +19,7 @@ class Usage:
     gpus: int = 0
     vcpu: int = 0
     memory_gib: int = 0
+    volume_gib: int = 0
     # (gpu_type_id, region_id) -> GPUs held
     gpus_by_type_region: dict[tuple[Any, Any], int] = field(default_factory=dict)
 
@@ -45,4 +46,12 @@ def usage_of(tenant: Any) -> Usage:
     )
     for row in rows:
         by_type[(row["gpu_type_id"], row["region_id"])] = row["n"]
-    return Usage(gpus_by_type_region=dict(by_type), **totals)
+    return Usage(gpus_by_type_region=dict(by_type), volume_gib=_volume_gib(tenant), **totals)
+
+
+def _volume_gib(tenant: Any) -> int:
+    from apps.storage.models import HOLDS_STORAGE, Volume
+
+    return Volume.objects.filter(tenant=tenant, state__in=list(HOLDS_STORAGE)).aggregate(
+        total=Sum("size_gib", default=0)
+    )["total"]

@@ -32,13 +32,17 @@ class Perm(StrEnum):
     INSTANCES_WRITE = "instances.write"
     BILLING_READ = "billing.read"
     BILLING_WRITE = "billing.write"
+    STORAGE_READ = "storage.read"
+    STORAGE_WRITE = "storage.write"
 
 
 _READER: Final = {Perm.TENANT_READ, Perm.MEMBERS_READ, Perm.TOKENS_OWN}
 
 ROLE_PERMISSIONS: Final[dict[Role, frozenset[Perm]]] = {
-    Role.VIEWER: frozenset(_READER | {Perm.INSTANCES_READ}),
-    Role.MEMBER: frozenset(_READER | {Perm.INSTANCES_READ, Perm.INSTANCES_WRITE}),
+    Role.VIEWER: frozenset(_READER | {Perm.INSTANCES_READ, Perm.STORAGE_READ}),
+    Role.MEMBER: frozenset(
+        _READER | {Perm.INSTANCES_READ, Perm.INSTANCES_WRITE, Perm.STORAGE_READ, Perm.STORAGE_WRITE}
+    ),
     Role.BILLING: frozenset(_READER | {Perm.BILLING_READ, Perm.BILLING_WRITE}),
     Role.ADMIN: frozenset(
         _READER
@@ -52,6 +56,8 @@ ROLE_PERMISSIONS: Final[dict[Role, frozenset[Perm]]] = {
             Perm.INSTANCES_READ,
             Perm.INSTANCES_WRITE,
             Perm.BILLING_READ,
+            Perm.STORAGE_READ,
+            Perm.STORAGE_WRITE,
         }
     ),
     Role.OWNER: frozenset(Perm),
@@ -72,6 +78,8 @@ PERM_SCOPE: Final[dict[Perm, str]] = {
     Perm.INSTANCES_WRITE: scopes.INSTANCES_WRITE,
     Perm.BILLING_READ: scopes.BILLING_READ,
     Perm.BILLING_WRITE: scopes.BILLING_WRITE,
+    Perm.STORAGE_READ: scopes.STORAGE_READ,
+    Perm.STORAGE_WRITE: scopes.STORAGE_WRITE,
 }
 
 

@@ -4,6 +4,7 @@ import os
 
 from config.settings.base import *  # noqa: F403
 from config.settings.base import REST_FRAMEWORK
+from config.settings.env import with_local_object_storage
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -19,3 +20,6 @@ REST_FRAMEWORK = {
 # One test database per test process, so parallel runs (developers, CI steps) never drop each other's.
 DATABASES["default"]["TEST"] = {"NAME": f"test_gpucloud_{os.getpid()}"}  # noqa: F405
 CACHES = {"default": {**CACHES["default"], "KEY_PREFIX": f"gpucloud-test-{os.getpid()}"}}  # noqa: F405
+
+# Object storage: the local SeaweedFS of scripts/s3.sh unless OBJECT_STORAGE_* says otherwise.
+OBJECT_STORAGE = with_local_object_storage(OBJECT_STORAGE)  # noqa: F405

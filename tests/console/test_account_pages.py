@@ -136,7 +136,7 @@ def test_scope_checkboxes_offer_only_what_the_role_may_grant(make_actor: MakeAct
     viewer = make_actor(Role.VIEWER)
     page = html(browser(viewer).get(page_url("tokens", viewer)))
     offered = set(re.findall(r'name="scopes" value="([^"]+)"', page))
-    assert offered == {"tenant:read", "tenant:admin", "instances:read"}
+    assert offered == {"tenant:read", "tenant:admin", "instances:read", "storage:read"}
 
     billing = make_actor(Role.BILLING)
     page = html(browser(billing).get(page_url("tokens", billing)))

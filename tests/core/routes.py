@@ -188,6 +188,37 @@ def _quota_request_id(world: World) -> Any:
     ).pk
 
 
+def _volume_id(world: World) -> Any:
+    from apps.catalog.models import Region
+    from apps.storage.models import Volume
+    from tests.instances.helpers import seed
+
+    if not Region.objects.filter(slug="us-east-1").exists():
+        seed()
+    return Volume.objects.create(
+        tenant=world.tenant,
+        region=Region.objects.get(slug="us-east-1"),
+        name=f"isolation-{uuid.uuid4().hex[:8]}",
+        size_gib=10,
+        access_mode="ReadWriteOnce",
+        price_per_gib_hour="0.0002",
+        state="available",
+    ).pk
+
+
+def _bucket_name(world: World) -> Any:
+    # Rows only: the harness's requests answer 404 or read rows before any call to the storage service.
+    from tests.storage.objects.helpers import bucket_row
+
+    return bucket_row(world.tenant, name=f"isolation-{uuid.uuid4().hex[:8]}", created_by=world.owner).name
+
+
+def _access_key_id(world: World) -> Any:
+    from tests.storage.objects.helpers import access_key_row
+
+    return access_key_row(world.tenant, created_by=world.owner).pk
+
+
 def _invoice_id(world: World) -> Any:
     from tests.billing.invoices.helpers import make_invoice
 
@@ -204,6 +235,9 @@ KWARG_FACTORIES: dict[str, Callable[[World], Any]] = {
     "instance_id": _instance_id,
     "quota_request_id": _quota_request_id,
     "invoice_id": _invoice_id,
+    "bucket_name": _bucket_name,
+    "access_key_id": _access_key_id,
+    "volume_id": _volume_id,
     # Staff routes name the tenant they act on (not the caller's tenant): /api/v1/staff/tenants/<slug>/...
     "staff_tenant_slug": lambda world: world.tenant.slug,
 }

@@ -36,6 +36,8 @@ from apps.tenants.models import Tenant
 logger = logging.getLogger(__name__)
 
 INSTANCE_METER_PREFIX = "instance_seconds:"
+VOLUME_METER_PREFIX = "volume_gib_hours:"  # apps/storage/metering.py
+OBJECT_STORAGE_METER = "object_storage_gib_hours"  # apps/storage/objects/usage.py
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,12 @@ def _describe(meter: str, types: dict[str, InstanceType]) -> str:
         itype = types.get(slug)
         name = getattr(itype, "name", "") if itype is not None else ""
         return f"{slug} ({name}) instance hours" if name and name != slug else f"{slug} instance hours"
+    if meter.startswith(VOLUME_METER_PREFIX):
+        # One line per size: the unit price is size x the price per GiB-hour.
+        return f"Volume storage hours ({meter.removeprefix(VOLUME_METER_PREFIX)} class)"
+    if meter == OBJECT_STORAGE_METER:
+        # One line per size too: the unit price is the started GiB stored x the price per GiB-hour.
+        return "Object storage hours (per started GiB)"
     return meter
 
 

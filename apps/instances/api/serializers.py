@@ -6,6 +6,30 @@ from rest_framework import serializers
 from apps.core.serializers import StrictInputSerializer
 from apps.instances.models import Instance, InstanceEvent
 from apps.instances.states import State, allowed_actions
+from apps.storage.models import VolumeAttachment
+
+
+class AttachmentSerializer(serializers.ModelSerializer):
+    """A volume mounted into the instance."""
+
+    volume_id = serializers.UUIDField(source="volume.id", read_only=True)
+    name = serializers.CharField(source="volume.name", read_only=True)
+    size_gib = serializers.IntegerField(source="volume.size_gib", read_only=True)
+    access_mode = serializers.CharField(source="volume.access_mode", read_only=True)
+    state = serializers.CharField(source="volume.state", read_only=True)
+
+    class Meta:
+        model = VolumeAttachment
+        fields = [
+            "volume_id",
+            "name",
+            "mount_path",
+            "size_gib",
+            "access_mode",
+            "state",
+            "delete_with_instance",
+        ]
+        read_only_fields = fields
 
 
 class InstanceSerializer(serializers.ModelSerializer):
@@ -23,6 +47,7 @@ class InstanceSerializer(serializers.ModelSerializer):
     )
     running_seconds = serializers.SerializerMethodField()
     allowed_actions = serializers.SerializerMethodField()
+    volumes = AttachmentSerializer(source="volume_attachments", many=True, read_only=True)
 
     class Meta:
         model = Instance
@@ -43,6 +68,7 @@ class InstanceSerializer(serializers.ModelSerializer):
             "ephemeral_disk_gib",
             "image",
             "ssh_key_ids",
+            "volumes",
             "env_names",
             "command",
             "auto_stop_after",
@@ -86,6 +112,13 @@ class EnvField(serializers.DictField):
     child = StrictCharField(max_length=4096, allow_blank=True, trim_whitespace=False)
 
 
+class VolumeMountSerializer(StrictInputSerializer):
+    volume_id = serializers.UUIDField()
+    mount_path = serializers.CharField(
+        max_length=255, help_text="Absolute, not / and not a system directory (/etc, /usr ...)."
+    )
+
+
 class InstanceLaunchSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=63, required=False, help_text="DNS-safe; generated when omitted.")
     instance_type = serializers.CharField(max_length=40)
@@ -116,6 +149,14 @@ class InstanceLaunchSerializer(StrictInputSerializer):
         min_value=60,
         max_value=90 * 24 * 3600,
         help_text="Seconds of running, in total.",
+    )
+    volumes = serializers.ListField(
+        child=VolumeMountSerializer(),
+        required=False,
+        default=list,
+        max_length=16,
+        help_text="Volumes of the tenant in the same region to mount, e.g. "
+        '[{"volume_id": "...", "mount_path": "/data"}].',
     )
 
 

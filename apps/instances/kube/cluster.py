@@ -31,6 +31,7 @@ class Cluster:
             "Secret": self.core.patch_namespaced_secret,
             "Service": self.core.patch_namespaced_service,
             "NetworkPolicy": self.net.patch_namespaced_network_policy,
+            "PersistentVolumeClaim": self.core.patch_namespaced_persistent_volume_claim,
         }[kind]
 
     def apply(self, manifest: Manifest) -> Any:
@@ -80,6 +81,17 @@ class Cluster:
             raise
         return self.api.sanitize_for_serialization(service)
 
+    def read_pvc(self, namespace: str, name: str) -> Manifest | None:
+        try:
+            claim = self.core.read_namespaced_persistent_volume_claim(
+                name, namespace, _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self.api.sanitize_for_serialization(claim)
+
     def read_node(self, name: str) -> Manifest | None:
         try:
             node = self.core.read_node(name, _request_timeout=REQUEST_TIMEOUT)
@@ -104,6 +116,7 @@ class Cluster:
             "Service": self.core.delete_namespaced_service,
             "Secret": self.core.delete_namespaced_secret,
             "Namespace": self.core.delete_namespace,
+            "PersistentVolumeClaim": self.core.delete_namespaced_persistent_volume_claim,
         }[kind]
         args = [name, namespace] if namespace else [name]
         try:

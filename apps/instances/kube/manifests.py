@@ -15,6 +15,7 @@ from apps.instances.kube.specs import (
     ALWAYS_BLOCKED_EGRESS_CIDRS,
     InstancePodSpec,
     TenantNamespaceSpec,
+    VolumeClaimSpec,
     normalize_cidrs,
 )
 
@@ -245,7 +246,10 @@ def make_pod(spec: InstancePodSpec) -> Manifest:
             "runAsGroup": RUN_AS,
             "seccompProfile": dict(seccomp),
         },
-        "volumeMounts": [{"name": SSH_VOLUME, "mountPath": SSH_MOUNT_PATH, "readOnly": True}],
+        "volumeMounts": [
+            {"name": SSH_VOLUME, "mountPath": SSH_MOUNT_PATH, "readOnly": True},
+            *({"name": v.claim_name, "mountPath": v.mount_path} for v in spec.volumes),
+        ],
         "readinessProbe": {
             "tcpSocket": {"port": spec.ssh_port},
             "periodSeconds": 5,
@@ -274,7 +278,13 @@ def make_pod(spec: InstancePodSpec) -> Manifest:
             {
                 "name": SSH_VOLUME,
                 "secret": {"secretName": names.ssh_secret_name(spec.instance_id), "defaultMode": 0o440},
-            }
+            },
+            # persistentVolumeClaim is a volume type the restricted Pod Security level allows; fsGroup above
+            # makes the claim's files writable by the unprivileged user.
+            *(
+                {"name": v.claim_name, "persistentVolumeClaim": {"claimName": v.claim_name}}
+                for v in spec.volumes
+            ),
         ],
     }
     if spec.runtime_class_name:
@@ -304,6 +314,26 @@ def make_service(spec: InstancePodSpec) -> Manifest:
                 {"name": "ssh", "protocol": "TCP", "port": SSH_SERVICE_PORT, "targetPort": spec.ssh_port}
             ],
         },
+    }
+
+
+def make_pvc(spec: VolumeClaimSpec) -> Manifest:
+    """A volume's claim. Immutable once bound but for the size, which only grows (apply it again to
+    resize); without a storage class the cluster's default class serves it."""
+    labels = names.common_labels(spec.tenant_id)
+    labels[names.VOLUME_LABEL] = spec.volume_id
+    body: dict[str, Any] = {
+        "accessModes": [spec.access_mode],
+        "volumeMode": "Filesystem",
+        "resources": {"requests": {"storage": _gib(spec.size_gib)}},
+    }
+    if spec.storage_class:
+        body["storageClassName"] = spec.storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _metadata(spec.name, spec.namespace, labels),
+        "spec": body,
     }
 
 

@@ -16,6 +16,7 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "gpucloud"
 TENANT_LABEL = "gpucloud.io/tenant"
 INSTANCE_LABEL = "gpucloud.io/instance"
+VOLUME_LABEL = "gpucloud.io/volume"
 # The instance generation a pod was built for. An annotation on pods (it changes without changing
 # identity); the key is shared so the reconciler and watcher read what the builders write.
 GENERATION_KEY = "gpucloud.io/generation"
@@ -63,6 +64,11 @@ def instance_object_name(instance_id: Any) -> str:
 def ssh_secret_name(instance_id: Any) -> str:
     """The Secret holding the instance's authorized_keys."""
     return f"{instance_object_name(instance_id)}-ssh"
+
+
+def volume_claim_name(volume_id: Any) -> str:
+    """`v-<32 hex of the volume uuid>`: the volume's PersistentVolumeClaim (and its name in pod specs)."""
+    return f"v-{uuid.UUID(_uuid_text(volume_id)).hex}"
 
 
 def common_labels(tenant_id: Any, instance_id: Any = None) -> dict[str, str]:

@@ -4,7 +4,9 @@ The builders in manifests.py take only these specs, so they stay pure and their 
 the spec alone. `spec_from_instance` and `namespace_spec_for` read model attributes and related objects;
 they run no queries of their own beyond those, so callers should load what they touch up front:
 
-    Instance.objects.select_related("tenant", "region", "gpu_type").prefetch_related("ssh_keys")
+    Instance.objects.select_related("tenant", "region", "gpu_type").prefetch_related(
+        "ssh_keys", "volume_attachments"
+    )
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ if TYPE_CHECKING:
     from apps.catalog.models import GpuType, Region
     from apps.instances.models import Instance
     from apps.quotas.models import GpuQuota, TenantQuota
+    from apps.storage.models import Volume
     from apps.tenants.models import Tenant
 
 WHOLE_GPU_RESOURCE = "nvidia.com/gpu"
 SERVICE_TYPES = ("NodePort", "LoadBalancer", "ClusterIP")
+ACCESS_MODES = ("ReadWriteOnce", "ReadWriteMany")
 DEFAULT_SSH_PORT = 2222
 # Blocked when a region configures none: private and shared address space, where cluster pods, services
 # and nodes live. Link-local (cloud metadata at 169.254.169.254) is blocked always.
@@ -82,6 +86,40 @@ class TenantNamespaceSpec:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class VolumeMountSpec:
+    """A volume's claim mounted into an instance's container."""
+
+    claim_name: str
+    mount_path: str
+
+    def __post_init__(self) -> None:
+        _check_name("claim_name", self.claim_name, dns1035=True)
+        if not self.mount_path.startswith("/") or self.mount_path == "/":
+            raise ValueError("mount_path must be an absolute path below /")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class VolumeClaimSpec:
+    """One volume's PersistentVolumeClaim in its tenant's namespace."""
+
+    volume_id: str
+    tenant_id: str
+    namespace: str
+    name: str
+    size_gib: int
+    access_mode: str
+    storage_class: str | None  # None: the cluster's default class
+
+    def __post_init__(self) -> None:
+        _check_name("namespace", self.namespace)
+        _check_name("name", self.name, dns1035=True)
+        if self.size_gib < 1:
+            raise ValueError("size_gib must be at least 1")
+        if self.access_mode not in ACCESS_MODES:
+            raise ValueError(f"access_mode must be one of {', '.join(ACCESS_MODES)}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class InstancePodSpec:
     """One instance's pod, Service and SSH Secret."""
 
@@ -104,10 +142,15 @@ class InstancePodSpec:
     service_type: str = "NodePort"
     ssh_port: int = DEFAULT_SSH_PORT
     authorized_keys: tuple[str, ...] = ()
+    volumes: tuple[VolumeMountSpec, ...] = ()  # sorted by mount path
 
     def __post_init__(self) -> None:
         _check_name("namespace", self.namespace)
         _check_name("name", self.name, dns1035=True)
+        paths = [v.mount_path for v in self.volumes]
+        claims = [v.claim_name for v in self.volumes]
+        if len(set(paths)) != len(paths) or len(set(claims)) != len(claims):
+            raise ValueError("volumes name a mount path or a claim twice")
         if (self.gpu_count > 0) != bool(self.gpu_resource):
             raise ValueError("gpu_resource must be set exactly when gpu_count > 0")
         if self.gpu_count < 0 or self.vcpu < 1 or self.memory_gib < 1 or self.ephemeral_disk_gib < 0:
@@ -127,9 +170,23 @@ class InstancePodSpec:
         return self.gpu_count > 0
 
 
+def claim_spec_for(volume: Volume) -> VolumeClaimSpec:
+    """The claim of a volume. Reads volume.tenant: select_related it."""
+    return VolumeClaimSpec(
+        volume_id=str(volume.pk),
+        tenant_id=str(volume.tenant_id),
+        namespace=names.namespace_name(volume.tenant_id, volume.tenant.slug),
+        name=names.volume_claim_name(volume.pk),
+        size_gib=volume.size_gib,
+        access_mode=volume.access_mode,
+        storage_class=volume.storage_class or None,
+    )
+
+
 def spec_from_instance(instance: Instance, *, ssh_port: int = DEFAULT_SSH_PORT) -> InstancePodSpec:
-    """The pod spec of an instance as it is now. Reads instance.tenant, .region, .gpu_type and
-    .ssh_keys.all(): select_related / prefetch_related them (see the module docstring)."""
+    """The pod spec of an instance as it is now. Reads instance.tenant, .region, .gpu_type,
+    .ssh_keys.all() and .volume_attachments.all(): select_related / prefetch_related them (see the module
+    docstring)."""
     gpu_type = instance.gpu_type if instance.gpu_count else None
     region = instance.region
     keys = sorted({" ".join(key.public_key.split()) for key in instance.ssh_keys.all()})
@@ -153,6 +210,15 @@ def spec_from_instance(instance: Instance, *, ssh_port: int = DEFAULT_SSH_PORT) 
         service_type=region.access_service_type,
         ssh_port=ssh_port,
         authorized_keys=tuple(keys),
+        volumes=tuple(
+            sorted(
+                (
+                    VolumeMountSpec(claim_name=names.volume_claim_name(a.volume_id), mount_path=a.mount_path)
+                    for a in instance.volume_attachments.all()
+                ),
+                key=lambda v: v.mount_path,
+            )
+        ),
     )
 
 
@@ -170,8 +236,9 @@ def namespace_spec_for(
     Extended resources a ResourceQuota does not name are unlimited, so pass every catalog GPU type
     (`GpuType.objects.all()`): each resource they use is capped, nvidia.com/gpu always. Each resource gets
     the tenant's max_gpus, or less when per-type limits (`tenant.gpu_quotas.all()`, global or for this
-    region) cover every GPU type that uses it. Storage mirrors max_volume_gib; pods and PVCs
-    max_instances. Blocked egress is the region's list, or DEFAULT_BLOCKED_EGRESS_CIDRS when it has none
+    region) cover every GPU type that uses it. Storage mirrors max_volume_gib; pods max_instances;
+    PVCs max_volume_gib too (a claim is at least 1 GiB, so the storage limit bounds their number).
+    Blocked egress is the region's list, or DEFAULT_BLOCKED_EGRESS_CIDRS when it has none
     (make_network_policies adds link-local itself)."""
     types_by_resource: dict[str, list[Any]] = {WHOLE_GPU_RESOURCE: []}
     for gpu_type in gpu_types:
@@ -196,7 +263,7 @@ def namespace_spec_for(
         cpu=quota.max_vcpu,
         memory_gib=quota.max_memory_gib,
         max_pods=quota.max_instances,
-        max_pvcs=quota.max_instances,
+        max_pvcs=quota.max_volume_gib,
         storage_gib=quota.max_volume_gib,
         blocked_egress_cidrs=normalize_cidrs(region.blocked_egress_cidrs or DEFAULT_BLOCKED_EGRESS_CIDRS),
         ssh_port=ssh_port,

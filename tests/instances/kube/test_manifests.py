@@ -376,7 +376,7 @@ def test_specs_are_frozen() -> None:
 def _loaded(instance: Instance) -> Instance:
     return (
         Instance.objects.select_related("tenant", "region", "gpu_type")
-        .prefetch_related("ssh_keys")
+        .prefetch_related("ssh_keys", "volume_attachments")
         .get(pk=instance.pk)
     )
 
@@ -459,7 +459,7 @@ def test_namespace_spec_mirrors_the_tenant_quota(catalog: Any, tenant_owner: Any
         cpu=quota.max_vcpu,
         memory_gib=quota.max_memory_gib,
         max_pods=quota.max_instances,
-        max_pvcs=quota.max_instances,
+        max_pvcs=500,  # a claim is at least 1 GiB: the storage limit bounds the number of claims
         storage_gib=500,
         blocked_egress_cidrs=("10.0.0.0/24", "10.244.0.0/16"),
     )

@@ -1,0 +1,101 @@
+"""Volume GB-hours into the usage ledger, the way instances are metered (apps/billing/metering.py) and with
+the same pure cutting (apps/billing/intervals.py): a volume is billed from its creation until its deletion
+is asked for, whatever its instance does (stopped or detached included), at size x its frozen price per
+GiB-hour. A resize starts a new price, so windows are cut there. Idempotent: deterministic row ids."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.billing import intervals
+from apps.billing.metering import amount_for
+from apps.billing.models import LedgerKind, UsageRecord
+from apps.storage.models import Volume, VolumeEvent, VolumeState
+
+METER_PREFIX = "volume_gib_hours:"
+SIZE_EVENTS = ("created", "resized")
+END_EVENT = "delete_requested"
+
+
+def meter_key(volume: Volume) -> str:
+    return f"{METER_PREFIX}{volume.storage_class or 'default'}"
+
+
+def record_id(volume: Volume, meter: str, start: datetime) -> str:
+    return f"volume:{volume.pk}:{meter}:{int(start.timestamp())}"
+
+
+def billed_interval_and_prices(
+    volume: Volume,
+) -> tuple[intervals.Interval | None, list[tuple[datetime, Decimal]]]:
+    """The billed interval (creation until deletion was asked for) and the price per hour from each size
+    change on, times floored to the second like the intervals they cut."""
+    rows = list(
+        VolumeEvent.objects.filter(volume=volume, name__in=(*SIZE_EVENTS, END_EVENT))
+        .order_by("created_at", "id")
+        .values_list("created_at", "name", "size_gib")
+    )
+    start = next((at for at, name, _ in rows if name == "created"), None)
+    if start is None:
+        return None, []
+    end = next((at for at, name, _ in rows if name == END_EVENT), None)
+    prices = [
+        (intervals.floor_second(at), volume.price_per_gib_hour * size)
+        for at, name, size in rows
+        if name in SIZE_EVENTS
+    ]
+    start, end = intervals.floor_second(start), intervals.floor_second(end) if end else None
+    if end is not None and end <= start:
+        return None, prices
+    return intervals.Interval(start, end), prices
+
+
+def meter_volume(volume: Volume, *, now: datetime | None = None) -> int:
+    """Write the volume's final, not yet written pieces. Returns how many rows were new."""
+    now = now or timezone.now()
+    interval, prices = billed_interval_and_prices(volume)
+    if interval is None:
+        return 0
+    meter = meter_key(volume)
+    found = intervals.pieces(
+        [interval], window=timedelta(seconds=settings.BILLING_WINDOW_SECONDS), prices=prices, now=now
+    )
+    rows = [
+        UsageRecord(
+            id=record_id(volume, meter, piece.start),
+            tenant_id=volume.tenant_id,
+            resource_type="volume",
+            resource_id=str(volume.pk),
+            meter=meter,
+            period=DateTimeTZRange(piece.start, piece.end, "[)"),
+            quantity_seconds=piece.seconds,
+            unit_price_per_hour=piece.price_per_hour,
+            amount=amount_for(piece.seconds, piece.price_per_hour),
+            kind=LedgerKind.USAGE,
+        )
+        for piece in found
+    ]
+    if not rows:
+        return 0
+    existing = UsageRecord.objects.filter(resource_id=str(volume.pk), meter=meter)
+    before = existing.count()
+    with transaction.atomic():
+        UsageRecord.objects.bulk_create(rows, ignore_conflicts=True)
+    return existing.count() - before
+
+
+def meter_volumes(*, now: datetime | None = None) -> int:
+    """Every volume still billed, and those that changed within the catch-up horizon."""
+    now = now or timezone.now()
+    horizon = now - timedelta(hours=settings.BILLING_CATCH_UP_HOURS)
+    candidates = Volume.objects.filter(
+        ~Q(state__in=(VolumeState.DELETING, VolumeState.DELETED)) | Q(updated_at__gte=horizon)
+    )
+    return sum(meter_volume(volume, now=now) for volume in candidates)
