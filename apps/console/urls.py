@@ -1,7 +1,17 @@
 from django.urls import path
 
 from apps.console import views
-from apps.console.views import account, instances, ssh_keys, tenant
+from apps.console.views import (
+    account,
+    instances,
+    ssh_keys,
+    staff,
+    staff_capacity,
+    staff_tenants,
+    storage_buckets,
+    storage_volumes,
+    tenant,
+)
 
 app_name = "console"
 
@@ -41,6 +51,49 @@ urlpatterns = [
         ssh_keys.ssh_key_delete,
         name="ssh_key_delete",
     ),
+    # Storage: volumes and object storage (apps/console/views/storage_{volumes,buckets}.py)
+    path("t/<slug:tenant_slug>/volumes/", storage_volumes.volumes, name="volumes"),
+    path("t/<slug:tenant_slug>/volumes/table/", storage_volumes.volumes_table, name="volumes_table"),
+    path(
+        "t/<slug:tenant_slug>/volumes/<uuid:volume_id>/", storage_volumes.volume_detail, name="volume_detail"
+    ),
+    path(
+        "t/<slug:tenant_slug>/volumes/<uuid:volume_id>/status/",
+        storage_volumes.volume_status,
+        name="volume_status",
+    ),
+    path(
+        "t/<slug:tenant_slug>/volumes/<uuid:volume_id>/resize/",
+        storage_volumes.volume_resize,
+        name="volume_resize",
+    ),
+    path(
+        "t/<slug:tenant_slug>/volumes/<uuid:volume_id>/rename/",
+        storage_volumes.volume_rename,
+        name="volume_rename",
+    ),
+    path(
+        "t/<slug:tenant_slug>/volumes/<uuid:volume_id>/delete/",
+        storage_volumes.volume_delete,
+        name="volume_delete",
+    ),
+    path("t/<slug:tenant_slug>/object-storage/", storage_buckets.buckets, name="buckets"),
+    path(
+        "t/<slug:tenant_slug>/object-storage/buckets/<slug:bucket_name>/",
+        storage_buckets.bucket_detail,
+        name="bucket_detail",
+    ),
+    path(
+        "t/<slug:tenant_slug>/object-storage/buckets/<slug:bucket_name>/delete/",
+        storage_buckets.bucket_delete,
+        name="bucket_delete",
+    ),
+    path("t/<slug:tenant_slug>/object-storage/access-keys/", storage_buckets.access_keys, name="access_keys"),
+    path(
+        "t/<slug:tenant_slug>/object-storage/access-keys/<uuid:access_key_id>/revoke/",
+        storage_buckets.access_key_revoke,
+        name="access_key_revoke",
+    ),
     # Tenant account pages (apps/console/views/account.py)
     path("t/<slug:tenant_slug>/tokens/", account.tokens, name="tokens"),
     path("t/<slug:tenant_slug>/tokens/<uuid:token_id>/revoke/", account.token_revoke, name="token_revoke"),
@@ -61,4 +114,34 @@ urlpatterns = [
     path("t/<slug:tenant_slug>/billing/card/", account.billing_card, name="billing_card"),
     path("t/<slug:tenant_slug>/billing/budget/", account.billing_budget, name="billing_budget"),
     path("t/<slug:tenant_slug>/audit/", account.audit, name="audit"),
+    # Staff pages (apps/console/views/staff_*.py): anyone but staff gets 404
+    path("staff/capacity/", staff_capacity.staff_capacity, name="staff_capacity"),
+    path("staff/", staff_tenants.tenants, name="staff_tenants"),
+    path("staff/tenants/<slug:staff_tenant_slug>/", staff_tenants.tenant_detail, name="staff_tenant"),
+    *[
+        path(
+            f"staff/tenants/<slug:staff_tenant_slug>/{action}/",
+            staff_tenants.tenant_status,
+            {"action": action},
+            name=f"staff_tenant_{action}",
+        )
+        for action in ("suspend", "reactivate", "close")
+    ],
+    path(
+        "staff/tenants/<slug:staff_tenant_slug>/credit/",
+        staff_tenants.tenant_credit,
+        name="staff_tenant_credit",
+    ),
+    path(
+        "staff/tenants/<slug:staff_tenant_slug>/quota/",
+        staff_tenants.tenant_quota,
+        name="staff_tenant_quota",
+    ),
+    path("staff/quota-requests/", staff.quota_requests, name="staff_quota_requests"),
+    path(
+        "staff/quota-requests/<uuid:quota_request_id>/decide/",
+        staff.quota_request_decide,
+        name="staff_quota_request_decide",
+    ),
+    path("staff/instances/", staff.instances, name="staff_instances"),
 ]

@@ -28,6 +28,8 @@ from apps.instances.api.serializers import InstanceLaunchSerializer
 from apps.instances.models import Instance
 from apps.instances.states import Action, State, allowed_actions
 from apps.quotas.selectors import quota_overview
+from apps.storage import selectors as storage_selectors
+from apps.storage.models import ATTACHABLE
 from apps.tenants.models import TenantStatus
 from apps.tenants.roles import Perm
 
@@ -48,6 +50,7 @@ ACTION_TEXT = {
     Action.RESTART: "The running pod is replaced by a new one; running processes end.",
     Action.TERMINATE: "The instance is deleted for good. This cannot be undone.",
 }
+MOUNT_ROOT = "/mnt"
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -148,9 +151,31 @@ def _quota_note(instance_type: InstanceType, limits: dict[str, dict[str, int]]) 
     return ""
 
 
+def _launch_volumes(t: TenantPage, region: Region | None, params: Any) -> list[dict[str, Any]]:
+    """The tenant's volumes in the region that an instance could mount, each with its mount path (default
+    /mnt/<name>) and, for a ReadWriteOnce volume another instance holds, who holds it (not choosable)."""
+    if region is None or not t.can(Perm.STORAGE_READ):
+        return []
+    chosen = set(params.getlist("volume_ids")) if hasattr(params, "getlist") else set()
+    found = storage_selectors.volumes_of(tenant=t.tenant).filter(region=region, state__in=ATTACHABLE)
+    rows = []
+    for volume in found.order_by("name", "id"):
+        held_by = [a.instance.name for a in getattr(volume, "live_attachments", [])]
+        key = str(volume.pk)
+        rows.append(
+            {
+                "volume": volume,
+                "checked": key in chosen,
+                "mount_path": params.get(f"mount_path_{key}", f"{MOUNT_ROOT}/{volume.name}"),
+                "held_by": held_by if not volume.multi_attach else [],
+            }
+        )
+    return rows
+
+
 def _launch_options(t: TenantPage, params: Any) -> dict[str, Any]:
     """Regions, GPU types, the instance types offered in the chosen region with availability and price,
-    and that region's images."""
+    that region's images and the tenant's volumes there."""
     regions = list(catalog.regions())
     region = next((r for r in regions if r.slug == params.get("region")), None) or (
         regions[0] if regions else None
@@ -192,6 +217,7 @@ def _launch_options(t: TenantPage, params: Any) -> dict[str, Any]:
         "custom_image": params.get("custom_image", ""),
         "allow_custom_images": policy.allow_custom_images,
         "allowed_registries": policy.allowed_registries,
+        "volume_rows": _launch_volumes(t, region, params),
     }
 
 
@@ -223,6 +249,11 @@ def _launch_request(params: Any) -> services.LaunchRequest:
         data["name"] = name
     if params.get("auto_stop_after", ""):
         data["auto_stop_after"] = params.get("auto_stop_after")
+    volume_ids = params.getlist("volume_ids")
+    if volume_ids:
+        data["volumes"] = [
+            {"volume_id": v, "mount_path": params.get(f"mount_path_{v}", "").strip()} for v in volume_ids
+        ]
     return services.LaunchRequest(**validated(InstanceLaunchSerializer, data))
 
 
@@ -276,7 +307,9 @@ def _status_context(t: TenantPage, instance: Instance) -> dict[str, Any]:
 @tenant_page(Perm.INSTANCES_READ)
 def instance_detail(t: TenantPage, instance_id: UUID) -> HttpResponse:
     instance = _instance(t, instance_id)
-    return t.render("console/instances/detail.html", _status_context(t, instance))
+    context = _status_context(t, instance)
+    context["attachments"] = list(instance.volume_attachments.all())
+    return t.render("console/instances/detail.html", context)
 
 
 @tenant_page(Perm.INSTANCES_READ)
@@ -306,11 +339,18 @@ def instance_action(t: TenantPage, instance_id: UUID, action: str) -> HttpRespon
         raise Http404("Not found.") from exc
     instance = _instance(t, instance_id)
     context: dict[str, Any] = {"instance": instance, "action": act.value, "explanation": ACTION_TEXT[act]}
+    if act == Action.TERMINATE:  # terminate asks whether the attached volumes go too (default: keep)
+        context["attachments"] = [
+            a for a in instance.volume_attachments.all() if a.volume.state in ATTACHABLE
+        ]
+    # Only terminate reads the box; it is unchecked unless the person ticks it.
+    delete_volumes = act == Action.TERMINATE and t.request.POST.get("delete_volumes") == "on"
+    context["delete_volumes"] = delete_volumes
     if t.request.method != "POST":
         return t.render("console/instances/confirm.html", context)
     try:
         t.require_status(cleanup=act in (Action.STOP, Action.TERMINATE))
-        services.instance_act(actor=t.user, instance=instance, action=act)
+        services.instance_act(actor=t.user, instance=instance, action=act, delete_volumes=delete_volumes)
     except DomainError as exc:
         context["error"] = exc.message
         return t.render("console/instances/confirm.html", context, status=exc.status_code)

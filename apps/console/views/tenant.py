@@ -15,11 +15,13 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 from rest_framework import serializers
 
 from apps.billing.selectors import wallet_of
 from apps.catalog.models import GpuType
+from apps.console import charts
 from apps.core.errors import Forbidden, InvalidInput, NotFound, flatten_field_errors
 from apps.instances import selectors as instance_selectors
 from apps.instances.states import State
@@ -66,6 +68,8 @@ class TenantPage:
             "can_read_instances": self.can(Perm.INSTANCES_READ),
             "can_read_billing": self.can(Perm.BILLING_READ),
             "can_read_audit": self.can(Perm.AUDIT_READ),
+            "can_read_storage": self.can(Perm.STORAGE_READ),
+            "can_write_storage": self.can(Perm.STORAGE_WRITE),
             **extra,
         }
 
@@ -152,6 +156,9 @@ def _gpu_rows(tenant: Tenant, overview: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+SPEND_DAYS = 30
+
+
 @tenant_page(Perm.TENANT_READ)
 def dashboard(t: TenantPage) -> HttpResponse:
     tenant = t.tenant
@@ -166,6 +173,14 @@ def dashboard(t: TenantPage) -> HttpResponse:
             instance_selectors.instances_of(tenant=tenant).filter(state=State.RUNNING).order_by("name")
         )
         context["events"] = list(instance_selectors.recent_events_of(tenant=tenant, limit=10))
+    context["gpu_chart"] = charts.quota_bars(context["gpu_rows"])
     if t.can(Perm.BILLING_READ):
-        context["wallet"] = wallet_of(tenant)
+        now = timezone.now()
+        wallet = wallet_of(tenant, now)
+        context["wallet"] = wallet
+        days = charts.spend_by_day(tenant=tenant, start=charts.last_days(now, SPEND_DAYS), end=now)
+        context["spend_chart"] = charts.bar_chart(days, short=lambda day: day[-2:])
+        context["runway_chart"] = charts.runway_chart(
+            balance=wallet.balance, burn_per_hour=wallet.burn_rate_per_hour, now=now
+        )
     return t.render("console/dashboard.html", context)
