@@ -116,10 +116,18 @@ def seed_catalog(fleet_path: Path | None) -> list[str]:
     regions = []
     if fleet_path is not None:
         fleet = yaml.safe_load(fleet_path.read_text())
+        storage = {r["name"]: r.get("storage") or {} for r in fleet["regions"]}
         for position, (region_slug, pools) in enumerate(_pools_from_fleet(fleet).items()):
             region, _ = Region.objects.update_or_create(
                 slug=region_slug, defaults={"name": region_slug.upper(), "position": position}
             )
+            if storage[region_slug] and not region.storage_class:
+                # The class sandbox/sandbox.sh creates and sandbox/provisioner.py serves; a class staff set
+                # in the admin is theirs and stays.
+                region.storage_class = storage[region_slug]["class"]
+                region.storage_access_mode = storage[region_slug].get("access_mode", "ReadWriteOnce")
+                region.storage_expandable = bool(storage[region_slug].get("expandable", True))
+                region.save(update_fields=["storage_class", "storage_access_mode", "storage_expandable"])
             regions.append(region)
             for gpu_slug, totals in pools.items():
                 RegionCapacity.objects.update_or_create(

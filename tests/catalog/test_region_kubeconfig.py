@@ -8,6 +8,7 @@ from django.db import connection
 from apps.audit.models import AuditEvent
 from apps.catalog.admin import RegionForm
 from apps.catalog.models import Region
+from tests.conftest import login_staff
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -88,6 +89,8 @@ def form_data(**overrides):
         "position": "0",
         "kubeconfig_context": "",
         "storage_class": "",
+        "storage_access_mode": "ReadWriteOnce",
+        "storage_expandable": "on",
         "access_service_type": "NodePort",
         "runtime_class_name": "",
         "blocked_egress_cidrs": "",
@@ -103,8 +106,7 @@ def form_data(**overrides):
 
 @pytest.fixture
 def staff_client(client):
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
-    return client
+    return login_staff(client, UserFactory(is_staff=True, is_superuser=True))
 
 
 def test_the_admin_sets_the_kubeconfig_and_never_renders_it_back(staff_client):
