@@ -10,7 +10,7 @@ export GPUCLOUD_SANDBOX_PYTHON ?= $(abspath $(PY))
 
 -include sandbox/sandbox.mk
 
-.PHONY: help venv services migrate seed run test lint typecheck pytest lock clean stripe-mock browser
+.PHONY: help venv services migrate seed run test lint typecheck pytest lock clean stripe-mock browser s3 chart
 
 help:
 	@echo "make run    - set up everything and serve http://127.0.0.1:8000 with a worker and beat"
@@ -34,7 +34,7 @@ migrate: venv services
 
 # SANDBOX=0 skips the local Kubernetes regions (then point GPUCLOUD_REGION_KUBECONFIGS at your clusters).
 SANDBOX ?= 1
-run: migrate $(if $(filter 0,$(SANDBOX)),,sandbox)
+run: migrate s3 $(if $(filter 0,$(SANDBOX)),,sandbox)
 	@bash scripts/run.sh
 
 lint: venv
@@ -51,11 +51,21 @@ pytest: venv services
 stripe-mock:
 	@bash scripts/stripe_mock.sh start
 
+# SeaweedFS (S3 + IAM) on 127.0.0.1:18333 for object storage (scripts/s3.sh, built from its Go module on
+# first use; stop: `bash scripts/s3.sh stop`). A server that cannot start fails the target.
+s3:
+	@bash scripts/s3.sh start
+
 # Debian's Chromium for the browser tests (tests/browser/, Playwright; scripts/browser.sh).
 browser:
 	@bash scripts/browser.sh
 
-test: venv services sandbox stripe-mock browser lint typecheck pytest
+# helm/gpucloud: lint, template and a server-side dry run against the sandbox (scripts/chart_check.sh);
+# tests/helm/ installs it into the sandbox and checks its RBAC under pytest.
+chart: sandbox
+	@bash scripts/chart_check.sh
+
+test: venv services sandbox chart stripe-mock s3 browser lint typecheck pytest
 
 lock:
 	rm -rf /tmp/gpucloud-lock && $(PYTHON_BIN) -m venv /tmp/gpucloud-lock

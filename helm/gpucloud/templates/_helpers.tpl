@@ -1,0 +1,200 @@
+{{/* Names: <release>-gpucloud unless the release name already says gpucloud; 63 characters at most. */}}
+{{- define "gpucloud.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "gpucloud.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A component's object name: <fullname>-<component>, trimmed to 63 characters. */}}
+{{- define "gpucloud.componentName" -}}
+{{- $fullname := include "gpucloud.fullname" .root -}}
+{{- printf "%s-%s" ($fullname | trunc (int (sub 62 (len .component)))) .component | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "gpucloud.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "gpucloud.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: gpucloud
+{{- end -}}
+
+{{- define "gpucloud.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "gpucloud.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "gpucloud.image" -}}
+{{- $image := .Values.image -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository (default .Chart.AppVersion $image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The ServiceAccount a component runs as: its own, or the one named in values. */}}
+{{- define "gpucloud.serviceAccountName" -}}
+{{- $sa := (index .root.Values .component).serviceAccount -}}
+{{- if $sa.create -}}
+{{- default (include "gpucloud.componentName" .) $sa.name -}}
+{{- else -}}
+{{- default "default" $sa.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The non-secret settings (the ConfigMap's data, and the migrations hook's env before it exists). */}}
+{{- define "gpucloud.configData" -}}
+{{- $hosts := list -}}
+{{- range .Values.allowedHosts }}{{ $hosts = append $hosts . }}{{ end -}}
+{{- if .Values.ingress.enabled }}{{ range .Values.ingress.hosts }}{{ $hosts = append $hosts .host }}{{ end }}{{ end -}}
+{{- if not $hosts }}{{ fail "allowedHosts (or ingress.hosts with ingress.enabled) must name at least one host" }}{{ end -}}
+DJANGO_SETTINGS_MODULE: config.settings.production
+ALLOWED_HOSTS: {{ $hosts | uniq | join "," | quote }}
+{{- range $name, $value := .Values.config }}
+{{ $name }}: {{ $value | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Secret settings, each read from an existing Secret by reference (a YAML list; empty: nothing). */}}
+{{- define "gpucloud.secretEnv" -}}
+{{- $default := .Values.secrets.existingSecret -}}
+{{- $env := list -}}
+{{- range $name, $ref := .Values.secrets.env -}}
+{{- if $ref -}}
+{{- $selector := dict "name" (default $default $ref.secretName) "key" $ref.key -}}
+{{- if $ref.optional }}{{ $_ := set $selector "optional" true }}{{ end -}}
+{{- $env = append $env (dict "name" $name "valueFrom" (dict "secretKeyRef" $selector)) -}}
+{{- end -}}
+{{- end -}}
+{{- if $env }}{{ toYaml $env }}{{ end -}}
+{{- end -}}
+
+{{/* Plain name/value env entries from a map (a YAML list; empty: nothing). */}}
+{{- define "gpucloud.plainEnv" -}}
+{{- $env := list -}}
+{{- range $name, $value := . -}}
+{{- $env = append $env (dict "name" $name "value" (toString $value)) -}}
+{{- end -}}
+{{- if $env }}{{ toYaml $env }}{{ end -}}
+{{- end -}}
+
+{{/* The restricted Pod Security Standard, at pod and container level. */}}
+{{- define "gpucloud.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.podSecurity.runAsUser }}
+runAsGroup: {{ .Values.podSecurity.runAsGroup }}
+fsGroup: {{ .Values.podSecurity.fsGroup }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "gpucloud.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* The only writable place: an emptyDir at /tmp (gunicorn's heartbeat files, beat's schedule). */}}
+{{- define "gpucloud.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 256Mi
+{{- end -}}
+
+{{- define "gpucloud.tmpMount" -}}
+- name: tmp
+  mountPath: /tmp
+{{- end -}}
+
+{{/* Scheduling knobs shared by the components (values.<component>.*). */}}
+{{- define "gpucloud.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{- define "gpucloud.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Pod annotations: a checksum of the settings, so a changed ConfigMap rolls the pods. */}}
+{{- define "gpucloud.podAnnotations" -}}
+checksum/config: {{ include "gpucloud.configData" .root | sha256sum }}
+{{- with .values.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Worker and operator serve their process metrics themselves (apps/core/metrics.serve_process_metrics), on
+the pod's address so Prometheus can reach them; the exporters carry no secrets and no state metrics.
+*/}}
+{{- define "gpucloud.metricsEnv" -}}
+- name: METRICS_BIND_ADDRESS
+  value: 0.0.0.0
+- name: {{ .name }}
+  value: {{ .port | toString | quote }}
+{{- end -}}
+
+{{- define "gpucloud.metricsPort" -}}
+ports:
+  - name: metrics
+    containerPort: {{ . }}
+    protocol: TCP
+{{- end -}}
+
+{{- define "gpucloud.metricsService" -}}
+{{- $ctx := dict "root" .root "component" .component -}}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "gpucloud.componentName" (dict "root" .root "component" (printf "%s-metrics" .component)) }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "gpucloud.labels" $ctx | nindent 4 }}
+    gpucloud.io/metrics: "true"
+spec:
+  type: ClusterIP
+  selector:
+    {{- include "gpucloud.selectorLabels" $ctx | nindent 4 }}
+  ports:
+    - name: metrics
+      port: {{ .port }}
+      targetPort: metrics
+      protocol: TCP
+{{- end -}}

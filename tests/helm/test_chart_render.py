@@ -1,0 +1,355 @@
+"""helm/gpucloud without a cluster: lint, what each values file renders, and what the schema refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helm.support import (
+    CHART,
+    COMPONENTS,
+    PRODUCTION_VALUES,
+    SECRET_SETTINGS,
+    component,
+    env_of,
+    helm,
+    kube_version,
+    one,
+    pick,
+    pod_templates,
+    render,
+)
+
+VALUES_FILES = {"default": [], "production": ["-f", str(PRODUCTION_VALUES)]}
+
+
+@pytest.fixture(scope="module")
+def default_docs() -> list[dict[str, Any]]:
+    return render()
+
+
+@pytest.fixture(scope="module")
+def production_docs() -> list[dict[str, Any]]:
+    return render("-f", str(PRODUCTION_VALUES))
+
+
+@pytest.fixture(scope="module", params=sorted(VALUES_FILES))
+def docs(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    return render(*VALUES_FILES[request.param])
+
+
+@pytest.mark.parametrize("values", sorted(VALUES_FILES))
+def test_helm_lint_is_clean(values: str) -> None:
+    result = helm("lint", "--strict", str(CHART), "--kube-version", kube_version(), *VALUES_FILES[values])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_default_values_render_every_component(default_docs: list[dict[str, Any]]) -> None:
+    kinds = sorted((d["kind"], component(d)) for d in default_docs)
+    assert kinds == sorted(
+        [
+            *[("Deployment", c) for c in COMPONENTS],
+            *[("ServiceAccount", c) for c in (*COMPONENTS, "migrations")],
+            ("Service", "web"),
+            ("Service", "worker"),
+            ("Service", "operator"),
+            ("ConfigMap", "config"),
+            ("Job", "migrations"),
+            ("ClusterRole", "operator"),
+            ("ClusterRoleBinding", "operator"),
+            ("HorizontalPodAutoscaler", "web"),
+            ("HorizontalPodAutoscaler", "worker"),
+            ("PodDisruptionBudget", "web"),
+            ("PodDisruptionBudget", "worker"),
+            ("PodDisruptionBudget", "operator"),
+        ]
+    )
+
+
+def test_production_values_add_tls_ingress_and_service_monitor(production_docs: list[dict[str, Any]]) -> None:
+    ingress = one(production_docs, "Ingress")
+    hosts = ["console.gpucloud.example.com", "api.gpucloud.example.com"]
+    assert ingress["spec"]["tls"] == [{"secretName": "gpucloud-tls", "hosts": hosts}]
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == hosts
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "gc-gpucloud-web", "port": {"name": "http"}}
+
+    monitor = one(production_docs, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    web_endpoint, exporters = monitor["spec"]["endpoints"]
+    # web's /metrics on its HTTP port, presenting METRICS_TOKEN from the Secret the web reads it from
+    assert web_endpoint["port"] == "http" and web_endpoint["path"] == "/metrics"
+    assert web_endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": "gpucloud", "key": "METRICS_TOKEN"},
+    }
+    assert exporters["port"] == "metrics" and "authorization" not in exporters
+    # It selects exactly the three metrics Services, whose ports the endpoints name.
+    selector = monitor["spec"]["selector"]["matchLabels"].items()
+    selected = [s for s in pick(production_docs, "Service") if selector <= s["metadata"]["labels"].items()]
+    assert {component(s): [p["name"] for p in s["spec"]["ports"]] for s in selected} == {
+        "web": ["http"],
+        "worker": ["metrics"],
+        "operator": ["metrics"],
+    }
+
+    config = one(production_docs, "ConfigMap")["data"]
+    assert config["ALLOWED_HOSTS"] == ",".join(hosts)
+    assert config["DJANGO_SETTINGS_MODULE"] == "config.settings.production"
+    web = one(production_docs, "Deployment", "web")["spec"]["template"]["spec"]
+    assert web["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    assert web["containers"][0]["image"] == "registry.example.com/gpucloud/gpucloud:0.1.0"
+
+
+def test_service_monitor_and_ingress_only_when_enabled(default_docs: list[dict[str, Any]]) -> None:
+    assert not pick(default_docs, "ServiceMonitor")
+    assert not pick(default_docs, "Ingress")
+
+
+def test_every_pod_runs_restricted(docs: list[dict[str, Any]]) -> None:
+    pods = pod_templates(docs)
+    assert set(pods) == {*COMPONENTS, "migrations"}
+    for name, pod in pods.items():
+        context = pod["securityContext"]
+        assert context["runAsNonRoot"] is True, name
+        assert context["runAsUser"] == 10001, name
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        tmp_volumes = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+        for container in pod["containers"]:
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False, name
+            assert security["readOnlyRootFilesystem"] is True, name
+            assert security["capabilities"] == {"drop": ["ALL"]}, name
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            assert mounts["/tmp"] in tmp_volumes, name  # noqa: S108  # the pod's emptyDir, not a host path
+            assert container["resources"]["requests"]["memory"], name
+            assert container["resources"]["limits"]["memory"], name
+
+
+def test_only_the_operator_holds_a_kubernetes_token(docs: list[dict[str, Any]]) -> None:
+    for name, pod in pod_templates(docs).items():
+        assert pod["automountServiceAccountToken"] is (name == "operator"), name
+    for account in pick(docs, "ServiceAccount"):
+        assert account["automountServiceAccountToken"] is (component(account) == "operator")
+    assert not pick(docs, "Role") and not pick(docs, "RoleBinding")
+    binding = one(docs, "ClusterRoleBinding")
+    operator_sa = one(docs, "ServiceAccount", "operator")["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": operator_sa, "namespace": "gpucloud"}]
+    assert binding["roleRef"]["name"] == one(docs, "ClusterRole")["metadata"]["name"]
+    assert pod_templates(docs)["operator"]["serviceAccountName"] == operator_sa
+
+
+def test_operator_cluster_role_is_exactly_what_the_code_uses(default_docs: list[dict[str, Any]]) -> None:
+    # Derived in templates/operator-rbac.yaml from apps/instances/kube/*.py; a change here must be deliberate.
+    rules = {
+        (group, resource): sorted(rule["verbs"])
+        for rule in one(default_docs, "ClusterRole")["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    apply = ["create", "patch"]
+    assert rules == {
+        ("", "namespaces"): sorted([*apply, "list", "delete"]),
+        ("", "resourcequotas"): apply,
+        ("", "limitranges"): apply,
+        ("", "serviceaccounts"): apply,
+        ("networking.k8s.io", "networkpolicies"): apply,
+        ("", "secrets"): sorted([*apply, "list", "delete"]),
+        ("", "services"): sorted([*apply, "get", "list", "delete"]),
+        ("", "pods"): sorted(["create", "get", "list", "watch", "delete"]),
+        ("", "persistentvolumeclaims"): sorted([*apply, "get", "delete"]),
+        ("", "events"): ["list", "watch"],
+        ("", "nodes"): ["get", "list", "watch"],
+    }
+    assert all("resourceNames" not in rule for rule in one(default_docs, "ClusterRole")["rules"])
+
+
+def test_web_serves_gunicorn_with_health_probes(default_docs: list[dict[str, Any]]) -> None:
+    pod = one(default_docs, "Deployment", "web")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"][:3] == ["gunicorn", "config.wsgi:application", "--bind=0.0.0.0:8000"]
+    assert {"--worker-tmp-dir=/tmp", "--no-control-socket"} <= set(container["command"])
+    assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    # Probes (and Prometheus) reach the pod by IP: ALLOWED_HOSTS names it, after POD_IP is defined.
+    names = [e["name"] for e in container["env"]]
+    assert names.index("POD_IP") < names.index("ALLOWED_HOSTS")
+    assert env_of(container)["ALLOWED_HOSTS"]["value"] == "gpucloud.example.com,$(POD_IP)"
+    service = one(default_docs, "Service", "web")
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+
+
+def test_worker_and_operator_serve_metrics_on_the_pod_address(default_docs: list[dict[str, Any]]) -> None:
+    for name, port in (("worker", 9101), ("operator", 9102)):
+        (container,) = one(default_docs, "Deployment", name)["spec"]["template"]["spec"]["containers"]
+        assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+        env = env_of(container)
+        assert env["METRICS_BIND_ADDRESS"]["value"] == "0.0.0.0"  # noqa: S104  # inside the pod
+        assert env[f"METRICS_{name.upper()}_PORT"]["value"] == str(port)
+        service = one(default_docs, "Service", name)
+        assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    # Gunicorn's and Celery's processes add their metrics up through an emptyDir (not beat, not operator).
+    for name, pod in pod_templates(default_docs).items():
+        env = env_of(pod["containers"][0])
+        multiproc = name in ("web", "worker")
+        assert ("PROMETHEUS_MULTIPROC_DIR" in env) is multiproc, name
+        if multiproc:
+            mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+            volume = mounts[env["PROMETHEUS_MULTIPROC_DIR"]["value"]]
+            assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == volume)
+
+
+def test_worker_beat_and_operator_commands() -> None:
+    docs = render(
+        "--set",
+        "beat.extraArgs={--max-interval=10}",
+        "--set-string",
+        "beat.env.BEAT_LOCK_TIMEOUT=60",
+        "--set",
+        "operator.regions={us-east-1,eu-west-1}",
+    )
+    worker = one(docs, "Deployment", "worker")["spec"]["template"]["spec"]["containers"][0]
+    assert worker["command"] == ["celery", "-A", "config", "worker", "--loglevel=INFO", "--concurrency=4"]
+
+    beat = one(docs, "Deployment", "beat")
+    assert beat["spec"]["replicas"] == 1
+    assert beat["spec"]["strategy"] == {"type": "Recreate"}
+    (container,) = beat["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == [
+        "celery",
+        "-A",
+        "config",
+        "beat",
+        "--loglevel=INFO",
+        "--schedule=/tmp/celerybeat-schedule",
+        "--max-interval=10",
+    ]
+    assert env_of(container)["BEAT_LOCK_TIMEOUT"] == {"name": "BEAT_LOCK_TIMEOUT", "value": "60"}
+
+    operator = one(docs, "Deployment", "operator")
+    assert operator["spec"]["replicas"] == 2
+    assert operator["spec"]["template"]["spec"]["containers"][0]["command"] == [
+        "python",
+        "manage.py",
+        "operator",
+        "--resync-seconds=30",
+        "--region=us-east-1",
+        "--region=eu-west-1",
+    ]
+
+
+def test_autoscaler_owns_the_replica_count_when_enabled(default_docs: list[dict[str, Any]]) -> None:
+    for name in ("web", "worker"):
+        assert "replicas" not in one(default_docs, "Deployment", name)["spec"]
+        hpa = one(default_docs, "HorizontalPodAutoscaler", name)
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        assert hpa["spec"]["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": f"gc-gpucloud-{name}",
+        }
+    fixed = render("--set", "web.autoscaling.enabled=false", "--set", "web.replicas=3")
+    assert one(fixed, "Deployment", "web")["spec"]["replicas"] == 3
+    assert [component(h) for h in pick(fixed, "HorizontalPodAutoscaler")] == ["worker"]
+
+
+def test_disruption_budgets_only_for_more_than_one_pod() -> None:
+    docs = render("--set", "operator.replicas=1", "--set", "worker.autoscaling.minReplicas=1")
+    assert [component(p) for p in pick(docs, "PodDisruptionBudget")] == ["web"]
+    assert one(docs, "PodDisruptionBudget", "web")["spec"]["minAvailable"] == 1
+
+
+def test_secrets_reach_pods_only_by_reference(docs: list[dict[str, Any]]) -> None:
+    assert not pick(docs, "Secret")
+    config = one(docs, "ConfigMap")["data"]
+    assert not SECRET_SETTINGS & set(config)
+    for name, pod in pod_templates(docs).items():
+        env = env_of(pod["containers"][0])
+        for setting in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "FIELD_ENCRYPTION_KEYS"):
+            assert set(env[setting]["valueFrom"]) == {"secretKeyRef"}, (name, setting)
+        for setting in SECRET_SETTINGS & set(env):
+            assert "value" not in env[setting], (name, setting)
+
+
+def test_secret_references_name_their_secret(production_docs: list[dict[str, Any]]) -> None:
+    env = env_of(one(production_docs, "Deployment", "worker")["spec"]["template"]["spec"]["containers"][0])
+    assert env["STRIPE_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "gpucloud-stripe",
+        "key": "secret-key",
+    }
+    assert env["SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "gpucloud", "key": "SECRET_KEY"}
+
+
+def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook(default_docs: list[dict[str, Any]]) -> None:
+    job = one(default_docs, "Job", "migrations")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "manage.py", "migrate", "--noinput"]
+    # Hooks run before the release's ConfigMap exists: the settings are inline.
+    assert "envFrom" not in container
+    env = env_of(container)
+    assert env["DJANGO_SETTINGS_MODULE"]["value"] == "config.settings.production"
+    assert env["ALLOWED_HOSTS"]["value"] == "gpucloud.example.com"
+    # Its ServiceAccount is a hook too, created first (lower weight).
+    account = one(default_docs, "ServiceAccount", "migrations")
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    assert account["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert int(account["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
+        annotations["helm.sh/hook-weight"]
+    )
+    assert not pick(render("--set", "migrations.enabled=false"), "Job")
+
+
+def test_a_changed_setting_rolls_the_pods(default_docs: list[dict[str, Any]]) -> None:
+    def checksums(docs: list[dict[str, Any]]) -> set[str]:
+        return {
+            d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            for d in pick(docs, "Deployment")
+        }
+
+    before = checksums(default_docs)
+    assert len(before) == 1
+    assert checksums(render("--set", "config.LOG_LEVEL=DEBUG")).isdisjoint(before)
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--set-string", "web.replicas=two"], ["/web/replicas", "want integer"]),
+        (["--set", "secrets.env.SECRET_KEY=plaintext-value"], ["/secrets/env/SECRET_KEY", "want object"]),
+        (["--set", "config.STRIPE_SECRET_KEY=plaintext-value"], ["/config/STRIPE_SECRET_KEY"]),
+        (["--set", "config.DATABASE_URL=plaintext-value"], ["/config/DATABASE_URL"]),
+        (["--set", "worker.env.SMTP_PASSWORD=plaintext-value"], ["/worker/env/SMTP_PASSWORD"]),
+        (["--set", "secretKey=plaintext-value"], ["additional properties 'secretKey' not allowed"]),
+        (["--set", "web.replicaz=2"], ["/web", "additional properties 'replicaz' not allowed"]),
+        (["--set", "image.pullPolicy=Sometimes"], ["/image/pullPolicy", "IfNotPresent"]),
+        (["--set", "secrets.env.SECRET_KEY=null"], ["/secrets/env", "missing property 'SECRET_KEY'"]),
+        (["--set", "web.port=80"], ["/web/port", "1,024"]),
+        (["--set", "beat.replicas=0"], ["/beat/replicas"]),
+        (["--set", "ingress.hosts[0].paths[0].pathType=Anything"], ["/ingress/hosts/0/paths/0/pathType"]),
+    ],
+)
+def test_schema_rejects_invalid_values(args: list[str], names: list[str]) -> None:
+    result = helm("template", "gc", str(CHART), "--kube-version", kube_version(), *args)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    for name in names:
+        assert name in result.stderr
+    assert "plaintext-value" not in result.stderr + result.stdout
+
+
+def test_rendering_needs_a_host(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text("allowedHosts: []\n")
+    result = helm("template", "gc", str(CHART), "--kube-version", kube_version(), "-f", str(values))
+    assert result.returncode != 0
+    assert "allowedHosts (or ingress.hosts with ingress.enabled) must name at least one host" in result.stderr

@@ -1,0 +1,279 @@
+"""helm/gpucloud against the sandbox's apiserver (the default region): server-side dry runs of both values
+files, then a real `helm install` (kwok fakes the pods, so Deployments and the migrations hook's Job run
+without images) into a fresh namespace that enforces the restricted Pod Security Standard, and
+`kubectl auth can-i` as each component's ServiceAccount.
+
+The migrations hook runs for real here: kwok's pod-complete stage turns a Job's Running pod Succeeded,
+the Job completes, and helm proceeds (no --no-hooks needed).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.fixtures.kube import Sandbox, create_namespace, delete_namespace
+from tests.helm.support import CHART, COMPONENTS, PRODUCTION_VALUES, helm, kubectl_bin, run, template_text
+
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+    "pod-security.kubernetes.io/warn": "restricted",
+}
+
+
+@dataclass(frozen=True)
+class Installed:
+    namespace: str
+    release: str
+    kubeconfig: Path
+
+    def kubectl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return kubectl(self.kubeconfig, *args)
+
+    def account(self, comp: str) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.release}-gpucloud-{comp}"
+
+    def can(self, comp: str, *args: str) -> bool:
+        result = self.kubectl("auth", "can-i", *args, f"--as={self.account(comp)}")
+        assert result.stdout.strip() in ("yes", "no"), result.stdout + result.stderr
+        return result.stdout.strip() == "yes"
+
+
+def kubectl(kubeconfig: Path, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    return run([kubectl_bin(), "--kubeconfig", str(kubeconfig), *args], input_text=input_text)
+
+
+@pytest.fixture
+def restricted_namespace(make_namespace: Callable[..., str]) -> str:
+    return make_namespace(labels=RESTRICTED, prefix="chart-dry-run")
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[], ["-f", str(PRODUCTION_VALUES), "--set", "serviceMonitor.enabled=false"]],
+    ids=["default", "production"],
+)
+def test_server_side_dry_run_accepts_the_chart(
+    sandbox: Sandbox, restricted_namespace: str, values: list[str]
+) -> None:
+    # The sandbox has no Prometheus Operator CRDs: the ServiceMonitor is checked by rendering only.
+    text = template_text(*values, namespace=restricted_namespace)
+    objects = [d for d in yaml.safe_load_all(text) if d]
+    result = kubectl(
+        sandbox.kubeconfig_for(),
+        "apply",
+        "--dry-run=server",
+        "-n",
+        restricted_namespace,
+        "-f",
+        "-",
+        input_text=text,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("(server dry run)") == len(objects)
+    assert "violate PodSecurity" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def installed(sandbox: Sandbox) -> Iterator[Installed]:
+    kubeconfig = sandbox.kubeconfig_for()
+    api = sandbox.api_client()
+    suffix = uuid.uuid4().hex[:6]
+    release = f"gc{suffix}"
+    namespace = create_namespace(api, f"chart-install-{suffix}", RESTRICTED)
+    try:
+        # The Secret the chart references (made by the operator of an installation, never by the chart).
+        secret = kubectl(
+            kubeconfig,
+            "-n",
+            namespace,
+            "create",
+            "secret",
+            "generic",
+            "gpucloud",
+            "--from-literal=SECRET_KEY=test-only",
+            "--from-literal=DATABASE_URL=postgres://test@db/test",
+            "--from-literal=REDIS_URL=redis://redis:6379/0",
+            "--from-literal=FIELD_ENCRYPTION_KEYS=test-only",
+        )
+        assert secret.returncode == 0, secret.stderr
+        result = helm(
+            "install",
+            release,
+            str(CHART),
+            "--namespace",
+            namespace,
+            "--wait",
+            "--timeout",
+            "240s",
+            kubeconfig=kubeconfig,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        yield Installed(namespace=namespace, release=release, kubeconfig=kubeconfig)
+    finally:
+        helm(
+            "uninstall",
+            release,
+            "--namespace",
+            namespace,
+            "--wait",
+            "--timeout",
+            "120s",
+            kubeconfig=kubeconfig,
+        )
+        delete_namespace(api, namespace)
+        api.close()
+
+
+def _get(installed: Installed, *args: str) -> dict[str, Any]:
+    result = installed.kubectl("-n", installed.namespace, "get", *args, "-o", "json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_install_runs_every_component(installed: Installed) -> None:
+    status = json.loads(
+        helm(
+            "status",
+            installed.release,
+            "-n",
+            installed.namespace,
+            "-o",
+            "json",
+            kubeconfig=installed.kubeconfig,
+        ).stdout
+    )
+    assert status["info"]["status"] == "deployed"
+    hooks = {h["kind"]: h["last_run"]["phase"] for h in status["hooks"]}
+    assert hooks == {"Job": "Succeeded", "ServiceAccount": "Succeeded"}
+
+    deployments = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in _get(installed, "deployments", "-l", f"app.kubernetes.io/instance={installed.release}")[
+            "items"
+        ]
+    }
+    assert set(deployments) == set(COMPONENTS)
+    for comp, deployment in deployments.items():
+        assert deployment["status"].get("readyReplicas") == deployment["spec"]["replicas"], comp
+    assert deployments["operator"]["spec"]["replicas"] == 2
+    assert deployments["beat"]["spec"]["replicas"] == 1
+    pods = _get(installed, "pods", "-l", f"app.kubernetes.io/instance={installed.release}")["items"]
+    running = {
+        p["metadata"]["labels"]["app.kubernetes.io/component"]
+        for p in pods
+        if p["status"]["phase"] == "Running"
+    }
+    assert running == set(COMPONENTS)
+    # The hook's Job and ServiceAccount were removed once it succeeded.
+    assert _get(installed, "jobs")["items"] == []
+
+    kinds = {
+        (o["kind"], o["metadata"]["name"])
+        for o in _get(installed, "services,configmaps,serviceaccounts,hpa,pdb")["items"]
+    }
+    name = f"{installed.release}-gpucloud"
+    assert {
+        ("Service", f"{name}-web"),
+        ("Service", f"{name}-worker-metrics"),
+        ("Service", f"{name}-operator-metrics"),
+        ("ConfigMap", f"{name}-config"),
+        *{("ServiceAccount", f"{name}-{c}") for c in COMPONENTS},
+        ("HorizontalPodAutoscaler", f"{name}-web"),
+        ("HorizontalPodAutoscaler", f"{name}-worker"),
+        ("PodDisruptionBudget", f"{name}-web"),
+        ("PodDisruptionBudget", f"{name}-worker"),
+        ("PodDisruptionBudget", f"{name}-operator"),
+    } <= kinds
+    role = installed.kubectl("get", "clusterrole", f"{installed.namespace}-{name}-operator", "-o", "name")
+    assert role.returncode == 0, role.stderr
+
+
+# What the operator does (apps/instances/kube; see templates/operator-rbac.yaml), in tenant namespaces that
+# do not exist yet ("-A": in every namespace).
+OPERATOR_MAY = [
+    ("create", "namespaces"),
+    ("patch", "namespaces"),
+    ("list", "namespaces"),
+    ("delete", "namespaces"),
+    ("create", "pods", "-A"),
+    ("get", "pods", "-n", "gpucloud-t-abc"),
+    ("watch", "pods", "-A"),
+    ("delete", "pods", "-n", "gpucloud-t-abc"),
+    ("patch", "secrets", "-n", "gpucloud-t-abc"),
+    ("list", "secrets", "-A"),
+    ("delete", "secrets", "-n", "gpucloud-t-abc"),
+    ("create", "services", "-n", "gpucloud-t-abc"),
+    ("get", "services", "-n", "gpucloud-t-abc"),
+    ("create", "persistentvolumeclaims", "-n", "gpucloud-t-abc"),
+    ("patch", "persistentvolumeclaims", "-n", "gpucloud-t-abc"),
+    ("create", "resourcequotas", "-n", "gpucloud-t-abc"),
+    ("patch", "limitranges", "-n", "gpucloud-t-abc"),
+    ("create", "serviceaccounts", "-n", "gpucloud-t-abc"),
+    ("patch", "networkpolicies.networking.k8s.io", "-n", "gpucloud-t-abc"),
+    ("watch", "events", "-A"),
+    ("get", "nodes"),
+    ("list", "nodes"),
+    ("watch", "nodes"),
+]
+OPERATOR_MAY_NOT = [
+    ("delete", "nodes"),
+    ("patch", "nodes"),
+    ("create", "clusterroles.rbac.authorization.k8s.io"),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+    ("create", "rolebindings.rbac.authorization.k8s.io", "-n", "gpucloud-t-abc"),
+    ("bind", "clusterroles.rbac.authorization.k8s.io"),
+    ("impersonate", "serviceaccounts", "-A"),
+    ("update", "secrets", "-n", "gpucloud-t-abc"),
+    ("create", "pods", "--subresource=exec", "-n", "gpucloud-t-abc"),
+    ("get", "pods", "--subresource=log", "-n", "gpucloud-t-abc"),
+    ("create", "serviceaccounts", "--subresource=token", "-n", "gpucloud-t-abc"),
+    ("update", "leases.coordination.k8s.io", "-n", "gpucloud-t-abc"),
+    ("get", "configmaps", "-n", "gpucloud-t-abc"),
+    ("create", "persistentvolumes"),
+    ("create", "deployments.apps", "-n", "gpucloud-t-abc"),
+    ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
+]
+
+
+@pytest.mark.parametrize("check", OPERATOR_MAY, ids=" ".join)
+def test_operator_may(installed: Installed, check: tuple[str, ...]) -> None:
+    assert installed.can("operator", *check)
+
+
+@pytest.mark.parametrize("check", OPERATOR_MAY_NOT, ids=" ".join)
+def test_operator_may_not(installed: Installed, check: tuple[str, ...]) -> None:
+    assert not installed.can("operator", *check)
+
+
+# What every authenticated identity may do anyway (system:basic-user, system:discovery ...).
+SELF_REVIEWS = {
+    "selfsubjectreviews.authentication.k8s.io",
+    "selfsubjectaccessreviews.authorization.k8s.io",
+    "selfsubjectrulesreviews.authorization.k8s.io",
+}
+
+
+@pytest.mark.parametrize("comp", ["web", "worker", "beat"])
+def test_other_components_may_do_nothing(installed: Installed, comp: str) -> None:
+    for namespace in (installed.namespace, "gpucloud-t-abc"):
+        listing = installed.kubectl(
+            "auth", "can-i", "--list", "-n", namespace, f"--as={installed.account(comp)}"
+        )
+        assert listing.returncode == 0, listing.stderr
+        lines = listing.stdout.splitlines()
+        assert lines[0].split()[:2] == ["Resources", "Non-Resource"]
+        resources = {line.split()[0] for line in lines[1:] if line and not line.startswith(" ")}
+        assert resources <= SELF_REVIEWS, (comp, namespace, resources - SELF_REVIEWS)
+    assert not installed.can(comp, "get", "pods", "-n", installed.namespace)
+    assert not installed.can(comp, "get", "secrets", "-n", installed.namespace)
