@@ -6,8 +6,9 @@
           pod watch (thread)            watcher.watch_forever + PodHandler  -> instance observations
           node watch (thread)           node changes -> capacity recomputed
           event watch (thread)          watcher.watch_forever + KubeEventHandler -> instance timeline
-          resync loop (this thread)     every resync period: reconcile every live instance, GC, capacity;
-                                        capacity also within a second of any pod change
+          resync loop (this thread)     every resync period: reconcile every live instance and volume
+                                        (claims), GC, capacity; capacity also within a second of any
+                                        pod change
 
 A stop event ends everything: watches return at their next event or server-side timeout, the lock is
 released, database connections are closed. See docs/operator.md.
@@ -27,15 +28,16 @@ from django.db import close_old_connections, connection
 from kubernetes import client
 
 from apps.catalog.models import Region
-from apps.instances.kube import capacity, gc, names
+from apps.instances.kube import capacity, capacity_nodes, gc, names
 from apps.instances.kube.backoff import Backoff
 from apps.instances.kube.client import REQUEST_TIMEOUT, api_client, has_cluster
 from apps.instances.kube.cluster import Cluster
 from apps.instances.kube.leader import RegionLock
-from apps.instances.kube.reconciler import reconcile
+from apps.instances.kube.reconciler import reconcile, reconcile_volume
 from apps.instances.kube.watcher import KubeEventHandler, PodHandler, describe, watch_forever
 from apps.instances.models import Instance
 from apps.instances.states import State
+from apps.storage.models import Volume, VolumeState
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +72,9 @@ def refresh_capacity(cluster: Cluster, region: Region) -> int:
     pods = gc.list_json(cluster.core.list_pod_for_all_namespaces, field_selector="spec.nodeName!=").get(
         "items"
     )
-    pools = capacity.compute_pools(nodes, pods or [], exclude_instances=capacity.held_instance_ids(region))
+    held = capacity.held_instance_ids(region)
+    pools = capacity.compute_pools(nodes, pods or [], exclude_instances=held)
+    capacity_nodes.write_nodes(region, capacity_nodes.node_rows(nodes, pods or [], instances=held))
     return capacity.write_pools(region, pools)
 
 
@@ -217,16 +221,37 @@ class RegionOperator(threading.Thread):
         )
         failed = 0
         for instance_id in ids:
-            if self.stop.is_set():
+            # A deposed leader stops between steps, before the server can hand its lock to a standby.
+            if self.stop.is_set() or not self.lock.lease_valid():
                 return
             try:
                 reconcile(instance_id)
             except Exception as exc:
                 failed += 1
                 logger.warning("region %s: reconcile %s failed: %s", self.slug, instance_id, describe(exc))
+        failed += self._resync_volumes(region)
         gc.collect(cluster, region, known_tenants_only=self.config.gc_known_tenants_only)
         refresh_capacity(cluster, region)
         logger.debug("region %s: resynced %d instances (%d failed)", self.slug, len(ids), failed)
+
+    def _resync_volumes(self, region: Region) -> int:
+        """Reconcile every volume of the region that is not deleted (their claims); returns the failures."""
+        failed = 0
+        ids = list(
+            Volume.objects.filter(region_id=region.pk)
+            .exclude(state=VolumeState.DELETED)
+            .order_by("created_at")
+            .values_list("pk", flat=True)
+        )
+        for volume_id in ids:
+            if self.stop.is_set():
+                break
+            try:
+                reconcile_volume(volume_id)
+            except Exception as exc:
+                failed += 1
+                logger.warning("region %s: volume %s failed: %s", self.slug, volume_id, describe(exc))
+        return failed
 
 
 class Operator:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 from django.db import connection
 
-from apps.instances.kube.leader import RegionLock, lock_key
+from apps.instances.kube.leader import RegionLock, identity, lock_holder, lock_key
+from tests.fixtures.kube import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -68,3 +70,27 @@ def test_lock_connections_use_the_current_database(locks: list[RegionLock]) -> N
             "(SELECT oid FROM pg_database WHERE datname = current_database())"
         )
         assert cursor.fetchone() == (1,)
+
+
+def test_a_healthy_leader_keeps_its_lock_past_many_leases(locks: list[RegionLock]) -> None:
+    """The heartbeat keeps the session busy: idle_session_timeout never ends a live leader's session."""
+    leader, standby = RegionLock(11, lease_seconds=2), make(locks, 11)
+    locks.append(leader)
+    assert leader.try_acquire()
+    time.sleep(3 * leader.lease)  # no still_held() calls meanwhile: only the heartbeat runs
+    assert leader.lease_valid() and leader.still_held()
+    assert not standby.try_acquire()
+
+
+def test_a_frozen_leader_loses_its_lock_within_the_lease(locks: list[RegionLock]) -> None:
+    """A leader that stops talking (frozen process, lost host) is released by the server within the lease,
+    and considers itself deposed before that."""
+    leader, standby = RegionLock(12, lease_seconds=2), make(locks, 12)
+    locks.append(leader)
+    assert leader.try_acquire()
+    assert lock_holder(lock_key(12)) == f"gpucloud-operator {identity()}"
+    leader._stop_heartbeat.set()  # freeze it: no heartbeat, no still_held()
+    wait_until(standby.try_acquire, timeout=30, interval=0.2, what="the standby to take the lock")
+    assert lock_holder(lock_key(12)) == f"gpucloud-operator {identity()}"  # the standby's session now
+    assert not leader.lease_valid()  # it stopped acting two thirds into the lease
+    assert not leader.still_held()
