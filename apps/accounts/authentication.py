@@ -40,7 +40,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         if token.last_used_at is None or token.last_used_at < now - LAST_USED_RESOLUTION:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
             token.last_used_at = now
-        request_context.update(token_id=token.pk)
+        request_context.update(token_id=token.pk, actor=f"user:{token.user_id}")
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:

@@ -15,6 +15,7 @@ from django.utils import timezone
 from apps.audit.services import audit_record
 from apps.billing.models import BillingAccount, BillingMode, BudgetAlert
 from apps.billing.selectors import Wallet, month_start, wallet_of
+from apps.core import metrics
 from apps.core.errors import PaymentRequired
 from apps.tenants.models import Tenant
 
@@ -44,8 +45,10 @@ def require_funds(*, tenant: Tenant, now: datetime | None = None) -> None:
     from apps.billing.stripe.selectors import launch_block_reason
 
     w = wallet_of(tenant, now)
-    message = launch_block_reason(tenant=tenant) or refusal(w)
+    past_due = launch_block_reason(tenant=tenant)
+    message = past_due or refusal(w)
     if message is not None:
+        metrics.refused("payment_past_due" if past_due else "insufficient_funds")
         raise PaymentRequired(
             message,
             details={

@@ -1,4 +1,6 @@
+import logging
 import re
+import time
 from collections.abc import Callable
 
 from django.conf import settings
@@ -32,7 +34,11 @@ class RequestContextMiddleware:
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if _REQUEST_ID_RE.match(incoming) else request_context.new_request_id()
         request.request_id = request_id  # type: ignore[attr-defined]
-        with request_context.bind(request_id=request_id, ip=client_ip(request), via=_channel(request.path)):
+        # A fresh context: nothing bound outside a request (a test, an embedding thread) leaks into it.
+        fresh = {"token_id": None, "tenant": None, "actor": None, "instance_id": None}
+        with request_context.bind(
+            request_id=request_id, ip=client_ip(request), via=_channel(request.path), **fresh
+        ):
             response = self.get_response(request)
         response["X-Request-ID"] = request_id
         return response
@@ -60,3 +66,46 @@ class ApiBodySizeLimitMiddleware:
                     status=413 if length > limit else 400,
                 )
         return self.get_response(request)
+
+
+class ActorContextMiddleware:
+    """Names the signed-in user in the request context (log lines); after AuthenticationMiddleware. API
+    tokens are named by their authentication class, which runs later, inside the view."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            request_context.update(actor=f"user:{user.pk}")
+        return self.get_response(request)
+
+
+access_logger = logging.getLogger("gpucloud.access")
+_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes, every few seconds
+
+
+class AccessLogMiddleware:
+    """One line per request, after the response, with the context the view bound (tenant, actor, instance).
+    It names the URL pattern, not the path: paths may carry secrets (password-reset links)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        if request.path not in _QUIET_PATHS:
+            match = getattr(request, "resolver_match", None)
+            access_logger.info(
+                "%s %s %s",
+                request.method,
+                f"/{match.route}" if match is not None and match.route else "<unmatched>",
+                response.status_code,
+                extra={
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
+        return response

@@ -19,6 +19,10 @@ class RequestContext:
     ip: str | None = None
     via: str = "system"  # api, console, admin, command, task, system
     token_id: Any = None
+    # For log lines (apps/core/logging.py): who acts, in which tenant, on which instance.
+    tenant: str | None = None  # slug
+    actor: str | None = None  # "user:<id>"
+    instance_id: str | None = None
 
 
 _DEFAULT = RequestContext()  # frozen, so sharing it as the default is safe

@@ -18,6 +18,7 @@ from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
 from urllib3.exceptions import HTTPError
 
+from apps.core import request_context
 from apps.instances import services
 from apps.instances.kube.client import has_cluster
 from apps.instances.models import Instance
@@ -29,6 +30,11 @@ CLUSTER_ERRORS = (ApiException, ConfigException, HTTPError, OSError)
 
 
 def reconcile_instance(instance_id: Any) -> None:
+    with request_context.bind(instance_id=str(instance_id)):  # every line it logs names the instance
+        _reconcile_instance(instance_id)
+
+
+def _reconcile_instance(instance_id: Any) -> None:
     instance = Instance.objects.select_related("region").filter(pk=instance_id).first()
     if instance is None:
         return

@@ -18,7 +18,7 @@ from apps.audit.services import audit_record
 from apps.billing.limits import require_funds
 from apps.catalog import selectors as catalog
 from apps.catalog.models import Image, ImagePolicy, InstanceType, Region
-from apps.core import request_context
+from apps.core import metrics, request_context
 from apps.core.errors import Conflict, Forbidden
 from apps.instances import validation
 from apps.instances.models import DesiredState, Instance, InstanceEvent
@@ -32,6 +32,7 @@ from apps.instances.states import (
     holds_compute_after,
 )
 from apps.quotas.services import Demand, admit
+from apps.storage import services as storage
 from apps.tenants.models import Tenant, TenantStatus
 
 MIN_TIMER_SECONDS = 60
@@ -49,6 +50,8 @@ class LaunchRequest:
     command: list[str] = field(default_factory=list)
     auto_stop_after: int | None = None
     max_runtime: int | None = None
+    # [{"volume_id": ..., "mount_path": "/data"}]: volumes of the tenant in the same region (apps/storage).
+    volumes: list[dict[str, Any]] = field(default_factory=list)
 
 
 class InvalidState(Conflict):
@@ -110,6 +113,7 @@ def _resolve_type_and_region(req: LaunchRequest) -> tuple[InstanceType, Region]:
     if region is None:
         raise validation.invalid("region", f"Unknown region '{req.region}'.")
     if not region.accepts_launches:
+        metrics.refused("region_unavailable")
         raise Conflict(
             f"Region '{region.slug}' is in maintenance and accepts no launches.", code="region_unavailable"
         )
@@ -159,10 +163,12 @@ def _check_timer(name: str, value: int | None) -> None:
 
 def _require_capacity(region: Region, instance_type: InstanceType) -> None:
     if not region.accepts_launches:
+        metrics.refused("region_unavailable")
         raise Conflict(
             f"Region '{region.slug}' is in maintenance and starts nothing.", code="region_unavailable"
         )
     if catalog.available_count(region=region, instance_type=instance_type) < 1:
+        metrics.refused("no_capacity")
         raise Conflict(
             f"No capacity for {instance_type.slug} in {region.slug} right now; try another region or later.",
             code="no_capacity",
@@ -195,6 +201,7 @@ def instance_launch(*, actor: User, tenant: Tenant, req: LaunchRequest) -> Insta
     _check_timer("max_runtime", req.max_runtime)
     image, image_reference = _resolve_image(req.image, region)
     ssh_keys = _resolve_ssh_keys(tenant, actor, req.ssh_key_ids)
+    mounts = storage.check_mount_requests(req.volumes)
 
     require_funds(tenant=tenant)  # 402 insufficient_funds: prepaid balance, credit limit, hard budget
     admit(tenant=tenant, demand=_demand(instance_type, region, new_instance=True))
@@ -226,6 +233,7 @@ def instance_launch(*, actor: User, tenant: Tenant, req: LaunchRequest) -> Insta
             "name", f"An instance named '{name}' already exists in this tenant."
         ) from exc
     instance.ssh_keys.set(ssh_keys)
+    storage.attach_at_launch(instance=instance, pairs=mounts, actor=actor)
     _event(instance, kind="action", name="launch", from_state="", actor=actor)
     audit_record(
         actor=actor,
@@ -237,6 +245,7 @@ def instance_launch(*, actor: User, tenant: Tenant, req: LaunchRequest) -> Insta
             "instance_type": instance_type.slug,
             "region": region.slug,
             "image": image_reference,
+            **({"volumes": [{"volume_id": v, "mount_path": p} for v, p in mounts]} if mounts else {}),
         },
     )
     _queue_reconcile(instance)
@@ -272,8 +281,16 @@ def _stop_clock(instance: Instance, now: Any) -> None:
 
 
 @transaction.atomic
-def instance_act(*, actor: User | None, instance: Instance, action: Action, reason: str = "") -> Instance:
-    """Stop, start, restart or terminate. `actor` None means the system (auto-stop, staff tooling)."""
+def instance_act(
+    *,
+    actor: User | None,
+    instance: Instance,
+    action: Action,
+    reason: str = "",
+    delete_volumes: bool = False,
+) -> Instance:
+    """Stop, start, restart or terminate. `actor` None means the system (auto-stop, staff tooling).
+    Terminate keeps the instance's volumes unless `delete_volumes`: then they are deleted once it is gone."""
     if action in (Action.START, Action.RESTART):
         _require_active_tenant(instance.tenant, "start instances")
     if action == Action.START:
@@ -299,6 +316,9 @@ def instance_act(*, actor: User | None, instance: Instance, action: Action, reas
         instance.failure_reason, instance.state_message = "", ""
     instance.generation += 1
     instance.save()
+    metadata: dict[str, Any] = {"reason": reason} if reason else {}
+    if action == Action.TERMINATE and delete_volumes:
+        metadata["delete_volumes"] = storage.delete_with_instance(instance=instance)
     _event(instance, kind="action", name=action.value, from_state=before, actor=actor, reason=reason)
     audit_record(
         actor=actor,
@@ -306,7 +326,7 @@ def instance_act(*, actor: User | None, instance: Instance, action: Action, reas
         target=instance,
         tenant=instance.tenant,
         changes={"state": {"from": before, "to": instance.state}},
-        metadata={"reason": reason} if reason else None,
+        metadata=metadata or None,
     )
     _queue_reconcile(instance)
     return instance
@@ -374,6 +394,8 @@ def instance_observe(
     if new_state == State.FAILED:
         instance.failure_reason, instance.state_message = reason or "internal", message[:500]
     instance.save()
+    if new_state == State.TERMINATED:
+        storage.release_for_terminated(instance=instance)
     _event(
         instance,
         kind="observation",

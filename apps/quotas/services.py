@@ -16,7 +16,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.accounts.models import User
-from apps.audit.services import audit_record
+from apps.audit.services import audit_record, diff
+from apps.core import metrics
 from apps.core.errors import Conflict, InvalidInput
 from apps.quotas import notifications
 from apps.quotas.models import GpuQuota, QuotaRequest, QuotaRequestStatus, QuotaResource, TenantQuota
@@ -25,14 +26,15 @@ from apps.quotas.usage import Usage, usage_of
 
 @dataclass(frozen=True)
 class Demand:
-    """What one instance needs."""
+    """What one instance needs, or (volume_gib alone) what a new or grown volume adds."""
 
-    gpu_type: Any  # GpuType or None
-    gpus: int
-    vcpu: int
-    memory_gib: int
-    region: Any
-    new_instance: bool  # a launch counts against the instance quota; a start does not
+    gpu_type: Any = None  # GpuType or None
+    gpus: int = 0
+    vcpu: int = 0
+    memory_gib: int = 0
+    region: Any = None
+    new_instance: bool = False  # a launch counts against the instance quota; a start does not
+    volume_gib: int = 0
 
 
 class QuotaExceeded(Conflict):
@@ -51,6 +53,7 @@ def quota_for(tenant: Any) -> TenantQuota:
 
 
 def _refuse(resource: str, limit: int, used: int, requested: int, label: str) -> QuotaExceeded:
+    metrics.refused(f"quota_{resource.split(':')[0]}")
     return QuotaExceeded(
         f"Quota exceeded for {label}: limit {limit}, in use {used}, this request needs {requested}. "
         "Ask for an increase with a quota request.",
@@ -82,10 +85,14 @@ def admit(*, tenant: Any, demand: Demand) -> Usage:
                     demand.gpus,
                     f"{demand.gpu_type.slug} GPUs{where}",
                 )
-    if usage.vcpu + demand.vcpu > quota.max_vcpu:
+    if demand.vcpu and usage.vcpu + demand.vcpu > quota.max_vcpu:
         raise _refuse("vcpu", quota.max_vcpu, usage.vcpu, demand.vcpu, "vCPU")
-    if usage.memory_gib + demand.memory_gib > quota.max_memory_gib:
+    if demand.memory_gib and usage.memory_gib + demand.memory_gib > quota.max_memory_gib:
         raise _refuse("memory_gib", quota.max_memory_gib, usage.memory_gib, demand.memory_gib, "memory (GiB)")
+    if demand.volume_gib and usage.volume_gib + demand.volume_gib > quota.max_volume_gib:
+        raise _refuse(
+            "volume_gib", quota.max_volume_gib, usage.volume_gib, demand.volume_gib, "volume storage (GiB)"
+        )
     return usage
 
 
@@ -185,3 +192,47 @@ def quota_request_decide(
     )
     transaction.on_commit(lambda: notifications.quota_request_decided(request.pk))
     return request
+
+
+QUOTA_FIELDS = ("max_gpus", "max_instances", "max_vcpu", "max_memory_gib", "max_volume_gib")
+MAX_LIMIT = 100_000  # the largest limit a quota request may ask for
+
+
+@transaction.atomic
+def quota_set(*, actor: User, tenant: Any, limits: dict[str, Any], note: str = "") -> TenantQuota:
+    """Staff set a tenant's limits directly (outside a quota request). Lowering a limit below what the
+    tenant holds stops nothing: it only refuses the next launch or start."""
+    values: dict[str, int] = {}
+    errors: dict[str, list[str]] = {}
+    for name, raw in limits.items():
+        if name not in QUOTA_FIELDS:
+            errors[name] = ["Not a quota limit."]
+            continue
+        try:
+            value = int(str(raw).strip())
+        except ValueError:
+            errors[name] = ["Enter a whole number."]
+            continue
+        if not 0 <= value <= MAX_LIMIT:
+            errors[name] = [f"Must be between 0 and {MAX_LIMIT}."]
+            continue
+        values[name] = value
+    if errors:
+        name, problems = next(iter(errors.items()))
+        raise InvalidInput(f"{name}: {problems[0]}", fields=errors)
+    quota_for(tenant)
+    quota = TenantQuota.objects.select_for_update().get(tenant=tenant)
+    changes = diff({name: getattr(quota, name) for name in values}, values)
+    if changes:
+        for name, value in values.items():
+            setattr(quota, name, value)
+        quota.save(update_fields=[*values, "updated_at"])
+        audit_record(
+            actor=actor,
+            action="quota.set",
+            target=quota,
+            tenant=tenant,
+            changes=changes,
+            metadata={"note": note},
+        )
+    return quota

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from apps.accounts.models import ApiToken
+from apps.core import request_context
 from apps.core.errors import Forbidden, NotFound
 from apps.tenants.models import Membership, Tenant, TenantStatus
 from apps.tenants.roles import PERM_SCOPE, Perm, role_allows
@@ -28,6 +29,7 @@ def access_membership(*, user: Any, tenant_slug: str, token: ApiToken | None = N
     )
     if membership is None:
         raise NotFound("Not found.")
+    request_context.update(tenant=membership.tenant.slug)  # log lines of this request name the tenant
     return membership
 
 

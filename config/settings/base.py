@@ -1,11 +1,14 @@
 """Settings shared by every environment. Environment variables override the defaults here."""
 
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from celery.schedules import crontab
 
 from config.settings.env import env_bool, env_int, env_list, env_str
+from config.settings.observability import logging_settings, prepare_multiprocess_metrics
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -25,6 +28,10 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_prometheus",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",  # single-use backup codes
     "apps.core",
     "apps.accounts",
     "apps.tenants",
@@ -35,11 +42,15 @@ INSTALLED_APPS = [
     "apps.billing",
     "apps.billing.stripe",
     "apps.billing.invoices",
+    "apps.storage",
+    "apps.storage.objects",
     "apps.console",
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",  # first and last: times the whole stack
     "apps.core.middleware.RequestContextMiddleware",
+    "apps.core.middleware.AccessLogMiddleware",  # inside the request context: its line carries the ids
     "apps.core.middleware.ApiBodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -47,8 +58,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "apps.core.middleware.ActorContextMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "apps.accounts.middleware.TwoFactorMiddleware",  # staff reach nothing before their second factor
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -73,7 +88,13 @@ TEMPLATES = [
 # The project runs on PostgreSQL everywhere (quota admission relies on row locks, billing on exclusion
 # constraints); `make run` and `make test` start a local server when DATABASE_URL is not set.
 DATABASE_URL = env_str("DATABASE_URL") or "postgres://gpucloud:gpucloud@127.0.0.1:5432/gpucloud"
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+# django-prometheus's backend is Django's PostgreSQL backend counting queries, errors and their duration.
+DATABASE_ENGINE = "django_prometheus.db.backends.postgresql"
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, engine=DATABASE_ENGINE, conn_max_age=60, conn_health_checks=True
+    )
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -119,6 +140,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# Several beat processes may run: one sends (holding a lease in Redis), the rest wait (apps/core/beat.py).
+CELERY_BEAT_SCHEDULER = "apps.core.beat:LeaderScheduler"
+BEAT_LEASE_SECONDS = env_int("BEAT_LEASE_SECONDS", 30)
+BEAT_KEY_PREFIX = env_str("BEAT_KEY_PREFIX", "gpucloud:beat")
+# Several operators may run: per region, a standby takes over at most this long after the leader is gone
+# (apps/instances/kube/leader.py, docs/operator.md "Leader election").
+OPERATOR_LEASE_SECONDS = env_int("OPERATOR_LEASE_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-idempotency-keys": {
         "task": "apps.core.tasks.purge_expired_idempotency_keys",
@@ -206,22 +234,25 @@ SPECTACULAR_SETTINGS = {
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"request_context": {"()": "apps.core.logging.RequestContextFilter"}},
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
-    },
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_context"]},
-    },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
-}
+# json (one object per line; production's default) or plain (dev); see docs/operations.md "Logs".
+LOG_FORMAT = env_str("LOG_FORMAT") or "plain"
+LOGGING = logging_settings(log_format=LOG_FORMAT, level=LOG_LEVEL or "INFO")
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # workers log through LOGGING too (JSON, redacted)
+
+# Metrics (apps/core/metrics.py, docs/operations.md "Metrics"). /metrics answers requests from these
+# networks (never through a proxy) or bearing METRICS_TOKEN, and 404 otherwise.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"])
+# The worker and the operator serve their own metrics on this address and port (0: not at all).
+METRICS_BIND_ADDRESS = env_str("METRICS_BIND_ADDRESS", "127.0.0.1")
+METRICS_WORKER_PORT = env_int("METRICS_WORKER_PORT", 9101)
+METRICS_OPERATOR_PORT = env_int("METRICS_OPERATOR_PORT", 9102)
+prepare_multiprocess_metrics()
 
 LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 10)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900)
+# The name authenticator apps show next to the account (two-factor set-up, apps/accounts/two_factor.py).
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "gpucloud")
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
@@ -291,3 +322,38 @@ for _name, _task, _every in (
     ("stripe-past-due", "enforce_past_due", 900.0),
 ):
     CELERY_BEAT_SCHEDULE[_name] = {"task": f"apps.billing.stripe.tasks.{_task}", "schedule": _every}
+
+# Volumes (apps/storage, docs/storage.md "Volumes"): the price of one GiB for one hour, frozen on each
+# volume when it is created; a volume is billed size x this per hour until it is deleted.
+VOLUME_PRICE_PER_GIB_HOUR = Decimal(env_str("VOLUME_PRICE_PER_GIB_HOUR") or "0.0002")
+
+# Object storage (apps/storage/objects, docs/storage.md "Object storage"): an S3-compatible service whose
+# admin identity creates tenants' buckets, IAM users and access keys. Empty ENDPOINT_URL: object storage is
+# off and its endpoints answer 503 object_storage_not_configured. dev.py and test.py fall back to the local
+# SeaweedFS that scripts/s3.sh runs.
+OBJECT_STORAGE: dict[str, Any] = {
+    "ENDPOINT_URL": env_str("OBJECT_STORAGE_ENDPOINT_URL", ""),
+    "REGION": env_str("OBJECT_STORAGE_REGION", "us-east-1"),
+    "ACCESS_KEY_ID": env_str("OBJECT_STORAGE_ACCESS_KEY_ID", ""),
+    "SECRET_ACCESS_KEY": env_str("OBJECT_STORAGE_SECRET_ACCESS_KEY", ""),
+    # Where the IAM API answers (AWS: https://iam.amazonaws.com; SeaweedFS: the S3 endpoint itself).
+    "IAM_ENDPOINT_URL": env_str("OBJECT_STORAGE_IAM_ENDPOINT_URL", ""),
+    # The host presigned URLs name (they are signed for it); defaults to ENDPOINT_URL.
+    "PUBLIC_ENDPOINT_URL": env_str("OBJECT_STORAGE_PUBLIC_ENDPOINT_URL", ""),
+    "ADDRESSING_STYLE": env_str("OBJECT_STORAGE_ADDRESSING_STYLE", "path"),
+    # Physical bucket names are "<BUCKET_PREFIX>-<8 characters per tenant>-<name>".
+    "BUCKET_PREFIX": env_str("OBJECT_STORAGE_BUCKET_PREFIX", "gpc"),
+    "TIMEOUT_SECONDS": env_int("OBJECT_STORAGE_TIMEOUT_SECONDS", 10),
+}
+OBJECT_STORAGE_MAX_BUCKETS_PER_TENANT = env_int("OBJECT_STORAGE_MAX_BUCKETS_PER_TENANT", 20)
+# AWS IAM allows two access keys per user (one user per tenant): set 2 there.
+OBJECT_STORAGE_MAX_ACCESS_KEYS_PER_TENANT = env_int("OBJECT_STORAGE_MAX_ACCESS_KEYS_PER_TENANT", 10)
+OBJECT_STORAGE_PRESIGN_MAX_SECONDS = 7 * 24 * 3600  # what SigV4 allows
+# Bytes stored are sampled this often and billed per started GiB at this price per hour (4 places, like
+# every price in the ledger).
+OBJECT_STORAGE_SAMPLE_SECONDS = env_int("OBJECT_STORAGE_SAMPLE_SECONDS", 600)
+OBJECT_STORAGE_PRICE_PER_GIB_HOUR = Decimal(env_str("OBJECT_STORAGE_PRICE_PER_GIB_HOUR") or "0.0001")
+CELERY_BEAT_SCHEDULE["object-storage-sample"] = {
+    "task": "apps.storage.objects.tasks.sample_buckets",
+    "schedule": float(OBJECT_STORAGE_SAMPLE_SECONDS),
+}

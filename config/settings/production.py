@@ -3,14 +3,19 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.base import *  # noqa: F403
-from config.settings.env import env_bool, env_int, env_list, env_required
+from config.settings.env import env_bool, env_int, env_list, env_required, env_str
+from config.settings.observability import logging_settings
 
 DEBUG = False
 SECRET_KEY = env_required("SECRET_KEY")
 if SECRET_KEY.startswith("insecure") or len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("SECRET_KEY must be a random string of at least 32 characters.")
 DATABASE_URL = env_required("DATABASE_URL")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}  # noqa: F405
+DATABASES = {
+    "default": dj_database_url.parse(  # noqa: F405
+        DATABASE_URL, engine=DATABASE_ENGINE, conn_max_age=60, conn_health_checks=True  # noqa: F405
+    )
+}
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
 if not ALLOWED_HOSTS:
     raise ImproperlyConfigured("The environment variable ALLOWED_HOSTS is required in production.")
@@ -26,3 +31,7 @@ CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)  # TLS usually ends at the ingress
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+
+# One JSON object per line for the log pipeline unless LOG_FORMAT=plain (docs/operations.md "Logs").
+LOG_FORMAT = env_str("LOG_FORMAT") or "json"
+LOGGING = logging_settings(log_format=LOG_FORMAT, level=LOG_LEVEL or "INFO")  # noqa: F405

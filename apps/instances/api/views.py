@@ -1,12 +1,13 @@
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import django_filters
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts.acting import acting_user
+from apps.core import request_context
 from apps.core.idempotency import idempotent
 from apps.instances import selectors, services
 from apps.instances.api.serializers import (
@@ -99,6 +100,10 @@ class InstanceObjectMixin(TenantAPIView):
     lookup_url_kwarg = "instance_id"
     serializer_class = InstanceSerializer
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        request_context.update(instance_id=str(kwargs.get("instance_id") or "") or None)  # for log lines
+        super().initial(request, *args, **kwargs)
+
     def get_queryset(self) -> QuerySet[Instance]:
         return selectors.instances_of(tenant=self.tenant)
 
@@ -132,14 +137,37 @@ class InstanceDetailView(InstanceObjectMixin):
 
     @extend_schema(
         summary="Terminate an instance",
-        description="Its pod and ephemeral disk are deleted.",
+        description="Its pod and ephemeral disk are deleted. Attached volumes are kept (available again) "
+        "unless delete_volumes=true: then they are deleted once the instance is terminated.",
+        parameters=[
+            OpenApiParameter(
+                "delete_volumes", bool, description="Delete the attached volumes too (default false)."
+            )
+        ],
         responses={202: InstanceSerializer},
     )
     def delete(self, request: Request, tenant_slug: str, instance_id: str) -> Response:
+        instance = self.get_object()  # another tenant's instance answers 404 whatever the query
         instance = services.instance_act(
-            actor=acting_user(request), instance=self.get_object(), action=Action.TERMINATE
+            actor=acting_user(request),
+            instance=instance,
+            action=Action.TERMINATE,
+            delete_volumes=_flag(request, "delete_volumes"),
         )
         return self.render(instance, status=202)
+
+
+def _flag(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return False
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    from apps.core.errors import InvalidInput
+
+    raise InvalidInput(f"{name}: use true or false.", fields={name: ["Use true or false."]})
 
 
 class InstanceActionView(InstanceObjectMixin):

@@ -8,16 +8,26 @@ import logging
 from typing import Any
 
 from django.utils import timezone
+from kubernetes.utils import parse_quantity
 
-from apps.catalog.models import GpuType
+from apps.catalog.models import GpuType, Region
 from apps.instances import services
 from apps.instances.kube import manifests, names, observe
 from apps.instances.kube.client import api_client
 from apps.instances.kube.cluster import Cluster
-from apps.instances.kube.specs import InstancePodSpec, namespace_spec_for, spec_from_instance
+from apps.instances.kube.specs import (
+    InstancePodSpec,
+    claim_spec_for,
+    namespace_spec_for,
+    spec_from_instance,
+)
+from apps.instances.metrics import timed_reconcile
 from apps.instances.models import DesiredState, Instance
 from apps.instances.states import Observation, State
 from apps.quotas.services import quota_for
+from apps.storage import services as storage
+from apps.storage.models import Volume, VolumeState
+from apps.tenants.models import Tenant, TenantStatus
 
 logger = logging.getLogger(__name__)
 
@@ -25,14 +35,17 @@ logger = logging.getLogger(__name__)
 def load_instance(instance_id: Any) -> Instance | None:
     return (
         Instance.objects.select_related("tenant", "region", "gpu_type", "instance_type")
-        .prefetch_related("ssh_keys")
+        .prefetch_related("ssh_keys", "volume_attachments__volume__tenant")
         .filter(pk=instance_id)
         .first()
     )
 
 
 def ensure_namespace(cluster: Cluster, instance: Instance) -> None:
-    tenant, region = instance.tenant, instance.region
+    ensure_tenant_namespace(cluster, instance.tenant, instance.region)
+
+
+def ensure_tenant_namespace(cluster: Cluster, tenant: Tenant, region: Region) -> None:
     spec = namespace_spec_for(
         tenant,
         region,
@@ -95,6 +108,7 @@ def _pod_is_current(pod: dict[str, Any], instance: Instance) -> bool:
     )
 
 
+@timed_reconcile("instance")
 def reconcile(instance_id: Any) -> None:
     instance = load_instance(instance_id)
     if instance is None:
@@ -130,6 +144,10 @@ def _run(cluster: Cluster, instance: Instance, spec: InstancePodSpec) -> None:
     cluster.apply(manifests.make_ssh_secret(spec))
     cluster.apply(manifests.make_service(spec))
     pod = cluster.read_pod(spec.namespace, spec.name)
+    if pod is None and not _claims_bound(cluster, instance):
+        # A pod on an unbound claim would sit unschedulable (and be failed as no_capacity): wait for the
+        # binding; the volume's `bound` observation reconciles this instance again.
+        return
     if pod is not None and observe.disrupted(pod):
         # Its node is gone, or it was evicted: the pod goes, the next pass creates one on a node that fits.
         cluster.delete("Pod", spec.namespace, spec.name)
@@ -143,3 +161,76 @@ def _run(cluster: Cluster, instance: Instance, spec: InstancePodSpec) -> None:
         pod = cluster.read_pod(spec.namespace, spec.name)
     if pod is not None:
         record_pod(instance, pod, cluster, spec)
+
+
+# ---- volumes --------------------------------------------------------------------------------------------
+
+
+def _claims_bound(cluster: Cluster, instance: Instance) -> bool:
+    """Apply the claims of the instance's volumes (idempotent); True when every one is bound."""
+    bound = True
+    for attachment in instance.volume_attachments.all():
+        claim = ensure_claim(cluster, attachment.volume)
+        bound = bound and claim_phase(claim) == "Bound"
+    return bound
+
+
+def ensure_claim(cluster: Cluster, volume: Volume) -> dict[str, Any] | None:
+    """Create the volume's claim, or grow it to the volume's size (server-side apply). Only a bound claim
+    may grow: an unbound one is left to its provisioner, and grown on a later pass."""
+    spec = claim_spec_for(volume)
+    claim = cluster.read_pvc(spec.namespace, spec.name)
+    if claim is None and volume.state != VolumeState.CREATING:
+        return None  # it existed and is gone: a new, empty claim would hide the loss (see reconcile_volume)
+    if claim is not None and claim_phase(claim) != "Bound":
+        return claim
+    if claim is None or (_gib(_requests(claim).get("storage")) or 0) < spec.size_gib:
+        cluster.apply(manifests.make_pvc(spec))
+        claim = cluster.read_pvc(spec.namespace, spec.name)
+    return claim
+
+
+def _requests(claim: dict[str, Any]) -> dict[str, Any]:
+    return ((claim.get("spec") or {}).get("resources") or {}).get("requests") or {}
+
+
+def _gib(quantity: Any) -> int | None:
+    return int(parse_quantity(quantity) // (1 << 30)) if quantity else None
+
+
+def claim_phase(claim: dict[str, Any] | None) -> str | None:
+    return ((claim or {}).get("status") or {}).get("phase")
+
+
+def claim_capacity_gib(claim: dict[str, Any] | None) -> int | None:
+    return _gib((((claim or {}).get("status") or {}).get("capacity") or {}).get("storage"))
+
+
+@timed_reconcile("volume")
+def reconcile_volume(volume_id: Any) -> None:
+    """Create, grow or delete the volume's claim and record what it shows. Level-triggered: the on-commit
+    task and every operator resync (leader only) call it; each pass converges a step."""
+    volume = Volume.objects.select_related("tenant", "region").filter(pk=volume_id).first()
+    if volume is None or volume.state in (VolumeState.DELETED, VolumeState.FAILED):
+        return
+    cluster = Cluster(api_client(volume.region))
+    spec = claim_spec_for(volume)
+    if volume.state == VolumeState.DELETING:
+        # The claim's protection finalizer keeps it until no pod mounts it; then it goes, and with it the PV.
+        cluster.delete("PersistentVolumeClaim", spec.namespace, spec.name)
+        if cluster.read_pvc(spec.namespace, spec.name) is None:
+            storage.volume_observe(volume_id=volume.pk, observation="gone")
+        return
+    if volume.tenant.status == TenantStatus.CLOSED:
+        return  # its namespace is being collected (gc.py); a claim made now would bring it back
+    if volume.state == VolumeState.CREATING:
+        ensure_tenant_namespace(cluster, volume.tenant, volume.region)  # the claim may be the first object
+    claim = ensure_claim(cluster, volume)
+    phase, capacity = claim_phase(claim), claim_capacity_gib(claim)
+    if claim is None or phase == "Lost":
+        message = "The claim lost its volume." if claim else "The claim was deleted from the cluster."
+        storage.volume_observe(volume_id=volume.pk, observation="lost", message=message)
+    elif phase == "Bound" and volume.state == VolumeState.CREATING:
+        storage.volume_observe(volume_id=volume.pk, observation="bound", capacity_gib=capacity)
+    elif phase == "Bound" and volume.state == VolumeState.RESIZING and (capacity or 0) >= volume.size_gib:
+        storage.volume_observe(volume_id=volume.pk, observation="resized", capacity_gib=capacity)

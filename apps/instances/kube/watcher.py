@@ -23,6 +23,8 @@ from django.db import close_old_connections, transaction
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
+from apps.core import request_context
+from apps.instances import metrics
 from apps.instances.kube import names
 from apps.instances.kube.backoff import Backoff
 from apps.instances.kube.cluster import Cluster
@@ -82,6 +84,7 @@ def watch_forever(
                     resource_version = version
                 if event["type"] != "BOOKMARK":
                     _dispatch(handle, event["type"], obj, what)
+                    metrics.observe_watch_lag(what, event["type"], obj)
                 if stop.is_set():
                     stream.stop()
                     break
@@ -100,9 +103,11 @@ def watch_forever(
 
 def _dispatch(handle: Handler, kind: str, obj: dict[str, Any], what: str) -> None:
     """One event; a failure is logged and left to the next event or the resync."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
     try:
         close_old_connections()
-        handle(kind, obj)
+        with request_context.bind(instance_id=labels.get(names.INSTANCE_LABEL)):  # for the log lines
+            handle(kind, obj)
     except Exception as exc:
         meta = obj.get("metadata") or {}
         logger.warning(

@@ -6,8 +6,10 @@ import logging
 import signal
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from apps.core import metrics
 from apps.instances.kube.operator_loop import Operator, OperatorConfig
 
 logger = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        metrics.serve_process_metrics(int(settings.METRICS_OPERATOR_PORT))
         self.stdout.write(f"operator: starting (regions: {', '.join(options['region']) or 'all'})")
         self.stdout.flush()
         operator.run()
