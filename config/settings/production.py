@@ -11,9 +11,10 @@ SECRET_KEY = env_required("SECRET_KEY")
 if SECRET_KEY.startswith("insecure") or len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("SECRET_KEY must be a random string of at least 32 characters.")
 DATABASE_URL = env_required("DATABASE_URL")
+_engine = DATABASE_ENGINE  # noqa: F405 (from base: django-prometheus's PostgreSQL wrapper)
 DATABASES = {
     "default": dj_database_url.parse(  # noqa: F405
-        DATABASE_URL, engine=DATABASE_ENGINE, conn_max_age=60, conn_health_checks=True  # noqa: F405
+        DATABASE_URL, engine=_engine, conn_max_age=60, conn_health_checks=True
     )
 }
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
