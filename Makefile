@@ -10,7 +10,7 @@ export GPUCLOUD_SANDBOX_PYTHON ?= $(abspath $(PY))
 
 -include sandbox/sandbox.mk
 
-.PHONY: help venv services migrate seed run test lint typecheck pytest lock clean stripe-mock browser s3 chart
+.PHONY: help venv services migrate seed run test lint typecheck pytest lock clean stripe-mock browser s3 chart bench fuzz chaos
 
 help:
 	@echo "make run    - set up everything and serve http://127.0.0.1:8000 with a worker and beat"
@@ -42,7 +42,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 typecheck: venv
-	$(VENV)/bin/mypy apps config
+	$(VENV)/bin/mypy apps config gpucloud_cli
 
 pytest: venv services
 	DJANGO_SETTINGS_MODULE=config.settings.test $(VENV)/bin/pytest $(PYTEST_ARGS)
@@ -66,6 +66,24 @@ chart: sandbox
 	@bash scripts/chart_check.sh
 
 test: venv services sandbox chart stripe-mock s3 browser lint typecheck pytest
+
+# Benchmarks (bench/, docs/benchmarks.md): every one at its default size, or BENCH=<name> [SIZE=<n>]
+# (e.g. `make bench BENCH=launch_latency SIZE=50`). Results in var/bench/; a full run rewrites the docs.
+BENCH ?= all
+bench: venv services sandbox s3 stripe-mock
+	DJANGO_SETTINGS_MODULE=bench.settings $(PY) -m bench $(BENCH) $(if $(SIZE),--n $(SIZE))
+
+# schemathesis against /api/v1/schema/ (tests/fuzz, docs/api.md "Fuzzing"): `make test` runs it with 25
+# examples per operation and a fixed seed; this runs FUZZ_EXAMPLES (200) per operation with random seeds.
+FUZZ_EXAMPLES ?= 200
+fuzz: venv services stripe-mock s3
+	DJANGO_SETTINGS_MODULE=config.settings.test FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_RANDOM=1 \
+		$(VENV)/bin/pytest tests/fuzz -m fuzz -q -p no:cacheprovider
+
+# The resilience drills alone (tests/chaos, docs/resilience.md): processes killed, an apiserver, PostgreSQL
+# and stripe-mock down during a churn. `make test` runs them too (about 5 minutes on 2 cores).
+chaos: venv services sandbox stripe-mock
+	DJANGO_SETTINGS_MODULE=config.settings.test $(VENV)/bin/pytest tests/chaos -m chaos -q -p no:cacheprovider
 
 lock:
 	rm -rf /tmp/gpucloud-lock && $(PYTHON_BIN) -m venv /tmp/gpucloud-lock

@@ -1,0 +1,5 @@
+"""gpucloud's command-line client (`gpucloud`) and Python client (`from gpucloud_cli import Client`)."""
+
+from gpucloud_cli.client import ApiError, Client, GpucloudError, InstanceEnded, TransportError, WaitTimeout
+
+__all__ = ["ApiError", "Client", "GpucloudError", "InstanceEnded", "TransportError", "WaitTimeout"]

@@ -1,0 +1,5 @@
+import sys
+
+from gpucloud_cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,521 @@
+"""A thin Python client of the gpucloud REST API (standard library only).
+
+    from gpucloud_cli import Client
+    api = Client("https://gpucloud.example", "gpc_...")
+    instance = api.launch(name="train-1", region="us-east-1", instance_type="gpu-h100x1", image="pytorch")
+    api.wait(instance["id"], "running")
+
+Every refusal raises ApiError with the API's code, message, field errors and details. Connection errors, 5xx
+and 429 answers are retried with exponential backoff; each create carries one Idempotency-Key for all its
+attempts, so a launch whose response was lost is replayed by the server instead of making a second instance.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+
+from gpucloud_cli import models
+
+__all__ = ["ApiError", "Client", "GpucloudError", "InstanceEnded", "TransportError", "WaitTimeout"]
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_BACKOFF = 30.0
+PAGE = 100
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# What each action leaves the instance wanting; used to recognise our own earlier attempt after a retry.
+ACTION_DESIRED = {"stop": "stopped", "start": "running", "restart": "running", "terminate": "terminated"}
+FINAL_STATES = frozenset({"failed", "terminated"})
+
+
+class GpucloudError(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class ApiError(GpucloudError):
+    """The API refused the request: {"error": {"code", "message", "fields", "details"}} and the status."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        fields: dict[str, list[str]] | None = None,
+        details: dict[str, Any] | None = None,
+        request_id: str = "",
+    ):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.fields = fields or {}
+        self.details = details
+        self.request_id = request_id
+        self.attempts = 1  # how many times the call was sent before this answer
+
+    @classmethod
+    def from_response(cls, status: int, body: bytes, headers: Any) -> ApiError:
+        request_id = (headers.get("X-Request-ID") if headers is not None else None) or ""
+        try:
+            error = json.loads(body or b"{}").get("error") or {}
+        except (ValueError, AttributeError):
+            error = {}
+        if not isinstance(error, dict) or "code" not in error:
+            text = body.decode(errors="replace").strip()[:200] if body else ""
+            message = f"HTTP {status}" + (f": {text}" if text and not text.startswith("<") else "")
+            return cls(status, f"http_{status}", message, request_id=request_id)
+        fields = {
+            str(k): [str(m) for m in (v if isinstance(v, list) else [v])]
+            for k, v in (error.get("fields") or {}).items()
+        }
+        return cls(
+            status,
+            str(error.get("code")),
+            str(error.get("message") or f"HTTP {status}"),
+            fields,
+            error.get("details"),
+            request_id,
+        )
+
+    def __repr__(self) -> str:
+        return f"ApiError({self.status}, {self.code!r}, {self.message!r})"
+
+
+class TransportError(GpucloudError):
+    """The server could not be reached (after the retries)."""
+
+
+class WaitTimeout(GpucloudError):
+    def __init__(self, message: str, instance: models.Instance | None = None):
+        super().__init__(message)
+        self.instance = instance
+
+
+class InstanceEnded(GpucloudError):
+    """A wait can no longer succeed: the instance failed or was terminated."""
+
+    def __init__(self, message: str, instance: models.Instance):
+        super().__init__(message)
+        self.instance = instance
+
+
+def new_idempotency_key() -> str:
+    return f"gpucloud-cli-{uuid.uuid4()}"
+
+
+def is_uuid(value: str) -> bool:
+    return bool(UUID_RE.match(value))
+
+
+class Client:
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        *,
+        tenant: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 4,
+        backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+        user_agent: str = "gpucloud-cli",
+    ):
+        self.api_url = api_url.rstrip("/")
+        self.token = token
+        self._tenant = tenant or None
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.sleep = sleep
+        self.user_agent = user_agent
+
+    # --- transport ----------------------------------------------------------------------------------------
+
+    def _url(self, path: str, params: dict[str, Any] | None) -> str:
+        url = f"{self.api_url}/api/v1/{path.lstrip('/')}"
+        query = [(k, _param(v)) for k, v in (params or {}).items() if v is not None]
+        query = [(k, item) for k, v in query for item in (v if isinstance(v, list) else [v])]
+        return f"{url}?{urllib.parse.urlencode(query)}" if query else url
+
+    def _send(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes, Any]:
+        request = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                return response.status, response.read(), response.headers
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, exc.read(), exc.headers
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[Any, int]:
+        """One logical call, retried; returns (decoded JSON or None, number of attempts)."""
+        url = self._url(path, params)
+        headers = {
+            "Authorization": f"Bearer {self.token}",
+            "Accept": "application/json",
+            "User-Agent": self.user_agent,
+        }
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                status, raw, response_headers = self._send(method, url, data, headers)
+            except (OSError, http.client.HTTPException) as exc:  # refused, reset, dropped, timed out
+                if attempt > self.max_retries:
+                    reason = getattr(exc, "reason", None) or exc
+                    raise TransportError(f"cannot reach {self.api_url}: {reason}") from exc
+                self.sleep(self._delay(attempt, None))
+                continue
+            if status in RETRY_STATUSES and attempt <= self.max_retries:
+                self.sleep(self._delay(attempt, response_headers.get("Retry-After")))
+                continue
+            if status >= 400:
+                error = ApiError.from_response(status, raw, response_headers)
+                error.attempts = attempt
+                raise error
+            if not raw:
+                return None, attempt
+            try:
+                return json.loads(raw), attempt
+            except ValueError as exc:
+                raise GpucloudError(f"the server sent a response that is not JSON (HTTP {status})") from exc
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        if retry_after and retry_after.isdigit():
+            return min(float(retry_after), MAX_BACKOFF)
+        return min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.call(method, path, **kwargs)[0]
+
+    def _list(self, path: str, params: dict[str, Any] | None = None) -> list[Any]:
+        """Every page of a paginated list."""
+        items: list[Any] = []
+        offset = 0
+        while True:
+            page = self.request("GET", path, params={**(params or {}), "limit": PAGE, "offset": offset})
+            if not isinstance(page, dict) or "results" not in page:
+                return list(page or [])
+            items.extend(page["results"])
+            if not page.get("next") or not page["results"]:
+                return items
+            offset += len(page["results"])
+
+    def _create(self, path: str, body: Any, idempotency_key: str | None = None) -> Any:
+        return self.request("POST", path, body=body, idempotency_key=idempotency_key or new_idempotency_key())
+
+    # --- identity -----------------------------------------------------------------------------------------
+
+    def me(self) -> models.Me:
+        return cast(models.Me, self.request("GET", "me"))
+
+    @property
+    def tenant(self) -> str:
+        """The tenant slug: given, or the one the token belongs to."""
+        if self._tenant is None:
+            me = self.me()
+            token: dict[str, Any] = dict(me.get("token") or {})
+            memberships = me.get("memberships") or []
+            if token.get("tenant"):
+                self._tenant = str(token["tenant"])
+            elif len(memberships) == 1:
+                self._tenant = memberships[0]["tenant"]
+            else:
+                raise GpucloudError("cannot tell which tenant to use: pass a tenant (--tenant)")
+        return self._tenant
+
+    def _t(self, suffix: str) -> str:
+        return f"tenants/{self.tenant}/{suffix}"
+
+    # --- catalog ------------------------------------------------------------------------------------------
+
+    def regions(self) -> list[models.Region]:
+        return self._list("regions")
+
+    def gpu_types(self) -> list[models.GpuType]:
+        return self._list("gpu-types")
+
+    def instance_types(
+        self,
+        *,
+        gpu_type: str | None = None,
+        region: str | None = None,
+        available: bool | None = None,
+        min_gpus: int | None = None,
+    ) -> list[models.InstanceType]:
+        params = {"gpu_type": gpu_type, "region": region, "available": available, "min_gpus": min_gpus}
+        return self._list("instance-types", params)
+
+    def images(self) -> list[models.Image]:
+        return self._list("images")
+
+    # --- instances ----------------------------------------------------------------------------------------
+
+    def instances(
+        self,
+        *,
+        state: str | list[str] | None = None,
+        region: str | None = None,
+        instance_type: str | None = None,
+        name: str | None = None,
+        include_terminated: bool = False,
+    ) -> list[models.Instance]:
+        params = {
+            "state": state,
+            "region": region,
+            "instance_type": instance_type,
+            "name": name,
+            "include_terminated": True if include_terminated else None,
+        }
+        return self._list(self._t("instances"), params)
+
+    def instance(self, instance_id: str) -> models.Instance:
+        return cast(models.Instance, self.request("GET", self._t(f"instances/{instance_id}")))
+
+    def launch(
+        self,
+        *,
+        instance_type: str,
+        region: str,
+        image: str,
+        name: str | None = None,
+        ssh_key_ids: Iterable[str] = (),
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+        auto_stop_after: int | None = None,
+        max_runtime: int | None = None,
+        volumes: list[dict[str, str]] | None = None,
+        idempotency_key: str | None = None,
+    ) -> models.Instance:
+        body: dict[str, Any] = {"instance_type": instance_type, "region": region, "image": image}
+        optional = {
+            "name": name,
+            "ssh_key_ids": list(ssh_key_ids) or None,
+            "env": env or None,
+            "command": command or None,
+            "auto_stop_after": auto_stop_after,
+            "max_runtime": max_runtime,
+            "volumes": volumes or None,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        return cast(models.Instance, self._create(self._t("instances"), body, idempotency_key))
+
+    def stop(self, instance_id: str) -> models.Instance:
+        return self._action(instance_id, "stop")
+
+    def start(self, instance_id: str) -> models.Instance:
+        return self._action(instance_id, "start")
+
+    def restart(self, instance_id: str) -> models.Instance:
+        return self._action(instance_id, "restart")
+
+    def terminate(self, instance_id: str, *, delete_volumes: bool = False) -> models.Instance:
+        params = {"delete_volumes": "true"} if delete_volumes else None
+        return self._action(instance_id, "terminate", params=params)
+
+    def _action(self, instance_id: str, action: str, params: dict[str, Any] | None = None) -> models.Instance:
+        path = self._t(f"instances/{instance_id}")
+        method = "DELETE" if action == "terminate" else "POST"
+        if action != "terminate":
+            path = f"{path}/{action}"
+        try:
+            return cast(models.Instance, self.request(method, path, params=params))
+        except ApiError as exc:
+            # A retried action whose first attempt was applied before its response was lost finds the
+            # instance already on its way: that is what was asked, not a conflict.
+            if exc.code == "invalid_state" and exc.attempts > 1:
+                current = self.instance(instance_id)
+                if current["desired_state"] == ACTION_DESIRED[action]:
+                    return current
+            raise
+
+    def instance_events(self, instance_id: str) -> list[models.InstanceEvent]:
+        return self._list(self._t(f"instances/{instance_id}/events"))
+
+    def wait(
+        self,
+        instance_id: str,
+        states: str | Iterable[str],
+        *,
+        timeout: float = 900.0,
+        interval: float = 2.0,
+        on_poll: Callable[[models.Instance], None] | None = None,
+    ) -> models.Instance:
+        """Poll until the instance is in one of `states`; WaitTimeout after `timeout` seconds, InstanceEnded
+        when it failed or was terminated (unless that is what is awaited)."""
+        wanted = {states} if isinstance(states, str) else set(states)
+        deadline = time.monotonic() + timeout
+        while True:
+            instance = self.instance(instance_id)
+            if on_poll is not None:
+                on_poll(instance)
+            state = instance["state"]
+            if state in wanted:
+                return instance
+            if state in FINAL_STATES:
+                why = f": {instance['failure_reason']}" if instance.get("failure_reason") else ""
+                message = instance.get("state_message") or ""
+                raise InstanceEnded(
+                    f"instance {instance['name']} is {state}{why}" + (f" ({message})" if message else ""),
+                    instance,
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WaitTimeout(
+                    f"timed out after {timeout:g}s waiting for {instance['name']} to be "
+                    f"{' or '.join(sorted(wanted))}; it is {state}",
+                    instance,
+                )
+            self.sleep(min(interval, left))
+
+    # --- keys and tokens ----------------------------------------------------------------------------------
+
+    def ssh_keys(self) -> list[models.SshKey]:
+        return self._list(self._t("ssh-keys"))
+
+    def ssh_key_add(self, *, name: str, public_key: str, private: bool = False) -> models.SshKey:
+        body = {"name": name, "public_key": public_key, "private": private}
+        return cast(models.SshKey, self._create(self._t("ssh-keys"), body))
+
+    def ssh_key_delete(self, key_id: str) -> None:
+        self.request("DELETE", self._t(f"ssh-keys/{key_id}"))
+
+    def tokens(self) -> list[models.ApiToken]:
+        return self._list(self._t("tokens"))
+
+    def token_create(
+        self, *, name: str, scopes: list[str], expires_at: str | None = None
+    ) -> models.ApiTokenCreated:
+        body: dict[str, Any] = {"name": name, "scopes": scopes}
+        if expires_at:
+            body["expires_at"] = expires_at
+        return cast(models.ApiTokenCreated, self._create(self._t("tokens"), body))
+
+    def token_revoke(self, token_id: str) -> None:
+        self.request("DELETE", self._t(f"tokens/{token_id}"))
+
+    # --- quota and billing --------------------------------------------------------------------------------
+
+    def quota(self) -> models.QuotaOverview:
+        return cast(models.QuotaOverview, self.request("GET", self._t("quotas")))
+
+    def usage(
+        self, *, start: str | None = None, end: str | None = None, group_by: str | None = None
+    ) -> models.UsageReport:
+        params = {"from": start, "to": end, "group_by": group_by}
+        return cast(models.UsageReport, self.request("GET", self._t("billing/usage"), params=params))
+
+    def balance(self) -> models.Balance:
+        return cast(models.Balance, self.request("GET", self._t("billing/balance")))
+
+    # --- storage ------------------------------------------------------------------------------------------
+
+    def volumes(self, *, region: str | None = None, name: str | None = None) -> list[models.Volume]:
+        return self._list(self._t("volumes"), {"region": region, "name": name})
+
+    def volume(self, volume_id: str) -> models.Volume:
+        return cast(models.Volume, self.request("GET", self._t(f"volumes/{volume_id}")))
+
+    def volume_create(self, *, name: str, region: str, size_gib: int) -> models.Volume:
+        body = {"name": name, "region": region, "size_gib": size_gib}
+        return cast(models.Volume, self._create(self._t("volumes"), body))
+
+    def volume_resize(self, volume_id: str, *, size_gib: int) -> models.Volume:
+        path = self._t(f"volumes/{volume_id}")
+        return cast(models.Volume, self.request("PATCH", path, body={"size_gib": size_gib}))
+
+    def volume_delete(self, volume_id: str) -> models.Volume:
+        return cast(models.Volume, self.request("DELETE", self._t(f"volumes/{volume_id}")))
+
+    def buckets(self) -> list[models.Bucket]:
+        return self._list(self._t("buckets"))
+
+    def bucket_create(self, *, name: str) -> models.Bucket:
+        return cast(models.Bucket, self._create(self._t("buckets"), {"name": name}))
+
+    def bucket_delete(self, name: str, *, force: bool = False) -> None:
+        params = {"force": "true"} if force else None
+        self.request("DELETE", self._t(f"buckets/{urllib.parse.quote(name, safe='')}"), params=params)
+
+    def access_keys(self) -> list[models.AccessKey]:
+        return self._list(self._t("access-keys"))
+
+    def access_key_create(self, *, name: str) -> models.AccessKeyCreated:
+        return cast(models.AccessKeyCreated, self._create(self._t("access-keys"), {"name": name}))
+
+    def access_key_revoke(self, key_id: str) -> None:
+        self.request("DELETE", self._t(f"access-keys/{key_id}"))
+
+    # --- names or ids -------------------------------------------------------------------------------------
+
+    def find_instance(self, ref: str) -> models.Instance:
+        if is_uuid(ref):
+            return self.instance(ref)
+        live = [i for i in self.instances(name=ref) if i["name"] == ref]
+        if not live:
+            live = [i for i in self.instances(name=ref, include_terminated=True) if i["name"] == ref]
+        return _one("instance", ref, live)
+
+    def find_ssh_key(self, ref: str) -> models.SshKey:
+        return _one("SSH key", ref, _matching(self.ssh_keys(), ref, ("id", "name", "fingerprint")))
+
+    def find_token(self, ref: str) -> models.ApiToken:
+        return _one("token", ref, _matching(self.tokens(), ref, ("id", "name", "prefix")))
+
+    def find_volume(self, ref: str) -> models.Volume:
+        if is_uuid(ref):
+            return self.volume(ref)
+        return _one("volume", ref, _matching(self.volumes(name=ref), ref, ("name",)))
+
+    def find_access_key(self, ref: str) -> models.AccessKey:
+        keys = self.access_keys()
+        return _one("access key", ref, _matching(keys, ref, ("id", "name", "access_key_id")))
+
+
+def _param(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return str(value)
+
+
+def _matching(items: list[Any], ref: str, keys: tuple[str, ...]) -> list[Any]:
+    for key in keys:  # an id beats a name that happens to look like one
+        found = [item for item in items if str(item.get(key)) == ref]
+        if found:
+            return found
+    return []
+
+
+def _one(kind: str, ref: str, items: list[Any]) -> Any:
+    if not items:
+        raise ApiError(404, "not_found", f"No {kind} named or with id '{ref}'.")
+    if len(items) > 1:
+        ids = ", ".join(str(item.get("id")) for item in items)
+        raise ApiError(400, "ambiguous", f"Several {kind}s are named '{ref}'; use an id ({ids}).")
+    return items[0]
