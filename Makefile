@@ -67,11 +67,13 @@ chart: sandbox
 
 test: venv services sandbox chart stripe-mock s3 browser lint typecheck pytest
 
-# Benchmarks (bench/, docs/benchmarks.md): every one at its default size, or BENCH=<name> [SIZE=<n>]
-# (e.g. `make bench BENCH=launch_latency SIZE=50`). Results in var/bench/; a full run rewrites the docs.
+# Benchmarks (bench/, docs/benchmarks.md): every one at its default size, then `make fuzz` with its larger
+# example count; or one: BENCH=<name> [SIZE=<n>] (`make bench BENCH=launch_latency SIZE=50`), no fuzzing.
+# Results in var/bench/; a full run rewrites docs/benchmarks.md. Fuzzing runs even if a benchmark failed.
 BENCH ?= all
 bench: venv services sandbox s3 stripe-mock
-	DJANGO_SETTINGS_MODULE=bench.settings $(PY) -m bench $(BENCH) $(if $(SIZE),--n $(SIZE))
+	DJANGO_SETTINGS_MODULE=bench.settings $(PY) -m bench $(BENCH) $(if $(SIZE),--n $(SIZE)); status=$$?; \
+		$(if $(filter all,$(BENCH)),$(MAKE) fuzz || status=1;) exit $$status
 
 # schemathesis against /api/v1/schema/ (tests/fuzz, docs/api.md "Fuzzing"): `make test` runs it with 25
 # examples per operation and a fixed seed; this runs FUZZ_EXAMPLES (200) per operation with random seeds.

@@ -45,6 +45,9 @@ _COMMON_ERRORS = {
 }
 _BODY_ERRORS = {"413": "The request body is too large."}
 _POST_ERRORS = {"409": "Conflicts with current state."}
+# Changing or deleting an object can conflict with its state too (terminating a terminating instance,
+# deleting an attached volume).
+_CHANGE_ERRORS = {"409": "Conflicts with current state."}
 _IDEMPOTENT_ERRORS = {"422": "Idempotency-Key reused with a different request."}
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -123,9 +126,17 @@ class GpucloudAutoSchema(AutoSchema):
             and not self.path.rstrip("/").endswith("}")
         )
 
+    def _map_basic_serializer(self, serializer: Any, direction: str) -> dict[str, Any]:
+        from apps.core.serializers import StrictInputSerializer
+
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction == "request" and isinstance(serializer, StrictInputSerializer):
+            schema["additionalProperties"] = False  # it answers 400 to a field it does not know
+        return schema
+
     def get_override_parameters(self) -> list[Any]:
         params = list(super().get_override_parameters())
-        if self.method == "POST" and self._is_idempotent():
+        if self.method in ("POST", "DELETE") and self._is_idempotent():
             params.append(IDEMPOTENCY_HEADER)
         return params
 
@@ -171,10 +182,14 @@ class GpucloudAutoSchema(AutoSchema):
         errors = dict(_COMMON_ERRORS)
         if self.method in ("POST", "PUT", "PATCH"):
             errors.update(_BODY_ERRORS)
+        if self.method in ("PUT", "PATCH", "DELETE"):
+            errors.update(_CHANGE_ERRORS)
         if self.method == "POST":
             errors.update(_POST_ERRORS)
             if self._is_idempotent():
                 errors.update(_IDEMPOTENT_ERRORS)
+        if self.method == "DELETE" and self._is_idempotent():
+            errors.update(_IDEMPOTENT_ERRORS)
         responses = operation.setdefault("responses", {})
         for code, text in errors.items():
             if code not in responses:

@@ -74,7 +74,12 @@ class ApiTokenSerializer(serializers.ModelSerializer):
 
 
 class ApiTokenCreatedSerializer(ApiTokenSerializer):
-    token = serializers.CharField(read_only=True, help_text="The secret. Shown only in this response.")
+    token = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text="The secret. Shown only in this response; null when an Idempotency-Key replays it (secrets "
+        "are never stored).",
+    )
 
     class Meta(ApiTokenSerializer.Meta):
         fields = [*ApiTokenSerializer.Meta.fields, "token"]

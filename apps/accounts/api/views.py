@@ -90,7 +90,7 @@ class TokenDetailView(TenantAPIView):
     def get(self, request: Request, tenant_slug: str, token_id: str) -> Response:
         return Response(ApiTokenSerializer(self.get_object()).data)
 
-    @extend_schema(summary="Revoke an API token", responses=ApiTokenSerializer)
+    @extend_schema(summary="Revoke an API token", responses={200: ApiTokenSerializer})
     def delete(self, request: Request, tenant_slug: str, token_id: str) -> Response:
         token = self.get_object()
         if token.user_id != acting_user(request).pk:

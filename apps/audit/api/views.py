@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from apps.audit.api.serializers import AuditEventSerializer
 from apps.audit.models import AuditEvent
 from apps.audit.selectors import audit_events_of
+from apps.core import filters
 from apps.tenants.api.base import TenantAPIView
 from apps.tenants.roles import Perm
 
@@ -22,8 +23,8 @@ class AuditEventFilter(django_filters.FilterSet):
     )
     target_type = django_filters.CharFilter(max_length=64)
     target_id = django_filters.CharFilter(max_length=64)
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    since = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent

@@ -43,16 +43,17 @@ class UsageGroupSerializer(serializers.Serializer):
 
 
 class UsageReportSerializer(serializers.Serializer):
-    start = serializers.DateTimeField(source="from")
-    end = serializers.DateTimeField(source="to")
     group_by = serializers.CharField()
     total = serializers.DecimalField(max_digits=20, decimal_places=6)
     results = UsageGroupSerializer(many=True)
 
-    def to_representation(self, instance: Any) -> dict[str, Any]:
-        data = super().to_representation(instance)
-        data["from"], data["to"] = data.pop("start"), data.pop("end")
-        return data
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # Declared here, not as attributes, because "from" is a Python keyword; the schema then shows the
+        # names the response really has (it used to document start/end).
+        fields = super().get_fields()
+        fields["from"] = serializers.DateTimeField()
+        fields["to"] = serializers.DateTimeField()
+        return fields
 
 
 class BalanceSerializer(serializers.Serializer):

@@ -51,7 +51,8 @@ class UsageView(TenantAPIView):
         ],
     )
     def get(self, request: Request, tenant_slug: str) -> Response:
-        query = UsageQuerySerializer(data=request.query_params)
+        # A plain dict: DRF reads "" in a QueryDict as "not given", so ?from= was silently this month.
+        query = UsageQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         start, end, group_by = (query.validated_data[k] for k in ("start", "end", "group_by"))
         results = selectors.usage_report(tenant=self.tenant, start=start, end=end, group_by=group_by)

@@ -18,6 +18,7 @@ from apps.catalog.api.serializers import (
     RegionSerializer,
 )
 from apps.catalog.models import GpuType, Image, InstanceType, Region
+from apps.core import filters
 from apps.core.errors import InvalidInput
 
 
@@ -52,8 +53,8 @@ class InstanceTypeFilter(django_filters.FilterSet):
     gpu_type = django_filters.CharFilter(
         field_name="gpu_type__slug", max_length=40, help_text="GPU type slug."
     )
-    available = django_filters.BooleanFilter(method="filter_noop", help_text="Only types launchable now.")
-    min_gpus = django_filters.NumberFilter(field_name="gpu_count", lookup_expr="gte")
+    available = filters.BooleanFilter(method="filter_noop", help_text="Only types launchable now.")
+    min_gpus = filters.IntegerFilter(field_name="gpu_count", lookup_expr="gte")
 
     class Meta:
         model = InstanceType

@@ -6,6 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts.acting import acting_user
+from apps.core import filters
 from apps.core.errors import InvalidInput
 from apps.core.idempotency import idempotent
 from apps.storage import selectors, services
@@ -19,7 +20,7 @@ class VolumeFilter(django_filters.FilterSet):
     state = django_filters.MultipleChoiceFilter(choices=VolumeState.choices)
     region = django_filters.CharFilter(field_name="region__slug", max_length=40)
     name = django_filters.CharFilter(lookup_expr="icontains", max_length=63)
-    include_deleted = django_filters.BooleanFilter(
+    include_deleted = filters.BooleanFilter(
         method="filter_deleted", help_text="Deleted volumes are hidden unless true."
     )
 

@@ -199,7 +199,7 @@ class InvitationDetailView(TenantAPIView):
     def get(self, request: Request, tenant_slug: str, invitation_id: str) -> Response:
         return Response(InvitationSerializer(self.get_object()).data)
 
-    @extend_schema(summary="Revoke an invitation", responses=InvitationSerializer)
+    @extend_schema(summary="Revoke an invitation", responses={200: InvitationSerializer})
     def delete(self, request: Request, tenant_slug: str, invitation_id: str) -> Response:
         invitation = services.invitation_revoke(actor=acting_user(request), invitation=self.get_object())
         return Response(InvitationSerializer(invitation).data)

@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.billing.invoices.models import Invoice, InvoiceLine
@@ -25,8 +26,13 @@ class InvoiceLineSerializer(serializers.ModelSerializer[InvoiceLine]):
         read_only_fields = fields
 
 
+@extend_schema_field({"type": "string", "pattern": r"^\d{4}-\d{2}$", "example": "2026-10"})
+class MonthField(serializers.DateField):
+    """A date written as its month: the schema must not call "2026-10" a full date."""
+
+
 class InvoiceSerializer(serializers.ModelSerializer[Invoice]):
-    month = serializers.DateField(format="%Y-%m", read_only=True, help_text="The billed month, YYYY-MM.")
+    month = MonthField(format="%Y-%m", read_only=True, help_text="The billed month, YYYY-MM.")
 
     class Meta:
         model = Invoice

@@ -79,6 +79,10 @@ class InvoiceDetailView(InvoiceObjectMixin):
 
 
 class InvoiceHtmlView(InvoiceObjectMixin):
+    # One document, not a page of a list: without these the schema offered limit/offset/ordering.
+    pagination_class = None
+    filter_backends: list[Any] = []
+
     @extend_schema(
         summary="Download an invoice as printable HTML",
         description="The invoice page as an attachment (print it, or save it as PDF from the browser).",

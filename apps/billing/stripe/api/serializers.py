@@ -13,4 +13,5 @@ class CheckoutSerializer(serializers.Serializer):
 
 
 class PortalSerializer(serializers.Serializer):
-    portal_url = serializers.URLField(help_text="Stripe's customer portal: cards, invoices, receipts.")
+    # Stripe's URL as Stripe gives it: we do not check it, so the schema does not promise a well-formed URI.
+    portal_url = serializers.CharField(help_text="Stripe's customer portal: cards, invoices, receipts.")

@@ -192,7 +192,7 @@ class AccessKeyDetailView(TenantAPIView):
     @extend_schema(
         summary="Revoke a storage access key",
         description="The key stops working at once; revoking a revoked key changes nothing.",
-        responses=AccessKeySerializer,
+        responses={200: AccessKeySerializer},
     )
     def delete(self, request: Request, tenant_slug: str, access_key_id: str) -> Response:
         key = services.access_key_revoke(actor=acting_user(request), key=self.get_object())
