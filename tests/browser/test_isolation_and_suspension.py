@@ -8,12 +8,14 @@ from collections.abc import Callable
 
 from playwright.sync_api import Page, expect
 
+from apps.catalog.models import Region, RegionNode
 from apps.instances.models import Instance
 from apps.instances.services import LaunchRequest, instance_launch
 from apps.tenants.models import Tenant, TenantStatus
 from tests.browser.conftest import Console, log_in, owner_with_tenant, shoot, sidenav
 from tests.conftest import totp_code, totp_device
 from tests.factories import UserFactory
+from tests.instances.kube.sandbox_support import wait_for
 
 
 def launched(user: object, tenant: Tenant, name: str) -> Instance:
@@ -75,7 +77,7 @@ def test_staff_suspends_a_tenant_and_its_launch_button_says_why(
     staff_page.get_by_label("Authentication code").fill(totp_code(device))
     staff_page.get_by_role("button", name="Verify").click()
     expect(staff_page.get_by_role("heading", name="Tenants")).to_be_visible()
-    shoot(staff_page, "staff-tenants")
+    shoot(staff_page, "staff-tenants", docs=True)
     staff_page.get_by_role("link", name=tenant.name).click()
     staff_page.get_by_role("link", name=re.compile("^Suspend")).click()
     staff_page.get_by_label(re.compile("^Reason")).fill("Unpaid invoice INV-2026-0042")
@@ -84,9 +86,14 @@ def test_staff_suspends_a_tenant_and_its_launch_button_says_why(
     tenant.refresh_from_db()
     assert tenant.status == TenantStatus.SUSPENDED
     shoot(staff_page, "staff-tenant-suspended")
+    # With us-east-1 connected, the operator's capacity pass reports the sandbox's nodes to staff.
+    console.start_operator()
+    us_east = Region.objects.get(slug="us-east-1")
+    wait_for(lambda: RegionNode.objects.filter(region=us_east).exists(), what="node rows", timeout=60)
     staff_page.goto("/staff/capacity/")
     expect(staff_page.get_by_role("heading", name="Capacity")).to_be_visible()
-    shoot(staff_page, "staff-capacity")
+    expect(staff_page.get_by_role("rowheader", name="us-east-1-h100-1", exact=True)).to_be_visible()
+    shoot(staff_page, "staff-capacity", docs=True)
 
     # The owner's next look at the launch page: the button is disabled, and the reason is right there.
     owner_page.reload()
