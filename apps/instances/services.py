@@ -74,10 +74,15 @@ def _event(
     actor: User | None,
     reason: str = "",
     message: str = "",
+    at: Any = None,
 ) -> None:
+    """`at`: the moment the state changed, as the instance's clock recorded it; the ledger is metered from
+    these events, so both must read the time once (a pause between two readings would bill a different
+    time than the instance shows)."""
     ctx = request_context.current()
     InstanceEvent.objects.create(
         instance=instance,
+        created_at=at or timezone.now(),
         kind=kind,
         name=name,
         from_state=from_state,
@@ -319,7 +324,7 @@ def instance_act(
     metadata: dict[str, Any] = {"reason": reason} if reason else {}
     if action == Action.TERMINATE and delete_volumes:
         metadata["delete_volumes"] = storage.delete_with_instance(instance=instance)
-    _event(instance, kind="action", name=action.value, from_state=before, actor=actor, reason=reason)
+    _event(instance, kind="action", name=action.value, from_state=before, actor=actor, reason=reason, at=now)
     audit_record(
         actor=actor,
         action=f"instance.{action.value}",
@@ -404,6 +409,7 @@ def instance_observe(
         actor=None,
         reason=reason,
         message=message,
+        at=now,
     )
     return instance
 

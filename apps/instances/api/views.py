@@ -7,7 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts.acting import acting_user
-from apps.core import request_context
+from apps.core import filters, request_context
 from apps.core.idempotency import idempotent
 from apps.instances import selectors, services
 from apps.instances.api.serializers import (
@@ -27,7 +27,7 @@ class InstanceFilter(django_filters.FilterSet):
     region = django_filters.CharFilter(field_name="region__slug", max_length=40)
     instance_type = django_filters.CharFilter(field_name="instance_type__slug", max_length=40)
     name = django_filters.CharFilter(lookup_expr="icontains", max_length=63)
-    include_terminated = django_filters.BooleanFilter(
+    include_terminated = filters.BooleanFilter(
         method="filter_terminated", help_text="Terminated instances are hidden unless true."
     )
 
@@ -146,6 +146,7 @@ class InstanceDetailView(InstanceObjectMixin):
         ],
         responses={202: InstanceSerializer},
     )
+    @idempotent  # a client retrying after a lost answer gets the original one, not a 409
     def delete(self, request: Request, tenant_slug: str, instance_id: str) -> Response:
         instance = self.get_object()  # another tenant's instance answers 404 whatever the query
         instance = services.instance_act(
@@ -198,6 +199,7 @@ class InstanceStopView(InstanceActionView):
         request=None,
         responses={202: InstanceSerializer},
     )
+    @idempotent
     def post(self, request: Request, tenant_slug: str, instance_id: str) -> Response:
         return super().post(request, tenant_slug, instance_id)
 
@@ -211,6 +213,7 @@ class InstanceStartView(InstanceActionView):
         request=None,
         responses={202: InstanceSerializer},
     )
+    @idempotent
     def post(self, request: Request, tenant_slug: str, instance_id: str) -> Response:
         return super().post(request, tenant_slug, instance_id)
 
@@ -219,6 +222,7 @@ class InstanceRestartView(InstanceActionView):
     instance_action = Action.RESTART
 
     @extend_schema(summary="Restart a running instance", request=None, responses={202: InstanceSerializer})
+    @idempotent
     def post(self, request: Request, tenant_slug: str, instance_id: str) -> Response:
         return super().post(request, tenant_slug, instance_id)
 
