@@ -11,6 +11,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -119,6 +120,19 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             error_body("request_too_large", "The request body is too large."),
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database went away (a restart, a fail-over, a lost connection) or refused for a moment
+        # (deadlock, serialization): the transaction rolled back, so nothing was written and a retry is safe
+        # (with the same Idempotency-Key for writes). Say so instead of a bare 500.
+        logger.warning("database unavailable: %s", type(exc).__name__, exc_info=exc)
+        response = Response(
+            error_body(
+                "database_unavailable", "The database is briefly unavailable; nothing was changed. Retry."
+            ),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+        response["Retry-After"] = "2"
+        return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
