@@ -3,8 +3,10 @@ process, after any crash; each final piece of running time is written exactly on
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -50,7 +52,41 @@ def transitions_of(instance: Instance) -> list[intervals.Transition]:
 
 
 def record_id(instance: Instance, meter: str, start: datetime) -> str:
-    return f"instance:{instance.pk}:{meter}:{int(start.timestamp())}"
+    return usage_id("instance", str(instance.pk), meter, start)
+
+
+def usage_id(resource_type: str, resource_id: str, meter: str, start: datetime) -> str:
+    """Deterministic: writing the same piece twice is a no-op (the primary key refuses the second)."""
+    return f"{resource_type}:{resource_id}:{meter}:{int(start.timestamp())}"
+
+
+def write_usage(
+    *, tenant_id: Any, resource_type: str, resource_id: str, meter: str, pieces: Iterable[intervals.Piece]
+) -> int:
+    """Append the pieces of one resource's meter to the ledger; returns how many rows were new."""
+    rows = [
+        UsageRecord(
+            id=usage_id(resource_type, resource_id, meter, piece.start),
+            tenant_id=tenant_id,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            meter=meter,
+            period=DateTimeTZRange(piece.start, piece.end, "[)"),
+            quantity_seconds=piece.seconds,
+            unit_price_per_hour=piece.price_per_hour,
+            amount=amount_for(piece.seconds, piece.price_per_hour),
+            kind=LedgerKind.USAGE,
+        )
+        for piece in pieces
+    ]
+    if not rows:
+        return 0
+    existing = UsageRecord.objects.filter(resource_id=resource_id, meter=meter)
+    before = existing.count()
+    with transaction.atomic():
+        # ON CONFLICT DO NOTHING: a row written before (same id) or overlapping one (exclusion) is kept as is.
+        UsageRecord.objects.bulk_create(rows, ignore_conflicts=True)
+    return existing.count() - before
 
 
 def meter_instance(instance: Instance, *, now: datetime | None = None) -> int:
@@ -64,28 +100,13 @@ def meter_instance(instance: Instance, *, now: datetime | None = None) -> int:
         prices=prices_for(instance),
         now=now,
     )
-    rows = [
-        UsageRecord(
-            id=record_id(instance, meter, piece.start),
-            tenant_id=instance.tenant_id,
-            resource_type="instance",
-            resource_id=str(instance.pk),
-            meter=meter,
-            period=DateTimeTZRange(piece.start, piece.end, "[)"),
-            quantity_seconds=piece.seconds,
-            unit_price_per_hour=piece.price_per_hour,
-            amount=amount_for(piece.seconds, piece.price_per_hour),
-            kind=LedgerKind.USAGE,
-        )
-        for piece in found
-    ]
-    if not rows:
-        return 0
-    before = UsageRecord.objects.filter(resource_id=str(instance.pk), meter=meter).count()
-    with transaction.atomic():
-        # ON CONFLICT DO NOTHING: a row written before (same id) or overlapping one (exclusion) is kept as is.
-        UsageRecord.objects.bulk_create(rows, ignore_conflicts=True)
-    return UsageRecord.objects.filter(resource_id=str(instance.pk), meter=meter).count() - before
+    return write_usage(
+        tenant_id=instance.tenant_id,
+        resource_type="instance",
+        resource_id=str(instance.pk),
+        meter=meter,
+        pieces=found,
+    )
 
 
 def meter_all(*, now: datetime | None = None) -> int:

@@ -125,14 +125,14 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         # (deadlock, serialization): the transaction rolled back, so nothing was written and a retry is safe
         # (with the same Idempotency-Key for writes). Say so instead of a bare 500.
         logger.warning("database unavailable: %s", type(exc).__name__, exc_info=exc)
-        response = Response(
+        unavailable = Response(
             error_body(
                 "database_unavailable", "The database is briefly unavailable; nothing was changed. Retry."
             ),
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
-        response["Retry-After"] = "2"
-        return response
+        unavailable["Retry-After"] = "2"
+        return unavailable
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

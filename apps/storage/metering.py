@@ -9,14 +9,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
-from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
 from django.db.models import Q
 from django.utils import timezone
 
 from apps.billing import intervals
-from apps.billing.metering import amount_for
-from apps.billing.models import LedgerKind, UsageRecord
+from apps.billing.metering import usage_id, write_usage
 from apps.storage.models import Volume, VolumeEvent, VolumeState
 
 METER_PREFIX = "volume_gib_hours:"
@@ -29,7 +26,7 @@ def meter_key(volume: Volume) -> str:
 
 
 def record_id(volume: Volume, meter: str, start: datetime) -> str:
-    return f"volume:{volume.pk}:{meter}:{int(start.timestamp())}"
+    return usage_id("volume", str(volume.pk), meter, start)
 
 
 def billed_interval_and_prices(
@@ -67,28 +64,13 @@ def meter_volume(volume: Volume, *, now: datetime | None = None) -> int:
     found = intervals.pieces(
         [interval], window=timedelta(seconds=settings.BILLING_WINDOW_SECONDS), prices=prices, now=now
     )
-    rows = [
-        UsageRecord(
-            id=record_id(volume, meter, piece.start),
-            tenant_id=volume.tenant_id,
-            resource_type="volume",
-            resource_id=str(volume.pk),
-            meter=meter,
-            period=DateTimeTZRange(piece.start, piece.end, "[)"),
-            quantity_seconds=piece.seconds,
-            unit_price_per_hour=piece.price_per_hour,
-            amount=amount_for(piece.seconds, piece.price_per_hour),
-            kind=LedgerKind.USAGE,
-        )
-        for piece in found
-    ]
-    if not rows:
-        return 0
-    existing = UsageRecord.objects.filter(resource_id=str(volume.pk), meter=meter)
-    before = existing.count()
-    with transaction.atomic():
-        UsageRecord.objects.bulk_create(rows, ignore_conflicts=True)
-    return existing.count() - before
+    return write_usage(
+        tenant_id=volume.tenant_id,
+        resource_type="volume",
+        resource_id=str(volume.pk),
+        meter=meter,
+        pieces=found,
+    )
 
 
 def meter_volumes(*, now: datetime | None = None) -> int:
