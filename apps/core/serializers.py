@@ -20,6 +20,18 @@ class StrictInputSerializer(serializers.Serializer):
                     and not isinstance(data[name], str)
                 }
             )
+            # PostgreSQL cannot hold NUL in text: a lookup by such a slug would fail in the database (a 500),
+            # so refuse it here on the field, whatever kind of field takes it.
+            errors.update(
+                {
+                    name: ["Null characters are not allowed."]
+                    for name, value in data.items()
+                    if name in self.fields
+                    and name not in errors
+                    and isinstance(value, str)
+                    and "\x00" in value
+                }
+            )
             if errors:
                 raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
