@@ -22,6 +22,9 @@
 #   GPUCLOUD_SANDBOX_REGIONS            space-separated subset of the fleet's regions to run (default all)
 #   GPUCLOUD_SANDBOX_TIMEOUT            seconds to wait for each readiness step (default 180)
 #   GPUCLOUD_SANDBOX_STORAGE_CLASS      the StorageClass of volumes (default sandbox-standard)
+#   GPUCLOUD_SANDBOX_SERVICE_CIDR       Service ClusterIP range (default 10.0.0.0/24: about 250 instances;
+#                                       each instance has a NodePort Service; the benchmarks use a /16)
+#   GPUCLOUD_SANDBOX_NODE_PORT_RANGE    NodePort range (default 30000-32767, the apiserver's own)
 #   GPUCLOUD_SANDBOX_PYTHON             python with the kubernetes client for the provisioner
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -245,7 +248,8 @@ start_apiserver() {
     --client-ca-file "$PKI/ca.crt" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
-    --service-cluster-ip-range 10.0.0.0/24 \
+    --service-cluster-ip-range "${GPUCLOUD_SANDBOX_SERVICE_CIDR:-10.0.0.0/24}" \
+    --service-node-port-range "${GPUCLOUD_SANDBOX_NODE_PORT_RANGE:-30000-32767}" \
     --authorization-mode Node,RBAC \
     --endpoint-reconciler-type none \
     --allow-privileged=true \

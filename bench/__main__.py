@@ -1,0 +1,60 @@
+"""`python -m bench [NAME ...] [--n SIZE] [--docs]`: run benchmarks (all by default) one after the other.
+
+Writes var/bench/results/<date>.json; a run of every benchmark at its default size (or one given --docs)
+also becomes docs/benchmarks.json and docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import Any
+
+from bench import common
+
+ORDER = ["billing_close", "api_throughput", "launch_latency", "burst_admission", "operator_scale"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all): {', '.join(ORDER)}")
+    parser.add_argument("--n", type=int, help="size (only with one benchmark named)")
+    parser.add_argument("--docs", action="store_true", help="write docs/benchmarks.{json,md} from this run")
+    args = parser.parse_args()
+    names = [n for n in args.names if n != "all"] or ORDER
+    unknown = set(names) - set(ORDER)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    if args.n is not None and len(names) != 1:
+        parser.error("--n needs exactly one benchmark")
+    common.setup_django()
+    from bench import report
+
+    run: dict[str, Any] = {
+        "date": common.now_utc().isoformat(timespec="seconds"),
+        "machine": common.machine(),
+        "benchmarks": {},
+    }
+    for position, name in enumerate(names, start=1):
+        module = importlib.import_module(f"bench.{name}")
+        size = args.n if args.n is not None else int(module.DEFAULT_N)
+        progress = common.Progress(name)
+        progress(f"benchmark {position}/{len(names)}")
+        result = common.measure(name, module.run, size, progress)
+        run["benchmarks"][name] = result
+        print(report.one_line(name, result), flush=True)
+    common.RESULTS.mkdir(parents=True, exist_ok=True)
+    path = common.RESULTS / f"{run['date'].replace(':', '')}.json"
+    path.write_text(json.dumps(run, indent=2, default=str) + "\n")
+    print(f"[bench] results: {path.relative_to(common.REPO)}", flush=True)
+    if args.docs or (names == ORDER and args.n is None):
+        report.write_docs(run)
+        written = [str(p.relative_to(common.REPO)) for p in (report.DOCS_MD, report.DOCS_JSON)]
+        print(f"[bench] wrote {' and '.join(written)}", flush=True)
+    return 0 if all(r["ok"] for r in run["benchmarks"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

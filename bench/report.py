@@ -1,0 +1,206 @@
+"""docs/benchmarks.md from a run's JSON: the machine, then one table row per figure with its baseline and
+ratio, then the goals and whether they were met."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from bench.common import REPO
+
+DOCS_JSON = REPO / "docs" / "benchmarks.json"
+DOCS_MD = REPO / "docs" / "benchmarks.md"
+
+Row = tuple[str, Any, Any, Any]  # figure, ours, baseline, ratio
+
+
+def one_line(name: str, result: dict[str, Any]) -> str:
+    if not result.get("ok"):
+        return f"{name}: FAILED ({result.get('error')})"
+    goals = result["figures"].get("goals") or {}
+    met = sum(1 for v in goals.values() if v)
+    shown = {k: v for k, v in result["figures"].items() if k in ("ratio", "ours", "baseline")}
+    figures = json.dumps(shown, default=str)
+    return f"{name}: done in {result['seconds']} s; goals met {met}/{len(goals)}; {figures}"
+
+
+def _x(value: Any) -> str:
+    return f"{value}x" if value not in (None, "") else ""
+
+
+def _launch(f: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = [
+        (
+            f"{p} launch to running (ms)",
+            f["ours"][f"{p}_ms"],
+            f["baseline"][f"{p}_ms"],
+            _x(f["ratio"][f"{p}_ms"]),
+        )
+        for p in ("p50", "p95", "p99")
+    ]
+    rows.append(("p99 difference (ms)", f["p99_extra_ms"], "", ""))
+    server = f["ours_server_side"]
+    rows.append(
+        (
+            "server side only, row created to running recorded, p50 / p99 (ms)",
+            f"{server['p50_ms']} / {server['p99_ms']}",
+            "",
+            "",
+        )
+    )
+    return rows
+
+
+def _burst(f: dict[str, Any]) -> list[Row]:
+    return [
+        (
+            f"{f['launches']} launches, {f['tenants']} tenants, {f['clients']} clients: "
+            "all admitted running (s)",
+            f["ours_seconds"],
+            f["baseline_seconds"],
+            _x(f["ratio"]),
+        ),
+        ("pods (admitted launches / direct creations)", f["admitted"], f["baseline_pods"], ""),
+        ("all launch requests answered (s)", f["ours_admission_seconds"], "", ""),
+        ("responses", ", ".join(f"{k}: {v}" for k, v in sorted(f["responses"].items())), "", ""),
+        ("quota overruns (from the database)", f["quota_overruns"], "", ""),
+        (
+            "small-quota tenants: admitted / their limits allow",
+            f"{f['small_tenants_admitted']} / {f['small_tenants_limit']}",
+            "",
+            "",
+        ),
+    ]
+
+
+def _api(f: dict[str, Any]) -> list[Row]:
+    q, r = f["queries"], f["ratio"]
+    return [
+        (
+            f"list (50 a page), requests/s at concurrency {f['concurrency']}",
+            f["list"]["rps"],
+            f"{f['me']['rps']} (/me)",
+            _x(r["list_rps_vs_me"]),
+        ),
+        ("detail, requests/s", f["detail"]["rps"], f"{f['me']['rps']} (/me)", _x(r["detail_rps_vs_me"])),
+        ("list p99 (ms)", f["list"]["p99_ms"], f"{f['me']['p99_ms']} (/me)", _x(r["list_p99_vs_me"])),
+        ("detail p99 (ms)", f["detail"]["p99_ms"], f"{f['me']['p99_ms']} (/me)", _x(r["detail_p99_vs_me"])),
+        (
+            "queries per request: list / detail",
+            f"{q['list_5k_limit50']} / {q['detail']}",
+            f"{q['me']} (/me)",
+            "",
+        ),
+        (
+            f"list queries: {f['tenant_instances']} vs 1,000 instances; 200 vs 50 a page",
+            f"{q['list_5k_limit50']} vs {q['list_1k_limit50']}; "
+            f"{q['list_5k_limit200']} vs {q['list_5k_limit50']}",
+            "",
+            "",
+        ),
+        ("instances in the database", f["instances_total"], "", ""),
+    ]
+
+
+def _scale(f: dict[str, Any]) -> list[Row]:
+    lag, mem, r = f["watch_to_db_lag"], f["operator_rss_mib"], f["ratio"]
+    return [
+        (
+            f"full resync of {f['pods']} running instances on {f['nodes']} nodes (s)",
+            f["full_resync_seconds"],
+            f"{f['bare_list_seconds']} (bare LIST of the pods)",
+            _x(r["resync_vs_bare_list"]),
+        ),
+        (
+            "cold start: fresh operator to all running, creating every pod (s)",
+            f["cold_start_seconds"],
+            "",
+            "",
+        ),
+        (
+            "watch-to-database lag p50 / p99 (ms)",
+            f"{lag['p50_ms']} / {lag['p99_ms']}",
+            "0 (our own watch)",
+            "",
+        ),
+        (
+            "operator memory, resident (MiB): steady / peak",
+            f"{mem['steady']} / {mem['peak']}",
+            f"{mem['idle']} (idle)",
+            _x(r["steady_rss_vs_idle"]),
+        ),
+    ]
+
+
+def _billing(f: dict[str, Any]) -> list[Row]:
+    return [
+        (
+            f"close {f['month']}: {f['tenants']} tenants, {f['ledger_rows']:,} ledger rows (s)",
+            f["ours_seconds"],
+            f"{f['baseline_seconds']} (bare GROUP BY)",
+            _x(f["ratio"]),
+        ),
+        ("per tenant (ms)", f["ours_ms_per_tenant"], "", ""),
+        ("invoices", f["invoices"], "", ""),
+    ]
+
+
+SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
+    "launch_latency": ("Launch latency (API to running vs direct pod creation)", _launch),
+    "burst_admission": ("Burst admission", _burst),
+    "api_throughput": ("API throughput", _api),
+    "operator_scale": ("Operator scale (dedicated cluster)", _scale),
+    "billing_close": ("Billing month close", _billing),
+}
+
+
+def render(run: dict[str, Any]) -> str:
+    m = run["machine"]
+    out = [
+        "# Benchmarks",
+        "",
+        "Generated by `make bench` (bench/, `python -m bench`) from docs/benchmarks.json; do not edit by",
+        "hand. Every figure is measured next to its baseline in the same run on the same machine, and",
+        "compared as a ratio (ours / baseline): absolute times on a shared machine drift, ratios much less.",
+        "",
+        f"- Date: {run['date']}",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB memory, kernel {m['kernel']}",
+        f"- Python {m['python']}, PostgreSQL {m['postgresql']}",
+        "- Load average at the start of each benchmark: "
+        + ", ".join(f"{name} {r.get('load_average_before')}" for name, r in run["benchmarks"].items()),
+        "",
+        "| Benchmark | Figure | Ours | Baseline | Ratio |",
+        "|---|---|---|---|---|",
+    ]
+    goals: list[tuple[str, str, bool]] = []
+    for name, result in run["benchmarks"].items():
+        title, rows_of = SECTIONS[name]
+        if not result.get("ok"):
+            out.append(f"| {title} | failed: {result.get('error')} | | | |")
+            continue
+        f = result["figures"]
+        for figure, ours, baseline, ratio in rows_of(f):
+            out.append(f"| {title} | {figure} | {ours} | {baseline} | {ratio} |")
+        goals += [(title, goal, met) for goal, met in (f.get("goals") or {}).items()]
+    out += ["", "## Goals", "", "| Benchmark | Goal | Met |", "|---|---|---|"]
+    out += [f"| {title} | {goal} | {'yes' if met else '**no**'} |" for title, goal, met in goals]
+    out += ["", "## Sizes and durations", "", "| Benchmark | Size | Seconds |", "|---|---|---|"]
+    out += [f"| {name} | {r['size']} | {r['seconds']} |" for name, r in run["benchmarks"].items()]
+    notes = (REPO / "bench" / "NOTES.md").read_text() if (REPO / "bench" / "NOTES.md").exists() else ""
+    return "\n".join(out) + "\n" + (f"\n{notes}" if notes else "")
+
+
+def write_docs(run: dict[str, Any]) -> None:
+    DOCS_JSON.write_text(json.dumps(run, indent=2, default=str) + "\n")
+    DOCS_MD.write_text(render(run))
+
+
+def main() -> int:
+    """`python -m bench.report`: regenerate docs/benchmarks.md from docs/benchmarks.json."""
+    DOCS_MD.write_text(render(json.loads(DOCS_JSON.read_text())))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
