@@ -41,3 +41,15 @@ class StrictInputSerializer(serializers.Serializer):
 
     def update(self, instance: Any, validated_data: Any) -> Any:
         raise NotImplementedError
+
+
+class MoneyField(serializers.DecimalField):
+    """An amount of money, sent as a decimal string ("12.50") as the schema says: a JSON number would pass
+    through a binary float in many clients before it reaches us, so it is refused on the field."""
+
+    default_error_messages = {"not_a_string": 'Send the amount as a string, such as "12.50".'}
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)

@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from apps.billing.models import AMOUNT_PLACES, BillingMode, CreditGrant, CreditKind
 from apps.billing.selectors import GROUPS, month_start
+from apps.core.serializers import MoneyField
 
 MAX_RANGE = timedelta(days=400)
 
@@ -73,7 +74,7 @@ class BalanceSerializer(serializers.Serializer):
 
 
 class BudgetSerializer(serializers.Serializer):
-    monthly_budget = serializers.DecimalField(
+    monthly_budget = MoneyField(
         max_digits=14, decimal_places=2, allow_null=True, min_value=0, help_text="null: no budget"
     )
     hard = serializers.BooleanField(
@@ -104,11 +105,11 @@ class CreditGrantSerializer(serializers.ModelSerializer):
 
 class CreditGrantCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=CreditKind.choices, default=CreditKind.PROMOTIONAL)
-    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0)
+    amount = MoneyField(max_digits=14, decimal_places=2, min_value=0)
     reason = serializers.CharField(max_length=300)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
 
 class BillingModeSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=BillingMode.choices)
-    credit_limit = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
+    credit_limit = MoneyField(max_digits=14, decimal_places=2, min_value=0, required=False)
