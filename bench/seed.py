@@ -133,7 +133,10 @@ def instance_rows(
     desired: str = "running",
 ) -> Iterable[dict[str, Any]]:
     """Instance rows as a launch would have frozen them (resources and price of the type)."""
+    from apps.instances.models import frozen_terms
+
     now = timezone.now()
+    terms = frozen_terms(instance_type)  # no query: the rows are generated while COPY holds the connection
     for i in range(start, start + count):
         state = states[i % len(states)]
         yield {
@@ -142,12 +145,7 @@ def instance_rows(
             "name": f"bench-{i}",
             "region_id": region.pk,
             "instance_type_id": instance_type.pk,
-            "gpu_type_id": instance_type.gpu_type_id,
-            "gpu_count": instance_type.gpu_count,
-            "vcpu": instance_type.vcpu,
-            "memory_gib": instance_type.memory_gib,
-            "ephemeral_disk_gib": instance_type.ephemeral_disk_gib,
-            "price_per_hour": instance_type.price_per_hour,
+            **terms,
             "image_reference": "nvcr.io/nvidia/pytorch:24.08-py3",
             "env": {},
             "command": [],

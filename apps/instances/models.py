@@ -16,6 +16,19 @@ class DesiredState(models.TextChoices):
     TERMINATED = "terminated", "Terminated"
 
 
+def frozen_terms(instance_type: Any) -> dict[str, Any]:
+    """What a launch copies from its instance type onto the instance: resources and price, so that quota
+    accounting and billing do not move if staff edit the type later."""
+    return {
+        "gpu_type_id": instance_type.gpu_type_id,
+        "gpu_count": instance_type.gpu_count,
+        "vcpu": instance_type.vcpu,
+        "memory_gib": instance_type.memory_gib,
+        "ephemeral_disk_gib": instance_type.ephemeral_disk_gib,
+        "price_per_hour": instance_type.price_per_hour,
+    }
+
+
 class Instance(models.Model):
     """A GPU instance. `desired_state` is what the customer asked for; `state` is what we last observed."""
 

@@ -1,10 +1,13 @@
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.contrib.postgres.fields import ArrayField
+from django.db.models import CharField, JSONField, Prefetch, QuerySet, UUIDField
+from django.db.models.expressions import RawSQL
 
 from apps.accounts.models import SshKey
+from apps.catalog.models import GpuType, InstanceType, Region
 from apps.instances.models import Instance, InstanceEvent
-from apps.storage.models import VolumeAttachment
+from apps.storage.models import Volume, VolumeAttachment
 
 
 def instances_of(*, tenant: Any) -> QuerySet[Instance]:
@@ -16,6 +19,61 @@ def instances_of(*, tenant: Any) -> QuerySet[Instance]:
             Prefetch("volume_attachments", queryset=VolumeAttachment.objects.select_related("volume")),
         )
     )
+
+
+def instances_for_api(*, tenant: Any) -> QuerySet[Instance]:
+    """Instances as the API shows them, one query whatever the page: the catalog slugs, SSH key ids and
+    attached volumes come as subqueries of each row (apps/instances/api/representation.py reads them).
+
+    Written as SQL because they are on the path of every list and detail request: Django spent longer
+    compiling the same subqueries built as expressions than PostgreSQL took to run them, and as joins the
+    paginator's COUNT(*) kept them (a subquery annotation it drops). They name the outer table, so this
+    queryset is for reading rows, not for nesting inside another query."""
+    return Instance.objects.filter(tenant=tenant).annotate(**_API_COLUMNS)
+
+
+def _api_columns() -> dict[str, RawSQL]:
+    outer = Instance._meta.db_table
+    through = Instance.ssh_keys.through._meta.db_table
+    keys, attachments, volumes = SshKey._meta.db_table, VolumeAttachment._meta.db_table, Volume._meta.db_table
+
+    def slug(model: Any, column: str) -> RawSQL:
+        sql = f"SELECT c.slug FROM {model._meta.db_table} c WHERE c.id = {outer}.{column}"  # noqa: S608
+        return RawSQL(sql, (), output_field=CharField())  # noqa: S611  (table and column names only)
+
+    attachment = ", ".join(
+        f"'{name}', {column}"
+        for name, column in (
+            ("volume_id", "a.volume_id"),
+            ("name", "v.name"),
+            ("mount_path", "a.mount_path"),
+            ("size_gib", "v.size_gib"),
+            ("access_mode", "v.access_mode"),
+            ("state", "v.state"),
+            ("delete_with_instance", "a.delete_with_instance"),
+        )
+    )
+    return {
+        "region_slug": slug(Region, "region_id"),
+        "instance_type_slug": slug(InstanceType, "instance_type_id"),
+        "gpu_type_slug": slug(GpuType, "gpu_type_id"),
+        "ssh_key_id_list": RawSQL(  # noqa: S611  (no value from outside: table names only)
+            f"ARRAY(SELECT t.sshkey_id FROM {through} t JOIN {keys} k ON k.id = t.sshkey_id"  # noqa: S608
+            f" WHERE t.instance_id = {outer}.id ORDER BY k.name, k.id)",
+            (),
+            output_field=ArrayField(UUIDField()),
+        ),
+        "attachment_list": RawSQL(  # noqa: S611
+            f"COALESCE((SELECT jsonb_agg(jsonb_build_object({attachment}) ORDER BY a.mount_path, a.id)"  # noqa: S608
+            f" FROM {attachments} a JOIN {volumes} v ON v.id = a.volume_id WHERE a.instance_id = {outer}.id),"
+            " '[]'::jsonb)",
+            (),
+            output_field=JSONField(),
+        ),
+    }
+
+
+_API_COLUMNS = _api_columns()
 
 
 def events_of(*, instance: Instance) -> QuerySet[InstanceEvent]:

@@ -21,7 +21,7 @@ from apps.catalog.models import Image, ImagePolicy, InstanceType, Region
 from apps.core import metrics, request_context
 from apps.core.errors import Conflict, Forbidden
 from apps.instances import validation
-from apps.instances.models import DesiredState, Instance, InstanceEvent
+from apps.instances.models import DesiredState, Instance, InstanceEvent, frozen_terms
 from apps.instances.states import (
     Action,
     InvalidTransition,
@@ -216,12 +216,7 @@ def instance_launch(*, actor: User, tenant: Tenant, req: LaunchRequest) -> Insta
         name=name,
         region=region,
         instance_type=instance_type,
-        gpu_type=instance_type.gpu_type,
-        gpu_count=instance_type.gpu_count,
-        vcpu=instance_type.vcpu,
-        memory_gib=instance_type.memory_gib,
-        ephemeral_disk_gib=instance_type.ephemeral_disk_gib,
-        price_per_hour=instance_type.price_per_hour,
+        **frozen_terms(instance_type),
         image=image,
         image_reference=image_reference,
         env=env,

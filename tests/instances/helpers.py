@@ -12,7 +12,7 @@ from django.conf import settings
 
 from apps.catalog.catalog_seed import seed_catalog
 from apps.catalog.models import InstanceType, Region
-from apps.instances.models import Instance
+from apps.instances.models import Instance, frozen_terms
 
 FLEET = Path(settings.BASE_DIR) / "sandbox" / "fleet.yaml"
 
@@ -39,21 +39,16 @@ def instance_row(
 ) -> Instance:
     """An instance row written directly (no admission, no reconcile), with the type's resources and price
     frozen on it as a launch would."""
+    values = {**frozen_terms(instance_type), **fields}  # a test may override what the type froze
     return Instance.objects.create(
         tenant=tenant,
         name=name,
         region=region,
         instance_type=instance_type,
-        gpu_type=instance_type.gpu_type,
-        gpu_count=instance_type.gpu_count,
-        vcpu=instance_type.vcpu,
-        memory_gib=instance_type.memory_gib,
-        ephemeral_disk_gib=instance_type.ephemeral_disk_gib,
-        price_per_hour=instance_type.price_per_hour,
         image_reference=image_reference,
         state=state,
         created_by=created_by,
-        **fields,
+        **values,
     )
 
 

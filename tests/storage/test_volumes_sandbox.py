@@ -170,7 +170,10 @@ def test_a_volume_lives_through_stop_start_resize_and_goes_with_terminate(
     assert sum(r.quantity_seconds for r in rows) == int(billed.total_seconds())
     price = Volume.objects.get(pk=volume_id).price_per_gib_hour
     assert {r.unit_price_per_hour for r in rows} <= {price * 10, price * 25}
-    assert rows[-1].unit_price_per_hour == price * 25
+    assert rows[-1].unit_price_per_hour == price * 25, (
+        [(r.period, r.unit_price_per_hour) for r in rows],
+        list(VolumeEvent.objects.filter(volume_id=volume_id).values_list("name", "created_at", "size_gib")),
+    )
 
 
 def test_volume_quota_is_ours_and_the_namespace_resource_quota(

@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.core.serializers import StrictInputSerializer
+from apps.instances.api.representation import InstanceListSerializer, instance_json
 from apps.instances.models import Instance, InstanceEvent
 from apps.instances.states import State, allowed_actions
 from apps.storage.models import VolumeAttachment
@@ -84,6 +85,10 @@ class InstanceSerializer(serializers.ModelSerializer):
             "terminated_at",
         ]
         read_only_fields = fields
+        list_serializer_class = InstanceListSerializer
+
+    def to_representation(self, instance: Instance) -> dict[str, Any]:
+        return instance_json(instance)
 
     def get_env_names(self, instance: Instance) -> list[str]:
         return sorted(instance.env)

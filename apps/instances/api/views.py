@@ -52,7 +52,7 @@ class InstanceListView(TenantAPIView):
     ordering_fields = ["created_at", "name", "state"]
 
     def get_queryset(self) -> QuerySet[Instance]:
-        return selectors.instances_of(tenant=self.tenant)
+        return selectors.instances_for_api(tenant=self.tenant)
 
     @extend_schema(summary="List instances", description="Terminated instances are hidden by default.")
     def get(self, request: Request, tenant_slug: str) -> Response:
@@ -91,7 +91,7 @@ class InstanceListView(TenantAPIView):
             req=services.LaunchRequest(**serializer.validated_data),
         )
         return Response(
-            InstanceSerializer(selectors.instances_of(tenant=self.tenant).get(pk=instance.pk)).data,
+            InstanceSerializer(selectors.instances_for_api(tenant=self.tenant).get(pk=instance.pk)).data,
             status=201,
         )
 
@@ -105,7 +105,7 @@ class InstanceObjectMixin(TenantAPIView):
         super().initial(request, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet[Instance]:
-        return selectors.instances_of(tenant=self.tenant)
+        return selectors.instances_for_api(tenant=self.tenant)
 
     def render(self, instance: Instance, status: int = 200) -> Response:
         return Response(InstanceSerializer(self.get_queryset().get(pk=instance.pk)).data, status=status)

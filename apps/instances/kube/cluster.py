@@ -10,6 +10,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from apps.instances.kube import applied
 from apps.instances.kube.client import FIELD_MANAGER, REQUEST_TIMEOUT
 
 Manifest = dict[str, Any]
@@ -34,12 +35,16 @@ class Cluster:
             "PersistentVolumeClaim": self.core.patch_namespaced_persistent_volume_claim,
         }[kind]
 
+    @property
+    def cluster_id(self) -> str:
+        return str(self.api.configuration.host)
+
     def apply(self, manifest: Manifest) -> Any:
         """Server-side apply: creates or updates to exactly this manifest, as many times as needed."""
         meta = manifest["metadata"]
         fn = self._apply_fn(manifest["kind"])
         args = [meta["name"], meta["namespace"]] if "namespace" in meta else [meta["name"]]
-        return fn(
+        result = fn(
             *args,
             manifest,
             field_manager=FIELD_MANAGER,
@@ -47,21 +52,31 @@ class Cluster:
             _content_type=APPLY,
             _request_timeout=REQUEST_TIMEOUT,
         )
+        applied.cache.remember(applied.key_of(self.cluster_id, manifest), applied.digest(manifest))
+        return result
 
-    def create_pod(self, manifest: Manifest) -> bool:
-        """Create the pod; False if one with that name exists already (a retry never makes a second)."""
+    def apply_changed(self, manifest: Manifest) -> bool:
+        """Apply unless this process applied the very same manifest recently (applied.py); True if sent."""
+        if applied.cache.is_current(applied.key_of(self.cluster_id, manifest), applied.digest(manifest)):
+            return False
+        self.apply(manifest)
+        return True
+
+    def create_pod(self, manifest: Manifest) -> Manifest | None:
+        """Create the pod and return it as created; None if one with that name exists already (a retry
+        never makes a second)."""
         try:
-            self.core.create_namespaced_pod(
+            pod = self.core.create_namespaced_pod(
                 manifest["metadata"]["namespace"],
                 manifest,  # type: ignore[arg-type]  # the client serializes plain dicts as they are
                 field_manager=FIELD_MANAGER,
                 _request_timeout=REQUEST_TIMEOUT,
             )
-            return True
         except ApiException as exc:
             if exc.status == 409:
-                return False
+                return None
             raise
+        return self.api.sanitize_for_serialization(pod)
 
     def read_pod(self, namespace: str, name: str) -> Manifest | None:
         try:
@@ -119,6 +134,10 @@ class Cluster:
             "PersistentVolumeClaim": self.core.delete_namespaced_persistent_volume_claim,
         }[kind]
         args = [name, namespace] if namespace else [name]
+        if kind == "Namespace":
+            applied.cache.forget_namespace(self.cluster_id, name)
+        else:
+            applied.cache.forget((self.cluster_id, kind, namespace or "", name))
         try:
             fn(*args, _request_timeout=REQUEST_TIMEOUT)
             return True

@@ -28,16 +28,17 @@ from django.db import close_old_connections, connection
 from kubernetes import client
 
 from apps.catalog.models import Region
-from apps.instances.kube import capacity, capacity_nodes, gc, names
+from apps.instances.kube import applied, capacity, capacity_nodes, gc, names, observed
 from apps.instances.kube.backoff import Backoff
 from apps.instances.kube.client import REQUEST_TIMEOUT, api_client, has_cluster
 from apps.instances.kube.cluster import Cluster
 from apps.instances.kube.leader import RegionLock
-from apps.instances.kube.reconciler import reconcile, reconcile_volume
+from apps.instances.kube.reconciler import ensure_tenant_namespace, reconcile, reconcile_volume
 from apps.instances.kube.watcher import KubeEventHandler, PodHandler, describe, watch_forever
 from apps.instances.models import Instance
 from apps.instances.states import State
 from apps.storage.models import Volume, VolumeState
+from apps.tenants.models import Tenant, TenantStatus
 
 logger = logging.getLogger(__name__)
 
@@ -213,19 +214,24 @@ class RegionOperator(threading.Thread):
         """Reconcile every live instance, collect garbage, recompute capacity."""
         client.VersionApi(cluster.api).get_code(_request_timeout=REQUEST_TIMEOUT)  # fail fast when down
         self._capacity_dirty.clear()
-        ids = list(
+        live = list(
             Instance.objects.filter(region_id=region.pk)
             .exclude(state=State.TERMINATED)
             .order_by("created_at")
-            .values_list("pk", flat=True)
+            .values_list("pk", "tenant_id")
         )
-        failed = 0
+        ids = [pk for pk, _ in live]
+        seen = observed.take(cluster)
+        # Restore what someone deleted: a Secret or Service the list lacks is applied again below.
+        for kind, present in (("Secret", seen.secrets), ("Service", seen.services)):
+            applied.cache.forget_missing(cluster.cluster_id, kind, present)
+        failed = self._refresh_namespaces(region, cluster, {tenant_id for _, tenant_id in live})
         for instance_id in ids:
             # A deposed leader stops between steps, before the server can hand its lock to a standby.
             if self.stop.is_set() or not self.lock.lease_valid():
                 return
             try:
-                reconcile(instance_id)
+                reconcile(instance_id, seen)
             except Exception as exc:
                 failed += 1
                 logger.warning("region %s: reconcile %s failed: %s", self.slug, instance_id, describe(exc))
@@ -233,6 +239,21 @@ class RegionOperator(threading.Thread):
         gc.collect(cluster, region, known_tenants_only=self.config.gc_known_tenants_only)
         refresh_capacity(cluster, region)
         logger.debug("region %s: resynced %d instances (%d failed)", self.slug, len(ids), failed)
+
+    def _refresh_namespaces(self, region: Region, cluster: Cluster, tenant_ids: set[Any]) -> int:
+        """Apply the namespace objects of every tenant with live instances here, whatever this process
+        remembers (restores deleted or edited guard rails); once per tenant, not per instance."""
+        failed = 0
+        tenants = Tenant.objects.filter(pk__in=tenant_ids).exclude(status=TenantStatus.CLOSED)
+        for tenant in tenants.order_by("pk"):
+            if self.stop.is_set():
+                break
+            try:
+                ensure_tenant_namespace(cluster, tenant, region, refresh=True)
+            except Exception as exc:
+                failed += 1
+                logger.warning("region %s: namespace of %s failed: %s", self.slug, tenant.slug, describe(exc))
+        return failed
 
     def _resync_volumes(self, region: Region) -> int:
         """Reconcile every volume of the region that is not deleted (their claims); returns the failures."""

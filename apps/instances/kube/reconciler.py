@@ -8,13 +8,15 @@ import logging
 from typing import Any
 
 from django.utils import timezone
+from kubernetes.client.rest import ApiException
 from kubernetes.utils import parse_quantity
 
 from apps.catalog.models import GpuType, Region
 from apps.instances import services
-from apps.instances.kube import manifests, names, observe
+from apps.instances.kube import applied, manifests, names, observe
 from apps.instances.kube.client import api_client
 from apps.instances.kube.cluster import Cluster
+from apps.instances.kube.observed import Observed
 from apps.instances.kube.specs import (
     InstancePodSpec,
     claim_spec_for,
@@ -45,7 +47,11 @@ def ensure_namespace(cluster: Cluster, instance: Instance) -> None:
     ensure_tenant_namespace(cluster, instance.tenant, instance.region)
 
 
-def ensure_tenant_namespace(cluster: Cluster, tenant: Tenant, region: Region) -> None:
+def ensure_tenant_namespace(
+    cluster: Cluster, tenant: Tenant, region: Region, *, refresh: bool = False
+) -> None:
+    """The tenant's namespace and its guard rails. Sent only when they differ from what this process applied
+    recently (applied.py), unless `refresh` (the operator's resync), which applies them whatever it knows."""
     spec = namespace_spec_for(
         tenant,
         region,
@@ -54,19 +60,22 @@ def ensure_tenant_namespace(cluster: Cluster, tenant: Tenant, region: Region) ->
         gpu_quotas=tenant.gpu_quotas.all(),
     )
     for manifest in manifests.make_namespace_objects(spec):
-        cluster.apply(manifest)
+        if refresh:
+            cluster.apply(manifest)
+        else:
+            cluster.apply_changed(manifest)
 
 
 def _connection(
-    cluster: Cluster, instance: Instance, spec: InstancePodSpec, pod: dict[str, Any]
+    cluster: Cluster, instance: Instance, spec: InstancePodSpec, pod: dict[str, Any], seen: Observed | None
 ) -> dict[str, Any]:
-    service = cluster.read_service(spec.namespace, spec.name) or {}
+    service = (seen.service if seen else cluster.read_service)(spec.namespace, spec.name) or {}
     ports = (service.get("spec") or {}).get("ports") or []
     port = next((p.get("nodePort") for p in ports if p.get("nodePort")), None)
     host = instance.region.ssh_host or None
     node_name = (pod.get("spec") or {}).get("nodeName")
     if host is None and node_name:
-        node = cluster.read_node(node_name) or {}
+        node = (seen.node if seen else cluster.read_node)(node_name) or {}
         addresses = {
             a.get("type"): a.get("address") for a in (node.get("status") or {}).get("addresses") or []
         }
@@ -78,17 +87,23 @@ def _connection(
     return observe.connection_info(host=host, port=port)
 
 
-def record_pod(instance: Instance, pod: dict[str, Any], cluster: Cluster, spec: InstancePodSpec) -> None:
+def record_pod(
+    instance: Instance,
+    pod: dict[str, Any],
+    cluster: Cluster,
+    spec: InstancePodSpec,
+    seen: Observed | None = None,
+) -> None:
     """Turn what the pod shows into an observation of the instance (no-op when nothing changed)."""
     reading = observe.read_pod(pod, now=timezone.now())
     if reading.observation is None:
         return
-    connection = (
-        _connection(cluster, instance, spec, pod) if reading.observation == Observation.POD_READY else None
-    )
+    ready = reading.observation == Observation.POD_READY
+    connection = _connection(cluster, instance, spec, pod, seen) if ready else None
     if reading.observation == Observation.POD_READY and instance.state == State.RUNNING:
         # Still running, perhaps on a new pod on another node: keep the ssh command true.
-        services.instance_update_connection(instance_id=instance.pk, connection=connection or {})
+        if connection and connection != instance.connection:
+            services.instance_update_connection(instance_id=instance.pk, connection=connection)
         return
     if reading.observation == Observation.POD_READY and instance.state == State.PENDING:
         services.instance_observe(instance_id=instance.pk, observation=Observation.POD_CREATED)
@@ -109,7 +124,8 @@ def _pod_is_current(pod: dict[str, Any], instance: Instance) -> bool:
 
 
 @timed_reconcile("instance")
-def reconcile(instance_id: Any) -> None:
+def reconcile(instance_id: Any, seen: Observed | None = None) -> None:
+    """`seen`: the resync's lists (observed.py), read instead of one GET per object."""
     instance = load_instance(instance_id)
     if instance is None:
         return
@@ -121,7 +137,7 @@ def reconcile(instance_id: Any) -> None:
         State.STARTING,
         State.RUNNING,
     ):
-        _run(cluster, instance, spec)
+        _run(cluster, instance, spec, seen)
     elif instance.desired_state == DesiredState.RUNNING and instance.state == State.FAILED:
         cluster.delete("Pod", spec.namespace, spec.name)  # a failed instance holds no GPU
     elif instance.desired_state == DesiredState.STOPPED:
@@ -139,15 +155,37 @@ def reconcile(instance_id: Any) -> None:
             services.instance_observe(instance_id=instance.pk, observation=Observation.POD_GONE)
 
 
-def _run(cluster: Cluster, instance: Instance, spec: InstancePodSpec) -> None:
-    ensure_namespace(cluster, instance)
-    cluster.apply(manifests.make_ssh_secret(spec))
-    cluster.apply(manifests.make_service(spec))
-    pod = cluster.read_pod(spec.namespace, spec.name)
+def _run(cluster: Cluster, instance: Instance, spec: InstancePodSpec, seen: Observed | None) -> None:
+    try:
+        _converge(cluster, instance, spec, seen)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        # Only applying into, or creating a pod in, a namespace that is gone answers 404 here (reads and
+        # deletes take 404 as "absent"): this process remembered applying it. Forget, apply it all, once.
+        applied.cache.forget_namespace(cluster.cluster_id, spec.namespace)
+        _converge(cluster, instance, spec, None)
+
+
+def _converge(cluster: Cluster, instance: Instance, spec: InstancePodSpec, seen: Observed | None) -> None:
+    if seen is None:
+        ensure_namespace(cluster, instance)  # a resync (with `seen`) applied every tenant's namespace first
+    cluster.apply_changed(manifests.make_ssh_secret(spec))
+    cluster.apply_changed(manifests.make_service(spec))
+    # Read before creating, even for a launch or when the resync's list lacks it (it may be newer): with its
+    # pod in place, the namespace's ResourceQuota would refuse a second creation (403) before the name clash
+    # could answer 409.
+    pod = seen.pod(spec.namespace, spec.name) if seen else None
+    if pod is None:
+        pod = cluster.read_pod(spec.namespace, spec.name)
     if pod is None and not _claims_bound(cluster, instance):
         # A pod on an unbound claim would sit unschedulable (and be failed as no_capacity): wait for the
         # binding; the volume's `bound` observation reconciles this instance again.
         return
+    if pod is None:
+        created = cluster.create_pod(manifests.make_pod(spec))
+        pod = created or cluster.read_pod(spec.namespace, spec.name)
+        seen = None  # the lists do not know the new pod's Service and node
     if pod is not None and observe.disrupted(pod):
         # Its node is gone, or it was evicted: the pod goes, the next pass creates one on a node that fits.
         cluster.delete("Pod", spec.namespace, spec.name)
@@ -156,11 +194,8 @@ def _run(cluster: Cluster, instance: Instance, spec: InstancePodSpec) -> None:
         # A restart: the old pod goes; the next pass (its deletion event, or the resync) creates the new one.
         cluster.delete("Pod", spec.namespace, spec.name)
         return
-    if pod is None:
-        cluster.create_pod(manifests.make_pod(spec))
-        pod = cluster.read_pod(spec.namespace, spec.name)
     if pod is not None:
-        record_pod(instance, pod, cluster, spec)
+        record_pod(instance, pod, cluster, spec, seen)
 
 
 # ---- volumes --------------------------------------------------------------------------------------------

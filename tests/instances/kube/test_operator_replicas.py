@@ -8,16 +8,14 @@ application_name names the operator's pid (apps/instances/kube/leader.py), and e
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from apps.instances.kube.leader import lock_holder, lock_key
 from apps.instances.models import Instance
-from apps.tenants.roles import Role
 from tests.instances.helpers import seed
 from tests.instances.kube.sandbox_support import SandboxTenant, connect
 from tests.support.processes import PYTHON, Process, Processes, wait_for
@@ -33,16 +31,6 @@ ARGS = [
     f"--lock-retry-seconds={LOCK_RETRY}",
     "--watch-timeout-seconds=3",
 ]
-
-
-@pytest.fixture
-def tenant(
-    make_actor: Callable[..., Any], kube_clients: dict[str, client.ApiClient]
-) -> Iterator[SandboxTenant]:
-    sandbox_tenant = SandboxTenant(make_actor(Role.OWNER), kube_clients)
-    sandbox_tenant.regions.add("us-east-1")
-    yield sandbox_tenant
-    sandbox_tenant.cleanup()
 
 
 @pytest.fixture

@@ -32,7 +32,6 @@ from apps.instances.kube.operator_loop import Operator, OperatorConfig
 from apps.instances.kube.reconciler import load_instance
 from apps.instances.kube.specs import spec_from_instance
 from apps.instances.models import Instance, InstanceEvent
-from apps.tenants.roles import Role
 from tests.instances.helpers import seed
 from tests.instances.kube.sandbox_support import SandboxTenant, connect, wait_for
 
@@ -48,16 +47,6 @@ FAST_ARGS = [
     "--watch-timeout-seconds=3",
 ]
 TIMEOUT = 60.0  # bound for a hung cluster, not a performance assertion
-
-
-@pytest.fixture
-def tenant(
-    make_actor: Callable[..., Any], kube_clients: dict[str, client.ApiClient]
-) -> Iterator[SandboxTenant]:
-    sandbox_tenant = SandboxTenant(make_actor(Role.OWNER), kube_clients)
-    sandbox_tenant.regions.add("us-east-1")
-    yield sandbox_tenant
-    sandbox_tenant.cleanup()
 
 
 @pytest.fixture
