@@ -33,7 +33,12 @@ from apps.instances.kube.backoff import Backoff
 from apps.instances.kube.client import REQUEST_TIMEOUT, api_client, has_cluster
 from apps.instances.kube.cluster import Cluster
 from apps.instances.kube.leader import RegionLock
-from apps.instances.kube.reconciler import ensure_tenant_namespace, reconcile, reconcile_volume
+from apps.instances.kube.reconciler import (
+    ensure_tenant_namespace,
+    load_instances,
+    reconcile,
+    reconcile_volume,
+)
 from apps.instances.kube.watcher import KubeEventHandler, PodHandler, describe, watch_forever
 from apps.instances.models import Instance
 from apps.instances.states import State
@@ -41,6 +46,10 @@ from apps.storage.models import Volume, VolumeState
 from apps.tenants.models import Tenant, TenantStatus
 
 logger = logging.getLogger(__name__)
+
+# Instances the resync reads in one go: few queries per batch, while a change made meanwhile (a stop) is at
+# most one batch old when its instance is reconciled; the on-commit reconcile and the watch act on it too.
+RESYNC_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -226,15 +235,18 @@ class RegionOperator(threading.Thread):
         for kind, present in (("Secret", seen.secrets), ("Service", seen.services)):
             applied.cache.forget_missing(cluster.cluster_id, kind, present)
         failed = self._refresh_namespaces(region, cluster, {tenant_id for _, tenant_id in live})
-        for instance_id in ids:
-            # A deposed leader stops between steps, before the server can hand its lock to a standby.
-            if self.stop.is_set() or not self.lock.lease_valid():
-                return
-            try:
-                reconcile(instance_id, seen)
-            except Exception as exc:
-                failed += 1
-                logger.warning("region %s: reconcile %s failed: %s", self.slug, instance_id, describe(exc))
+        for start in range(0, len(ids), RESYNC_BATCH):
+            for instance in load_instances(ids[start : start + RESYNC_BATCH]):
+                # A deposed leader stops between steps, before the server can hand its lock to a standby.
+                if self.stop.is_set() or not self.lock.lease_valid():
+                    return
+                try:
+                    reconcile(instance.pk, seen, loaded=instance)
+                except Exception as exc:
+                    failed += 1
+                    logger.warning(
+                        "region %s: reconcile %s failed: %s", self.slug, instance.pk, describe(exc)
+                    )
         failed += self._resync_volumes(region)
         gc.collect(cluster, region, known_tenants_only=self.config.gc_known_tenants_only)
         refresh_capacity(cluster, region)

@@ -34,13 +34,20 @@ from apps.tenants.models import Tenant, TenantStatus
 logger = logging.getLogger(__name__)
 
 
-def load_instance(instance_id: Any) -> Instance | None:
-    return (
-        Instance.objects.select_related("tenant", "region", "gpu_type", "instance_type")
-        .prefetch_related("ssh_keys", "volume_attachments__volume__tenant")
-        .filter(pk=instance_id)
-        .first()
+def _loading() -> Any:
+    return Instance.objects.select_related("tenant", "region", "gpu_type", "instance_type").prefetch_related(
+        "ssh_keys", "volume_attachments__volume__tenant"
     )
+
+
+def load_instance(instance_id: Any) -> Instance | None:
+    return _loading().filter(pk=instance_id).first()
+
+
+def load_instances(instance_ids: list[Any]) -> list[Instance]:
+    """Several at once, in the given order (the resync loads a batch in a few queries, not three each)."""
+    found = {str(instance.pk): instance for instance in _loading().filter(pk__in=instance_ids)}
+    return [found[str(pk)] for pk in instance_ids if str(pk) in found]
 
 
 def ensure_namespace(cluster: Cluster, instance: Instance) -> None:
@@ -123,20 +130,28 @@ def _pod_is_current(pod: dict[str, Any], instance: Instance) -> bool:
     )
 
 
+RUN_STATES = (State.PENDING, State.PROVISIONING, State.STARTING, State.RUNNING)
+
+
+def _still_runs(instance: Instance) -> bool:
+    return Instance.objects.filter(
+        pk=instance.pk,
+        desired_state=DesiredState.RUNNING,
+        state__in=RUN_STATES,
+        generation=instance.generation,
+    ).exists()
+
+
 @timed_reconcile("instance")
-def reconcile(instance_id: Any, seen: Observed | None = None) -> None:
-    """`seen`: the resync's lists (observed.py), read instead of one GET per object."""
-    instance = load_instance(instance_id)
+def reconcile(instance_id: Any, seen: Observed | None = None, loaded: Instance | None = None) -> None:
+    """`seen`: the resync's lists (observed.py), read instead of one GET per object; `loaded`: the instance
+    as the resync's batch read it a moment ago, instead of reading it again."""
+    instance = loaded if loaded is not None else load_instance(instance_id)
     if instance is None:
         return
     cluster = Cluster(api_client(instance.region))
     spec = spec_from_instance(instance)
-    if instance.desired_state == DesiredState.RUNNING and instance.state in (
-        State.PENDING,
-        State.PROVISIONING,
-        State.STARTING,
-        State.RUNNING,
-    ):
+    if instance.desired_state == DesiredState.RUNNING and instance.state in RUN_STATES:
         _run(cluster, instance, spec, seen)
     elif instance.desired_state == DesiredState.RUNNING and instance.state == State.FAILED:
         cluster.delete("Pod", spec.namespace, spec.name)  # a failed instance holds no GPU
@@ -182,6 +197,8 @@ def _converge(cluster: Cluster, instance: Instance, spec: InstancePodSpec, seen:
         # A pod on an unbound claim would sit unschedulable (and be failed as no_capacity): wait for the
         # binding; the volume's `bound` observation reconciles this instance again.
         return
+    if pod is None and seen is not None and not _still_runs(instance):
+        return  # the resync's batch read it before a stop or terminate: nothing to create
     if pod is None:
         created = cluster.create_pod(manifests.make_pod(spec))
         pod = created or cluster.read_pod(spec.namespace, spec.name)

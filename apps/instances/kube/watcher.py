@@ -29,7 +29,7 @@ from apps.instances.kube import names
 from apps.instances.kube.backoff import Backoff
 from apps.instances.kube.cluster import Cluster
 from apps.instances.kube.gc import list_json
-from apps.instances.kube.reconciler import load_instance, reconcile, record_pod
+from apps.instances.kube.reconciler import RUN_STATES, load_instance, reconcile, record_pod
 from apps.instances.kube.specs import spec_from_instance
 from apps.instances.models import DesiredState, Instance, InstanceEvent
 from apps.instances.states import State
@@ -37,7 +37,6 @@ from apps.instances.states import State
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[str, dict[str, Any]], None]
-RUN_STATES = frozenset({State.PENDING, State.PROVISIONING, State.STARTING, State.RUNNING})
 KUBE_EVENT = "kube_event"
 
 

@@ -15,7 +15,7 @@ from apps.instances.kube import manifests, names, observed
 from apps.instances.kube.client import api_client
 from apps.instances.kube.cluster import Cluster
 from apps.instances.kube.operator_loop import Operator
-from apps.instances.kube.reconciler import reconcile
+from apps.instances.kube.reconciler import load_instances, reconcile
 from apps.instances.models import Instance
 from tests.instances.helpers import seed
 from tests.instances.kube.sandbox_support import SandboxTenant, connect, drive, state_is, wait_for
@@ -136,3 +136,20 @@ def test_the_resync_restores_what_was_deleted_though_this_process_applied_it(
         wait_for(restored, what="the resync to restore every object", timeout=TIMEOUT)
     finally:
         operator.shutdown()
+
+
+@pytest.mark.django_db
+def test_a_resync_batch_read_before_a_stop_creates_no_pod(sandbox: Any, tenant: SandboxTenant) -> None:
+    region = connect(seed().us_east, sandbox)
+    instance_id = tenant.launch(name="stopping", **LAUNCH)["id"]
+    drive(instance_id, state_is("running"), what="running")
+    cluster = Cluster(api_client(Region.objects.get(pk=region.pk)))
+    (stale,) = load_instances([instance_id])
+    tenant.act(instance_id, "stop")  # the on-commit reconcile deletes the pod
+    drive(instance_id, state_is("stopped"), what="stopped")
+    assert tenant.read_pod(instance_id) is None
+
+    reconcile(instance_id, observed.take(cluster), loaded=stale)  # the batch still says "running"
+
+    assert tenant.read_pod(instance_id) is None
+    assert Instance.objects.get(pk=instance_id).state == "stopped"
