@@ -6,10 +6,14 @@ and Service before creating its pod, about ten round trips that change nothing a
 (docs/benchmarks.md). Here each applied manifest's digest is remembered per cluster and object for
 `TTL_SECONDS`; the same manifest is not sent again within that time.
 
+Every applied object carries its manifest's digest as an annotation (`stamped`), so the operator's resync
+learns from one list per kind what is in place, also in a process that applied nothing yet (a new leader).
+
 What keeps the cluster right regardless: the operator's resync applies the namespace objects of every
 tenant unconditionally and forgets the Secrets and Services its list no longer shows (restoring what someone
 deleted); a pod creation refused because the namespace is gone forgets the namespace and applies it again;
-deleting an object forgets it; and an entry expires after the TTL anyway.
+deleting an object forgets it; and an entry expires after the TTL anyway. An edit by hand that keeps the
+digest annotation of a Secret or Service is not noticed until its manifest changes.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from apps.instances.kube import names
 
 TTL_SECONDS = 300.0
 
@@ -33,6 +39,18 @@ def key_of(cluster_id: str, manifest: dict[str, Any]) -> Key:
 
 def digest(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def stamped(manifest: dict[str, Any], manifest_digest: str) -> dict[str, Any]:
+    """The manifest with its digest as an annotation, so that any process listing the object later knows
+    what was applied (a new leader's first resync then sends only what differs)."""
+    meta = dict(manifest["metadata"])
+    meta["annotations"] = {**(meta.get("annotations") or {}), names.APPLIED_DIGEST_KEY: manifest_digest}
+    return {**manifest, "metadata": meta}
+
+
+def stamp_of(obj: dict[str, Any]) -> str | None:
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(names.APPLIED_DIGEST_KEY)
 
 
 class AppliedCache:
@@ -75,6 +93,15 @@ class AppliedCache:
             for key in gone:
                 del self._seen[key]
         return len(gone)
+
+    def learn(self, cluster_id: str, kind: str, listed: dict[tuple[str, str], dict[str, Any]]) -> None:
+        """Take a fresh list of `kind` as what is applied: objects it lacks are forgotten (applied again when
+        next reconciled), those it shows are remembered with the digest stamped on them (`stamped`)."""
+        self.forget_missing(cluster_id, kind, listed)
+        for (namespace, name), obj in listed.items():
+            stamp = stamp_of(obj)
+            if stamp is not None:
+                self.remember((cluster_id, kind, namespace, name), stamp)
 
     def clear(self) -> None:
         with self._lock:

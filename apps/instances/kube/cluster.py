@@ -44,15 +44,16 @@ class Cluster:
         meta = manifest["metadata"]
         fn = self._apply_fn(manifest["kind"])
         args = [meta["name"], meta["namespace"]] if "namespace" in meta else [meta["name"]]
+        manifest_digest = applied.digest(manifest)
         result = fn(
             *args,
-            manifest,
+            applied.stamped(manifest, manifest_digest),
             field_manager=FIELD_MANAGER,
             force=True,
             _content_type=APPLY,
             _request_timeout=REQUEST_TIMEOUT,
         )
-        applied.cache.remember(applied.key_of(self.cluster_id, manifest), applied.digest(manifest))
+        applied.cache.remember(applied.key_of(self.cluster_id, manifest), manifest_digest)
         return result
 
     def apply_changed(self, manifest: Manifest) -> bool:

@@ -20,6 +20,8 @@ VOLUME_LABEL = "gpucloud.io/volume"
 # The instance generation a pod was built for. An annotation on pods (it changes without changing
 # identity); the key is shared so the reconciler and watcher read what the builders write.
 GENERATION_KEY = "gpucloud.io/generation"
+# On every object the operator applies: the digest of the manifest it sent (kube/applied.py).
+APPLIED_DIGEST_KEY = "gpucloud.io/applied-digest"
 
 MAX_NAME = 63
 DNS1123_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -231,9 +231,9 @@ class RegionOperator(threading.Thread):
         )
         ids = [pk for pk, _ in live]
         seen = observed.take(cluster)
-        # Restore what someone deleted: a Secret or Service the list lacks is applied again below.
-        for kind, present in (("Secret", seen.secrets), ("Service", seen.services)):
-            applied.cache.forget_missing(cluster.cluster_id, kind, present)
+        # What the lists show is in place (as stamped); what they lack is applied again below.
+        for kind, listed in (("Secret", seen.secrets), ("Service", seen.services)):
+            applied.cache.learn(cluster.cluster_id, kind, listed)
         failed = self._refresh_namespaces(region, cluster, {tenant_id for _, tenant_id in live})
         for start in range(0, len(ids), RESYNC_BATCH):
             for instance in load_instances(ids[start : start + RESYNC_BATCH]):

@@ -64,3 +64,17 @@ def test_forget_missing_drops_what_a_fresh_list_lacks() -> None:
     assert cache.forget_missing("https://a", "Secret", {("t-other", "i-2-ssh")}) == 1
     assert not current(cache, SECRET)
     assert current(cache, OTHER) and current(cache, QUOTA)  # another kind is not touched
+
+
+def test_learning_from_a_list_remembers_the_stamped_digest_and_forgets_the_rest() -> None:
+    from apps.instances.kube.applied import stamp_of, stamped
+
+    cache = AppliedCache(clock=Clock())
+    remembered(cache, OTHER)
+    sent = stamped(SECRET, digest(SECRET))
+    assert stamp_of(sent) == digest(SECRET) and SECRET["metadata"].get("annotations") is None  # a copy
+    unstamped = {**QUOTA, "kind": "Secret"}  # made by someone else: nothing to learn
+    cache.learn("https://a", "Secret", {("t-acme", "i-1-ssh"): sent, ("t-acme", "quota"): unstamped})
+    assert current(cache, SECRET)
+    assert not current(cache, OTHER)  # not in the list: applied again when next reconciled
+    assert not current(cache, {**SECRET, "data": {"k": "changed"}})

@@ -11,7 +11,7 @@ import pytest
 from kubernetes.client.rest import ApiException
 
 from apps.catalog.models import Region
-from apps.instances.kube import manifests, names, observed
+from apps.instances.kube import applied, manifests, names, observed
 from apps.instances.kube.client import api_client
 from apps.instances.kube.cluster import Cluster
 from apps.instances.kube.operator_loop import Operator
@@ -81,7 +81,7 @@ def test_a_second_launch_sends_only_its_own_objects_and_a_lost_namespace_comes_b
 
 
 @pytest.mark.django_db
-def test_a_resync_reads_lists_not_one_request_per_instance(
+def test_a_resync_reads_lists_not_one_request_per_instance_even_in_a_new_process(
     sandbox: Any, tenant: SandboxTenant, cluster_calls: list[tuple[str, str]]
 ) -> None:
     region = connect(seed().us_east, sandbox)
@@ -91,6 +91,10 @@ def test_a_resync_reads_lists_not_one_request_per_instance(
     cluster = Cluster(api_client(Region.objects.get(pk=region.pk)))
     seen = observed.take(cluster)
     assert all(seen.pod(tenant.namespace, names.instance_object_name(i)) for i in ids)
+    # A process that applied nothing (a new leader) learns what is in place from the stamped lists.
+    applied.cache.clear()
+    for kind, listed in (("Secret", seen.secrets), ("Service", seen.services)):
+        applied.cache.learn(cluster.cluster_id, kind, listed)
 
     cluster_calls.clear()
     for instance_id in ids:
