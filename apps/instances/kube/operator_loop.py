@@ -47,8 +47,8 @@ from apps.tenants.models import Tenant, TenantStatus
 
 logger = logging.getLogger(__name__)
 
-# Instances the resync reads in one go: few queries per batch, while a change made meanwhile (a stop) is at
-# most one batch old when its instance is reconciled; the on-commit reconcile and the watch act on it too.
+# Instances the resync reads in one go (three queries per batch); each is checked unchanged before it is
+# acted on (reconciler._unchanged), so a stop or start made meanwhile is never undone.
 RESYNC_BATCH = 100
 
 
