@@ -10,7 +10,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from apps.instances.kube import applied
+from apps.instances.kube import applied, recent
 from apps.instances.kube.client import FIELD_MANAGER, REQUEST_TIMEOUT
 
 Manifest = dict[str, Any]
@@ -54,6 +54,10 @@ class Cluster:
             _request_timeout=REQUEST_TIMEOUT,
         )
         applied.cache.remember(applied.key_of(self.cluster_id, manifest), manifest_digest)
+        if manifest["kind"] == "Service":  # with its node port, which the pod watch needs next
+            recent.cache.put(
+                applied.key_of(self.cluster_id, manifest), self.api.sanitize_for_serialization(result)
+            )
         return result
 
     def apply_changed(self, manifest: Manifest) -> bool:
@@ -108,6 +112,25 @@ class Cluster:
             raise
         return self.api.sanitize_for_serialization(claim)
 
+    def recent_service(self, namespace: str, name: str) -> Manifest | None:
+        """The Service as applied or read within recent.TTL_SECONDS, else read now."""
+        key = (self.cluster_id, "Service", namespace, name)
+        found = recent.cache.get(key)
+        if found is None:
+            found = self.read_service(namespace, name)
+            if found is not None:
+                recent.cache.put(key, found)
+        return found
+
+    def recent_node(self, name: str) -> Manifest | None:
+        key = (self.cluster_id, "Node", "", name)
+        found = recent.cache.get(key)
+        if found is None:
+            found = self.read_node(name)
+            if found is not None:
+                recent.cache.put(key, found)
+        return found
+
     def read_node(self, name: str) -> Manifest | None:
         try:
             node = self.core.read_node(name, _request_timeout=REQUEST_TIMEOUT)
@@ -139,6 +162,7 @@ class Cluster:
             applied.cache.forget_namespace(self.cluster_id, name)
         else:
             applied.cache.forget((self.cluster_id, kind, namespace or "", name))
+            recent.cache.forget((self.cluster_id, kind, namespace or "", name))
         try:
             fn(*args, _request_timeout=REQUEST_TIMEOUT)
             return True

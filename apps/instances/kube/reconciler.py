@@ -76,13 +76,13 @@ def ensure_tenant_namespace(
 def _connection(
     cluster: Cluster, instance: Instance, spec: InstancePodSpec, pod: dict[str, Any], seen: Observed | None
 ) -> dict[str, Any]:
-    service = (seen.service if seen else cluster.read_service)(spec.namespace, spec.name) or {}
+    service = (seen.service if seen else cluster.recent_service)(spec.namespace, spec.name) or {}
     ports = (service.get("spec") or {}).get("ports") or []
     port = next((p.get("nodePort") for p in ports if p.get("nodePort")), None)
     host = instance.region.ssh_host or None
     node_name = (pod.get("spec") or {}).get("nodeName")
     if host is None and node_name:
-        node = (seen.node if seen else cluster.read_node)(node_name) or {}
+        node = (seen.node if seen else cluster.recent_node)(node_name) or {}
         addresses = {
             a.get("type"): a.get("address") for a in (node.get("status") or {}).get("addresses") or []
         }

@@ -68,6 +68,9 @@ def test_a_second_launch_sends_only_its_own_objects_and_a_lost_namespace_comes_b
     second = tenant.launch(name="second", **LAUNCH)
     assert [kind for call, kind in cluster_calls if call == "apply"] == ["Secret", "Service"]
     drive(second["id"], state_is("running"), what="running")
+    # Recording it running took the node port from the Service as applied, not from a read.
+    assert ("read_service", names.instance_object_name(second["id"])) not in cluster_calls
+    assert Instance.objects.get(pk=second["id"]).connection["port"]
 
     # The namespace goes behind this process's back: the next launch finds out and applies it all again.
     tenant.core().delete_namespace(tenant.namespace)
