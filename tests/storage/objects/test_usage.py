@@ -39,7 +39,10 @@ def test_sampling_writes_one_row_per_bucket_and_window(
     admin_s3.put_object(Bucket=full.physical_name, Key="a", Body=b"x" * 1000)
     admin_s3.put_object(Bucket=full.physical_name, Key="b/c", Body=b"y" * 24)
     admin_s3.put_object(Bucket=other.physical_name, Key="a", Body=b"z")
-    later = full.created_at + timedelta(minutes=25)  # the window that ended last lies after the creation
+    # One minute into a window that starts at least 20 minutes after the creation, so the window that ended
+    # last lies after it and "30 s later" stays in the same window whatever the clock says.
+    _, boundary = usage.window_ending_before(full.created_at + timedelta(minutes=30), 600)
+    later = boundary + timedelta(minutes=1)
 
     assert usage.sample_buckets(now=later) == 2  # the empty bucket costs nothing and writes nothing
     start, end = usage.window_ending_before(later, 600)
