@@ -238,6 +238,7 @@ def test_worker_beat_and_operator_commands() -> None:
         "manage.py",
         "operator",
         "--resync-seconds=30",
+        "--pod-workers=4",
         "--region=us-east-1",
         "--region=eu-west-1",
     ]
@@ -335,6 +336,7 @@ def test_a_changed_setting_rolls_the_pods(default_docs: list[dict[str, Any]]) ->
         (["--set", "secrets.env.SECRET_KEY=null"], ["/secrets/env", "missing property 'SECRET_KEY'"]),
         (["--set", "web.port=80"], ["/web/port", "1,024"]),
         (["--set", "beat.replicas=0"], ["/beat/replicas"]),
+        (["--set", "operator.podWorkers=0"], ["/operator/podWorkers", "minimum"]),
         (["--set", "ingress.hosts[0].paths[0].pathType=Anything"], ["/ingress/hosts/0/paths/0/pathType"]),
     ],
 )

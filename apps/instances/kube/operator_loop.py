@@ -3,7 +3,8 @@
     Operator.run()                      discovers regions (again every resync period), one RegionOperator each
       RegionOperator (thread)           competes for the region's advisory lock (leader.py), retrying
         while leading:
-          pod watch (thread)            watcher.watch_forever + PodHandler  -> instance observations
+          pod watch (thread)            watcher.watch_forever -> Queued: newest event per instance
+          pod workers (pod_workers)     PodHandler -> instance observations
           node watch (thread)           node changes -> capacity recomputed
           event watch (thread)          watcher.watch_forever + KubeEventHandler -> instance timeline
           resync loop (this thread)     every resync period: reconcile every live instance and volume
@@ -39,7 +40,7 @@ from apps.instances.kube.reconciler import (
     reconcile,
     reconcile_volume,
 )
-from apps.instances.kube.watcher import KubeEventHandler, PodHandler, describe, watch_forever
+from apps.instances.kube.watcher import KubeEventHandler, PodHandler, Queued, describe, watch_forever
 from apps.instances.models import Instance
 from apps.instances.states import State
 from apps.storage.models import Volume, VolumeState
@@ -63,6 +64,8 @@ class OperatorConfig:
     gc_known_tenants_only: bool = True
     # Capacity is recomputed at most this often when pods change between resyncs.
     capacity_min_interval: float = 1.0
+    # Threads that record pod events (each holds a database connection while leading).
+    pod_workers: int = 4
 
 
 def _closing_db(target: Any) -> Any:
@@ -136,14 +139,16 @@ class RegionOperator(threading.Thread):
         region = Region.objects.get(pk=self.region_id)
         cluster = Cluster(api_client(region))
         term = threading.Event()
-        watchers = [
+        pods = Queued(
+            PodHandler(region.pk, cluster, on_change=self._capacity_dirty.set),
+            f"pods@{self.slug}",
+            workers=self.config.pod_workers,
+        )
+        watchers = pods.threads(term, f"operator-{self.slug}-pod-worker")
+        watchers.append(
             threading.Thread(
                 target=_closing_db(watch_forever),
-                args=(
-                    cluster.core.list_pod_for_all_namespaces,
-                    PodHandler(region.pk, cluster, on_change=self._capacity_dirty.set),
-                    term,
-                ),
+                args=(cluster.core.list_pod_for_all_namespaces, pods, term),
                 kwargs={
                     "what": f"pods@{self.slug}",
                     "timeout_seconds": self.config.watch_timeout_seconds,
@@ -152,7 +157,7 @@ class RegionOperator(threading.Thread):
                 name=f"operator-{self.slug}-pods",
                 daemon=True,
             )
-        ]
+        )
         watchers.append(
             threading.Thread(
                 target=_closing_db(watch_forever),

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from apps.instances.kube.watcher import watch_forever
+from apps.instances.kube.watcher import Queued, watch_forever
 from tests.fixtures.kube import wait_until
 
 JOIN_TIMEOUT = 30.0  # bound for a hung watch, not a performance assertion
@@ -108,3 +108,76 @@ def test_an_unreachable_apiserver_is_retried_without_raising_and_stop_ends_it() 
     stop.set()
     thread.join(JOIN_TIMEOUT)
     assert not thread.is_alive() and not errors and recorder.events == []
+
+
+def test_watch_events_are_not_decoded_into_client_models(
+    kube_client: client.ApiClient, kube_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The handlers read the JSON; building a V1Pod of every event as well cost ~0.4 ms each.
+    built: list[str] = []
+    deserialize = client.ApiClient.deserialize
+
+    def counting(self: client.ApiClient, response: Any, response_type: Any, *args: Any) -> Any:
+        built.append(str(response_type))
+        return deserialize(self, response, response_type, *args)
+
+    monkeypatch.setattr(client.ApiClient, "deserialize", counting)
+    core = client.CoreV1Api(kube_client)
+    recorder, stop = Recorder(), threading.Event()
+    thread = threading.Thread(
+        target=watch_forever,
+        args=(core.list_namespaced_pod, recorder, stop),
+        kwargs={"what": "test", "timeout_seconds": 2, "namespace": kube_namespace},
+        daemon=True,
+    )
+    thread.start()
+    try:
+        core.create_namespaced_pod(kube_namespace, plain_pod("raw"), _preload_content=False)
+        wait_until(lambda: recorder.saw("MODIFIED", "raw"), timeout=30, what="the pod's events")
+    finally:
+        stop.set()
+        thread.join(JOIN_TIMEOUT)
+    assert not [t for t in built if "V1Pod" in t]  # the model class or its name
+
+
+def test_queued_handler_records_the_newest_state_of_every_pod(
+    kube_client: client.ApiClient, kube_namespace: str
+) -> None:
+    core = client.CoreV1Api(kube_client)
+    seen: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def newest(kind: str, obj: dict[str, Any]) -> None:
+        with lock:
+            seen[obj["metadata"]["name"]] = f"{kind}:{(obj.get('status') or {}).get('phase')}"
+
+    stop = threading.Event()
+    queued = Queued(newest, "test", workers=3)
+    threads = queued.threads(stop, "test-worker")
+    for thread in threads:
+        thread.start()
+    threads.append(
+        threading.Thread(
+            target=watch_forever,
+            args=(core.list_namespaced_pod, queued, stop),
+            kwargs={"what": "test", "timeout_seconds": 2, "namespace": kube_namespace},
+            daemon=True,
+        )
+    )
+    threads[-1].start()
+    try:
+        names = [f"q{i}" for i in range(12)]
+        for name in names:
+            core.create_namespaced_pod(kube_namespace, plain_pod(name), _preload_content=False)
+        wait_until(
+            lambda: all(seen.get(name) == "MODIFIED:Running" for name in names),
+            timeout=60,
+            what="every pod recorded Running",
+        )
+        core.delete_namespaced_pod("q0", kube_namespace, grace_period_seconds=0)
+        wait_until(lambda: seen.get("q0", "").startswith("DELETED"), timeout=30, what="the deletion")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(JOIN_TIMEOUT)
+    assert not any(thread.is_alive() for thread in threads)

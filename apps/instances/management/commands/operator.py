@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 from typing import Any
@@ -15,6 +16,13 @@ from apps.instances.kube.operator_loop import Operator, OperatorConfig
 logger = logging.getLogger(__name__)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 class Command(BaseCommand):
     help = "Watch and reconcile every region's cluster (one leader per region; stops on SIGTERM/SIGINT)."
 
@@ -25,6 +33,9 @@ class Command(BaseCommand):
         parser.add_argument("--resync-seconds", type=float, default=30.0)
         parser.add_argument("--lock-retry-seconds", type=float, default=5.0)
         parser.add_argument("--watch-timeout-seconds", type=int, default=30)
+        parser.add_argument(
+            "--pod-workers", type=_positive, default=4, help="Threads recording pod events, per region."
+        )
         parser.add_argument("--no-events", action="store_true", help="Do not copy Kubernetes Events.")
         parser.add_argument(
             "--gc-unknown-tenants",
@@ -38,6 +49,7 @@ class Command(BaseCommand):
             resync_seconds=options["resync_seconds"],
             lock_retry_seconds=options["lock_retry_seconds"],
             watch_timeout_seconds=options["watch_timeout_seconds"],
+            pod_workers=options["pod_workers"],
             watch_events=not options["no_events"],
             gc_known_tenants_only=not options["gc_unknown_tenants"],
         )
