@@ -1,10 +1,12 @@
 """Typed, idempotent operations on one cluster: apply (server-side), read and delete by kind.
 
-Every call has a timeout; 404 on delete and 409 on create mean "already so" and are not errors.
+Every call has a timeout; 404 on delete and 409 on create mean "already so" and are not errors. Answers are
+decoded from JSON as they come (`_json`), not built into client models first and turned back into dicts.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from kubernetes import client
@@ -15,6 +17,12 @@ from apps.instances.kube.client import FIELD_MANAGER, REQUEST_TIMEOUT
 
 Manifest = dict[str, Any]
 APPLY = "application/apply-patch+yaml"
+
+
+def _json(response: Any) -> Manifest:
+    """The body of a `_preload_content=False` call."""
+    body: Manifest = json.loads(response.data)
+    return body
 
 
 class Cluster:
@@ -39,7 +47,7 @@ class Cluster:
     def cluster_id(self) -> str:
         return str(self.api.configuration.host)
 
-    def apply(self, manifest: Manifest) -> Any:
+    def apply(self, manifest: Manifest) -> Manifest:
         """Server-side apply: creates or updates to exactly this manifest, as many times as needed."""
         meta = manifest["metadata"]
         fn = self._apply_fn(manifest["kind"])
@@ -52,17 +60,21 @@ class Cluster:
             force=True,
             _content_type=APPLY,
             _request_timeout=REQUEST_TIMEOUT,
+            _preload_content=False,
         )
         applied.cache.remember(applied.key_of(self.cluster_id, manifest), manifest_digest)
+        body = _json(result)
         if manifest["kind"] == "Service":  # with its node port, which the pod watch needs next
-            recent.cache.put(
-                applied.key_of(self.cluster_id, manifest), self.api.sanitize_for_serialization(result)
-            )
-        return result
+            recent.cache.put(applied.key_of(self.cluster_id, manifest), body)
+        return body
+
+    def is_applied(self, manifest: Manifest) -> bool:
+        """Whether this process applied the very same manifest recently (applied.py)."""
+        return applied.cache.is_current(applied.key_of(self.cluster_id, manifest), applied.digest(manifest))
 
     def apply_changed(self, manifest: Manifest) -> bool:
-        """Apply unless this process applied the very same manifest recently (applied.py); True if sent."""
-        if applied.cache.is_current(applied.key_of(self.cluster_id, manifest), applied.digest(manifest)):
+        """Apply unless `is_applied`; True if sent."""
+        if self.is_applied(manifest):
             return False
         self.apply(manifest)
         return True
@@ -76,41 +88,31 @@ class Cluster:
                 manifest,  # type: ignore[arg-type]  # the client serializes plain dicts as they are
                 field_manager=FIELD_MANAGER,
                 _request_timeout=REQUEST_TIMEOUT,
+                _preload_content=False,
             )
         except ApiException as exc:
             if exc.status == 409:
                 return None
             raise
-        return self.api.sanitize_for_serialization(pod)
+        return _json(pod)
+
+    def _read(self, fn: Any, *args: str) -> Manifest | None:
+        """One object, or None when it does not exist."""
+        try:
+            return _json(fn(*args, _request_timeout=REQUEST_TIMEOUT, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     def read_pod(self, namespace: str, name: str) -> Manifest | None:
-        try:
-            pod = self.core.read_namespaced_pod(name, namespace, _request_timeout=REQUEST_TIMEOUT)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return self.api.sanitize_for_serialization(pod)
+        return self._read(self.core.read_namespaced_pod, name, namespace)
 
     def read_service(self, namespace: str, name: str) -> Manifest | None:
-        try:
-            service = self.core.read_namespaced_service(name, namespace, _request_timeout=REQUEST_TIMEOUT)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return self.api.sanitize_for_serialization(service)
+        return self._read(self.core.read_namespaced_service, name, namespace)
 
     def read_pvc(self, namespace: str, name: str) -> Manifest | None:
-        try:
-            claim = self.core.read_namespaced_persistent_volume_claim(
-                name, namespace, _request_timeout=REQUEST_TIMEOUT
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return self.api.sanitize_for_serialization(claim)
+        return self._read(self.core.read_namespaced_persistent_volume_claim, name, namespace)
 
     def recent_service(self, namespace: str, name: str) -> Manifest | None:
         """The Service as applied or read within recent.TTL_SECONDS, else read now."""
@@ -132,13 +134,7 @@ class Cluster:
         return found
 
     def read_node(self, name: str) -> Manifest | None:
-        try:
-            node = self.core.read_node(name, _request_timeout=REQUEST_TIMEOUT)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return self.api.sanitize_for_serialization(node)
+        return self._read(self.core.read_node, name)
 
     def read_pod_log(self, namespace: str, name: str, *, tail_lines: int = 200, timeout: float = 3) -> str:
         """The last lines of the pod's log (for the console), with a short timeout: a slow or missing log is

@@ -13,7 +13,7 @@ from kubernetes.utils import parse_quantity
 
 from apps.catalog.models import GpuType, Region
 from apps.instances import services
-from apps.instances.kube import applied, manifests, names, observe
+from apps.instances.kube import applied, concurrently, manifests, names, observe
 from apps.instances.kube.client import api_client
 from apps.instances.kube.cluster import Cluster
 from apps.instances.kube.observed import Observed
@@ -189,8 +189,16 @@ def _run(cluster: Cluster, instance: Instance, spec: InstancePodSpec, seen: Obse
 def _converge(cluster: Cluster, instance: Instance, spec: InstancePodSpec, seen: Observed | None) -> None:
     if seen is None:
         ensure_namespace(cluster, instance)  # a resync (with `seen`) applied every tenant's namespace first
-    cluster.apply_changed(manifests.make_ssh_secret(spec))
-    cluster.apply_changed(manifests.make_service(spec))
+    # The Secret and the Service go out alongside the pod's read and creation, not before them: a launch
+    # waits for one round trip, not three. A pod whose Secret is not there yet waits for it (the kubelet
+    # retries the mount), and a failed apply still fails this pass once the pod's part is done.
+    objects = (manifests.make_ssh_secret(spec), manifests.make_service(spec))
+    stale = [manifest for manifest in objects if not cluster.is_applied(manifest)]
+    with concurrently.calls(cluster.apply, stale):
+        _converge_pod(cluster, instance, spec, seen)
+
+
+def _converge_pod(cluster: Cluster, instance: Instance, spec: InstancePodSpec, seen: Observed | None) -> None:
     pod = seen.pod(spec.namespace, spec.name) if seen else None
     if pod is None or _must_go(pod, instance):
         # Read before creating (even for a launch: with its pod in place, the namespace's ResourceQuota would
