@@ -318,6 +318,46 @@ def test_the_watch_loop_records_lag_for_events_from_a_real_apiserver(
     assert "ADDED" in seen
 
 
+def test_listed_objects_are_not_measured_as_lag(kube_client: client.ApiClient, kube_namespace: str) -> None:
+    # A list after a 410 hands over objects that may have last changed hours ago: not a delay of ours.
+    region = f"l{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(kube_client)
+    core.create_namespaced_pod(
+        kube_namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "listed"},
+            "spec": {
+                "containers": [{"name": "main", "image": "busybox"}],
+                "terminationGracePeriodSeconds": 0,
+            },
+        },
+    )
+    wait_until(
+        lambda: core.read_namespaced_pod("listed", kube_namespace).status.phase == "Running",
+        timeout=30,
+        what="the pod running before the watch starts",
+    )
+    stop = threading.Event()
+    seen: list[str] = []
+    thread = threading.Thread(
+        target=watch_forever,
+        args=(core.list_namespaced_pod, lambda kind, obj: seen.append(kind), stop),
+        kwargs={"what": f"pods@{region}", "timeout_seconds": 5, "namespace": kube_namespace},
+        daemon=True,
+    )
+    thread.start()
+    try:
+        wait_until(lambda: "ADDED" in seen, timeout=30, what="the listed pod handed over")
+    finally:
+        stop.set()
+        thread.join(40)
+    samples = parse(metrics.scrape().decode())
+    counted = value(samples, "gpucloud_operator_watch_lag_seconds_count", resource="pods", region=region)
+    assert counted == seen.count("MODIFIED")  # a late status update is an event; the listing is not
+
+
 def reconcile_counts() -> dict[str, float]:
     samples = parse(metrics.scrape().decode())
     return {

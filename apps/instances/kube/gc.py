@@ -39,10 +39,37 @@ class GcReport:
         return bool(self.deleted)
 
 
+# Items per LIST request: a list of thousands of pods is read in pages, so the operator never holds the
+# whole answer as one body next to its decoded form.
+LIST_PAGE = 500
+
+
 def list_json(fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """Call a list endpoint and return the API's JSON (camelCase) without building client models."""
-    response = fn(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kwargs)
-    return json.loads(response.data)
+    """Call a list endpoint and return the API's JSON (camelCase) without building client models: every
+    item, and the list's resourceVersion (the pages are one snapshot, served at the first page's version).
+    Items lose `metadata.managedFields` as they are decoded: nothing here reads them, and they are a large
+    part of every object."""
+    items: list[dict[str, Any]] = []
+    version = None
+    token = None
+    while True:
+        response = fn(
+            *args,
+            _preload_content=False,
+            _request_timeout=REQUEST_TIMEOUT,
+            limit=LIST_PAGE,
+            **({"_continue": token} if token else {}),
+            **kwargs,
+        )
+        page = json.loads(response.data)
+        for item in page.get("items") or []:
+            (item.get("metadata") or {}).pop("managedFields", None)
+            items.append(item)
+        meta = page.get("metadata") or {}
+        version = version or meta.get("resourceVersion")
+        token = meta.get("continue")
+        if not token:
+            return {"items": items, "metadata": {"resourceVersion": version}}
 
 
 def _uuid(text: str | None) -> str | None:

@@ -62,7 +62,8 @@ class OperatorConfig:
     watch_events: bool = True
     # For clusters shared by several control planes (test sandboxes): see gc.collect.
     gc_known_tenants_only: bool = True
-    # Capacity is recomputed at most this often when pods change between resyncs.
+    # Capacity is recomputed at most this often when pods change between resyncs, and never more often
+    # than CAPACITY_DUTY of the time (a pass lists every pod in the cluster: about a second at 5,000 pods).
     capacity_min_interval: float = 1.0
     # Threads that record pod events (each holds a database connection while leading).
     pod_workers: int = 4
@@ -78,6 +79,14 @@ def _closing_db(target: Any) -> Any:
             connection.close()
 
     return run
+
+
+CAPACITY_DUTY = 0.1
+
+
+def capacity_interval(minimum: float, last_pass_seconds: float) -> float:
+    """Seconds until the next capacity pass between resyncs: `minimum`, or longer when passes are slow."""
+    return max(minimum, last_pass_seconds / CAPACITY_DUTY)
 
 
 def refresh_capacity(cluster: Cluster, region: Region) -> int:
@@ -196,7 +205,7 @@ class RegionOperator(threading.Thread):
     def _resync_loop(self, region: Region, cluster: Cluster) -> None:
         backoff = Backoff(base=1.0, cap=max(1.0, self.config.resync_seconds))
         next_resync = 0.0
-        last_capacity = 0.0
+        last_capacity, capacity_gap = 0.0, self.config.capacity_min_interval
         while not self.stop.is_set():
             if not self.lock.still_held():
                 return
@@ -209,12 +218,11 @@ class RegionOperator(threading.Thread):
                     last_capacity = time.monotonic()
                     backoff.reset()
                     next_resync = time.monotonic() + self.config.resync_seconds
-                elif (
-                    self._capacity_dirty.is_set() and now - last_capacity >= self.config.capacity_min_interval
-                ):
+                elif self._capacity_dirty.is_set() and now - last_capacity >= capacity_gap:
                     self._capacity_dirty.clear()
                     refresh_capacity(cluster, region)
                     last_capacity = time.monotonic()
+                    capacity_gap = capacity_interval(self.config.capacity_min_interval, last_capacity - now)
             except Exception as exc:
                 self.resync_failures += 1
                 delay = backoff.next_delay()

@@ -67,7 +67,7 @@ def watch_forever(
             if not resource_version:
                 listing = list_json(list_fn, **selectors)
                 for item in listing.get("items") or []:
-                    _deliver(handle, "ADDED", item, what)
+                    _deliver(handle, "ADDED", item, what, measured=False)
                 resource_version = (listing.get("metadata") or {}).get("resourceVersion")
                 logger.debug("%s: listed, watching from %s", what, resource_version)
             stream = watch.Watch()
@@ -112,22 +112,24 @@ def _undeclared(list_fn: Any) -> Any:
     return call
 
 
-def _deliver(handle: Handler, kind: str, obj: dict[str, Any], what: str) -> None:
+def _deliver(handle: Handler, kind: str, obj: dict[str, Any], what: str, *, measured: bool = True) -> None:
     if isinstance(handle, Queued):
-        handle.put(kind, obj)  # its workers dispatch it
+        handle.put(kind, obj, measured=measured)  # its workers dispatch it
     else:
-        _dispatch(handle, kind, obj, what)
+        _dispatch(handle, kind, obj, what, measured=measured)
 
 
-def _dispatch(handle: Handler, kind: str, obj: dict[str, Any], what: str) -> None:
+def _dispatch(handle: Handler, kind: str, obj: dict[str, Any], what: str, *, measured: bool = True) -> None:
     """One event; a failure is logged and left to the next event or the resync. The watch lag is measured
-    once the event is handled: what a backlog of events delays."""
+    once the event is handled: what a backlog of events delays. Not for the items of a list (`measured`
+    False): an object listed after a 410 may have last changed hours ago."""
     labels = (obj.get("metadata") or {}).get("labels") or {}
     try:
         close_old_connections()
         with request_context.bind(instance_id=labels.get(names.INSTANCE_LABEL)):  # for the log lines
             handle(kind, obj)
-        metrics.observe_watch_lag(what, kind, obj)
+        if measured:
+            metrics.observe_watch_lag(what, kind, obj)
     except Exception as exc:
         meta = obj.get("metadata") or {}
         logger.warning(
@@ -148,12 +150,12 @@ class Queued:
         self.handle, self.what, self.workers = handle, what, workers
         self.queue = workqueue.KeyedQueue()
 
-    def put(self, kind: str, obj: dict[str, Any]) -> None:
+    def put(self, kind: str, obj: dict[str, Any], *, measured: bool = True) -> None:
         meta = obj.get("metadata") or {}
         key = (meta.get("labels") or {}).get(names.INSTANCE_LABEL) or (
             f"{meta.get('namespace')}/{meta.get('name')}"
         )
-        self.queue.put(key, (kind, obj))
+        self.queue.put(key, (kind, obj, measured))
 
     def __call__(self, kind: str, obj: dict[str, Any]) -> None:
         self.put(kind, obj)
@@ -167,7 +169,11 @@ class Queued:
 
     def _work(self, stop: threading.Event) -> None:
         try:
-            workqueue.work(self.queue, lambda kind, obj: _dispatch(self.handle, kind, obj, self.what), stop)
+            workqueue.work(
+                self.queue,
+                lambda kind, obj, measured: _dispatch(self.handle, kind, obj, self.what, measured=measured),
+                stop,
+            )
         finally:
             connection.close()
 

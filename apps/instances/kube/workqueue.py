@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-Event = tuple[str, dict[str, Any]]
+Event = tuple[Any, ...]  # the arguments of one call of the handler
 
 
 class KeyedQueue:
@@ -61,11 +61,12 @@ class KeyedQueue:
             return len(self._ready) + len(self._parked)
 
 
-def work(queue: KeyedQueue, handle: Callable[[str, dict[str, Any]], None], stop: threading.Event) -> None:
-    """One worker: until `stop`, take a key's newest event and handle it (`handle` must not raise)."""
+def work(queue: KeyedQueue, handle: Callable[..., None], stop: threading.Event) -> None:
+    """One worker: until `stop`, take a key's newest event and handle it (`handle(*event)`, which must not
+    raise)."""
     while (taken := queue.get(stop)) is not None:
-        key, (kind, obj) = taken
+        key, event = taken
         try:
-            handle(kind, obj)
+            handle(*event)
         finally:
             queue.done(key)

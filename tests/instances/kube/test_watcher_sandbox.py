@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from apps.instances.kube import gc
 from apps.instances.kube.watcher import Queued, watch_forever
 from tests.fixtures.kube import wait_until
 
@@ -181,3 +182,23 @@ def test_queued_handler_records_the_newest_state_of_every_pod(
         for thread in threads:
             thread.join(JOIN_TIMEOUT)
     assert not any(thread.is_alive() for thread in threads)
+
+
+def test_lists_are_read_in_pages_without_managed_fields(
+    kube_client: client.ApiClient, kube_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core = client.CoreV1Api(kube_client)
+    for i in range(7):
+        core.create_namespaced_pod(kube_namespace, plain_pod(f"p{i}"), _preload_content=False)
+    monkeypatch.setattr(gc, "LIST_PAGE", 3)
+    pages: list[Any] = []
+
+    def listing(*args: Any, **kwargs: Any) -> Any:
+        pages.append(kwargs.get("_continue"))
+        return core.list_namespaced_pod(*args, **kwargs)
+
+    listed = gc.list_json(listing, kube_namespace, label_selector="watched=yes")
+    assert sorted(item["metadata"]["name"] for item in listed["items"]) == [f"p{i}" for i in range(7)]
+    assert len(pages) == 3 and pages[0] is None and all(pages[1:])  # 3 + 3 + 1, each page after a token
+    assert not [item for item in listed["items"] if "managedFields" in item["metadata"]]
+    assert int(listed["metadata"]["resourceVersion"]) > 0  # what a watch resumes from
