@@ -63,7 +63,7 @@ class OperatorConfig:
     # For clusters shared by several control planes (test sandboxes): see gc.collect.
     gc_known_tenants_only: bool = True
     # Capacity is recomputed at most this often when pods change between resyncs, and never more often
-    # than CAPACITY_DUTY of the time (a pass lists every pod in the cluster: about a second at 5,000 pods).
+    # than CAPACITY_DUTY of the time (a pass lists every pod in the cluster, which grows with the fleet).
     capacity_min_interval: float = 1.0
     # Threads that record pod events (each holds a database connection while leading).
     pod_workers: int = 4
