@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -31,7 +32,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         prefix = token_secrets.parse_prefix(plaintext)
         if prefix is None:
             raise invalid
-        token = ApiToken.objects.select_related("user", "tenant").filter(prefix=prefix).first()
+        token = _tokens_with_membership().filter(prefix=prefix).first()
         if token is None or not token_secrets.matches(plaintext, token.secret_hash):
             raise invalid
         now = timezone.now()
@@ -45,3 +46,16 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return f'{self.keyword} realm="api"'
+
+
+def _tokens_with_membership() -> QuerySet[ApiToken]:
+    """Tokens with their user, tenant and the user's membership there in one query: every tenant endpoint
+    needs the membership next (tenants.access.access_membership), and a second round trip was a quarter
+    of an instance list's queries (docs/benchmarks.md)."""
+    from apps.tenants.models import Membership
+
+    membership = Membership.objects.filter(user_id=OuterRef("user_id"), tenant_id=OuterRef("tenant_id"))
+    return ApiToken.objects.select_related("user", "tenant").annotate(
+        membership_id=Subquery(membership.values("pk")[:1]),
+        membership_role=Subquery(membership.values("role")[:1]),
+    )

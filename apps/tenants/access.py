@@ -22,14 +22,30 @@ def access_membership(*, user: Any, tenant_slug: str, token: ApiToken | None = N
         raise NotFound("Not found.")
     if token is not None and token.tenant.slug != tenant_slug:
         raise NotFound("Not found.")
-    membership = (
-        Membership.objects.select_related("tenant", "user")
-        .filter(user=user, tenant__slug=tenant_slug)
-        .first()
-    )
+    membership = _token_membership(token) if token is not None else None
+    if membership is None:
+        membership = (
+            Membership.objects.select_related("tenant", "user")
+            .filter(user=user, tenant__slug=tenant_slug)
+            .first()
+        )
     if membership is None:
         raise NotFound("Not found.")
     request_context.update(tenant=membership.tenant.slug)  # log lines of this request name the tenant
+    return membership
+
+
+def _token_membership(token: ApiToken) -> Membership | None:
+    """The membership the token's authentication read along with it (accounts.authentication), as of this
+    request; None when the token was loaded some other way, or its user has left the tenant."""
+    if getattr(token, "membership_id", None) is None:
+        return None
+    membership = Membership.from_db(
+        None,
+        ["id", "tenant_id", "user_id", "role"],
+        [token.membership_id, token.tenant_id, token.user_id, token.membership_role],  # type: ignore[attr-defined]
+    )
+    membership.tenant, membership.user = token.tenant, token.user
     return membership
 
 

@@ -6,11 +6,14 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.accounts.authentication import LAST_USED_RESOLUTION
 from apps.accounts.models import ApiToken
+from apps.tenants.models import Membership
 from apps.tenants.roles import Role
 from tests.conftest import Actor
 from tests.factories import make_token
@@ -145,3 +148,33 @@ def test_last_used_at_is_refreshed_once_stale(owner: Actor) -> None:
 
     owner.token.refresh_from_db()
     assert owner.token.last_used_at is not None and owner.token.last_used_at > stale
+
+
+def test_a_token_reads_its_membership_in_the_same_query(owner: Actor) -> None:
+    client = owner.token_client()
+    client.get(owner.url())  # last_used_at is written on first use; count a steady request
+
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(owner.url()).status_code == 200
+
+    assert [q["sql"].split(" ", 2)[1] for q in ctx.captured_queries] == ['"accounts_apitoken"."id",']
+
+
+def test_a_role_change_reaches_the_next_token_request(make_actor: Callable[..., Actor]) -> None:
+    admin = make_actor(Role.ADMIN)
+    client = admin.token_client()
+    assert client.get(admin.url("/members")).status_code == 200
+
+    Membership.objects.filter(pk=admin.membership.pk).update(role=Role.VIEWER)
+
+    assert_error(client.patch(admin.url(), {"name": "renamed"}), 403, "role_forbidden")
+
+
+def test_a_token_of_a_user_who_left_the_tenant_is_404(owner: Actor, make_actor: Callable[..., Actor]) -> None:
+    member = make_actor(Role.MEMBER, tenant=owner.tenant)
+    client = member.token_client()
+    assert client.get(member.url()).status_code == 200
+
+    Membership.objects.filter(pk=member.membership.pk).delete()
+
+    assert_error(client.get(member.url()), 404, "not_found")
