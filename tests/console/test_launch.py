@@ -12,9 +12,10 @@ from django.test import Client
 
 from apps.accounts import services as account_services
 from apps.audit.models import AuditEvent
-from apps.catalog.models import ImagePolicy, InstanceType, RegionCapacity
+from apps.catalog.models import GpuType, ImagePolicy, InstanceType, RegionCapacity
 from apps.catalog.selectors import available_count
 from apps.instances.models import Instance
+from apps.quotas.models import GpuQuota
 from apps.quotas.services import quota_for
 from apps.tenants.models import TenantStatus
 from apps.tenants.roles import Role
@@ -150,6 +151,45 @@ def test_quota_refuses_with_the_reason(owner: Any) -> None:
     # The form already warned next to the type.
     types = {row["type"].slug: row for row in response.context["types"]}
     assert types["gpu-h100x2"]["quota_note"].startswith("Over quota: 0 of 1 GPUs")
+
+
+def test_a_gpu_type_quota_refuses_early_with_the_reason(owner: Any, catalog: Any) -> None:
+    """A per-GPU-type limit (GpuQuota, overall) warns next to the type and disables it before the service
+    refuses the launch (apps.quotas.services.admit)."""
+    h100 = GpuType.objects.get(slug="h100-80gb")
+    GpuQuota.objects.create(tenant=owner.tenant, gpu_type=h100, max_gpus=1)
+    client = client_for(owner.user)
+
+    response = client.get(page("launch", owner.tenant))
+    html = response.content.decode()
+
+    types = {row["type"].slug: row for row in response.context["types"]}
+    note = "Over quota: 0 of 1 h100-80gb GPUs in use, this type needs 2."
+    assert types["gpu-h100x2"]["quota_note"] == note
+    assert types["gpu-h100x1"]["quota_note"] == ""  # one H100 fits
+    assert note in html
+    assert 'id="it-gpu-h100x2" value="gpu-h100x2" data-price="$4.98" disabled' in html
+    assert response.context["selected_type"].slug != "gpu-h100x2"
+
+    refused = _post(client, owner, instance_type="gpu-h100x2")
+    assert refused.status_code == 409
+    assert "Quota exceeded for h100-80gb GPUs" in refused.context["error"]
+    assert not Instance.objects.exists()
+
+
+def test_a_gpu_type_quota_of_another_region_does_not_refuse_here(owner: Any, catalog: Any) -> None:
+    h100 = GpuType.objects.get(slug="h100-80gb")
+    GpuQuota.objects.create(tenant=owner.tenant, gpu_type=h100, region=catalog.eu_west, max_gpus=0)
+    client = client_for(owner.user)
+
+    here = client.get(page("launch", owner.tenant), {"region": "us-east-1"})
+    there = client.get(page("launch_options", owner.tenant), {"region": "eu-west-1"})
+
+    assert all(row["quota_note"] == "" for row in here.context["types"])
+    eu = {row["type"].slug: row for row in there.context["types"]}
+    note = "Over quota: 0 of 0 h100-80gb GPUs in eu-west-1 in use, this type needs 1."
+    assert eu["gpu-h100x1"]["quota_note"] == note
+    assert eu["gpu-l40sx1"]["quota_note"] == ""  # another GPU type
 
 
 def test_no_capacity_refuses_with_the_reason(owner: Any, catalog: Any) -> None:

@@ -135,20 +135,37 @@ def launch_block_reason(t: TenantPage) -> str | None:
     return None
 
 
-def _quota_note(instance_type: InstanceType, limits: dict[str, dict[str, int]]) -> str:
-    """Why the tenant's quota would refuse this type now (the service re-checks under lock), or ""."""
-    asks = {
-        "instances": 1,
-        "gpus": instance_type.gpu_count,
-        "vcpu": instance_type.vcpu,
-        "memory_gib": instance_type.memory_gib,
-    }
+def _quota_note(
+    instance_type: InstanceType,
+    region: Region,
+    limits: dict[str, dict[str, int]],
+    gpu_limits: list[dict[str, Any]],
+) -> str:
+    """Why the tenant's quota would refuse this type in `region` now, or "": the rules and the order of
+    apps.quotas.services.admit (which re-checks under lock), from one quota_overview read."""
     labels = {"instances": "instances", "gpus": "GPUs", "vcpu": "vCPU", "memory_gib": "GiB memory"}
-    for resource, amount in asks.items():
+
+    def over(resource: str, amount: int) -> str:
         row = limits.get(resource)
         if row and amount and row["used"] + amount > row["limit"]:
             return f"Over quota: {row['used']} of {row['limit']} {labels[resource]} in use."
-    return ""
+        return ""
+
+    note = over("instances", 1) or over("gpus", instance_type.gpu_count)
+    if note:
+        return note
+    gpu_type = instance_type.gpu_type
+    if gpu_type is not None and instance_type.gpu_count:
+        for row in gpu_limits:
+            if row["gpu_type"] != gpu_type.slug or row["region"] not in (None, region.slug):
+                continue
+            if row["used"] + instance_type.gpu_count > row["limit"]:
+                where = f" in {row['region']}" if row["region"] is not None else ""
+                return (
+                    f"Over quota: {row['used']} of {row['limit']} {gpu_type.slug} GPUs{where} in use, "
+                    f"this type needs {instance_type.gpu_count}."
+                )
+    return over("vcpu", instance_type.vcpu) or over("memory_gib", instance_type.memory_gib)
 
 
 def _launch_volumes(t: TenantPage, region: Region | None, params: Any) -> list[dict[str, Any]]:
@@ -185,7 +202,8 @@ def _launch_options(t: TenantPage, params: Any) -> dict[str, Any]:
     if gpu_type not in {g.slug for g in gpu_types} | {CPU_ONLY}:
         gpu_type = ""
     available = catalog.availability()
-    limits = {row["resource"]: row for row in quota_overview(tenant=t.tenant)["limits"]}
+    overview = quota_overview(tenant=t.tenant)
+    limits = {row["resource"]: row for row in overview["limits"]}
     types: list[dict[str, Any]] = []
     for instance_type in catalog.active_instance_types():
         if region is None or (region.pk, instance_type.pk) not in available:
@@ -197,7 +215,7 @@ def _launch_options(t: TenantPage, params: Any) -> dict[str, Any]:
             {
                 "type": instance_type,
                 "available": available[(region.pk, instance_type.pk)],
-                "quota_note": _quota_note(instance_type, limits),
+                "quota_note": _quota_note(instance_type, region, limits, overview["gpu_types"]),
             }
         )
     chosen = params.get("instance_type", "")
