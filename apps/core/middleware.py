@@ -1,3 +1,4 @@
+import ipaddress
 import logging
 import re
 import time
@@ -12,7 +13,20 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    # REMOTE_ADDR only: X-Forwarded-For is trivially forged unless a trusted proxy is configured.
+    """The client's address. With TRUSTED_PROXY_HOPS = 0, REMOTE_ADDR: X-Forwarded-For is whatever the client
+    wrote. With N trusted proxies in front, each appended the address it received from, so the Nth entry
+    from the right is the one the outermost trusted proxy saw (entries further left are the client's own
+    claims); a header with fewer entries did not come through them all, and REMOTE_ADDR is used, as it is
+    for an entry that is not an IP address (audit rows store the address as one)."""
+    hops: int = settings.TRUSTED_PROXY_HOPS
+    if hops > 0:
+        header = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        entries = [entry.strip() for entry in header.split(",")] if header else []
+        if len(entries) >= hops:
+            try:
+                return str(ipaddress.ip_address(entries[-hops]))
+            except ValueError:
+                pass
     return request.META.get("REMOTE_ADDR") or None
 
 

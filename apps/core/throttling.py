@@ -5,6 +5,8 @@ from typing import TYPE_CHECKING
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
+from apps.core.middleware import client_ip
+
 if TYPE_CHECKING:
     from rest_framework.views import APIView
 
@@ -43,4 +45,6 @@ class AnonymousRateThrottle(_RetryAfterAlways):
     def get_cache_key(self, request: Request, view: "APIView") -> str | None:
         if request.user and request.user.is_authenticated:
             return None
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+        # The client's address as everywhere else (TRUSTED_PROXY_HOPS), not DRF's get_ident, which without
+        # NUM_PROXIES keys on the whole X-Forwarded-For header: a caller could change it on every request.
+        return self.cache_format % {"scope": self.scope, "ident": client_ip(request._request)}

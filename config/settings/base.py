@@ -6,6 +6,7 @@ from typing import Any
 
 import dj_database_url
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.env import env_bool, env_int, env_list, env_str
 from config.settings.observability import logging_settings, prepare_multiprocess_metrics
@@ -248,6 +249,14 @@ METRICS_BIND_ADDRESS = env_str("METRICS_BIND_ADDRESS", "127.0.0.1")
 METRICS_WORKER_PORT = env_int("METRICS_WORKER_PORT", 9101)
 METRICS_OPERATOR_PORT = env_int("METRICS_OPERATOR_PORT", 9102)
 prepare_multiprocess_metrics()
+
+# How many reverse proxies (ingress, load balancer) in front of web append to X-Forwarded-For. 0: the
+# header is ignored and the client is REMOTE_ADDR; N: the client is the Nth address from the right of the
+# header (apps.core.middleware.client_ip: log-in rate limits, the anonymous API throttle, audit). Set the real
+# number: more lets clients forge their address, fewer makes every client one proxy's address.
+TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
+if TRUSTED_PROXY_HOPS < 0:
+    raise ImproperlyConfigured(f"TRUSTED_PROXY_HOPS must be 0 or more, got {TRUSTED_PROXY_HOPS}.")
 
 LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 10)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900)

@@ -27,17 +27,34 @@ PRINT_DEBUG = (
     "import os, django; os.environ['DJANGO_SETTINGS_MODULE'] = {module!r}; django.setup(); "
     "from django.conf import settings; print('DEBUG=' + str(settings.DEBUG))"
 )
+PRINT_SETTINGS = (
+    "import os, django; os.environ['DJANGO_SETTINGS_MODULE'] = {module!r}; django.setup(); "
+    "from django.conf import settings; "
+    "[print(name + '=' + repr(getattr(settings, name))) for name in "
+    "('SESSION_COOKIE_SECURE', 'CSRF_COOKIE_SECURE', 'SESSION_COOKIE_HTTPONLY', 'TRUSTED_PROXY_HOPS')]"
+)
 
 
 def _base_env() -> dict[str, str]:
     """The current environment minus every variable the settings read, so each test sets its own."""
-    drop = {"DJANGO_SETTINGS_MODULE", "SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS", "DEBUG"}
+    drop = {
+        "DJANGO_SETTINGS_MODULE",
+        "SECRET_KEY",
+        "DATABASE_URL",
+        "ALLOWED_HOSTS",
+        "DEBUG",
+        "SESSION_COOKIE_SECURE",
+        "CSRF_COOKIE_SECURE",
+        "TRUSTED_PROXY_HOPS",
+    }
     return {k: v for k, v in os.environ.items() if k not in drop}
 
 
-def _load(module: str, extra_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _load(
+    module: str, extra_env: dict[str, str], code: str = PRINT_DEBUG
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", PRINT_DEBUG.format(module=module)],
+        [sys.executable, "-c", code.format(module=module)],
         env={**_base_env(), **extra_env},
         cwd=REPO,
         capture_output=True,
@@ -152,3 +169,28 @@ def test_a_bad_boolean_in_the_environment_stops_production(monkeypatch: pytest.M
     result = _load("config.settings.production", {**PRODUCTION_ENV, "SESSION_COOKIE_SECURE": "sure"})
     assert result.returncode != 0
     assert "SESSION_COOKIE_SECURE" in result.stderr
+
+
+def test_production_cookies_are_secure_and_the_session_cookie_is_http_only() -> None:
+    result = _load("config.settings.production", PRODUCTION_ENV, code=PRINT_SETTINGS)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.splitlines()
+    for line in ("SESSION_COOKIE_SECURE=True", "CSRF_COOKIE_SECURE=True", "SESSION_COOKIE_HTTPONLY=True"):
+        assert line in printed
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, 0), ("", 0), ("1", 1), ("2", 2)])
+def test_trusted_proxy_hops_is_read_from_the_environment(raw: str | None, expected: int) -> None:
+    extra = {} if raw is None else {"TRUSTED_PROXY_HOPS": raw}
+    result = _load("config.settings.production", {**PRODUCTION_ENV, **extra}, code=PRINT_SETTINGS)
+    assert result.returncode == 0, result.stderr
+    assert f"TRUSTED_PROXY_HOPS={expected}" in result.stdout.splitlines()
+
+
+@pytest.mark.parametrize("module", ["config.settings.production", "config.settings.base"])
+@pytest.mark.parametrize("garbage", ["one", "-1", "1.5"])
+def test_a_bad_trusted_proxy_hops_stops_the_settings(module: str, garbage: str) -> None:
+    result = _load(module, {**PRODUCTION_ENV, "TRUSTED_PROXY_HOPS": garbage})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "TRUSTED_PROXY_HOPS" in result.stderr

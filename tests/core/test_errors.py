@@ -198,6 +198,35 @@ def test_anonymous_callers_are_throttled_by_ip(low_rates: None) -> None:
     assert client.get("/api/v1/schema/", REMOTE_ADDR="203.0.113.8").status_code == 200
 
 
+def test_a_forged_forwarded_for_does_not_escape_the_anonymous_throttle(low_rates: None) -> None:
+    """Without trusted proxies (TRUSTED_PROXY_HOPS = 0) X-Forwarded-For is the caller's own claim: a new one
+    on every request is still the same caller."""
+    client = APIClient()
+    for n in range(2):
+        forged = {"REMOTE_ADDR": "203.0.113.7", "HTTP_X_FORWARDED_FOR": f"198.51.100.{n}"}
+        assert client.get("/api/v1/schema/", **forged).status_code == 200
+    _assert_throttled(
+        client.get("/api/v1/schema/", REMOTE_ADDR="203.0.113.7", HTTP_X_FORWARDED_FOR="10.9.9.9")
+    )
+
+
+@override_settings(TRUSTED_PROXY_HOPS=1)
+def test_behind_a_trusted_proxy_anonymous_callers_are_throttled_by_their_own_address(low_rates: None) -> None:
+    client = APIClient()
+    proxy = "10.0.0.2"
+    for _ in range(2):
+        assert (
+            client.get("/api/v1/schema/", REMOTE_ADDR=proxy, HTTP_X_FORWARDED_FOR="203.0.113.7").status_code
+            == 200
+        )
+    _assert_throttled(client.get("/api/v1/schema/", REMOTE_ADDR=proxy, HTTP_X_FORWARDED_FOR="203.0.113.7"))
+    # Another client behind the same proxy has its own budget.
+    assert (
+        client.get("/api/v1/schema/", REMOTE_ADDR=proxy, HTTP_X_FORWARDED_FOR="203.0.113.8").status_code
+        == 200
+    )
+
+
 # --- 500 -----------------------------------------------------------------------------------------------
 
 
