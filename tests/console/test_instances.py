@@ -297,9 +297,11 @@ def test_logs_without_a_cluster_say_no_logs_yet(owner: Any) -> None:
     fragment = client.get(page("instance_logs", owner.tenant, instance.pk), headers={"HX-Request": "true"})
     assert fragment.status_code == 200
     assert "No logs yet." in fragment.content.decode() and "<html" not in fragment.content.decode()
+    assert fragment.wsgi_request.htmx  # django-htmx's middleware read the header
 
     full = client.get(page("instance_logs", owner.tenant, instance.pk))
     assert "No logs yet." in full.content.decode() and "<html" in full.content.decode()
+    assert not full.wsgi_request.htmx
 
 
 def test_logs_are_shown_when_the_cluster_has_them(owner: Any, monkeypatch: pytest.MonkeyPatch) -> None:

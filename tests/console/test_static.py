@@ -1,4 +1,5 @@
-"""The vendored htmx is the file VENDORED.md records (no CDN); the layout loads it from static files."""
+"""The vendored htmx is the file VENDORED.md records (no CDN); the layout loads it from static files; views
+read htmx's request headers through django-htmx (`request.htmx`), not by hand."""
 
 from __future__ import annotations
 
@@ -25,3 +26,14 @@ def test_the_layout_uses_local_scripts_only() -> None:
     assert "{% static 'js/htmx.min.js' %}" in base and "{% static 'js/console.js' %}" in base
     assert "://" not in re.sub(r"<a [^>]*>", "", base.split("<body")[0])  # nothing loaded from elsewhere
     assert finders.find("js/htmx.min.js") and finders.find("js/console.js")
+
+
+def test_views_read_htmx_headers_through_django_htmx() -> None:
+    assert "django_htmx" in settings.INSTALLED_APPS
+    assert "django_htmx.middleware.HtmxMiddleware" in settings.MIDDLEWARE
+    by_hand = [
+        str(path.relative_to(settings.BASE_DIR))
+        for path in (Path(settings.BASE_DIR) / "apps").rglob("*.py")
+        if re.search(r"hx-request|http_hx_", path.read_text(), re.IGNORECASE)
+    ]
+    assert by_hand == [], "use request.htmx (django-htmx) instead of reading HX-* headers"

@@ -21,7 +21,7 @@ from apps.accounts import selectors as account_selectors
 from apps.billing.limits import require_funds
 from apps.catalog import selectors as catalog
 from apps.catalog.models import ImagePolicy, InstanceType, Region
-from apps.console.views.tenant import TenantPage, is_htmx, tenant_page, validated
+from apps.console.views.tenant import TenantPage, tenant_page, validated
 from apps.core.errors import DomainError
 from apps.instances import selectors, services
 from apps.instances.api.serializers import InstanceLaunchSerializer
@@ -344,7 +344,7 @@ def instance_logs(t: TenantPage, instance_id: UUID) -> HttpResponse:
     """The pod's last 200 log lines from the Kubernetes logs API; "No logs yet" on any failure."""
     instance = _instance(t, instance_id)
     log = selectors.pod_log_tail(instance=instance) if instance.state != State.TERMINATED else None
-    template = "console/instances/_logs.html" if is_htmx(t.request) else "console/instances/logs.html"
+    template = "console/instances/_logs.html" if t.request.htmx else "console/instances/logs.html"
     return t.render(template, {"instance": instance, "log": log})
 
 

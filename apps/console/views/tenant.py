@@ -17,6 +17,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
+from django_htmx.middleware import HtmxDetails
 from rest_framework import serializers
 
 from apps.billing.selectors import wallet_of
@@ -32,9 +33,15 @@ from apps.tenants.models import Membership, Tenant, TenantStatus
 from apps.tenants.roles import Perm, role_allows
 
 
+class HtmxHttpRequest(HttpRequest):
+    """A request as django-htmx's HtmxMiddleware leaves it: `request.htmx` is truthy for htmx's requests."""
+
+    htmx: HtmxDetails
+
+
 @dataclass
 class TenantPage:
-    request: HttpRequest
+    request: HtmxHttpRequest
     membership: Membership
 
     @property
@@ -90,10 +97,6 @@ def validated(serializer_class: type[serializers.Serializer], data: dict[str, An
     raise InvalidInput(message, fields=fields)
 
 
-def is_htmx(request: HttpRequest) -> bool:
-    return request.headers.get("HX-Request") == "true"
-
-
 def forbidden(request: HttpRequest, exc: Forbidden, membership: Membership | None = None) -> HttpResponse:
     context: dict[str, Any] = {"message": exc.message}
     if membership is not None:
@@ -110,7 +113,7 @@ def tenant_page(
         @login_required
         @require_http_methods(list(methods))
         @functools.wraps(view)
-        def wrapper(request: HttpRequest, tenant_slug: str, **kwargs: Any) -> HttpResponse:
+        def wrapper(request: HtmxHttpRequest, tenant_slug: str, **kwargs: Any) -> HttpResponse:
             try:
                 membership = access.access_membership(user=request.user, tenant_slug=tenant_slug)
             except NotFound as exc:
