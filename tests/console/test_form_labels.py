@@ -174,6 +174,9 @@ def post_with_errors(data: Data) -> dict[str, str]:
         response = client.post(reverse(name, args=[slug]), form)
         assert response.status_code < 500, what
         pages[f"{name} (POST {what})"] = response.content.decode()
+    response = client.post(reverse("console:tenant_new"), {"name": ""})
+    assert response.status_code == 400
+    pages["console:tenant_new (POST tenant)"] = response.content.decode()
     return pages
 
 

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils.html import escape
+from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEvent
 from apps.tenants import services as tenant_services
@@ -92,12 +94,33 @@ def test_an_unverified_user_gets_an_error_and_no_tenant() -> None:
     assert not Tenant.objects.exists()
 
 
-@pytest.mark.parametrize(("name", "message"), [("", "A name is required."), ("x" * 101, "too long")])
-def test_a_missing_or_long_name_is_an_error(name: str, message: str) -> None:
-    response = _logged_in(UserFactory()).post(reverse("console:tenant_new"), {"name": name})
+@pytest.mark.parametrize("name", ["", "   ", "x" * 101])
+def test_a_bad_name_is_refused_on_the_field_as_the_api_refuses_it(name: str) -> None:
+    """The form validates with the API's TenantCreateSerializer: the same messages as POST /api/v1/tenants,
+    shown on the name field (aria-invalid, described by the message)."""
+    user = UserFactory()
+    api = APIClient()
+    api.force_authenticate(user)
+    refused = api.post("/api/v1/tenants", {"name": name}, format="json")
+    assert refused.status_code == 400
+    api_message = refused.json()["error"]["fields"]["name"][0]
+
+    response = _logged_in(user).post(reverse("console:tenant_new"), {"name": name})
+
     assert response.status_code == 400
-    assert message in response.content.decode()
+    assert response.context["field_errors"]["name"] == [api_message]
+    html = response.content.decode()
+    assert f'<span class="errorlist" id="tenant-name-error">{escape(api_message)}</span>' in html
+    assert 'aria-describedby="tenant-name-help tenant-name-error" aria-invalid="true"' in html
+    assert 'role="alert"' in html
+    assert f'value="{name}"' in html  # what was typed is kept
     assert not Tenant.objects.exists()
+
+
+def test_the_new_tenant_form_marks_no_field_before_it_is_sent() -> None:
+    html = _logged_in(UserFactory()).get(reverse("console:tenant_new")).content.decode()
+    assert 'aria-describedby="tenant-name-help"' in html
+    assert "aria-invalid" not in html and 'role="alert"' not in html
 
 
 def test_create_tenant_needs_a_session_and_csrf() -> None:

@@ -6,8 +6,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from apps.core.errors import DomainError, InvalidInput
+from apps.console.views.tenant import validated
+from apps.core.errors import DomainError
 from apps.tenants import selectors, services
+from apps.tenants.api.serializers import TenantCreateSerializer
 
 
 @login_required
@@ -19,20 +21,19 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def tenant_new(request: HttpRequest) -> HttpResponse:
-    name = request.POST.get("name", "").strip()
+    """The name is checked by the API's TenantCreateSerializer and the tenant made by tenant_create, so the
+    form refuses exactly what POST /api/v1/tenants refuses, with the message on the field."""
+    form = {"name": request.POST.get("name", "")}
     if request.method == "POST":
         try:
-            if not name:
-                raise InvalidInput("A name is required.", fields={"name": ["This field is required."]})
-            if len(name) > 100:
-                raise InvalidInput("The name is too long.", fields={"name": ["At most 100 characters."]})
-            tenant = services.tenant_create(user=request.user, name=name)  # type: ignore[arg-type]
+            data = validated(TenantCreateSerializer, form)
+            tenant = services.tenant_create(user=request.user, name=data["name"])  # type: ignore[arg-type]
         except DomainError as exc:
-            context = {"error": exc.message, "name": name}
+            context = {"form": form, "error": exc.message, "field_errors": exc.fields}
             return render(request, "console/tenant_new.html", context, status=exc.status_code)
         messages.success(request, f"Created {tenant.name}. You are its owner.")
         return redirect("console:home")
-    return render(request, "console/tenant_new.html", {"name": name})
+    return render(request, "console/tenant_new.html", {"form": form, "field_errors": {}})
 
 
 @login_required
