@@ -13,7 +13,8 @@ Each send first records its run in that hash with a script that checks the lease
 that was paused past its lease (and replaced) finds out there and sends nothing. Recording before sending
 means a crash between the two loses that one run rather than doubling it; the next run comes on schedule.
 Every message carries `gpucloud_beat_run_at` and `gpucloud_beat_previous_run` (ISO times) and
-`gpucloud_beat_sender` (the beat's identity) headers.
+`gpucloud_beat_sender` (the beat's identity) headers. Every tick touches HEARTBEAT_FILE (apps/core/
+heartbeat.py), the chart's liveness probe.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import Any
 import redis
 from celery.beat import ScheduleEntry, Scheduler
 from django.conf import settings
+
+from apps.core import heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +107,7 @@ class LeaderScheduler(Scheduler):
         self._heap = None  # rebuilt from the loaded times on the next tick
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
+        heartbeat.beat()  # leader or standby, Redis up or not: this loop goes round (the liveness probe)
         if not self._hold():
             return self.lease / 3 * random.uniform(0.8, 1.0)  # noqa: S311
         return float(super().tick(*args, **kwargs))

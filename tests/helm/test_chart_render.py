@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +15,7 @@ from tests.helm.support import (
     CHART,
     COMPONENTS,
     PRODUCTION_VALUES,
+    REPO_ROOT,
     SECRET_SETTINGS,
     component,
     env_of,
@@ -182,6 +187,57 @@ def test_web_serves_gunicorn_with_health_probes(default_docs: list[dict[str, Any
     assert env_of(container)["ALLOWED_HOSTS"]["value"] == "gpucloud.example.com,$(POD_IP)"
     service = one(default_docs, "Service", "web")
     assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+
+
+def test_every_deployment_has_a_liveness_probe(docs: list[dict[str, Any]]) -> None:
+    """web is probed over HTTP; worker, beat and operator by the age of the heartbeat file their main loop
+    touches (apps/core/heartbeat.py), which their environment names; worker and operator are ready once
+    their exporter answers."""
+    deployments = {component(d): d for d in pick(docs, "Deployment")}
+    assert set(deployments) == set(COMPONENTS)
+    for name, deployment in deployments.items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert "livenessProbe" in container, name
+        assert "startupProbe" in container, name
+        probe = container["livenessProbe"]
+        if name == "web":
+            assert probe["httpGet"] == {"path": "/healthz", "port": "http"}
+            continue
+        command = probe["exec"]["command"]
+        assert command == ["python", "-m", "apps.core.heartbeat", "/tmp/heartbeat", "120"], name  # noqa: S108
+        assert container["startupProbe"]["exec"]["command"] == command, name
+        assert env_of(container)["HEARTBEAT_FILE"]["value"] == command[3], name
+        # Stale for longer than the heartbeat's interval many times over before the pod restarts.
+        assert probe["periodSeconds"] * probe["failureThreshold"] >= 60, name
+        if name in ("worker", "operator"):
+            assert container["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}, name
+        else:
+            assert "readinessProbe" not in container, name  # beat: no Service, strategy Recreate
+
+
+def test_heartbeat_probe_answers_by_the_files_age(tmp_path: Path) -> None:
+    """The rendered probe command itself, run against a missing, a fresh and a stale file."""
+    docs = render("--set", "heartbeat.maxAgeSeconds=60")
+    container = one(docs, "Deployment", "operator")["spec"]["template"]["spec"]["containers"][0]
+    python, *args = container["livenessProbe"]["exec"]["command"]
+    assert python == "python" and args[-1] == "60"
+    beat_file = tmp_path / "heartbeat"
+    args[-2] = str(beat_file)
+
+    def probe() -> int:
+        env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}  # no Django needed
+        result = subprocess.run(
+            [sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode in (0, 1), result.stderr
+        return result.returncode
+
+    assert probe() == 1  # not touched yet
+    beat_file.touch()
+    assert probe() == 0
+    stale = time.time() - 61
+    os.utime(beat_file, (stale, stale))
+    assert probe() == 1
 
 
 def test_worker_and_operator_serve_metrics_on_the_pod_address(default_docs: list[dict[str, Any]]) -> None:

@@ -13,6 +13,11 @@
 
 A stop event ends everything: watches return at their next event or server-side timeout, the lock is
 released, database connections are closed. See docs/operator.md.
+
+Liveness: Operator.run() touches HEARTBEAT_FILE (apps/core/heartbeat.py) every heartbeat_seconds while
+every region thread is alive and has gone round its loop (a retry as standby, a pass of the resync loop as
+leader) within stall_seconds; the chart's probe restarts a process whose file goes stale. The database or
+an apiserver being away does not stop either loop, so an outage alone never restarts the operator.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from django.db import close_old_connections, connection
 from kubernetes import client
 
 from apps.catalog.models import Region
+from apps.core import heartbeat
 from apps.instances.kube import applied, capacity, capacity_nodes, gc, names, observed
 from apps.instances.kube.backoff import Backoff
 from apps.instances.kube.client import REQUEST_TIMEOUT, api_client, has_cluster
@@ -67,6 +73,10 @@ class OperatorConfig:
     capacity_min_interval: float = 1.0
     # Threads that record pod events (each holds a database connection while leading).
     pod_workers: int = 4
+    # Liveness (module docstring): how often the heartbeat is touched, and how long a region thread may
+    # take to go round its loop once (a full resync of 5,000 instances took 18 s in docs/benchmarks.md).
+    heartbeat_seconds: float = heartbeat.INTERVAL_SECONDS
+    stall_seconds: float = 600.0
 
 
 def _closing_db(target: Any) -> Any:
@@ -109,11 +119,18 @@ class RegionOperator(threading.Thread):
         self.resyncs = 0  # completed resyncs while leading (for tests and the log)
         self.resync_failures = 0
         self._capacity_dirty = threading.Event()
+        self.went_round = time.monotonic()  # the last time either loop went round (liveness)
+
+    def stalled(self, now: float | None = None) -> bool:
+        """Dead, or has not gone round its loop for stall_seconds."""
+        now = time.monotonic() if now is None else now
+        return not self.is_alive() or now - self.went_round > self.config.stall_seconds
 
     def run(self) -> None:
         term_backoff = Backoff(base=1.0, cap=30.0)
         try:
             while not self.stop.is_set():
+                self.went_round = time.monotonic()
                 close_old_connections()
                 try:
                     acquired = self.lock.try_acquire()
@@ -207,6 +224,7 @@ class RegionOperator(threading.Thread):
         next_resync = 0.0
         last_capacity, capacity_gap = 0.0, self.config.capacity_min_interval
         while not self.stop.is_set():
+            self.went_round = time.monotonic()
             if not self.lock.still_held():
                 return
             close_old_connections()
@@ -325,20 +343,36 @@ class Operator:
 
     def run(self) -> None:
         backoff = Backoff(base=1.0, cap=30.0)
+        next_discovery = 0.0
         try:
             while not self.stop.is_set():
-                try:
-                    self.discover()
-                    backoff.reset()
-                    self.stop.wait(self.config.resync_seconds)
-                except Exception as exc:
-                    logger.warning("operator: discovering regions failed: %s", describe(exc))
-                    backoff.wait(self.stop)
+                self.touch_heartbeat()
+                if time.monotonic() >= next_discovery:
+                    try:
+                        self.discover()
+                        backoff.reset()
+                        next_discovery = time.monotonic() + self.config.resync_seconds
+                    except Exception as exc:
+                        logger.warning("operator: discovering regions failed: %s", describe(exc))
+                        next_discovery = time.monotonic() + backoff.next_delay()
+                wait = min(self.config.heartbeat_seconds, next_discovery - time.monotonic())
+                self.stop.wait(max(0.0, wait))
         finally:
             self.stop.set()
             for thread in self.threads.values():
                 thread.join(timeout=self.config.watch_timeout_seconds + 30)
             connection.close()
+
+    def touch_heartbeat(self) -> bool:
+        """Touch the heartbeat unless a region thread died or stalled (logged); True when touched."""
+        stalled = sorted(t.slug for t in self.threads.values() if t.stalled())
+        if stalled:
+            logger.error(
+                "operator: region threads dead or stalled: %s; heartbeat withheld", ", ".join(stalled)
+            )
+            return False
+        heartbeat.beat()
+        return True
 
     # In-process use (tests, embedding): run in a background thread.
     def start(self) -> Operator:

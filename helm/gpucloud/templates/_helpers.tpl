@@ -178,6 +178,46 @@ ports:
     protocol: TCP
 {{- end -}}
 
+{{/*
+Worker, beat and operator have no HTTP of their own to probe for liveness: each touches HEARTBEAT_FILE
+whenever its main loop goes round (at least every 10 s; apps/core/heartbeat.py), and the exec probes fail
+when it is older than heartbeat.maxAgeSeconds. The startup probe gives a process up to 5 minutes to touch
+it first (the worker touches it once it consumes). Argument: the chart's context.
+*/}}
+{{- define "gpucloud.heartbeatFile" -}}/tmp/heartbeat{{- end -}}
+
+{{- define "gpucloud.heartbeatEnv" -}}
+- name: HEARTBEAT_FILE
+  value: {{ include "gpucloud.heartbeatFile" . }}
+{{- end -}}
+
+{{- define "gpucloud.heartbeatProbes" -}}
+{{- $check := list "python" "-m" "apps.core.heartbeat" (include "gpucloud.heartbeatFile" .)
+      (.Values.heartbeat.maxAgeSeconds | int | toString) -}}
+startupProbe:
+  exec:
+    command: {{ toJson $check }}
+  periodSeconds: 5
+  timeoutSeconds: 10
+  failureThreshold: 60
+livenessProbe:
+  exec:
+    command: {{ toJson $check }}
+  periodSeconds: 30
+  timeoutSeconds: 10
+  failureThreshold: 3
+{{- end -}}
+
+{{/* Readiness of the worker and the operator: their exporter answers (the worker starts it once its pool
+and consumer are up). Argument: unused. */}}
+{{- define "gpucloud.metricsReadiness" -}}
+readinessProbe:
+  httpGet: {path: /metrics, port: metrics}
+  periodSeconds: 10
+  timeoutSeconds: 5
+  failureThreshold: 3
+{{- end -}}
+
 {{- define "gpucloud.metricsService" -}}
 {{- $ctx := dict "root" .root "component" .component -}}
 apiVersion: v1
