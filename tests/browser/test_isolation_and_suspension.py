@@ -1,5 +1,5 @@
-"""Another tenant's instance is a 404 however the URL is edited; a tenant staff suspends in the admin cannot
-launch, and its console says why."""
+"""Another tenant's instance is a 404 however the URL is edited; a tenant staff suspends in the staff console
+(/staff/) cannot launch, and its console says why."""
 
 from __future__ import annotations
 
