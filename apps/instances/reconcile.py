@@ -3,7 +3,8 @@
 `reconcile_instance` is level-triggered and idempotent: it may run any number of times for the same change.
 Regions connected to a Kubernetes cluster are reconciled against it (apps/instances/kube/reconciler.py).
 A region without a cluster connection can hold no pod, so stopping and terminating complete at once there
-and launches stay pending.
+and launches stay pending. An `in_cluster` region is left to the operator by a process that holds no
+ServiceAccount token (the worker's on-commit task, with the chart): the operator's resync reconciles it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from urllib3.exceptions import HTTPError
 
 from apps.core import request_context
 from apps.instances import services
-from apps.instances.kube.client import has_cluster
+from apps.instances.kube.client import has_cluster, reachable_here
 from apps.instances.models import Instance
 from apps.instances.states import Action, Observation, State
 
@@ -39,6 +40,16 @@ def _reconcile_instance(instance_id: Any) -> None:
     if instance is None:
         return
     if has_cluster(instance.region):
+        if not reachable_here(instance.region):
+            # Not a failure: this process was never meant to reach that cluster, and the operator's resync
+            # does the work (within operator.resyncSeconds). Not counted as a reconcile error either.
+            logger.debug(
+                "reconcile of instance %s skipped: region %s is in-cluster and this process has no "
+                "ServiceAccount token; the operator reconciles it",
+                instance.pk,
+                instance.region.slug,
+            )
+            return
         from apps.instances.kube.reconciler import reconcile
 
         try:

@@ -2,17 +2,21 @@
 
 A region connects in-cluster (the operator's ServiceAccount) or with its kubeconfig, decrypted only here
 and only in memory. Clients are cached per region and kubeconfig, with request timeouts on every call.
+In-cluster credentials exist only in a process whose pod mounts a ServiceAccount token: with the chart,
+the operator's alone (`reachable_here`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 import threading
 from typing import Any
 
 import yaml
 from kubernetes import client, config
+from kubernetes.config import incluster_config
 
 from apps.catalog.models import Region
 
@@ -29,6 +33,28 @@ class RegionNotConnected(Exception):
 
 def has_cluster(region: Region) -> bool:
     return region.in_cluster or region.has_kubeconfig
+
+
+# Where the kubelet mounts the pod's ServiceAccount token (an attribute, so tests can point it elsewhere).
+SERVICE_ACCOUNT_TOKEN = incluster_config.SERVICE_TOKEN_FILENAME
+
+
+def in_cluster_credentials() -> bool:
+    """Whether this process could load in-cluster configuration: the apiserver's address in its environment
+    and a ServiceAccount token mounted (what `config.load_incluster_config` needs first)."""
+    return (
+        bool(os.environ.get(incluster_config.SERVICE_HOST_ENV_NAME))
+        and bool(os.environ.get(incluster_config.SERVICE_PORT_ENV_NAME))
+        and os.path.isfile(SERVICE_ACCOUNT_TOKEN)
+    )
+
+
+def reachable_here(region: Region) -> bool:
+    """Whether this process can talk to the region's cluster: by its kubeconfig, or in-cluster when this
+    process holds the pod's ServiceAccount token (web and worker pods mount none: only the operator does)."""
+    if region.in_cluster:
+        return in_cluster_credentials()
+    return region.has_kubeconfig
 
 
 def _build(region: Region) -> client.ApiClient:
