@@ -141,12 +141,14 @@ def page(new_page: Callable[[str], Page]) -> Page:
 
 def shoot(page: Page, name: str, *, docs: bool = False) -> None:
     """Save a screenshot of a main page as a test artifact; `docs` pages also go to docs/screenshots/ (what
-    the README shows) when GPUCLOUD_DOCS_SCREENSHOTS=1."""
+    the README shows) when GPUCLOUD_DOCS_SCREENSHOTS=1. Both are of the whole page, whatever the scroll
+    position the test left (the launch form is filled at its bottom; the dashboard's GPU chart is below the
+    fold)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
     if docs and os.environ.get("GPUCLOUD_DOCS_SCREENSHOTS") == "1":
         DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(DOCS_SCREENSHOTS / f"{name}.png"))
+        page.screenshot(path=str(DOCS_SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 # --- the live control plane -----------------------------------------------------------------------------
