@@ -239,12 +239,19 @@ class Instance(TypedDict):
     price_per_hour: str
     cost_so_far: str
     running_seconds: int
-    connection: Any
+    connection: InstanceConnection
     created_at: str
     updated_at: str
     running_since: str | None
     stopped_at: str | None
     terminated_at: str | None
+
+
+class InstanceConnection(TypedDict):
+    host: NotRequired[str]
+    port: NotRequired[int]
+    user: NotRequired[str]
+    ssh_command: NotRequired[str]
 
 
 class InstanceEvent(TypedDict):

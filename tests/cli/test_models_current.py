@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import NotRequired, get_type_hints
 
 from django.conf import settings
 
+from gpucloud_cli import models
 from scripts import gen_sdk_models
 
 REPO = Path(settings.BASE_DIR)
@@ -22,6 +24,18 @@ def test_the_committed_models_match_the_schema() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_an_instance_types_its_connection() -> None:
+    """`instance["connection"]["ssh_command"]` is a str to a type checker, not Any."""
+    assert get_type_hints(models.Instance)["connection"] is models.InstanceConnection
+    hints = get_type_hints(models.InstanceConnection, include_extras=True)
+    assert hints == {
+        "host": NotRequired[str],
+        "port": NotRequired[int],
+        "user": NotRequired[str],
+        "ssh_command": NotRequired[str],  # absent until the instance runs
+    }
 
 
 def test_the_generator_types_what_the_schema_says() -> None:

@@ -33,6 +33,21 @@ class AttachmentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class InstanceConnectionSerializer(serializers.Serializer):
+    """How to reach a running instance over SSH: empty ({}) until it first runs, and emptied again when
+    it stops or is terminated."""
+
+    host = serializers.CharField(required=False, help_text="Address of the node the instance runs on.")
+    port = serializers.IntegerField(required=False, help_text="Its SSH port there.")
+    user = serializers.CharField(required=False)
+    ssh_command = serializers.CharField(required=False, help_text="e.g. ssh -p 30022 gpucloud@203.0.113.7")
+
+
+@extend_schema_field(InstanceConnectionSerializer)
+class ConnectionField(serializers.JSONField):
+    """The stored JSON as it is; the schema documents its keys (InstanceConnectionSerializer)."""
+
+
 class InstanceSerializer(serializers.ModelSerializer):
     region = serializers.CharField(source="region.slug", read_only=True)
     instance_type = serializers.CharField(source="instance_type.slug", read_only=True)
@@ -49,6 +64,7 @@ class InstanceSerializer(serializers.ModelSerializer):
     running_seconds = serializers.SerializerMethodField()
     allowed_actions = serializers.SerializerMethodField()
     volumes = AttachmentSerializer(source="volume_attachments", many=True, read_only=True)
+    connection = ConnectionField(read_only=True, help_text="Host, port and user once running.")
 
     class Meta:
         model = Instance
