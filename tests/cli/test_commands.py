@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from apps.accounts.models import ApiToken, SshKey
+from apps.catalog.models import RegionCapacity
 from apps.storage.models import Volume
 from tests.cli.conftest import Cli
 from tests.conftest import Actor
-from tests.instances.helpers import ed25519_public_key
+from tests.instances.helpers import Catalog, ed25519_public_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,6 +31,35 @@ def test_catalog(cli: Cli, funded: Actor) -> None:
     assert row.split()[1:3] == ["8x", "h100-80gb"] and row.endswith("eu-west-1:2")
     unknown = cli("instance-types", "--gpu", "z9000")
     assert unknown.returncode == 1 and unknown.stderr.startswith("error: Unknown GPU type 'z9000'; known: ")
+
+
+def test_instance_types_gpu_h100_available(cli: Cli, funded: Actor, catalog: Catalog) -> None:
+    """The issue's own example: the H100 family, only what can launch now, in every region."""
+    cli.login(funded)
+    full = RegionCapacity.objects.filter(gpu_type__slug__in=["h100-mig-1g10gb", "h100-80gb"])
+    assert full.filter(region=catalog.us_east, gpu_type__slug="h100-mig-1g10gb").update(gpus=0) == 1
+    assert full.filter(region=catalog.eu_west, gpu_type__slug="h100-80gb").update(gpus=0) == 1
+    family = ["gpu-h100-mig-1g10gb", "gpu-h100x1", "gpu-h100x2", "gpu-h100x4", "gpu-h100x8"]
+
+    everything = cli.ok("instance-types", "--gpu", "h100", "--json").json()
+    assert [t["slug"] for t in everything] == family
+    offers = {t["slug"]: {r["region"]: r["available"] for r in t["regions"]} for t in everything}
+    assert offers["gpu-h100-mig-1g10gb"] == {"us-east-1": 0}
+    assert offers["gpu-h100x8"] == {"us-east-1": 4, "eu-west-1": 0}
+
+    table = cli.ok("instance-types", "--gpu", "h100", "--available").stdout.splitlines()
+    assert table[0].split() == ["TYPE", "GPUS", "VCPU", "MEMORY", "DISK", "PRICE/H", "AVAILABLE"]
+    rows = {line.split()[0]: line.split()[-1] for line in table[1:]}
+    assert rows == {  # no MIG slice left anywhere; the whole GPUs only where they are free
+        "gpu-h100x1": f"us-east-1:{offers['gpu-h100x1']['us-east-1']}",
+        "gpu-h100x2": f"us-east-1:{offers['gpu-h100x2']['us-east-1']}",
+        "gpu-h100x4": f"us-east-1:{offers['gpu-h100x4']['us-east-1']}",
+        "gpu-h100x8": "us-east-1:4",
+    }
+    scripted = cli.ok("instance-types", "--gpu", "h100", "--available", "--json").json()
+    assert [(t["slug"], t["regions"]) for t in scripted] == [
+        (slug, [{"region": "us-east-1", "available": offers[slug]["us-east-1"]}]) for slug in family[1:]
+    ]
 
 
 def test_ssh_keys_and_tokens(cli: Cli, funded: Actor) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from apps.instances.models import Instance
+from apps.instances.models import Instance, InstanceEvent
 from tests.cli.conftest import Cli
 from tests.conftest import Actor
 from tests.instances.helpers import Catalog, ed25519_public_key
@@ -26,7 +26,7 @@ def fake_ssh(directory: Path) -> Path:
     return record
 
 
-def test_login_launch_wait_ls_ssh_stop_start_terminate(
+def test_login_launch_wait_ls_ssh_stop_start_restart_terminate(
     cli: Cli, funded: Actor, live_region: Catalog, tmp_path: Path
 ) -> None:
     login = cli.login(funded)
@@ -72,6 +72,21 @@ def test_login_launch_wait_ls_ssh_stop_start_terminate(
 
     started = cli.ok("start", instance["id"], "--wait")
     assert started.stdout.strip() == "cli-train: running"
+    running_since = Instance.objects.get(pk=instance["id"]).running_since
+    assert running_since is not None
+
+    restarted = cli.ok("restart", "cli-train", "--wait", "--json").json()
+    assert restarted["state"] == "running" and restarted["connection"]["ssh_command"].startswith("ssh -p ")
+    again = Instance.objects.get(pk=instance["id"])
+    assert (
+        again.state == "running" and again.running_since is not None and again.running_since > running_since
+    )
+    changes = InstanceEvent.objects.filter(instance_id=instance["id"], kind__in=["action", "observation"])
+    timeline = changes.exclude(name="connection_changed").order_by("created_at", "id")
+    assert [(e.kind, e.name, e.from_state, e.to_state) for e in timeline][-2:] == [
+        ("action", "restart", "running", "starting"),  # the pod replaced ...
+        ("observation", "pod_ready", "starting", "running"),  # ... and the new one ready
+    ]
 
     terminated = cli.ok("terminate", "cli-train", "--wait", "--json").json()
     assert terminated["state"] == "terminated"
