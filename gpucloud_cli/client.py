@@ -6,8 +6,10 @@
     api.wait(instance["id"], "running")
 
 Every refusal raises ApiError with the API's code, message, field errors and details. Connection errors, 5xx
-and 429 answers are retried with exponential backoff; each create carries one Idempotency-Key for all its
-attempts, so a launch whose response was lost is replayed by the server instead of making a second instance.
+and 429 answers are retried with exponential backoff. Each create and each lifecycle action (stop, start,
+restart, terminate) carries one Idempotency-Key for all its attempts, so a launch whose response was lost is
+replayed by the server instead of making a second instance, and a stop whose response was lost gets the
+original answer instead of a 409. Other deletes carry none: the API does not honour one there.
 """
 
 from __future__ import annotations
@@ -31,8 +33,6 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_BACKOFF = 30.0
 PAGE = 100
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-# What each action leaves the instance wanting; used to recognise our own earlier attempt after a retry.
-ACTION_DESIRED = {"stop": "stopped", "start": "running", "restart": "running", "terminate": "terminated"}
 FINAL_STATES = frozenset({"failed", "terminated"})
 
 
@@ -324,34 +324,36 @@ class Client:
         body.update({k: v for k, v in optional.items() if v is not None})
         return cast(models.Instance, self._create(self._t("instances"), body, idempotency_key))
 
-    def stop(self, instance_id: str) -> models.Instance:
-        return self._action(instance_id, "stop")
+    def stop(self, instance_id: str, *, idempotency_key: str | None = None) -> models.Instance:
+        return self._action(instance_id, "stop", idempotency_key=idempotency_key)
 
-    def start(self, instance_id: str) -> models.Instance:
-        return self._action(instance_id, "start")
+    def start(self, instance_id: str, *, idempotency_key: str | None = None) -> models.Instance:
+        return self._action(instance_id, "start", idempotency_key=idempotency_key)
 
-    def restart(self, instance_id: str) -> models.Instance:
-        return self._action(instance_id, "restart")
+    def restart(self, instance_id: str, *, idempotency_key: str | None = None) -> models.Instance:
+        return self._action(instance_id, "restart", idempotency_key=idempotency_key)
 
-    def terminate(self, instance_id: str, *, delete_volumes: bool = False) -> models.Instance:
+    def terminate(
+        self, instance_id: str, *, delete_volumes: bool = False, idempotency_key: str | None = None
+    ) -> models.Instance:
         params = {"delete_volumes": "true"} if delete_volumes else None
-        return self._action(instance_id, "terminate", params=params)
+        return self._action(instance_id, "terminate", params=params, idempotency_key=idempotency_key)
 
-    def _action(self, instance_id: str, action: str, params: dict[str, Any] | None = None) -> models.Instance:
+    def _action(
+        self,
+        instance_id: str,
+        action: str,
+        params: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> models.Instance:
+        """One key for all the attempts of this call: a retry after a lost answer (the action was applied)
+        gets that answer replayed, where it would otherwise be refused as a 409 invalid_state."""
         path = self._t(f"instances/{instance_id}")
         method = "DELETE" if action == "terminate" else "POST"
         if action != "terminate":
             path = f"{path}/{action}"
-        try:
-            return cast(models.Instance, self.request(method, path, params=params))
-        except ApiError as exc:
-            # A retried action whose first attempt was applied before its response was lost finds the
-            # instance already on its way: that is what was asked, not a conflict.
-            if exc.code == "invalid_state" and exc.attempts > 1:
-                current = self.instance(instance_id)
-                if current["desired_state"] == ACTION_DESIRED[action]:
-                    return current
-            raise
+        key = idempotency_key or new_idempotency_key()
+        return cast(models.Instance, self.request(method, path, params=params, idempotency_key=key))
 
     def instance_events(self, instance_id: str) -> list[models.InstanceEvent]:
         return self._list(self._t(f"instances/{instance_id}/events"))

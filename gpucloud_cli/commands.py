@@ -141,6 +141,8 @@ def logout(ctx: Context) -> int:
     if config.default_profile == name:
         config.default_profile = sorted(config.profiles)[0] if config.profiles else "default"
     config.save()
+    if ctx.json:
+        return ctx.emit({"removed": name, "default_profile": config.default_profile}, str)
     note(f"Removed profile {name}.")
     return 0
 
@@ -159,6 +161,9 @@ def profiles(ctx: Context) -> int:
             if config.default_profile == name:
                 config.default_profile = sorted(config.profiles)[0] if config.profiles else "default"
         config.save()
+        if ctx.json:
+            done = {"default_profile": config.default_profile}
+            return ctx.emit(done if action == "use" else {"removed": name, **done}, str)
         note(f"Default profile: {config.default_profile}." if action == "use" else f"Removed profile {name}.")
         return 0
     active = profile_name(ctx.opt("profile"), config)
@@ -454,6 +459,15 @@ def ssh_keys(ctx: Context) -> int:
     return _rows_or(ctx, client.ssh_keys(), SSH_KEY_COLUMNS, "No SSH keys.")
 
 
+def _secret_lost(what: str, revoke: str) -> str:
+    """A create whose first answer was lost and whose retry was replayed (same Idempotency-Key): the API
+    shows a secret only once, so the replay has none."""
+    return (
+        f"Created {what}, but its secret was in the first response, which was lost on the way; the secret "
+        f"is shown only once and cannot be shown again. Revoke it (`{revoke}`) and create a new one."
+    )
+
+
 TOKEN_COLUMNS: list[output.Column] = [
     ("ID", "id"),
     ("NAME", "name"),
@@ -473,6 +487,11 @@ def tokens(ctx: Context) -> int:
         created = client.token_create(
             name=ctx.args.name, scopes=ctx.args.scope, expires_at=ctx.opt("expires_at")
         )
+        if created["token"] is None:
+            lost = _secret_lost(f"token {created['name']}", f"gpucloud tokens revoke {created['id']}")
+            if ctx.json:
+                note(lost)
+            return ctx.emit(created, lambda: lost)
         message = f"Created token {created['name']}. Its secret, shown only now:\n{created['token']}"
         return ctx.emit(created, lambda: message)
     if action == "revoke":
@@ -601,6 +620,12 @@ def access_keys(ctx: Context) -> int:
     client = ctx.client
     if action == "create":
         created = client.access_key_create(name=ctx.args.name)
+        if created["secret_access_key"] is None:
+            revoke = f"gpucloud access-keys revoke {created['id']}"
+            lost = _secret_lost(f"access key {created['access_key_id']}", revoke)
+            if ctx.json:
+                note(lost)
+            return ctx.emit(created, lambda: lost)
         pairs = [
             ("access key id", created["access_key_id"]),
             ("secret (shown once)", created["secret_access_key"]),

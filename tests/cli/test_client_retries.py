@@ -1,5 +1,6 @@
-"""The Python client's retries against the live server, behind a proxy that loses responses: the request
-reaches the server and is applied, but the connection is closed before the client hears back."""
+"""Retries against the live server, behind a proxy that loses responses: the request reaches the server and
+is applied, but the connection is closed before the client hears back. The Python client in-process, and the
+installed `gpucloud` command as a subprocess pointed at the proxy."""
 
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from apps.instances.models import Instance
-from gpucloud_cli import Client
+from apps.accounts.models import ApiToken
+from apps.instances.models import Instance, InstanceEvent
+from gpucloud_cli import ApiError, Client
+from tests.cli.conftest import Cli
 from tests.conftest import Actor
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FORWARDED = ("Authorization", "Content-Type", "Accept", "Idempotency-Key")
+ACTION_DESIRED = {"stop": "stopped", "terminate": "terminated"}
 
 
 @dataclass
@@ -113,19 +117,92 @@ def test_without_the_key_the_same_loss_makes_two_instances(proxy: LossyProxy, fu
     assert Instance.objects.filter(tenant=funded.tenant).count() == 2
 
 
-def test_a_stop_whose_response_is_lost_is_not_reported_as_a_conflict(
-    proxy: LossyProxy, server: str, funded: Actor
+@pytest.mark.parametrize(("action", "method"), [("stop", "POST"), ("terminate", "DELETE")])
+def test_an_action_whose_response_is_lost_is_replayed_not_refused_as_a_conflict(
+    proxy: LossyProxy, server: str, funded: Actor, action: str, method: str
 ) -> None:
     api = client_for(funded, server)
     instance = api.launch(name="halt", region="eu-west-1", instance_type="gpu-h100x1", image="pytorch")
     api = client_for(funded, proxy.url)
-    proxy.suffix = "/stop"
+    path = f"/instances/{instance['id']}" + ("/stop" if action == "stop" else "")
+    proxy.suffix, proxy.method = path, method
 
-    stopped = api.stop(instance["id"])
+    acted = getattr(api, action)(instance["id"])
 
-    statuses = [s[3] for s in proxy.seen if s[1].endswith("/stop")]
-    assert statuses == [202, 409]  # applied, lost; the retry finds it already stopping
-    assert (stopped["id"], stopped["desired_state"]) == (instance["id"], "stopped")
+    attempts = [s for s in proxy.seen if s[0] == method and s[1].split("?")[0].endswith(path)]
+    assert len(attempts) == 2  # the lost attempt and the retry
+    assert attempts[0][2] == attempts[1][2] and attempts[0][2].startswith("gpucloud-cli-")
+    assert [(s[3], s[4]) for s in attempts] == [(202, None), (202, "true")]  # applied once, then replayed
+    assert (acted["id"], acted["desired_state"]) == (instance["id"], ACTION_DESIRED[action])
+    assert InstanceEvent.objects.filter(instance_id=instance["id"], kind="action", name=action).count() == 1
+
+
+def test_each_action_call_has_its_own_key(proxy: LossyProxy, server: str, funded: Actor) -> None:
+    """A key is per logical call: a second stop is a new request (refused: it is already stopped), not a
+    replay of the first."""
+    api = client_for(funded, server)
+    instance = api.launch(name="twice", region="eu-west-1", instance_type="gpu-h100x1", image="pytorch")
+    api = client_for(funded, proxy.url)
+    proxy.drop = 0
+    api.stop(instance["id"])
+    with pytest.raises(ApiError) as caught:
+        api.stop(instance["id"])
+    assert (caught.value.status, caught.value.code) == (409, "invalid_state")
+    keys = [s[2] for s in proxy.seen if s[1].endswith("/stop")]
+    assert len(keys) == 2 and keys[0] != keys[1]
+
+
+def test_the_command_retries_a_lost_launch_with_one_key_and_makes_one_instance(
+    proxy: LossyProxy, cli: Cli, funded: Actor
+) -> None:
+    """`gpucloud launch` itself, as a subprocess through the proxy, with one retry allowed."""
+    proxy.suffix = "/instances"
+
+    result = cli.ok(
+        "launch", "--name", "once", "--region", "eu-west-1", "--type", "gpu-h100x1", "--image", "pytorch",
+        "--json", GPUCLOUD_API_URL=proxy.url, GPUCLOUD_TOKEN=funded.token_plaintext, GPUCLOUD_MAX_RETRIES="1",
+    )  # fmt: skip
+
+    posts = [s for s in proxy.seen if s[0] == "POST"]
+    assert len(posts) == 2, proxy.seen  # the lost attempt and the retry
+    assert posts[0][2] == posts[1][2] and posts[0][2].startswith("gpucloud-cli-")
+    assert [(s[3], s[4]) for s in posts] == [(201, None), (201, "true")]  # the second is the first, replayed
+    rows = list(Instance.objects.filter(tenant=funded.tenant).values_list("pk", flat=True))
+    assert [str(pk) for pk in rows] == [result.json()["id"]]
+
+
+def test_a_token_created_by_a_replayed_retry_says_its_secret_is_gone(
+    proxy: LossyProxy, cli: Cli, funded: Actor
+) -> None:
+    """The secret is in the lost response only; the replay has `token: null`. Say so, not `None`."""
+    proxy.suffix = "/tokens"
+    env = {"GPUCLOUD_API_URL": proxy.url, "GPUCLOUD_TOKEN": funded.token_plaintext}
+
+    result = cli.ok("tokens", "create", "ci", "--scope", "instances:read", **env)
+
+    assert [(s[3], s[4]) for s in proxy.seen if s[0] == "POST"] == [(201, None), (201, "true")]
+    created = ApiToken.objects.get(tenant=funded.tenant, name="ci")
+    assert "None" not in result.stdout
+    assert "shown only once" in result.stdout and f"gpucloud tokens revoke {created.pk}" in result.stdout
+
+    proxy.drop = 1
+    again = cli.ok("tokens", "create", "ci-2", "--scope", "instances:read", "--json", **env)
+    assert again.json()["token"] is None  # the API's own JSON for scripts
+    assert "shown only once" in again.stderr
+
+
+def test_an_access_key_created_by_a_replayed_retry_says_its_secret_is_gone(
+    proxy: LossyProxy, cli: Cli, funded: Actor
+) -> None:
+    proxy.suffix = "/access-keys"
+    env = {"GPUCLOUD_API_URL": proxy.url, "GPUCLOUD_TOKEN": funded.token_plaintext}
+
+    result = cli.ok("access-keys", "create", "laptop", **env)
+
+    assert [(s[3], s[4]) for s in proxy.seen if s[0] == "POST"] == [(201, None), (201, "true")]
+    (key,) = cli.ok("access-keys", "--json", **env).json()
+    assert "shown only once" in result.stdout and f"gpucloud access-keys revoke {key['id']}" in result.stdout
+    cli.ok("access-keys", "revoke", key["id"], **env)
 
 
 def test_retries_give_up_on_a_server_that_never_answers(funded: Actor) -> None:

@@ -85,3 +85,27 @@ def test_login_without_a_token_saves_nothing(cli: Cli, funded: Actor) -> None:
     assert result.returncode == 1, str(result)
     assert result.stderr == "error: no token: pass --token, or type it when asked\n"
     assert not cli.config_file.exists()
+
+
+def test_logout_and_profiles_use_and_rm_print_json_for_scripts(
+    cli: Cli, make_actor: Callable[..., Actor], catalog: Catalog
+) -> None:
+    cli.login(make_actor(Role.OWNER))
+    for name in ("work", "lab"):
+        cli.login(make_actor(Role.OWNER), profile=name)
+
+    assert cli.ok("profiles", "use", "work", "--json").json() == {"default_profile": "work"}
+    assert cli.ok("profiles", "rm", "work", "--json").json() == {
+        "removed": "work",
+        "default_profile": "default",
+    }
+    assert cli.ok("logout", "--profile", "lab", "--json").json() == {
+        "removed": "lab",
+        "default_profile": "default",
+    }
+    assert cli.ok("--json", "logout").json() == {"removed": "default", "default_profile": "default"}
+    assert json.loads(cli.config_file.read_text())["profiles"] == {}
+    # Without --json, people get a note on stderr and stdout stays empty.
+    cli.login(make_actor(Role.OWNER), profile="solo")
+    plain = cli.ok("logout", "--profile", "solo")
+    assert (plain.stdout, plain.stderr) == ("", "Removed profile solo.\n")
