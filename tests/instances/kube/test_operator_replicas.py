@@ -24,7 +24,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 LEASE = 10  # OPERATOR_LEASE_SECONDS of the operators here
 LOCK_RETRY = 0.5
-GRACE = 30.0  # on top of the lease bound: polling and a loaded machine
+# Takeover bound. The documented one is the lease plus one retry: the lease is how long the server may
+# keep a vanished or frozen leader's session (test_leader.py checks that case). A SIGKILLed leader's socket
+# closes, so its session and lock end at once, and what is asserted here is the stricter bound of one retry
+# (with its +20 % jitter) plus MARGIN for the standby's new connection, the test's 0.2 s polling and a
+# loaded 2-core machine. Measured: 0.41 s in each of 3 runs at a load average above 4.
+MARGIN = 3.0
+TAKEOVER_BOUND = LOCK_RETRY * 1.2 + MARGIN
+assert TAKEOVER_BOUND < LEASE + LOCK_RETRY * 1.2  # so within the documented bound too
+GRACE = 30.0  # the wait's timeout only: a hung process fails with the logs rather than hanging the run
 ARGS = [
     "--region=us-east-1",
     "--resync-seconds=2",
@@ -84,10 +92,12 @@ def test_one_operator_leads_and_the_other_takes_over_within_the_lease(
     wait_for(
         lambda: holder_pid(region.pk) == standby.pid,
         what="the standby to take over",
-        timeout=LEASE + LOCK_RETRY * 1.2 + GRACE,
+        timeout=LEASE + GRACE,
         processes=processes,
     )
-    assert time.monotonic() - killed_at <= LEASE + LOCK_RETRY * 1.2 + GRACE
+    took_over = time.monotonic() - killed_at
+    print(f"operator takeover after SIGKILL: {took_over:.2f}s (bound {TAKEOVER_BOUND:.1f}s)")
+    assert took_over <= TAKEOVER_BOUND, f"took over after {took_over:.1f}s, bound {TAKEOVER_BOUND:.1f}s"
     wait_for(lambda: leads(standby) == 1, what="the standby's log to say it leads", processes=processes)
 
     # A launch after the kill still becomes running: only a leader's watch records the pod ready.
