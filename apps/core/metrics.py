@@ -6,8 +6,10 @@ Three kinds of metric:
   process. With PROMETHEUS_MULTIPROC_DIR set (gunicorn workers, Celery's prefork pool) every process writes
   them to files there and whichever process is scraped adds them all up;
 - state metrics (instances, GPUs, Stripe outbox, queue depth) are read from the database or Redis when
-  scraped, by the collectors in SCRAPE_COLLECTORS, and served by the web process only, so a replica count
-  never multiplies them;
+  scraped, by the collectors in SCRAPE_COLLECTORS, and served by web alone (not by the worker's or the
+  operator's exporter) but by every web pod: with N web replicas Prometheus stores N copies of each, one
+  per scraped pod, so queries must aggregate them with max (`max by (queue) (...)`), never sum them over
+  pods;
 - web serves both at /metrics (guarded: `allowed`); the worker and the operator serve their process
   metrics on METRICS_BIND_ADDRESS:METRICS_{WORKER,OPERATOR}_PORT.
 """

@@ -4,6 +4,7 @@ refuse, reconcile and watch (apps/core/metrics.py, apps/instances/metrics.py, ap
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 from django.conf import settings
 from django.test import Client
 from django.utils import timezone
@@ -244,6 +246,40 @@ def test_scrape_still_answers_when_redis_is_down(settings: Any) -> None:
     assert value(samples, "gpucloud_celery_broker_up") == 0
     assert not any(name == "gpucloud_celery_queue_length" for name, _ in samples)
     assert value(samples, "gpucloud_metrics_collector_up", collector="InstanceCollector") == 1
+
+
+# ---- the documented alerts -------------------------------------------------------------------------------
+
+
+def _documented_alerts() -> dict[str, str]:
+    text = (settings.BASE_DIR / "docs" / "operations.md").read_text()
+    section = text.split("## Alerts worth setting", 1)[1]
+    block = section.split("```yaml", 1)[1].split("```", 1)[0]
+    rules = yaml.safe_load(block)["groups"][0]["rules"]
+    return {rule["alert"]: " ".join(str(rule["expr"]).split()) for rule in rules}
+
+
+@pytest.mark.django_db
+def test_documented_alerts_take_the_max_of_state_gauges_over_web_pods() -> None:
+    """Every web pod serves the same state gauges; an alert that sums them over pods multiplies them by the
+    number of web replicas. Each use of one in docs/operations.md's alerts is `max(...)` or
+    `max by (...) (...)` first (the per-scrape `*_up` gauges are read per pod)."""
+    state = {
+        family.name
+        for family in metrics._StateCollectors().collect()
+        if family.type == "gauge" and not family.name.endswith("_up")
+    }
+    assert {"gpucloud_instances", "gpucloud_celery_queue_length", "gpucloud_gpus_capacity"} <= state
+    alerts = _documented_alerts()
+    used = 0
+    for alert, expr in alerts.items():
+        for name in state:
+            uses = len(re.findall(rf"\b{name}\b", expr))
+            under_max = len(re.findall(rf"\bmax(?:\s+by\s*\([^)]*\))?\s*\(\s*{name}\b", expr))
+            assert uses == under_max, f"{alert}: {name} is not aggregated with max over pods: {expr}"
+            used += uses
+    assert used >= 5  # the queue, pool, stuck-pending and Stripe alerts
+    assert "sum(max by (queue) (gpucloud_celery_queue_length))" in alerts["GpucloudQueueBacklog"]
 
 
 # ---- operator code paths -------------------------------------------------------------------------------
