@@ -248,6 +248,35 @@ def test_scrape_still_answers_when_redis_is_down(settings: Any) -> None:
     assert value(samples, "gpucloud_metrics_collector_up", collector="InstanceCollector") == 1
 
 
+# ---- django-prometheus ----------------------------------------------------------------------------------
+
+
+def _total(samples: Samples, name: str, **labels: str) -> float:
+    wanted = set(labels.items())
+    return sum(v for (n, have), v in samples.items() if n == name and wanted <= have)
+
+
+@pytest.mark.django_db
+def test_django_prometheus_request_and_database_series_are_served(owner: Actor) -> None:
+    """Its middleware (first and last in MIDDLEWARE) and its PostgreSQL backend (DATABASE_ENGINE) are what
+    the documented django_http_* and django_db_* series come from: one API request shows in both."""
+    before = scrape()
+    response = owner.token_client().get(owner.url("/instances"))
+    assert response.status_code == 200
+    after = scrape()
+    names = {name for name, _ in after}
+    assert any(name.startswith("django_http_") for name in names)
+    assert any(name.startswith("django_db_") for name in names)
+    for name, labels in (
+        ("django_http_requests_total_by_method_total", {"method": "GET"}),
+        ("django_http_responses_total_by_status_total", {"status": "200"}),
+        ("django_http_requests_latency_seconds_by_view_method_count", {"method": "GET"}),
+        ("django_db_execute_total", {"vendor": "postgresql", "alias": "default"}),
+        ("django_db_query_duration_seconds_count", {"vendor": "postgresql", "alias": "default"}),
+    ):
+        assert _total(after, name, **labels) > _total(before, name, **labels), name
+
+
 # ---- the documented alerts -------------------------------------------------------------------------------
 
 
