@@ -305,6 +305,9 @@ def instance_act(
         _require_capacity(instance.region, instance.instance_type)
     instance = _locked(instance)
     before = _transition(instance, action)
+    if action in (Action.START, Action.RESTART):
+        # A new pod would wait forever for a volume that cannot be mounted (its claim was lost): refuse.
+        storage.require_volumes_usable(instance=instance)
     now = timezone.now()
     instance.desired_state = {
         Action.STOP: DesiredState.STOPPED,

@@ -40,6 +40,9 @@ class VolumeInUse(Conflict):
     code = "volume_in_use"
 
 
+TENANT_CLOSED_REASON = "tenant closed"
+
+
 def _queue_reconcile(volume: Volume) -> None:
     from apps.storage.tasks import reconcile_volume
 
@@ -222,6 +225,38 @@ def volume_delete(*, actor: User, volume: Volume) -> Volume:
         )
     _begin_delete(locked, actor=actor)
     return locked
+
+
+def volumes_delete_for_closed_tenant(*, tenant: Tenant) -> int:
+    """Begin deleting every volume of a closed tenant that is not being deleted yet, attached or not (the
+    tenant can no longer act; its namespace is collected). Called inside tenant_close's transaction, so
+    each volume's bill ends at the close. Idempotent; returns how many deletions began."""
+    volumes = (
+        Volume.objects.select_for_update(of=("self",))
+        .select_related("tenant", "region")
+        .filter(tenant=tenant)
+        .exclude(state__in=(VolumeState.DELETING, VolumeState.DELETED))
+        .order_by("pk")
+    )
+    begun = 0
+    for volume in volumes:
+        _begin_delete(volume, actor=None, reason=TENANT_CLOSED_REASON)
+        begun += 1
+    return begun
+
+
+def require_volumes_usable(*, instance: Any) -> None:
+    """Before a start or restart: 409 invalid_state, naming the volume, when an attached volume cannot be
+    mounted (its claim was lost). The pod would otherwise wait for the claim forever."""
+    for attachment in VolumeAttachment.objects.filter(instance=instance).select_related("volume"):
+        volume = attachment.volume
+        if volume.state not in ATTACHABLE:
+            why = " (its claim lost its persistent volume)" if volume.state == VolumeState.FAILED else ""
+            raise VolumeInvalidState(
+                f"Volume '{volume.name}' at {attachment.mount_path} is {volume.state}{why} and cannot be "
+                "mounted. Terminate the instance (its other volumes are kept) and delete the volume.",
+                details={"volume_id": str(volume.pk), "state": volume.state},
+            )
 
 
 # ---- instances ----------------------------------------------------------------------------------------

@@ -137,6 +137,10 @@ def tenant_close(*, actor: User | None, tenant: Tenant, reason: str = "") -> Ten
     Invitation.objects.filter(tenant=tenant, accepted_at__isnull=True, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
+    from apps.storage.closing import tenant_storage_close
+
+    # Volumes' deletion begins now; storage access keys are revoked by a task once this commits.
+    tenant_storage_close(tenant=tenant)
     return tenant
 
 

@@ -368,3 +368,11 @@ CELERY_BEAT_SCHEDULE["object-storage-sample"] = {
     "task": "apps.storage.objects.tasks.sample_buckets",
     "schedule": float(OBJECT_STORAGE_SAMPLE_SECONDS),
 }
+# A closed tenant's buckets are kept (unbilled, unreachable with its revoked keys) this many days after the
+# close, then deleted with their objects by the hourly sweep, which also finishes any close whose storage
+# task did not (apps/storage/closing.py, docs/storage.md "Closing a tenant").
+OBJECT_STORAGE_CLOSED_RETENTION_DAYS = env_int("OBJECT_STORAGE_CLOSED_RETENTION_DAYS", 30)
+CELERY_BEAT_SCHEDULE["storage-sweep-closed-tenants"] = {
+    "task": "apps.storage.tasks.sweep_closed_tenants",
+    "schedule": 3600.0,
+}

@@ -16,6 +16,8 @@ from apps.billing import metering, services
 from apps.billing.models import CreditGrant
 from apps.billing.selectors import wallet_of
 from apps.core.errors import Conflict, InvalidInput
+from apps.storage import services as storage_services
+from apps.storage.models import VolumeEvent
 from apps.tenants import services as tenant_services
 from apps.tenants.models import Tenant
 from tests.billing.wallet_helpers import grant, launch, minute_aligned, run_since, usage
@@ -152,3 +154,42 @@ def test_seed_demo_grants_the_demo_tenant_100_once(settings):
         ("promotional", D("100.00"))
     ]
     assert wallet_of(demo).balance == D("100.00")
+
+
+def test_live_volumes_count_in_the_burn_rate_and_the_open_usage_without_double_counting(broke, settings):
+    settings.VOLUME_PRICE_PER_GIB_HOUR = D("0.0002")
+    grant(broke.tenant, "10.00")
+    now = minute_aligned()
+    volume = storage_services.volume_create(
+        actor=broke.user, tenant=broke.tenant, name="data", size_gib=180, region="us-east-1"
+    )
+    VolumeEvent.objects.filter(volume=volume, name="created").update(created_at=now - timedelta(hours=1))
+    failed = storage_services.volume_create(
+        actor=broke.user, tenant=broke.tenant, name="lost", size_gib=500, region="us-east-1"
+    )
+    storage_services.volume_observe(volume_id=failed.pk, observation="lost", message="Lost.")
+    VolumeEvent.objects.filter(volume=failed).update(created_at=now - timedelta(hours=2))
+
+    before = wallet_of(broke.tenant, now)
+    # 180 GiB at 0.0002 per GiB-hour; the failed volume is no longer billed (its bill ended at the loss).
+    assert before.burn_rate_per_hour == D("0.0360")
+    assert before.usage_total == D("0.036000")  # the hour since the creation, none of it metered yet
+    assert before.balance == D("9.964000")
+    assert before.runway_seconds == int(D("9.964") * 3600 / D("0.036"))
+
+    # With an instance running too, both add up.
+    run_since(launch(broke), now - timedelta(hours=1))
+    both = wallet_of(broke.tenant, now)
+    assert both.burn_rate_per_hour == D("2.4900") + D("0.0360")
+
+    # Metering moves the closed windows into the ledger: the wallet does not change.
+    assert metering.meter_all(now=now) > 0
+    after = wallet_of(broke.tenant, now)
+    assert (after.balance, after.usage_total, after.burn_rate_per_hour) == (
+        both.balance,
+        both.usage_total,
+        both.burn_rate_per_hour,
+    )
+    # Deleted, the volume stops burning.
+    storage_services.volume_delete(actor=broke.user, volume=volume)
+    assert wallet_of(broke.tenant, now).burn_rate_per_hour == D("2.4900")

@@ -13,7 +13,9 @@ from apps.billing import metering as billing_metering
 from apps.billing.invoices.services import draft_lines
 from apps.billing.models import UsageRecord
 from apps.storage import metering
+from apps.storage import services as storage_services
 from apps.storage.models import Volume, VolumeEvent
+from apps.tenants.models import Tenant, TenantStatus
 from tests.storage.volume_helpers import VolumeApi
 
 pytestmark = pytest.mark.django_db
@@ -92,3 +94,33 @@ def test_the_invoice_line_says_volume_storage(owner_api: VolumeApi) -> None:
         PRICE * 10,
         Decimal("0.00"),
     )
+
+
+def test_a_lost_volume_is_billed_until_the_loss(owner_api: VolumeApi) -> None:
+    volume = owner_api.create(size_gib=10)
+    storage_services.volume_observe(volume_id=volume["id"], observation="lost", message="Lost.")
+    assert Volume.objects.get(pk=volume["id"]).state == "failed"
+    start = datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC)
+    _at(volume["id"], "created", start)
+    _at(volume["id"], "lost", start + timedelta(seconds=150))
+
+    metering.meter_volume(Volume.objects.get(pk=volume["id"]), now=start + timedelta(days=2))
+    rows = _rows(volume["id"])
+    assert rows[-1].period.upper == start + timedelta(seconds=150)
+    assert sum(r.quantity_seconds for r in rows) == 150
+    # Deleting the failed volume later adds nothing: the bill ended at the loss.
+    owner_api.delete(f"/volumes/{volume['id']}")
+    _at(volume["id"], "delete_requested", start + timedelta(hours=5))
+    assert metering.meter_volume(Volume.objects.get(pk=volume["id"]), now=start + timedelta(days=2)) == 0
+
+
+def test_a_closed_tenants_volume_whose_deletion_never_began_is_not_billed(owner_api: VolumeApi) -> None:
+    """The backstop: tenant_close begins every volume's deletion, but a volume it missed (a tenant closed
+    before it did so) must not be billed for ever."""
+    volume = owner_api.create(size_gib=10)
+    start = timezone.now().replace(microsecond=0) - timedelta(hours=1)
+    _at(volume["id"], "created", start)
+    Tenant.objects.filter(pk=owner_api.actor.tenant.pk).update(status=TenantStatus.CLOSED)
+    assert Volume.objects.get(pk=volume["id"]).state == "available"
+    assert billing_metering.meter_all() == 0
+    assert _rows(volume["id"]) == []

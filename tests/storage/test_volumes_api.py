@@ -12,8 +12,11 @@ import pytest
 from django.test import override_settings
 
 from apps.catalog.models import Region
+from apps.instances import services as instance_services
 from apps.instances.models import Instance
+from apps.instances.states import Observation
 from apps.quotas.services import quota_for
+from apps.storage import services as storage_services
 from apps.storage.models import Volume, VolumeEvent
 from apps.tenants.roles import Role
 from tests.conftest import Actor
@@ -258,3 +261,43 @@ def test_roles_and_scopes(catalog: Catalog, make_actor: Callable[..., Actor]) ->
     assert member.patch(f"/volumes/{volume['id']}", {"size_gib": 20}).status_code == 403
     writer = VolumeApi(make_actor(Role.MEMBER, tenant=tenant, token_scopes=("storage:write",)))
     assert writer.patch(f"/volumes/{volume['id']}", {"size_gib": 20}).status_code == 200
+
+
+def _running(instance_id: str) -> None:
+    """Without a cluster nothing reports the pod: say it is ready, as the operator would."""
+    instance_services.instance_observe(instance_id=instance_id, observation=Observation.POD_READY)
+    assert Instance.objects.get(pk=instance_id).state == "running"
+
+
+def test_start_is_refused_while_an_attached_volume_is_failed(owner_api: VolumeApi) -> None:
+    kept, lost = owner_api.create(name="kept"), owner_api.create(name="lost")
+    instance = owner_api.launch((kept["id"], "/kept"), (lost["id"], "/lost")).json()
+    _running(instance["id"])
+    assert owner_api.post(f"/instances/{instance['id']}/stop").status_code == 202
+    assert Instance.objects.get(pk=instance["id"]).state == "stopped"
+    storage_services.volume_observe(
+        volume_id=lost["id"], observation="lost", message="The claim was deleted."
+    )
+
+    # Without the refusal the start would be accepted and the pod would wait for the lost claim forever.
+    refused = owner_api.post(f"/instances/{instance['id']}/start")
+    assert refused.status_code == 409
+    assert error(refused)["code"] == "invalid_state"
+    assert "'lost'" in error(refused)["message"] and "failed" in error(refused)["message"]
+    assert error(refused)["details"] == {"volume_id": lost["id"], "state": "failed"}
+    assert Instance.objects.get(pk=instance["id"]).state == "stopped"
+
+    # Terminating keeps the healthy volume; the failed one can then be deleted.
+    assert owner_api.delete(f"/instances/{instance['id']}").status_code == 202
+    assert owner_api.volume(kept["id"])["state"] == "available"
+    assert owner_api.delete(f"/volumes/{lost['id']}").status_code == 202
+
+
+def test_restart_is_refused_while_an_attached_volume_is_failed(owner_api: VolumeApi) -> None:
+    volume = owner_api.create()
+    instance = owner_api.launch((volume["id"], "/data")).json()
+    _running(instance["id"])
+    storage_services.volume_observe(volume_id=volume["id"], observation="lost", message="Lost.")
+    refused = owner_api.post(f"/instances/{instance['id']}/restart")
+    assert (refused.status_code, error(refused)["code"]) == (409, "invalid_state")
+    assert error(refused)["details"]["volume_id"] == volume["id"]

@@ -8,6 +8,7 @@ The operator uses `gc_known_tenants_only`: the sandbox is shared with other test
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -85,6 +86,18 @@ def running_pod(tenant: SandboxTenant, instance_id: str) -> client.V1Pod | None:
     return pods[0] if len(pods) == 1 and pods[0].status.phase == "Running" else None
 
 
+@contextlib.contextmanager
+def cordoned(tenant: SandboxTenant, node_name: str) -> Iterator[None]:
+    """The node unschedulable for the block's duration only: the sandbox is shared with other test runs,
+    whose pods of the same pool then go to the pool's other nodes meanwhile."""
+    core = tenant.core()
+    core.patch_node(node_name, {"spec": {"unschedulable": True}})
+    try:
+        yield
+    finally:
+        core.patch_node(node_name, {"spec": {"unschedulable": None}})
+
+
 def test_a_volume_lives_through_stop_start_resize_and_goes_with_terminate(
     tenant: SandboxTenant, operator: Operator
 ) -> None:
@@ -137,10 +150,14 @@ def test_a_volume_lives_through_stop_start_resize_and_goes_with_terminate(
     kept = claim_of(tenant, volume_id)
     assert kept is not None and kept.metadata.uid == claim.metadata.uid and kept.status.phase == "Bound"
     assert state_of(api, volume_id) == "in_use"  # a stopped instance still holds it
-    tenant.act(instance_id, "start")
-    wait_for(lambda: running_pod(tenant, instance_id), what="a new running pod", timeout=TIMEOUT)
+    # The first pod's node is cordoned, so the new pod must land on another node and mount the claim there
+    # (the simulated provisioner's volumes have no node affinity, like network storage).
+    with cordoned(tenant, pod.spec.node_name):
+        tenant.act(instance_id, "start")
+        wait_for(lambda: running_pod(tenant, instance_id), what="a new running pod", timeout=TIMEOUT)
     new_pod = running_pod(tenant, instance_id)
     assert new_pod is not None and new_pod.metadata.uid != pod.metadata.uid
+    assert new_pod.spec.node_name and new_pod.spec.node_name != pod.spec.node_name
     assert [
         v.persistent_volume_claim.claim_name for v in new_pod.spec.volumes if v.persistent_volume_claim
     ] == [claim.metadata.name]

@@ -26,6 +26,9 @@ class ObjectStorageAccount(models.Model):
     prefix = models.CharField(max_length=24, unique=True)  # "gpc-k3x9a2b1-"
     iam_user = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # When the tenant was closed: its keys are revoked, its buckets are no longer billed, and they are
+    # deleted once OBJECT_STORAGE_CLOSED_RETENTION_DAYS have passed (docs/storage.md "Closing a tenant").
+    closed_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.tenant_id}:{self.prefix}"

@@ -10,7 +10,8 @@ failure leaves no half-made object behind:
 - bucket_delete deletes on the service first and then marks the row deleted; a bucket already gone counts
   as deleted, so a retry after a failure in between completes it.
 - access_key_create creates the key on the service, then inserts the row; if the insert fails the key is
-  deleted again (compensation), so no key exists that we do not list.
+  deleted again (compensation), so no key exists that we do not list. Should that delete fail as well, the
+  insert's error is raised and the stray key's id is logged for an operator.
 - access_key_revoke deletes the key on the service, then marks the row revoked; retrying is safe.
 """
 
@@ -20,6 +21,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -134,7 +136,7 @@ def bucket_create(*, actor: Any, tenant: Tenant, name: str) -> Bucket:
     return bucket
 
 
-def bucket_delete(*, actor: Any, bucket: Bucket, force: bool = False) -> None:
+def bucket_delete(*, actor: Any, bucket: Bucket, force: bool = False, reason: str = "") -> None:
     """Delete an empty bucket; with force, its objects first. 409 bucket_not_empty otherwise."""
     with _service():
         deleted_objects = 0
@@ -156,7 +158,12 @@ def bucket_delete(*, actor: Any, bucket: Bucket, force: bool = False) -> None:
             action="bucket.delete",
             target=bucket,
             tenant=bucket.tenant,
-            metadata={"name": bucket.name, "force": force, "deleted_objects": deleted_objects},
+            metadata={
+                "name": bucket.name,
+                "force": force,
+                "deleted_objects": deleted_objects,
+                **({"reason": reason} if reason else {}),
+            },
         )
 
 
@@ -209,12 +216,27 @@ def access_key_create(*, actor: Any, tenant: Tenant, name: str) -> NewAccessKey:
                     metadata={"name": name, "access_key_id": access_key_id},
                 )
         except Exception:
-            s3.delete_access_key(user_name=account.iam_user, access_key_id=access_key_id)
+            _compensate_key(user_name=account.iam_user, access_key_id=access_key_id)
             raise
     return NewAccessKey(key=key, secret_access_key=secret)
 
 
-def access_key_revoke(*, actor: Any, key: AccessKey) -> AccessKey:
+def _compensate_key(*, user_name: str, access_key_id: str) -> None:
+    """Delete a key whose row could not be written. Should the service refuse that too, the insert's own
+    error is the one to report: log the stray key (its id only, never the secret) for an operator."""
+    try:
+        s3.delete_access_key(user_name=user_name, access_key_id=access_key_id)
+    except s3.StorageError as exc:
+        logger.error(
+            "access key %s of %s was created but not recorded, and deleting it failed (%s); delete it on "
+            "the storage service",
+            access_key_id,
+            user_name,
+            exc.code or type(exc).__name__,
+        )
+
+
+def access_key_revoke(*, actor: Any, key: AccessKey, reason: str = "") -> AccessKey:
     if key.revoked_at is not None:
         return key
     account = storage_account(key.tenant)
@@ -228,6 +250,34 @@ def access_key_revoke(*, actor: Any, key: AccessKey) -> AccessKey:
             action="storage_access_key.revoke",
             target=key,
             tenant=key.tenant,
-            metadata={"access_key_id": key.access_key_id},
+            metadata={"access_key_id": key.access_key_id, **({"reason": reason} if reason else {})},
         )
     return key
+
+
+# ---- closed tenants (apps/storage/closing.py) ----------------------------------------------------------
+
+
+def account_close(*, tenant: Tenant, at: datetime | None = None) -> None:
+    """Start the retention clock of a closed tenant's buckets (no call to the service). Idempotent: the
+    first close time stays."""
+    ObjectStorageAccount.objects.filter(tenant=tenant, closed_at__isnull=True).update(
+        closed_at=at or timezone.now()
+    )
+
+
+def access_keys_revoke_all(*, tenant: Tenant, reason: str) -> int:
+    """Revoke every active key of the tenant on the service, then in the database (access_key_revoke, one
+    key at a time, so a failure midway leaves the rest for a retry). Returns how many were revoked."""
+    revoked = 0
+    for key in AccessKey.objects.filter(tenant=tenant, revoked_at__isnull=True).select_related("tenant"):
+        access_key_revoke(actor=None, key=key, reason=reason)
+        revoked += 1
+    return revoked
+
+
+def buckets_past_retention(*, now: datetime) -> Any:
+    """Live buckets of tenants closed more than OBJECT_STORAGE_CLOSED_RETENTION_DAYS ago."""
+    cutoff = now - timedelta(days=settings.OBJECT_STORAGE_CLOSED_RETENTION_DAYS)
+    closed = ObjectStorageAccount.objects.filter(closed_at__lte=cutoff).values("tenant_id")
+    return Bucket.objects.filter(deleted_at__isnull=True, tenant_id__in=closed).select_related("tenant")

@@ -23,6 +23,7 @@ from django.utils import timezone
 from apps.billing.models import AMOUNT_PLACES, LedgerKind, UsageRecord
 from apps.storage.objects import s3
 from apps.storage.objects.models import Bucket
+from apps.tenants.models import TenantStatus
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +85,14 @@ def sample_bucket(bucket: Bucket, *, now: datetime) -> UsageRecord | None:
 
 
 def sample_buckets(*, now: datetime | None = None) -> int:
-    """Sample every live bucket; returns how many ledger rows were new."""
+    """Sample every live bucket of a tenant that is not closed; returns how many ledger rows were new."""
     if not s3.configured():
         return 0
     now = now or timezone.now()
     rows = []
-    for bucket in Bucket.objects.filter(deleted_at__isnull=True).order_by("pk"):
+    # A closed tenant's buckets are no longer billed while they are retained (apps/storage/closing.py).
+    live = Bucket.objects.filter(deleted_at__isnull=True).exclude(tenant__status=TenantStatus.CLOSED)
+    for bucket in live.order_by("pk"):
         try:
             row = sample_bucket(bucket, now=now)
         except s3.NoSuchBucket:

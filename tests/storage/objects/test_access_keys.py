@@ -4,6 +4,7 @@ and stops working once revoked."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -13,8 +14,10 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from django.db import IntegrityError
 
 from apps.audit.models import AuditEvent
+from apps.storage.objects import s3, services
 from apps.storage.objects.models import AccessKey
 from tests.conftest import Actor
 from tests.tenants.support import assert_error
@@ -171,3 +174,36 @@ def test_access_key_limit(owner: Actor, settings: Any) -> None:
     make_key(owner)
     response = owner.token_client().post(owner.url("/access-keys"), {"name": "second"}, format="json")
     assert response.status_code == 409 and response.json()["error"]["code"] == "quota_exceeded"
+
+
+def test_a_failed_compensation_leaves_the_insert_error_and_a_log_line_without_the_secret(
+    owner: Actor, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The key is created on the real service; its row then collides with one written meanwhile (the
+    insert fails), and deleting the key again fails too. That second failure is a test double at the S3
+    boundary: SeaweedFS cannot be made to refuse one call on demand."""
+    real_create = s3.create_access_key
+    made: dict[str, str] = {}
+
+    def create_then_collide(user_name: str) -> tuple[str, str]:
+        access_key_id, secret = real_create(user_name)
+        made.update(id=access_key_id, secret=secret)
+        # The row the insert will collide with.
+        AccessKey.objects.create(tenant=owner.tenant, access_key_id=access_key_id, name="meanwhile")
+        return access_key_id, secret
+
+    def refuse_delete(*, user_name: str, access_key_id: str) -> None:
+        raise s3.Unavailable("delete access key: connection refused")
+
+    with (
+        monkeypatch.context() as patched,  # undone before the fixture deletes the key on the service
+        caplog.at_level(logging.ERROR, logger="apps.storage.objects.services"),
+        pytest.raises(IntegrityError),
+    ):
+        patched.setattr(s3, "create_access_key", create_then_collide)
+        patched.setattr(s3, "delete_access_key", refuse_delete)
+        services.access_key_create(actor=owner.user, tenant=owner.tenant, name="ci")
+    [record] = [r for r in caplog.records if r.name == "apps.storage.objects.services"]
+    assert made["id"] in record.getMessage() and "delete it on the storage service" in record.getMessage()
+    assert made["secret"] not in record.getMessage()
+    assert made["secret"] not in caplog.text
