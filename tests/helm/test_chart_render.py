@@ -392,6 +392,7 @@ REFUSALS = [
     (["--set", "secrets.env.SECRET_KEY=null"], [SCHEMA, "/secrets/env", "missing property 'SECRET_KEY'"]),
     (["--set", "web.port=80"], [SCHEMA, "/web/port", "1,024"]),
     (["--set", "beat.replicas=0"], [SCHEMA, "/beat/replicas"]),
+    (["--set", "beat.replicas=3"], [SCHEMA, "/beat/replicas", "maximum"]),  # docs: at most 2
     (["--set", "operator.podWorkers=0"], [SCHEMA, "/operator/podWorkers", "minimum"]),
     (["--set", "ingress.hosts[0].paths[0].pathType=Anything"], [SCHEMA, "/ingress/hosts/0/paths/0/pathType"]),
     # What config/settings accept: LOG_FORMAT json|plain (observability.LOG_FORMATS), LOG_LEVEL a level name.
