@@ -335,6 +335,22 @@ def instance_act(
     return instance
 
 
+TENANT_CLOSED_REASON = "tenant closed"
+
+
+@transaction.atomic
+def instances_terminate_for_closed_tenant(*, tenant: Tenant, actor: User | None) -> int:
+    """Terminate every instance of a tenant being closed (called inside tenant_close's transaction): a
+    closed tenant runs nothing and is billed for nothing more. Their volumes are kept here; closing the
+    tenant's storage deletes them."""
+    live = Instance.objects.filter(tenant=tenant).exclude(state__in=[State.TERMINATING, State.TERMINATED])
+    count = 0
+    for instance in live.order_by("pk"):
+        instance_act(actor=actor, instance=instance, action=Action.TERMINATE, reason=TENANT_CLOSED_REASON)
+        count += 1
+    return count
+
+
 @transaction.atomic
 def instance_rename(*, actor: User, instance: Instance, name: str) -> Instance:
     instance = _locked(instance)

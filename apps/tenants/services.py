@@ -137,8 +137,11 @@ def tenant_close(*, actor: User | None, tenant: Tenant, reason: str = "") -> Ten
     Invitation.objects.filter(tenant=tenant, accepted_at__isnull=True, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
+    from apps.instances.services import instances_terminate_for_closed_tenant
     from apps.storage.closing import tenant_storage_close
 
+    # Its instances stop running (and billing) now; the operator deletes their pods and the namespace.
+    instances_terminate_for_closed_tenant(tenant=tenant, actor=actor)
     # Volumes' deletion begins now; storage access keys are revoked by a task once this commits.
     tenant_storage_close(tenant=tenant)
     return tenant

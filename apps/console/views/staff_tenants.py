@@ -29,8 +29,9 @@ STATUS_ACTIONS = {
     "suspend": "The tenant can no longer launch or start instances; running ones keep running and can still "
     "be stopped and terminated. Its members see the reason on every page.",
     "reactivate": "The tenant can launch and start instances again.",
-    "close": "The tenant can only be read from now on: its API tokens are revoked and its open invitations "
-    "cancelled. A closed tenant cannot be reopened.",
+    "close": "The tenant can only be read from now on: its instances are terminated, its volumes deleted, "
+    "its API tokens and storage access keys revoked and its open invitations cancelled; its buckets are kept "
+    "(unbilled) for the retention period, then deleted. A closed tenant cannot be reopened.",
 }
 QUOTA_LABELS = {
     "max_instances": "Instances",
