@@ -43,6 +43,7 @@ RUN SECRET_KEY=collectstatic-at-build-time-only-not-a-secret-0000 \
 USER 10001:10001
 EXPOSE 8000
 # Containers listen on the pod's address; the chart sets workers, threads and timeout per installation.
-# Gunicorn's heartbeat files go to /tmp and its control socket (under $HOME, read-only here) is off.
+# Gunicorn's heartbeat files go to /tmp and its control socket (under $HOME, read-only here) is off; its own
+# log goes through the JSON formatter and redaction filter (config/gunicorn.py).
 CMD ["gunicorn", "config.wsgi:application", "--bind=0.0.0.0:8000", "--worker-tmp-dir=/tmp", \
-     "--no-control-socket", "--workers=3"]
+     "--no-control-socket", "--config=python:config.gunicorn", "--workers=3"]

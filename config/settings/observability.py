@@ -37,6 +37,21 @@ def logging_settings(*, log_format: str, level: str) -> dict[str, Any]:
     }
 
 
+def gunicorn_logging(*, log_format: str, level: str) -> dict[str, Any]:
+    """Gunicorn's `logconfig_dict` (config/gunicorn.py): the handler, formatter and filters of
+    `logging_settings`, with gunicorn's error log (booting, listening, worker timeouts, bad requests)
+    propagating to it instead of writing plain text of its own. A logging configuration turns gunicorn's
+    access log on; its lines (INFO) are dropped here: `gpucloud.access` logs each request, naming the URL
+    pattern where gunicorn's would write the path, and paths can carry secrets."""
+    conf = logging_settings(log_format=log_format, level=level)
+    conf["loggers"] = {
+        **conf["loggers"],
+        "gunicorn.error": {"level": level, "handlers": [], "propagate": True},
+        "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
+    }
+    return conf
+
+
 def prepare_multiprocess_metrics() -> None:
     """With PROMETHEUS_MULTIPROC_DIR (gunicorn workers, Celery's pool), every process writes its metrics
     there from the first import of a metric on; the directory must exist by then (settings load first)."""

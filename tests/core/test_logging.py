@@ -4,10 +4,12 @@ libraries that print request and response bodies (botocore, kubernetes, urllib3)
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import logging
 import secrets
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +27,7 @@ from config.settings.observability import logging_settings
 from tests.conftest import Actor
 from tests.instances.helpers import Catalog, instance_row, seed
 from tests.storage.objects.conftest import object_storage, s3_server  # noqa: F401 - fixtures
+from tests.support.processes import PYTHON, Processes, free_port, wait_for
 
 PASSWORD = "Correct-Horse-" + secrets.token_urlsafe(8)
 
@@ -231,3 +234,47 @@ def test_log_format_setting() -> None:
     assert logging_settings(log_format="plain", level="INFO")["handlers"]["console"]["formatter"] == "plain"
     with pytest.raises(ImproperlyConfigured):
         logging_settings(log_format="xml", level="INFO")
+
+
+# ---- gunicorn's own log ----------------------------------------------------------------------------------
+
+
+def test_gunicorns_own_log_is_json_and_redacted(tmp_path: Any) -> None:
+    """A real gunicorn started as the chart and the image start it (`--config=python:config.gunicorn`):
+    its master's lines (before Django is loaded) and a worker's complaint about a bad request line come out
+    as JSON from the same formatter, and a secret in that request line is redacted."""
+    port = free_port()
+    # Python's warnings (whitenoise's: no collected static files here) are not log records: kept out.
+    env = {"LOG_FORMAT": "json", "LOG_LEVEL": "INFO", "PYTHONWARNINGS": "ignore"}
+    processes = Processes(tmp_path, env=env)
+    secret = "hunter2-" + secrets.token_urlsafe(8)
+    try:
+        web = processes.start(
+            "web",
+            [
+                PYTHON, "-m", "gunicorn", "config.wsgi:application", f"--bind=127.0.0.1:{port}",
+                "--workers=1", "--no-control-socket", "--config=python:config.gunicorn",
+            ],
+        )  # fmt: skip
+        wait_for(lambda: "Booting worker" in web.output(), what="gunicorn's worker", processes=processes)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(f"password={secret} / HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+            assert sock.recv(1024).startswith(b"HTTP/1.1 400")
+        wait_for(lambda: "Invalid request" in web.output(), what="the bad request", processes=processes)
+        # A good request is logged by gpucloud.access alone (by URL pattern), not by gunicorn's access log.
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", f"/api/v1/tenants?token={secret}", headers={"Host": "localhost"})
+        assert connection.getresponse().status == 401
+        connection.close()
+        wait_for(lambda: "gpucloud.access" in web.output(), what="the access line", processes=processes)
+    finally:
+        processes.stop_all()
+    text = web.output()
+    assert secret not in text
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]  # every line is JSON
+    gunicorn = {line["message"].split(":")[0]: line for line in lines if line["logger"] == "gunicorn.error"}
+    assert gunicorn["Listening at"]["level"] == "INFO"  # the master, before any Django settings load
+    invalid = gunicorn["Invalid request from ip=127.0.0.1"]
+    assert invalid["level"] == "WARNING" and REDACTED in invalid["message"]
+    assert {"timestamp", "request_id"} <= set(invalid)
+    assert not [line for line in lines if line["logger"] == "gunicorn.access"]

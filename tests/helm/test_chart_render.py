@@ -178,6 +178,7 @@ def test_web_serves_gunicorn_with_health_probes(default_docs: list[dict[str, Any
     (container,) = pod["containers"]
     assert container["command"][:3] == ["gunicorn", "config.wsgi:application", "--bind=0.0.0.0:8000"]
     assert {"--worker-tmp-dir=/tmp", "--no-control-socket"} <= set(container["command"])
+    assert "--config=python:config.gunicorn" in container["command"]  # its own log as JSON, redacted
     assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}

@@ -56,6 +56,7 @@ def test_entrypoint_is_gunicorn_on_the_pod_address() -> None:
     words = shlex.split(cmd.strip("[]").replace(",", " "))
     assert words[:3] == ["gunicorn", "config.wsgi:application", "--bind=0.0.0.0:8000"]
     assert "--worker-tmp-dir=/tmp" in words  # the pod's emptyDir
+    assert "--config=python:config.gunicorn" in words  # gunicorn's own log as JSON, redacted
     assert any(
         "DJANGO_SETTINGS_MODULE=config.settings.production" in a for op, a in final_stage() if op == "ENV"
     )
