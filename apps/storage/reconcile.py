@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from apps.instances.kube.client import has_cluster
+from apps.instances.kube.client import has_cluster, reachable_here
 from apps.instances.reconcile import CLUSTER_ERRORS
 from apps.storage import services
 from apps.storage.models import Volume, VolumeState
@@ -27,6 +27,16 @@ def reconcile_volume(volume_id: Any) -> None:
     if volume is None or volume.state == VolumeState.DELETED:
         return
     if has_cluster(volume.region):
+        if not reachable_here(volume.region):
+            # As for instances (apps/instances/reconcile.py): an in-cluster region this process holds no
+            # ServiceAccount token for is the operator's to reconcile, at its next resync; not an error.
+            logger.debug(
+                "reconcile of volume %s skipped: region %s is in-cluster and this process has no "
+                "ServiceAccount token; the operator reconciles it",
+                volume.pk,
+                volume.region.slug,
+            )
+            return
         from apps.instances.kube.reconciler import reconcile_volume as reconcile_claim
 
         try:

@@ -92,3 +92,31 @@ def test_reachable_here_by_kubeconfig_or_in_cluster_token(
     region.in_cluster = False
     region.set_kubeconfig("apiVersion: v1\nkind: Config\nclusters: []\n")
     assert kube_client.reachable_here(region)
+
+
+def test_a_volume_without_a_token_is_left_to_the_operator(
+    pod_environment: Path, catalog: Catalog, tenant_owner: Actor, caplog: pytest.LogCaptureFixture
+) -> None:
+    from apps.storage.models import Volume, VolumeState
+    from apps.storage.reconcile import reconcile_volume
+
+    Region.objects.filter(pk=catalog.us_east.pk).update(in_cluster=True)
+    volume = Volume.objects.create(
+        tenant=tenant_owner.tenant,
+        region=catalog.us_east,
+        name="data",
+        size_gib=10,
+        storage_class="standard",
+        access_mode="ReadWriteOnce",
+        price_per_gib_hour="0.0001",
+        created_by=tenant_owner.user,
+    )
+    labels = {"kind": "volume", "outcome": "error"}
+    errors = REGISTRY.get_sample_value("gpucloud_reconcile_duration_seconds_count", labels) or 0.0
+    with caplog.at_level(logging.DEBUG, logger="apps.storage.reconcile"):
+        reconcile_volume(volume.pk)
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any("skipped" in r.getMessage() for r in caplog.records)
+    assert (REGISTRY.get_sample_value("gpucloud_reconcile_duration_seconds_count", labels) or 0.0) == errors
+    volume.refresh_from_db()
+    assert volume.state == VolumeState.CREATING  # the operator's resync creates the claim
