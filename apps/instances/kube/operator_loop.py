@@ -267,6 +267,9 @@ class RegionOperator(threading.Thread):
             applied.cache.learn(cluster.cluster_id, kind, listed)
         failed = self._refresh_namespaces(region, cluster, {tenant_id for _, tenant_id in live})
         for start in range(0, len(ids), RESYNC_BATCH):
+            # A resync that keeps going through its batches is alive, however long the whole pass takes (a
+            # cold start of 5,000 pods took about ten minutes in docs/benchmarks.md): liveness, not speed.
+            self.went_round = time.monotonic()
             for instance in load_instances(ids[start : start + RESYNC_BATCH]):
                 # A deposed leader stops between steps, before the server can hand its lock to a standby.
                 if self.stop.is_set() or not self.lock.lease_valid():

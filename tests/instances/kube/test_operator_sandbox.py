@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -257,3 +258,31 @@ def test_an_unreachable_apiserver_does_not_stop_the_operator(
     probe = RegionLock(region.pk)
     assert probe.try_acquire()
     probe.release()
+
+
+def test_a_long_resync_counts_as_going_round_at_every_batch(
+    sandbox: Any, tenant: SandboxTenant, operators: Callable[..., Operator], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Liveness (apps/core/heartbeat.py): a cold start's first resync can take many minutes at thousands of
+    # pods; the region thread must not look stalled while it works through its batches.
+    from apps.instances.kube import operator_loop
+
+    catalog = seed()
+    connect(catalog.us_east, sandbox)
+    for _ in range(3):
+        tenant.launch(instance_type="cpu-4x", region="us-east-1", image="pytorch")
+    monkeypatch.setattr(operator_loop, "RESYNC_BATCH", 1)
+    stamps: list[tuple[float, float]] = []  # (when a batch was loaded, the thread's went_round then)
+    real_load = operator_loop.load_instances
+
+    def load(ids: Any) -> Any:
+        (thread,) = operator.threads.values()
+        stamps.append((time.monotonic(), thread.went_round))
+        time.sleep(0.3)  # a slow batch: the whole pass outlasts any one batch
+        return real_load(ids)
+
+    monkeypatch.setattr(operator_loop, "load_instances", load)
+    operator = operators()
+    wait_for(lambda: len(stamps) >= 3, what="a resync over three batches", timeout=TIMEOUT)
+    for (at, went_round), (before, _) in zip(stamps[1:3], stamps[:2], strict=True):
+        assert went_round >= before + 0.3 and went_round <= at  # refreshed for this batch, not the pass
