@@ -66,17 +66,7 @@ def _open_usage(tenant_ids: Collection[Any], now: datetime) -> dict[Any, list[Op
     if not running:
         return {}
     ids = [row["pk"] for row in running]
-    last_end = dict(
-        UsageRecord.objects.filter(
-            tenant_id__in=tenant_ids,
-            resource_type="instance",
-            resource_id__in=[str(i) for i in ids],
-            kind="usage",
-        )
-        .values("resource_id")
-        .annotate(end=Max(_upper("period")))
-        .values_list("resource_id", "end")
-    )
+    last_end = _ledger_ends(tenant_ids, "instance", ids)
     entered = dict(
         InstanceEvent.objects.filter(instance_id__in=ids, to_state="running")
         .values("instance_id")
@@ -112,6 +102,21 @@ def _open_usage(tenant_ids: Collection[Any], now: datetime) -> dict[Any, list[Op
     return result
 
 
+def _ledger_ends(tenant_ids: Collection[Any], resource_type: str, ids: list[Any]) -> dict[str, datetime]:
+    """Where the ledger's usage rows of each resource end, by resource id as text: open usage starts there."""
+    return dict(
+        UsageRecord.objects.filter(
+            tenant_id__in=tenant_ids,
+            resource_type=resource_type,
+            resource_id__in=[str(i) for i in ids],
+            kind="usage",
+        )
+        .values("resource_id")
+        .annotate(end=Max(_upper("period")))
+        .values_list("resource_id", "end")
+    )
+
+
 def _open_volume_usage(tenant_ids: Collection[Any], now: datetime) -> dict[Any, list[OpenUsage]]:
     """Open storage time per tenant id: each volume still billed (not deleting, deleted or failed; see
     apps/storage/metering.py), from the end of its last ledger row or its creation until now, at size x its
@@ -124,17 +129,7 @@ def _open_volume_usage(tenant_ids: Collection[Any], now: datetime) -> dict[Any, 
     if not live:
         return {}
     ids = [row["pk"] for row in live]
-    last_end = dict(
-        UsageRecord.objects.filter(
-            tenant_id__in=tenant_ids,
-            resource_type="volume",
-            resource_id__in=[str(i) for i in ids],
-            kind="usage",
-        )
-        .values("resource_id")
-        .annotate(end=Max(_upper("period")))
-        .values_list("resource_id", "end")
-    )
+    last_end = _ledger_ends(tenant_ids, "volume", ids)
     sizes: dict[Any, list[tuple[datetime, int, str]]] = {}
     for volume_id, at, size, name in (
         VolumeEvent.objects.filter(volume_id__in=ids, name__in=SIZE_EVENTS)
