@@ -1,4 +1,4 @@
-"""Pure arithmetic of metering: running intervals from an instance's timeline, cut into fixed windows and at
+"""Pure arithmetic of metering: billed intervals from an instance's timeline, cut into fixed windows and at
 price changes. Times are floored to whole seconds first, so billed seconds add up exactly."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-RUNNING = "running"
 
 
 def floor_second(moment: datetime) -> datetime:
@@ -18,9 +17,10 @@ def floor_second(moment: datetime) -> datetime:
 
 @dataclass(frozen=True)
 class Transition:
+    """One line of an instance's timeline: whether it was billed after `at` (its pod held GPUs)."""
+
     at: datetime
-    from_state: str
-    to_state: str
+    billable: bool
 
 
 @dataclass(frozen=True)
@@ -40,15 +40,16 @@ class Piece:
         return int((self.end - self.start).total_seconds())
 
 
-def running_intervals(transitions: Iterable[Transition]) -> list[Interval]:
-    """Intervals in which the instance was running: from entering `running` until leaving it."""
+def billed_intervals(transitions: Iterable[Transition]) -> list[Interval]:
+    """Intervals in which the instance was billed: from a line that starts billing until one that ends it.
+    `transitions` in the order they were written."""
     intervals: list[Interval] = []
     started: datetime | None = None
     for t in transitions:
         at = floor_second(t.at)
-        if started is None and t.to_state == RUNNING:
+        if started is None and t.billable:
             started = at
-        elif started is not None and t.to_state != RUNNING:
+        elif started is not None and not t.billable:
             if at > started:
                 intervals.append(Interval(started, at))
             started = None

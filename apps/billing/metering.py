@@ -19,6 +19,8 @@ from apps.billing.models import AMOUNT_PLACES, LedgerKind, PriceVersion, UsageRe
 from apps.instances.models import Instance, InstanceEvent
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+# The timeline lines that start and stop billing (services._event); copies of Kubernetes Events never do.
+BILLING_EVENT_KINDS = ("action", "observation")
 
 
 def meter_key(instance: Instance) -> str:
@@ -42,13 +44,14 @@ def prices_for(instance: Instance) -> list[tuple[datetime, Decimal]]:
 
 
 def transitions_of(instance: Instance) -> list[intervals.Transition]:
+    """The timeline's billing flags in the order they were written (id): a container's start is dated by
+    the kubelet, a little before the line that records it, and kube events may sit between the two."""
     rows = (
-        InstanceEvent.objects.filter(instance=instance)
-        .exclude(to_state="")
-        .order_by("created_at", "id")
-        .values_list("created_at", "from_state", "to_state")
+        InstanceEvent.objects.filter(instance=instance, kind__in=BILLING_EVENT_KINDS)
+        .order_by("id")
+        .values_list("created_at", "billable")
     )
-    return [intervals.Transition(at, from_state, to_state) for at, from_state, to_state in rows]
+    return [intervals.Transition(at, billable) for at, billable in rows]
 
 
 def record_id(instance: Instance, meter: str, start: datetime) -> str:
@@ -90,12 +93,12 @@ def write_usage(
 
 
 def meter_instance(instance: Instance, *, now: datetime | None = None) -> int:
-    """Write the instance's final, not yet written pieces of running time. Returns how many rows were new."""
+    """Write the instance's final, not yet written pieces of billed time. Returns how many rows were new."""
     now = now or timezone.now()
     window = timedelta(seconds=settings.BILLING_WINDOW_SECONDS)
     meter = meter_key(instance)
     found = intervals.pieces(
-        intervals.running_intervals(transitions_of(instance)),
+        intervals.billed_intervals(transitions_of(instance)),
         window=window,
         prices=prices_for(instance),
         now=now,
@@ -110,13 +113,13 @@ def meter_instance(instance: Instance, *, now: datetime | None = None) -> int:
 
 
 def meter_all(*, now: datetime | None = None) -> int:
-    """The periodic task: meter running instances, and any that changed within the catch-up horizon (so an
+    """The periodic task: meter billed instances, and any that changed within the catch-up horizon (so an
     outage of the worker shorter than that loses nothing), then volumes (apps/storage/metering.py).
     Returns how many rows were new."""
     now = now or timezone.now()
     horizon = now - timedelta(hours=settings.BILLING_CATCH_UP_HOURS)
     candidates = Instance.objects.select_related("instance_type").filter(
-        Q(state="running") | Q(updated_at__gte=horizon)
+        Q(billing_since__isnull=False) | Q(updated_at__gte=horizon)
     )
     written = sum(meter_instance(instance, now=now) for instance in candidates)
     from apps.storage.metering import meter_volumes  # volumes are billed like instance time

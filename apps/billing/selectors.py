@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from apps.billing import intervals, metering, wallet
 from apps.billing.models import BillingAccount, BillingMode, CreditGrant, PriceVersion, UsageRecord
-from apps.instances.models import Instance, InstanceEvent
+from apps.instances.models import Instance
 from apps.storage.metering import SIZE_EVENTS
 from apps.storage.models import Volume, VolumeEvent, VolumeState
 from apps.tenants.models import Tenant
@@ -40,8 +40,8 @@ def month_start(now: datetime) -> datetime:
 @dataclass(frozen=True)
 class OpenUsage:
     """Usage not yet in the ledger: from the end of a resource's last row (or from when its billing began)
-    until now. For a running instance, its running time; for a live volume, its storage time (a volume is
-    billed while its instance is stopped, or with none)."""
+    until now. For a billed instance (its pod holds GPUs, Ready or not), its billed time; for a live
+    volume, its storage time (a volume is billed while its instance is stopped, or with none)."""
 
     resource_id: Any
     start: datetime
@@ -59,20 +59,14 @@ class OpenUsage:
 def _open_usage(tenant_ids: Collection[Any], now: datetime) -> dict[Any, list[OpenUsage]]:
     """Open usage per tenant id, in the same few queries however many tenants are asked for."""
     running = list(
-        Instance.objects.filter(tenant_id__in=tenant_ids, state="running").values(
-            "pk", "tenant_id", "instance_type_id", "price_per_hour", "running_since"
+        Instance.objects.filter(tenant_id__in=tenant_ids, billing_since__isnull=False).values(
+            "pk", "tenant_id", "instance_type_id", "price_per_hour", "billing_since"
         )
     )
     if not running:
         return {}
     ids = [row["pk"] for row in running]
     last_end = _ledger_ends(tenant_ids, "instance", ids)
-    entered = dict(
-        InstanceEvent.objects.filter(instance_id__in=ids, to_state="running")
-        .values("instance_id")
-        .annotate(at=Max("created_at"))
-        .values_list("instance_id", "at")
-    )
     versions: dict[Any, list[tuple[datetime, Decimal]]] = {}
     for type_id, effective_from, price in PriceVersion.objects.filter(
         instance_type_id__in={row["instance_type_id"] for row in running}
@@ -82,8 +76,8 @@ def _open_usage(tenant_ids: Collection[Any], now: datetime) -> dict[Any, list[Op
     now = intervals.floor_second(now)
     result: dict[Any, list[OpenUsage]] = {}
     for row in running:
-        since = entered.get(row["pk"]) or row["running_since"] or now
-        start = intervals.floor_second(since)
+        # billing_since is the created_at of the event that started billing: where the ledger starts too.
+        start = intervals.floor_second(row["billing_since"])
         end = last_end.get(str(row["pk"]))
         if end is not None and end > start:
             start = end

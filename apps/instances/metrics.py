@@ -1,8 +1,9 @@
 """Instance and operator metrics (docs/operations.md "Metrics").
 
 `InstanceCollector` reads the database when scraped (web's /metrics): live instances by state, region and
-type; GPUs held and GPUs in each region's pools. The histograms are observed by whichever process runs the
-code: the operator (watch, resync) and the worker (reconcile tasks after launches and actions).
+type; instances stuck in a transitional state; GPUs held and GPUs in each region's pools. The histograms
+are observed by whichever process runs the code: the operator (watch, resync) and the worker (reconcile
+tasks after launches and actions).
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from django.db.models import Count, Q, Sum
+from django.conf import settings
+from django.db.models import Count, Min, Q, Sum
+from django.utils import timezone
 from prometheus_client import Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -93,8 +96,42 @@ def observe_watch_lag(what: str, kind: str, obj: dict[str, Any], now: float | No
     WATCH_LAG_SECONDS.labels(resource=resource, region=region).observe(lag)
 
 
+def stuck_gauges(now: datetime | None = None) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    """Instances in a transitional state (pending, provisioning, starting, stopping, terminating) for longer
+    than INSTANCE_STUCK_AFTER_SECONDS, by state and region, and how long the oldest has been there: what a
+    wedged operator, an unreachable cluster or a pod that never turns Ready looks like. One query."""
+    from apps.instances.models import Instance
+    from apps.instances.states import TRANSITIONAL
+
+    now = now or timezone.now()
+    stuck = GaugeMetricFamily(
+        "gpucloud_instances_stuck",
+        "Instances in a transitional state for longer than INSTANCE_STUCK_AFTER_SECONDS, by state and "
+        "region.",
+        labels=["state", "region"],
+    )
+    oldest = GaugeMetricFamily(
+        "gpucloud_instances_transition_oldest_seconds",
+        "Seconds the longest-waiting instance has been in each transitional state, by state and region.",
+        labels=["state", "region"],
+    )
+    cutoff = now - timedelta(seconds=int(settings.INSTANCE_STUCK_AFTER_SECONDS))
+    rows = (
+        Instance.objects.filter(state__in=TRANSITIONAL)
+        .values("state", "region__slug")
+        .annotate(stuck=Count("pk", filter=Q(state_changed_at__lte=cutoff)), since=Min("state_changed_at"))
+        .order_by("state", "region__slug")
+    )
+    for row in rows:
+        labels = [row["state"], row["region__slug"]]
+        stuck.add_metric(labels, float(row["stuck"]))
+        oldest.add_metric(labels, max(0.0, (now - row["since"]).total_seconds()))
+    return stuck, oldest
+
+
 class InstanceCollector(Collector):
-    """Two aggregated queries per scrape: instances (with the GPUs they hold) and GPU pools."""
+    """Three aggregated queries per scrape: instances (with the GPUs they hold), stuck instances and GPU
+    pools."""
 
     def collect(self) -> Iterator[Metric]:
         from apps.catalog.models import RegionCapacity
@@ -139,5 +176,6 @@ class InstanceCollector(Collector):
         for (pool_region, pool_type), held in sorted(gpus.items()):
             allocated.add_metric([pool_region, pool_type], float(held))
         yield instances
+        yield from stuck_gauges()
         yield allocated
         yield capacity

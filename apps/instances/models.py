@@ -77,8 +77,15 @@ class Instance(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+    # When `state` last changed: the not-ready timeout and the stuck-instance gauge measure from here.
+    state_changed_at = models.DateTimeField(default=timezone.now)
     running_since = models.DateTimeField(null=True, blank=True)
     accrued_running_seconds = models.PositiveBigIntegerField(default=0)
+    # The billing clock: set while the instance's pod holds its GPUs on a node (its container started, Ready
+    # or not), cleared when it stops holding them (stop, terminate, restart, failure). The ledger is metered
+    # from the `billable` flags of InstanceEvent, which record the same moments (apps/billing/metering.py).
+    billing_since = models.DateTimeField(null=True, blank=True)
+    accrued_billed_seconds = models.PositiveBigIntegerField(default=0)
     stopped_at = models.DateTimeField(null=True, blank=True)
     terminated_at = models.DateTimeField(null=True, blank=True)
 
@@ -113,8 +120,19 @@ class Instance(models.Model):
             total += max(0, int(((now or timezone.now()) - self.running_since).total_seconds()))
         return total
 
+    def billed_seconds(self, now: Any = None) -> int:
+        """Counted like the ledger counts them: between instants floored to the whole second."""
+        total = self.accrued_billed_seconds
+        if self.billing_since is not None:
+            end, start = (
+                (now or timezone.now()).replace(microsecond=0),
+                self.billing_since.replace(microsecond=0),
+            )
+            total += max(0, int((end - start).total_seconds()))
+        return total
+
     def cost_so_far(self, now: Any = None) -> Decimal:
-        cost = self.price_per_hour * Decimal(self.running_seconds(now)) / Decimal(3600)
+        cost = self.price_per_hour * Decimal(self.billed_seconds(now)) / Decimal(3600)
         return cost.quantize(Decimal("0.0001"))
 
 
@@ -132,6 +150,11 @@ class InstanceEvent(models.Model):
     message = models.CharField(max_length=500, blank=True)
     actor_label = models.CharField(max_length=254, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
+    # Whether the instance was billed after this event (its pod held GPUs): the ledger's intervals are where
+    # this flips, read in the order the events were written (id), at their created_at.
+    billable = models.BooleanField(
+        default=False, help_text="Whether the instance was billed after this event (its pod held GPUs)."
+    )
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -20,10 +20,12 @@ from apps.catalog import selectors as catalog
 from apps.catalog.models import Image, ImagePolicy, InstanceType, Region
 from apps.core import metrics, request_context
 from apps.core.errors import Conflict, Forbidden
-from apps.instances import validation
+from apps.instances import notifications, validation
 from apps.instances.models import DesiredState, Instance, InstanceEvent, frozen_terms
 from apps.instances.states import (
+    STARTS_BILLING,
     Action,
+    FailureReason,
     InvalidTransition,
     Observation,
     State,
@@ -75,10 +77,11 @@ def _event(
     reason: str = "",
     message: str = "",
     at: Any = None,
+    billing_changed: bool = False,
 ) -> None:
     """`at`: the moment the state changed, as the instance's clock recorded it; the ledger is metered from
     these events, so both must read the time once (a pause between two readings would bill a different
-    time than the instance shows)."""
+    time than the instance shows). `billing_changed`: this event starts or stops the billing clock."""
     ctx = request_context.current()
     InstanceEvent.objects.create(
         instance=instance,
@@ -91,9 +94,10 @@ def _event(
         message=message[:500],
         actor_label=actor.email if actor is not None else f"system:{ctx.via}",
         request_id=ctx.request_id if ctx.request_id != "-" else "",
+        billable=instance.billing_since is not None,
     )
-    if State.RUNNING in (from_state, instance.state) and from_state != instance.state:
-        # A running interval began or ended: meter it once this commits (the periodic task would too).
+    if billing_changed:
+        # A billed interval began or ended: meter it once this commits (the periodic task would too).
         from apps.billing.tasks import meter_instance
 
         instance_id = str(instance.pk)
@@ -280,6 +284,27 @@ def _stop_clock(instance: Instance, now: Any) -> None:
         instance.running_since = None
 
 
+def _stop_billing(instance: Instance, now: Any) -> bool:
+    """Stop the billing clock; True if it was running."""
+    if instance.billing_since is None:
+        return False
+    instance.accrued_billed_seconds = instance.billed_seconds(now)
+    instance.billing_since = None
+    return True
+
+
+def _start_billing(instance: Instance, now: Any, started_at: Any) -> bool:
+    """Start the billing clock at the moment the pod's container started (`started_at`, as the kubelet
+    reported it; `now` when unknown): a pod seen late, after an operator outage say, is still billed from
+    its start. Never before the instance's last state change, so billed intervals stay in event order, and
+    never after now. True if it was not running."""
+    if instance.billing_since is not None:
+        return False
+    start = now if started_at is None else min(now, started_at)
+    instance.billing_since = max(start, instance.state_changed_at)
+    return True
+
+
 @transaction.atomic
 def instance_act(
     *,
@@ -313,16 +338,29 @@ def instance_act(
         Action.STOP: DesiredState.STOPPED,
         Action.TERMINATE: DesiredState.TERMINATED,
     }.get(action, DesiredState.RUNNING)
+    billing_changed = False
     if action in (Action.STOP, Action.TERMINATE, Action.RESTART):
+        # The pod is asked to go: the customer pays until the request, not until the kubelet is done.
         _stop_clock(instance, now)
+        billing_changed = _stop_billing(instance, now)
     if action in (Action.START,):
         instance.failure_reason, instance.state_message = "", ""
+    instance.state_changed_at = now
     instance.generation += 1
     instance.save()
     metadata: dict[str, Any] = {"reason": reason} if reason else {}
     if action == Action.TERMINATE and delete_volumes:
         metadata["delete_volumes"] = storage.delete_with_instance(instance=instance)
-    _event(instance, kind="action", name=action.value, from_state=before, actor=actor, reason=reason, at=now)
+    _event(
+        instance,
+        kind="action",
+        name=action.value,
+        from_state=before,
+        actor=actor,
+        reason=reason,
+        at=now,
+        billing_changed=billing_changed,
+    )
     audit_record(
         actor=actor,
         action=f"instance.{action.value}",
@@ -389,23 +427,49 @@ def instance_observe(
     reason: str = "",
     message: str = "",
     connection: dict[str, Any] | None = None,
+    started_at: Any = None,
 ) -> Instance | None:
-    """Record what the operator saw. Stale or repeated observations change nothing (returns None)."""
+    """Record what the operator saw. Stale or repeated observations change nothing (returns None).
+    `started_at`: when the pod's container started (POD_STARTED, POD_READY), the start of billing."""
     instance = Instance.objects.select_for_update().filter(pk=instance_id).first()
     if instance is None:
         return None
-    new_state = after_observation(State(instance.state), observation)
-    if new_state is None:
-        return None
     before = instance.state
     now = timezone.now()
+    starts_billing = (
+        observation in (Observation.POD_STARTED, Observation.POD_READY)
+        and before in STARTS_BILLING
+        and _start_billing(instance, now, started_at)
+    )
+    new_state = after_observation(State(before), observation) or (State(before) if starts_billing else None)
+    if new_state is None:
+        return None  # stale or repeated; a container seen started again leaves the running clock alone
+    if starts_billing and observation == Observation.POD_READY:
+        # Seen Ready at once (or first after an outage): the container's start, where billing begins, is a
+        # line of its own before the readiness.
+        _event(
+            instance,
+            kind="observation",
+            name=Observation.POD_STARTED.value,
+            from_state=before,
+            actor=None,
+            at=instance.billing_since,
+            billing_changed=True,
+        )
+    # A container start is dated by the kubelet's clock, anything else by ours.
+    at = instance.billing_since if starts_billing and observation == Observation.POD_STARTED else now
     instance.state = new_state
     instance.holds_compute = holds_compute_after(new_state, instance.holds_compute)
+    if new_state != before:
+        instance.state_changed_at = at
     if new_state == State.RUNNING:
         instance.running_since = now
         instance.connection = connection or instance.connection
     elif before == State.RUNNING or new_state in (State.STOPPED, State.TERMINATED, State.FAILED):
         _stop_clock(instance, now)
+    stops_billing = new_state in (State.STOPPED, State.TERMINATED, State.FAILED) and _stop_billing(
+        instance, now
+    )
     if new_state == State.STOPPED:
         instance.stopped_at, instance.connection = now, {}
     if new_state == State.TERMINATED:
@@ -415,6 +479,9 @@ def instance_observe(
     instance.save()
     if new_state == State.TERMINATED:
         storage.release_for_terminated(instance=instance)
+    if new_state == State.FAILED:
+        failed_id = str(instance.pk)
+        transaction.on_commit(lambda: notifications.instance_failed(failed_id))
     _event(
         instance,
         kind="observation",
@@ -423,9 +490,29 @@ def instance_observe(
         actor=None,
         reason=reason,
         message=message,
-        at=now,
+        at=at,
+        billing_changed=stops_billing or (starts_billing and observation == Observation.POD_STARTED),
     )
     return instance
+
+
+def instance_fail_not_ready(*, instance: Instance, now: Any, timeout_seconds: int) -> Instance | None:
+    """Fail an instance whose pod has not turned Ready within `timeout_seconds` of entering its state (the
+    timer sweep): billing stops now, the operator deletes its pod (queued here, not left to the next
+    resync), and its owners get an email. None if it moved on meanwhile."""
+    waited = int((now - instance.state_changed_at).total_seconds())
+    failed = instance_observe(
+        instance_id=instance.pk,
+        observation=Observation.FAILED,
+        reason=FailureReason.NOT_READY,
+        message=(
+            f"The instance did not become ready within {timeout_seconds} s ({waited} s in {instance.state}): "
+            "nothing answered on its SSH port. Its pod was removed and billing stopped."
+        ),
+    )
+    if failed is not None:
+        _queue_reconcile(failed)
+    return failed
 
 
 @transaction.atomic

@@ -34,6 +34,8 @@ class Observation(StrEnum):
     """What the operator reports about an instance's pod."""
 
     POD_CREATED = "pod_created"
+    # Its container started on a node: the pod holds its GPUs from here on, and billing starts (Ready or not).
+    POD_STARTED = "pod_started"
     POD_READY = "pod_ready"
     POD_GONE = "pod_gone"
     FAILED = "failed"
@@ -46,6 +48,8 @@ class FailureReason(StrEnum):
     QUOTA_EXCEEDED = "quota_exceeded"
     INSUFFICIENT_FUNDS = "insufficient_funds"
     NODE_LOST = "node_lost"
+    # Its pod ran but never became Ready within INSTANCE_READY_TIMEOUT_SECONDS (reconcile.enforce_timers).
+    NOT_READY = "not_ready"
     INTERNAL = "internal"
 
 
@@ -62,6 +66,13 @@ HOLDS_COMPUTE: Final = ACTIVE | {State.TERMINATING}
 # States that count against the instance quota (everything but gone).
 LIVE: Final = frozenset(State) - {State.TERMINATED}
 TERMINAL: Final = frozenset({State.TERMINATED})
+# States an instance passes through on its way somewhere else: one that stays in them for long is stuck
+# (the gpucloud_instances_stuck gauge), and one waiting in PROVISIONING or STARTING for its pod to turn Ready
+# fails with NOT_READY after INSTANCE_READY_TIMEOUT_SECONDS.
+TRANSITIONAL: Final = frozenset(
+    {State.PENDING, State.PROVISIONING, State.STARTING, State.STOPPING, State.TERMINATING}
+)
+AWAITING_READY: Final = frozenset({State.PROVISIONING, State.STARTING})
 
 ACTIONS: Final[dict[Action, dict[State, State]]] = {
     Action.STOP: {
@@ -78,6 +89,9 @@ ACTIONS: Final[dict[Action, dict[State, State]]] = {
 
 OBSERVATIONS: Final[dict[Observation, dict[State, State]]] = {
     Observation.POD_CREATED: {State.PENDING: State.PROVISIONING},
+    # In PROVISIONING and STARTING the state stays; what a container start changes there is billing
+    # (STARTS_BILLING below, services.instance_observe).
+    Observation.POD_STARTED: {State.PENDING: State.PROVISIONING},
     Observation.POD_READY: {
         State.PENDING: State.RUNNING,
         State.PROVISIONING: State.RUNNING,
@@ -86,6 +100,11 @@ OBSERVATIONS: Final[dict[Observation, dict[State, State]]] = {
     Observation.POD_GONE: {State.STOPPING: State.STOPPED, State.TERMINATING: State.TERMINATED},
     Observation.FAILED: {s: State.FAILED for s in ACTIVE},
 }
+
+
+# A container started on a node in one of these states starts the billing clock, once per pod (the clock is
+# kept on the instance, so the service, not this pure table, knows whether it already runs).
+STARTS_BILLING: Final = frozenset({State.PENDING, State.PROVISIONING, State.STARTING})
 
 
 def holds_compute_after(state: State, held_before: bool) -> bool:

@@ -12,3 +12,11 @@ def reconcile_instance(instance_id: str) -> None:
 @shared_task
 def enforce_instance_timers() -> int:
     return reconcile.enforce_timers()
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def send_instance_failed_email(instance_id: str) -> int:
+    """Tell whoever launched a failed instance, and the tenant's owners and admins, why it failed."""
+    from apps.instances import emails
+
+    return emails.send_failed(instance_id)

@@ -284,6 +284,12 @@ CELERY_BEAT_SCHEDULE["enforce-instance-timers"] = {
     "task": "apps.instances.tasks.enforce_instance_timers",
     "schedule": 30.0,
 }
+# An instance whose pod has not turned Ready this long after entering provisioning or starting fails with
+# reason not_ready (its pod deleted, billing stopped); the timer sweep above checks it (docs/instances.md).
+INSTANCE_READY_TIMEOUT_SECONDS = env_int("INSTANCE_READY_TIMEOUT_SECONDS", 600)
+# An instance in a transitional state (pending, provisioning, starting, stopping, terminating) for longer
+# than this counts in the gpucloud_instances_stuck gauge (docs/operations.md "Alerts").
+INSTANCE_STUCK_AFTER_SECONDS = env_int("INSTANCE_STUCK_AFTER_SECONDS", 900)
 
 # Billing: usage is closed in windows of this many seconds; the periodic task catches up this far back.
 BILLING_WINDOW_SECONDS = env_int("BILLING_WINDOW_SECONDS", 60)

@@ -1,5 +1,6 @@
-"""Metering arithmetic: billed seconds are exactly the union of running intervals, cut without overlap, and
-recomputing later never changes what was already final."""
+"""Metering arithmetic: billed seconds are exactly the union of billed intervals (from the start of an
+instance's container on a node, Ready or not, until it stops, restarts, fails or terminates), cut without
+overlap, and recomputing later never changes what was already final."""
 
 from __future__ import annotations
 
@@ -10,52 +11,49 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.billing.intervals import Interval, Transition, pieces, price_at, running_intervals
+from apps.billing.intervals import Interval, Transition, billed_intervals, pieces, price_at
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 MINUTE = timedelta(seconds=60)
 ONE_PRICE = [(datetime(2000, 1, 1, tzinfo=UTC), Decimal("2.4900"))]
 
-# What the operator and customers can do to an instance, as (from, to) moves of the state machine.
+# What the operator and customers can do to an instance, and whether it is billed afterwards: a container
+# started (Ready or not) or Ready starts billing; everything else that moves it away from its pod ends it.
 MOVES = {
-    "ready": ("provisioning", "running"),
-    "stop": ("running", "stopping"),
-    "crash": ("running", "failed"),
-    "restart": ("running", "starting"),
-    "terminate": ("running", "terminating"),
-    "start": ("stopped", "starting"),
+    "container_started": True,
+    "ready": True,
+    "stop": False,
+    "crash": False,
+    "not_ready_timeout": False,
+    "restart": False,
+    "terminate": False,
+    "start": False,
+    "kube_event": None,  # a line that leaves billing as it was
 }
 
 
 def _timeline(steps: list[tuple[str, float]]) -> list[Transition]:
     """A plausible timeline: moves applied in order at increasing times (fractions of seconds included)."""
-    at, state, out = T0, "provisioning", []
+    at, billed, out = T0, False, []
     for move, gap in steps:
         at += timedelta(seconds=gap)
-        if move in ("ready", "start"):
-            if state == "running":
-                continue
-            out.append(Transition(at, state, "running"))
-            state = "running"
-        elif state == "running":
-            out.append(Transition(at, "running", MOVES[move][1]))
-            state = MOVES[move][1]
+        after = MOVES[move]
+        billed = billed if after is None else after
+        out.append(Transition(at, billed))
     return out
 
 
 def _union_seconds(transitions: list[Transition], until: datetime | None = None) -> int:
-    """Independent count: walk whole seconds, the reference the ledger must match."""
-    total, running_since = 0, None
-    for t in transitions:
-        at = t.at.replace(microsecond=0)
-        if t.to_state == "running" and running_since is None:
-            running_since = at
-        elif t.to_state != "running" and running_since is not None:
-            total += int((at - running_since).total_seconds())
-            running_since = None
-    if running_since is not None and until is not None:
-        total += max(0, int((until - running_since).total_seconds()))
-    return total
+    """Independent count: between two consecutive lines (dates floored to the second), the seconds are
+    billed when the earlier line says billable; after the last, until `until`."""
+    floors = [t.at.replace(microsecond=0) for t in transitions]
+    if until is not None and transitions:
+        floors.append(until)
+    return sum(
+        int((floors[i + 1] - floors[i]).total_seconds())
+        for i in range(len(floors) - 1)
+        if transitions[i].billable
+    )
 
 
 steps_strategy = st.lists(
@@ -66,9 +64,9 @@ steps_strategy = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(steps=steps_strategy)
-def test_billed_seconds_equal_the_union_of_running_intervals(steps):
+def test_billed_seconds_equal_the_union_of_billed_intervals(steps):
     timeline = _timeline(steps)
-    cut = pieces(running_intervals(timeline), window=MINUTE, prices=ONE_PRICE, now=T0 + timedelta(days=2))
+    cut = pieces(billed_intervals(timeline), window=MINUTE, prices=ONE_PRICE, now=T0 + timedelta(days=2))
     # An interval still open is billed up to the last closed window.
     last_window = datetime.fromtimestamp((int((T0 + timedelta(days=2)).timestamp()) // 60) * 60, tz=UTC)
     assert sum(p.seconds for p in cut) == _union_seconds(timeline, until=last_window)
@@ -87,8 +85,8 @@ def test_recomputing_later_keeps_every_final_piece(steps, split):
     end = timeline[-1].at + timedelta(minutes=5) if timeline else T0
     earlier_now = T0 + (end - T0) * split
     known = [t for t in timeline if t.at <= earlier_now]
-    first = pieces(running_intervals(known), window=MINUTE, prices=ONE_PRICE, now=earlier_now)
-    later = pieces(running_intervals(timeline), window=MINUTE, prices=ONE_PRICE, now=end)
+    first = pieces(billed_intervals(known), window=MINUTE, prices=ONE_PRICE, now=earlier_now)
+    later = pieces(billed_intervals(timeline), window=MINUTE, prices=ONE_PRICE, now=end)
     # What was final then is still there, identical: a re-run of the metering task changes nothing.
     assert set(first) <= set(later)
 
@@ -123,8 +121,17 @@ def test_open_interval_is_billed_only_up_to_the_last_closed_window():
 
 
 def test_sub_second_runs_and_fractions_floor_to_whole_seconds():
+    timeline = [Transition(T0 + timedelta(seconds=1.9), True), Transition(T0 + timedelta(seconds=2.2), False)]
+    assert billed_intervals(timeline) == [Interval(T0 + timedelta(seconds=1), T0 + timedelta(seconds=2))]
+
+
+def test_lines_that_keep_billing_as_it_was_neither_start_nor_end_an_interval():
     timeline = [
-        Transition(T0 + timedelta(seconds=1.9), "provisioning", "running"),
-        Transition(T0 + timedelta(seconds=2.2), "running", "stopping"),
+        Transition(T0, False),  # launch
+        Transition(T0 + timedelta(seconds=5), True),  # container started, not Ready
+        Transition(T0 + timedelta(seconds=9), True),  # Ready
+        Transition(T0 + timedelta(seconds=20), True),  # a kube event while billed
+        Transition(T0 + timedelta(seconds=30), False),  # stop
+        Transition(T0 + timedelta(seconds=31), False),  # pod gone
     ]
-    assert running_intervals(timeline) == [Interval(T0 + timedelta(seconds=1), T0 + timedelta(seconds=2))]
+    assert billed_intervals(timeline) == [Interval(T0 + timedelta(seconds=5), T0 + timedelta(seconds=30))]

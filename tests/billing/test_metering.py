@@ -13,7 +13,7 @@ from django.utils import timezone
 from apps.billing import metering
 from apps.billing.models import PriceVersion, UsageRecord
 from apps.instances import services
-from apps.instances.models import InstanceEvent
+from apps.instances.models import Instance, InstanceEvent
 from apps.instances.states import Action, Observation
 from tests.instances.helpers import seed
 
@@ -39,6 +39,7 @@ def _ran(instance, start, seconds):
         from_state="provisioning",
         to_state="running",
         created_at=start,
+        billable=True,
     )
     InstanceEvent.objects.create(
         instance=instance,
@@ -123,9 +124,9 @@ def test_the_ledger_is_append_only(instance):
 def test_leaving_running_meters_on_commit(instance, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         services.instance_observe(instance_id=instance.pk, observation=Observation.POD_READY)
-    InstanceEvent.objects.filter(instance=instance, to_state="running").update(
-        created_at=timezone.now() - timedelta(seconds=125)
-    )
+    started = timezone.now() - timedelta(seconds=125)
+    InstanceEvent.objects.filter(instance=instance, billable=True).update(created_at=started)
+    Instance.objects.filter(pk=instance.pk).update(billing_since=started)
     with django_capture_on_commit_callbacks(execute=True):
         services.instance_act(actor=None, instance=instance, action=Action.STOP)
     seconds = sum(

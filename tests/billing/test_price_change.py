@@ -62,6 +62,7 @@ def test_running_instance_is_billed_at_each_price_in_force(owner):
         from_state="provisioning",
         to_state="running",
         created_at=start,
+        billable=True,
     )
     price_change(
         actor=None,

@@ -171,7 +171,7 @@ def test_usage_groups_by_instance_type_instance_and_day(make_actor, tenant):
 
         InstanceEvent.objects.create(
             instance=instance, kind="observation", name="pod_ready", from_state="stopped",
-            to_state="running", created_at=start,
+            to_state="running", created_at=start, billable=True,
         )  # fmt: skip
         InstanceEvent.objects.create(
             instance=instance, kind="action", name="stop", from_state="running", to_state="stopping",

@@ -47,8 +47,9 @@ def test_balance_runs_out_instance_stopped_launch_refused_credit_lets_it_start(
         instance_services.instance_observe(instance_id=instance_id, observation=Observation.POD_READY)
     start = timezone.now().replace(microsecond=0) - timedelta(seconds=200)
     events = InstanceEvent.objects.filter(instance_id=instance_id)
-    events.exclude(to_state="running").update(created_at=start - timedelta(seconds=1))
-    events.filter(to_state="running").update(created_at=start)
+    events.filter(billable=False).update(created_at=start - timedelta(seconds=1))
+    events.filter(billable=True).update(created_at=start)
+    Instance.objects.filter(pk=instance_id).update(billing_since=start)
 
     balance = client.get(actor.url("/billing/balance")).json()
     assert Decimal(balance["balance"]) < 0

@@ -57,13 +57,14 @@ def launch(actor: Any, **req: Any) -> Instance:
 
 
 def run_since(instance: Instance, start: datetime) -> Instance:
-    """Make the instance running (the operator reports pod Ready), as if that happened at `start`."""
+    """Make the instance running (the operator reports pod Ready, its container started), as if that
+    happened at `start`: billed from then."""
     services.instance_observe(instance_id=instance.pk, observation=Observation.POD_READY)
     events = InstanceEvent.objects.filter(instance=instance)
     # The launch and provisioning happened just before (else the ledger would see them after `start`).
-    events.exclude(to_state="running").update(created_at=start - timedelta(seconds=1))
-    events.filter(to_state="running").update(created_at=start)
-    Instance.objects.filter(pk=instance.pk).update(running_since=start)
+    events.filter(billable=False).update(created_at=start - timedelta(seconds=1))
+    events.filter(billable=True).update(created_at=start)
+    Instance.objects.filter(pk=instance.pk).update(running_since=start, billing_since=start)
     instance.refresh_from_db()
     assert instance.state == "running"
     return instance

@@ -155,6 +155,46 @@ def test_instances_and_gpus_by_region_and_type(catalog: Catalog, owner: Actor) -
     assert value(samples, "gpucloud_metrics_collector_up", collector="InstanceCollector") == 1
 
 
+@pytest.mark.django_db
+def test_instances_stuck_in_a_transitional_state_are_counted(
+    catalog: Catalog, owner: Actor, settings: Any
+) -> None:
+    """An instance that has waited in pending, provisioning, starting, stopping or terminating longer than
+    INSTANCE_STUCK_AFTER_SECONDS is stuck; a fresh one, or one that got where it was going, is not."""
+    settings.INSTANCE_STUCK_AFTER_SECONDS = 900
+    h100 = catalog.instance_type("gpu-h100x1")
+    now = timezone.now()
+    rows = [
+        ("provisioning", catalog.us_east, now - timedelta(seconds=1800)),  # stuck (the oldest)
+        ("provisioning", catalog.us_east, now - timedelta(seconds=901)),  # stuck
+        ("provisioning", catalog.us_east, now - timedelta(seconds=60)),  # on its way
+        ("stopping", catalog.eu_west, now - timedelta(hours=2)),  # stuck
+        ("running", catalog.us_east, now - timedelta(days=3)),  # arrived: never stuck
+        ("stopped", catalog.us_east, now - timedelta(days=3)),
+    ]
+    for n, (state, region, since) in enumerate(rows):
+        instance_row(
+            tenant=owner.tenant,
+            instance_type=h100,
+            region=region,
+            created_by=owner.user,
+            name=f"s{n}",
+            state=state,
+            state_changed_at=since,
+        )
+
+    samples = scrape()
+
+    assert value(samples, "gpucloud_instances_stuck", state="provisioning", region="us-east-1") == 2
+    assert value(samples, "gpucloud_instances_stuck", state="stopping", region="eu-west-1") == 1
+    running = ("gpucloud_instances_stuck", frozenset({("state", "running"), ("region", "us-east-1")}))
+    assert running not in samples
+    oldest = value(
+        samples, "gpucloud_instances_transition_oldest_seconds", state="provisioning", region="us-east-1"
+    )
+    assert 1800 <= oldest < 1900
+
+
 def test_admission_refusals_are_counted_by_reason(catalog: Catalog, make_actor: Callable[..., Actor]) -> None:
     def refusals() -> dict[str, float]:
         samples = scrape()

@@ -38,8 +38,11 @@ def instance_row(
     **fields: Any,
 ) -> Instance:
     """An instance row written directly (no admission, no reconcile), with the type's resources and price
-    frozen on it as a launch would."""
+    frozen on it as a launch would. A running clock given without a billing clock is taken for both, as the
+    services keep them for a pod that was Ready as soon as it started."""
     values = {**frozen_terms(instance_type), **fields}  # a test may override what the type froze
+    values.setdefault("billing_since", values.get("running_since"))
+    values.setdefault("accrued_billed_seconds", values.get("accrued_running_seconds", 0))
     return Instance.objects.create(
         tenant=tenant,
         name=name,

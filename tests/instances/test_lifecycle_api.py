@@ -182,12 +182,14 @@ def test_failure_is_recorded_with_its_reason(tenant_owner, instance):
     assert body["allowed_actions"] == ["start", "terminate"]
 
 
-def test_cost_so_far_is_price_times_running_seconds(tenant_owner, instance):
-    Instance.objects.filter(pk=instance.pk).update(accrued_running_seconds=1800, running_since=None)
+def test_cost_so_far_is_price_times_billed_seconds(tenant_owner, instance):
+    Instance.objects.filter(pk=instance.pk).update(
+        accrued_running_seconds=1700, running_since=None, accrued_billed_seconds=1800, billing_since=None
+    )
 
     body = tenant_owner.token_client().get(tenant_owner.url(f"/instances/{instance.pk}")).json()
 
-    assert body["running_seconds"] == 1800
+    assert (body["running_seconds"], body["billed_seconds"]) == (1700, 1800)
     assert body["cost_so_far"] == "1.2450"  # 2.49 per hour for half an hour
 
 
@@ -196,8 +198,10 @@ def test_cost_counts_the_current_run(instance):
     now = timezone.now()
     instance.running_since = now - timedelta(seconds=3600)
     instance.accrued_running_seconds = 1800
+    instance.billing_since = now - timedelta(seconds=3600)
+    instance.accrued_billed_seconds = 1800
 
-    assert instance.running_seconds(now) == 5400
+    assert instance.running_seconds(now) == instance.billed_seconds(now) == 5400
     assert instance.cost_so_far(now) == Decimal("3.7350")
 
 
@@ -421,11 +425,15 @@ def test_events_are_the_timeline_oldest_first(tenant_owner, instance, django_cap
     email = tenant_owner.user.email
     assert events[0] == ("action", "launch", "", "pending", email)
     assert events[1][:4] == ("observation", "pod_created", "pending", "provisioning")
-    assert events[2][:4] == ("observation", "pod_ready", "provisioning", "running")
-    assert events[3] == ("action", "stop", "running", "stopping", email)
-    assert events[4][:4] == ("observation", "pod_gone", "stopping", "stopped")
-    assert len(events) == 5
-    assert all(actor.startswith("system:") for *_, actor in (events[1], events[2], events[4]))
+    # Seen Ready at once: the container's start, where billing began, is a line of its own.
+    assert events[2][:4] == ("observation", "pod_started", "provisioning", "provisioning")
+    assert events[3][:4] == ("observation", "pod_ready", "provisioning", "running")
+    assert events[4] == ("action", "stop", "running", "stopping", email)
+    assert events[5][:4] == ("observation", "pod_gone", "stopping", "stopped")
+    assert len(events) == 6
+    assert all(actor.startswith("system:") for *_, actor in (events[1], events[2], events[3], events[5]))
+    billable = [e["billable"] for e in response.json()["results"]]
+    assert billable == [False, False, True, True, False, False]
 
 
 def test_events_record_failure_reasons(tenant_owner, instance):

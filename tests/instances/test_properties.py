@@ -31,6 +31,7 @@ from apps.instances.models import Instance, InstanceEvent
 from apps.instances.states import (
     HOLDS_COMPUTE,
     LIVE,
+    STARTS_BILLING,
     Action,
     FailureReason,
     InvalidTransition,
@@ -79,6 +80,9 @@ class Model:
     desired: str = "running"
     generation: int = 1
     events: int = 1  # the launch
+    # Its pod holds GPUs and it is billed: from a container start (Ready or not) until it is stopped,
+    # restarted, terminated or fails.
+    billed: bool = False
     # Terminated from stopped or failed: `terminating` without a pod, holding nothing (see
     # test_terminating_an_idle_instance_holds_nothing in tests/quotas/test_usage.py).
     idle_terminating: bool = False
@@ -164,6 +168,7 @@ advance_step = st.tuples(
     st.sampled_from(
         [
             (Observation.POD_CREATED, Observation.POD_READY, Observation.POD_GONE),
+            (Observation.POD_STARTED, Observation.POD_READY, Observation.POD_GONE),
             (Observation.POD_READY, Observation.POD_GONE),
         ]
     ),
@@ -277,6 +282,8 @@ class Runner:
                 assert exc.value.details["state"] == model.state
             return
         services.instance_act(actor=self.user, instance=instance, action=action)
+        if action in (Action.STOP, Action.TERMINATE, Action.RESTART):
+            model.billed = False
         if action == Action.TERMINATE and model.state in (State.STOPPED, State.FAILED):
             model.idle_terminating = True
             event("terminated while idle")
@@ -303,7 +310,12 @@ class Runner:
             self.world.audits += 1
 
     def observe(self, model: Model, observation: Observation, reason: str) -> None:
-        new_state = after_observation(model.state, observation)
+        starts_billing = (
+            observation in (Observation.POD_STARTED, Observation.POD_READY)
+            and model.state in STARTS_BILLING
+            and not model.billed
+        )
+        new_state = after_observation(model.state, observation) or (model.state if starts_billing else None)
         call = lambda: services.instance_observe(  # noqa: E731
             instance_id=model.pk, observation=observation, reason=reason, message="seen"
         )
@@ -312,7 +324,11 @@ class Runner:
             return
         assert call() is not None
         model.state = new_state
-        model.events += 1
+        model.events += 2 if starts_billing and observation == Observation.POD_READY else 1
+        if starts_billing:
+            model.billed = True
+        if new_state in (State.STOPPED, State.TERMINATED, State.FAILED):
+            model.billed = False
 
     def advance(self, model: Model, order: tuple[Observation, ...]) -> None:
         for observation in order:
@@ -358,6 +374,7 @@ class Runner:
             assert row.desired_state == model.desired
             assert row.generation == model.generation
             assert row.name == model.name
+            assert (row.billing_since is not None) == model.billed
             events = list(InstanceEvent.objects.filter(instance=row).order_by("created_at", "id"))
             assert len(events) == model.events
             assert events[-1].to_state == row.state

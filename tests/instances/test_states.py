@@ -59,6 +59,7 @@ EXPECTED_ALLOWED: dict[State, list[str]] = {
 
 EXPECTED_OBSERVATIONS: dict[tuple[State, Observation], State] = {
     (S.PENDING, Observation.POD_CREATED): S.PROVISIONING,
+    (S.PENDING, Observation.POD_STARTED): S.PROVISIONING,
     (S.PENDING, Observation.POD_READY): S.RUNNING,
     (S.PROVISIONING, Observation.POD_READY): S.RUNNING,
     (S.STARTING, Observation.POD_READY): S.RUNNING,
@@ -187,4 +188,4 @@ def test_states_actions_and_observations_use_their_wire_names() -> None:
         "failed",
     ]
     assert [a.value for a in Action] == ["stop", "start", "restart", "terminate"]
-    assert [o.value for o in Observation] == ["pod_created", "pod_ready", "pod_gone", "failed"]
+    assert [o.value for o in Observation] == ["pod_created", "pod_started", "pod_ready", "pod_gone", "failed"]

@@ -100,10 +100,13 @@ def instance_json(
         "price_per_hour": f"{Decimal(instance.price_per_hour).quantize(PRICE_PLACES):f}",
         "cost_so_far": str(instance.cost_so_far(now)),
         "running_seconds": instance.running_seconds(now),
+        "billed_seconds": instance.billed_seconds(now),
         "connection": instance.connection,
         "created_at": iso(instance.created_at, tz),
         "updated_at": iso(instance.updated_at, tz),
         "running_since": iso(instance.running_since, tz),
+        "billing_since": iso(instance.billing_since, tz),
+        "state_changed_at": iso(instance.state_changed_at, tz),
         "stopped_at": iso(instance.stopped_at, tz),
         "terminated_at": iso(instance.terminated_at, tz),
     }

@@ -59,9 +59,13 @@ class InstanceSerializer(serializers.ModelSerializer):
     env_names = serializers.SerializerMethodField(help_text="Names only: values may be secrets.")
     price_per_hour = serializers.DecimalField(max_digits=12, decimal_places=4, read_only=True)
     cost_so_far = serializers.SerializerMethodField(
-        help_text="Running seconds x price, in the price's currency."
+        help_text="Billed seconds x price, in the price's currency."
     )
-    running_seconds = serializers.SerializerMethodField()
+    running_seconds = serializers.SerializerMethodField(help_text="Seconds spent in `running` (Ready).")
+    billed_seconds = serializers.SerializerMethodField(
+        help_text="Seconds billed: from each start of the instance's container on a node (Ready or not) "
+        "until it was stopped, terminated, restarted or failed."
+    )
     allowed_actions = serializers.SerializerMethodField()
     volumes = AttachmentSerializer(source="volume_attachments", many=True, read_only=True)
     connection = ConnectionField(read_only=True, help_text="Host, port and user once running.")
@@ -93,10 +97,13 @@ class InstanceSerializer(serializers.ModelSerializer):
             "price_per_hour",
             "cost_so_far",
             "running_seconds",
+            "billed_seconds",
             "connection",
             "created_at",
             "updated_at",
             "running_since",
+            "billing_since",
+            "state_changed_at",
             "stopped_at",
             "terminated_at",
         ]
@@ -115,6 +122,9 @@ class InstanceSerializer(serializers.ModelSerializer):
 
     def get_running_seconds(self, instance: Instance) -> int:
         return instance.running_seconds()
+
+    def get_billed_seconds(self, instance: Instance) -> int:
+        return instance.billed_seconds()
 
     def get_allowed_actions(self, instance: Instance) -> list[str]:
         return allowed_actions(State(instance.state))
@@ -203,6 +213,7 @@ class InstanceEventSerializer(serializers.ModelSerializer):
             "to_state",
             "reason",
             "message",
+            "billable",
             "actor",
             "request_id",
         ]

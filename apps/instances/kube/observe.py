@@ -23,6 +23,8 @@ class PodReading:
     reason: str = ""
     message: str = ""
     connection: dict[str, Any] = field(default_factory=dict)
+    # When the pod's first container started running (the kubelet's clock): where billing starts.
+    started_at: datetime | None = None
 
 
 def _condition(pod: dict[str, Any], kind: str) -> dict[str, Any] | None:
@@ -47,6 +49,16 @@ def _waiting_reasons(pod: dict[str, Any]) -> list[tuple[str, str]]:
         if waiting.get("reason"):
             reasons.append((waiting["reason"], waiting.get("message") or ""))
     return reasons
+
+
+def container_started_at(pod: dict[str, Any]) -> datetime | None:
+    """The earliest start of a running container, or None when none runs."""
+    starts = [
+        _parse_time(((status.get("state") or {}).get("running") or {}).get("startedAt"))
+        for status in (pod.get("status") or {}).get("containerStatuses") or []
+    ]
+    found = [start for start in starts if start is not None]
+    return min(found) if found else None
 
 
 def disrupted(pod: dict[str, Any]) -> bool:
@@ -84,8 +96,12 @@ def read_pod(pod: dict[str, Any], *, now: datetime) -> PodReading:
     if phase == "Succeeded":
         return PodReading(Observation.FAILED, FailureReason.INTERNAL, "The instance's main process exited.")
     ready = _condition(pod, "Ready")
+    started_at = container_started_at(pod) if phase == "Running" else None
     if phase == "Running" and ready and ready.get("status") == "True":
-        return PodReading(Observation.POD_READY)
+        return PodReading(Observation.POD_READY, started_at=started_at or now)
+    if phase == "Running":
+        # On a node with its container started, Ready or not: it holds its GPUs, so it is billed from here.
+        return PodReading(Observation.POD_STARTED, started_at=started_at or now)
     if scheduled and scheduled.get("status") == "True":
         return PodReading(Observation.POD_CREATED)
     return PodReading(None)

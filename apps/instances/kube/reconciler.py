@@ -120,6 +120,7 @@ def record_pod(
         reason=reading.reason,
         message=reading.message,
         connection=connection,
+        started_at=reading.started_at,
     )
 
 

@@ -235,7 +235,7 @@ class KubeEventHandler:
             instance = (
                 Instance.objects.select_for_update()
                 .filter(pk=instance_id, region_id=self.region_id)
-                .only("pk", "state")
+                .only("pk", "state", "billing_since")
                 .first()
             )
             if instance is None:
@@ -255,4 +255,5 @@ class KubeEventHandler:
                 reason=(event.get("type") or "")[:32],
                 message=message,
                 actor_label=f"kubernetes:{source}"[:254],
+                billable=instance.billing_since is not None,  # the billing clock goes on as it was
             )

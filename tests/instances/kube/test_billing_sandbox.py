@@ -20,7 +20,7 @@ from apps.billing import limits
 from apps.billing.models import CreditGrant
 from apps.billing.services import credit_grant_create
 from apps.billing.stripe.models import CheckoutSession
-from apps.instances.models import InstanceEvent
+from apps.instances.models import Instance, InstanceEvent
 from tests.billing.stripe.conftest import (  # noqa: F401  (fixtures shared with the Stripe tests)
     event_payload,
     post_event,
@@ -65,8 +65,9 @@ def test_balance_runs_out_pod_stopped_launch_refused_topup_starts_again(
     # 200 s of an H100 at 2.49/h is 0.138: more than the 0.10 credit.
     start = timezone.now().replace(microsecond=0) - timedelta(seconds=200)
     events = InstanceEvent.objects.filter(instance_id=instance_id)
-    events.exclude(to_state="running").update(created_at=start - timedelta(seconds=1))
-    events.filter(to_state="running").update(created_at=start)
+    events.filter(billable=False).update(created_at=start - timedelta(seconds=1))
+    events.filter(billable=True).update(created_at=start)
+    Instance.objects.filter(pk=instance_id).update(billing_since=start)
     assert Decimal(api.get(actor.url("/billing/balance")).json()["balance"]) < 0
 
     with TestCase.captureOnCommitCallbacks(execute=True):

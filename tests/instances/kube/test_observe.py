@@ -53,10 +53,10 @@ NOT_READY = {"type": "Ready", "status": "False"}
             (Observation.POD_CREATED, "", ""),
         ),
         (
-            "running but not ready",
+            "running but not ready: its container started, so it holds its GPUs",
             pod("Running", [SCHEDULED, NOT_READY]),
             5,
-            (Observation.POD_CREATED, "", ""),
+            (Observation.POD_STARTED, "", ""),
         ),
         ("running and ready", pod("Running", [SCHEDULED, READY]), 5, (Observation.POD_READY, "", "")),
         (
@@ -115,6 +115,27 @@ NOT_READY = {"type": "Ready", "status": "False"}
 def test_read_pod(case: str, the_pod: dict[str, Any], after: int, expected: tuple[Any, str, str]) -> None:
     reading = read_pod(the_pod, now=CREATED + timedelta(seconds=after))
     assert (reading.observation, reading.reason, reading.message) == expected
+
+
+def _running(started: str | None, *, ready: bool) -> dict[str, Any]:
+    the_pod = pod("Running", [SCHEDULED, READY if ready else NOT_READY])
+    state = {"running": {"startedAt": started}} if started else {"waiting": {"reason": "ContainerCreating"}}
+    the_pod["status"]["containerStatuses"] = [{"name": "instance", "state": state}]
+    return the_pod
+
+
+@pytest.mark.parametrize("ready", [False, True], ids=["not ready", "ready"])
+def test_a_started_container_dates_the_start_of_billing(ready: bool) -> None:
+    """Billing starts when the container started, as the kubelet stamped it, not when we looked."""
+    reading = read_pod(_running("2026-01-01T12:00:07Z", ready=ready), now=CREATED + timedelta(minutes=9))
+    assert reading.observation == (Observation.POD_READY if ready else Observation.POD_STARTED)
+    assert reading.started_at == CREATED + timedelta(seconds=7)
+
+
+def test_without_a_start_time_billing_starts_when_seen() -> None:
+    now = CREATED + timedelta(seconds=30)
+    assert read_pod(_running(None, ready=False), now=now).started_at == now
+    assert read_pod(pod(conditions=[SCHEDULED]), now=now).started_at is None  # scheduled only: not billed
 
 
 def test_timeouts_count_from_creation_not_from_now() -> None:
