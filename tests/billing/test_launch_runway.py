@@ -118,7 +118,8 @@ def test_restart_needs_the_runway_without_counting_the_instance_twice(broke):
     grant(broke.tenant, "1.00")
     now = minute_aligned()
     instance = run_since(launch(broke), now)
-    usage(broke.tenant, "0.70", end=now - timedelta(minutes=1))  # 0.30 left, 2.49/h burning
+    # 0.30 left, less up to 0.0415 for the running minute so far; 2.49/h burning.
+    usage(broke.tenant, "0.70", end=now - timedelta(minutes=1))
     client = broke.token_client()
     details = refused(client.post(broke.url(f"/instances/{instance.pk}/restart")))["details"]
     # The running instance is already in the burn rate: 0.415 for 10 minutes, not 0.83.
@@ -127,7 +128,7 @@ def test_restart_needs_the_runway_without_counting_the_instance_twice(broke):
     instance.refresh_from_db()
     assert instance.state == "running"
 
-    grant(broke.tenant, "0.12")  # about 0.42 left: enough for the instance once, not twice
+    grant(broke.tenant, "0.20")  # 0.4585 to 0.50 left: enough for the instance once (0.415), not twice
     response = client.post(broke.url(f"/instances/{instance.pk}/restart"))
     assert response.status_code == 202, response.content
 
