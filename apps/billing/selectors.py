@@ -9,8 +9,21 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, DateTimeField, F, Func, IntegerField, Max, Q, QuerySet, Sum, When
-from django.db.models.functions import TruncDate
+from django.db.models import (
+    Case,
+    DateTimeField,
+    DecimalField,
+    F,
+    Func,
+    IntegerField,
+    Max,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from apps.billing import intervals, metering, wallet
@@ -336,7 +349,12 @@ def _wallet(
 
 
 def credit_grants_of(*, tenant: Tenant) -> QuerySet[CreditGrant]:
-    return CreditGrant.objects.filter(tenant=tenant).order_by("-created_at", "pk")
+    """The tenant's grants, newest first, each with `reversed`: what refunds and chargebacks took back."""
+    return (
+        CreditGrant.objects.filter(tenant=tenant)
+        .annotate(reversed=Coalesce(Sum("reversals__amount"), Value(ZERO), output_field=DecimalField()))
+        .order_by("-created_at", "pk")
+    )
 
 
 GROUPS = ("instance", "instance_type", "day")
