@@ -12,7 +12,7 @@ from django.http import HttpRequest
 
 from apps.accounts.acting import acting_user
 from apps.billing import services
-from apps.billing.models import BillingAccount, BillingMode, CreditGrant
+from apps.billing.models import BillingAccount, BillingMode, CreditGrant, CreditReversal
 from apps.core.errors import DomainError
 
 
@@ -44,6 +44,25 @@ class CreditGrantAdmin(admin.ModelAdmin):
         )
         obj.pk, obj.created_by, obj.created_at = grant.pk, grant.created_by, grant.created_at
         obj._state.adding = False
+
+
+@admin.register(CreditReversal)
+class CreditReversalAdmin(admin.ModelAdmin):
+    """Read only: reversals are written by the Stripe webhook (refunds, disputes) and are append-only."""
+
+    list_display = ["tenant", "cause", "source_id", "sequence", "amount", "grant", "created_at"]
+    list_filter = ["cause"]
+    search_fields = ["tenant__slug", "source_id", "stripe_event_id"]
+    raw_id_fields = ["tenant", "grant"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 def _switch(

@@ -1,11 +1,13 @@
-"""Hard limits enforced by us, from our own ledger: refusing launches and starts (402 insufficient_funds),
-stopping running instances when the runway ends, and budget alerts at 50, 80 and 100 percent."""
+"""Hard limits enforced by us, from our own ledger: refusing launches, starts and restarts that the wallet
+cannot carry for BILLING_LAUNCH_RUNWAY_MINUTES (402 insufficient_funds naming the shortfall), stopping running
+instances when the runway ends, and budget alerts at 50, 80 and 100 percent."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_UP, Decimal
 from typing import Any
 
 from django.conf import settings
@@ -13,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record
-from apps.billing.models import BillingAccount, BillingMode, BudgetAlert
+from apps.billing.models import AMOUNT_PLACES, BillingAccount, BillingMode, BudgetAlert
 from apps.billing.selectors import Wallet, month_start, wallet_of
 from apps.core import metrics
 from apps.core.errors import PaymentRequired
@@ -40,13 +42,67 @@ def refusal(w: Wallet) -> str | None:
     return None
 
 
-def require_funds(*, tenant: Tenant, now: datetime | None = None) -> None:
-    """Called by instance_launch and instance_act(START) before admission."""
+@dataclass(frozen=True)
+class Runway:
+    """What an instance about to run asks of the wallet: `minutes` at the tenant's burn rate with it."""
+
+    minutes: int
+    burn_rate_per_hour: Decimal  # the tenant's, including the instance
+    required: Decimal  # minutes x burn rate, rounded up to micro-units
+    available: Decimal  # the headroom, or the hard budget left when that is smaller
+    limited_by: str  # balance (prepaid), credit_limit (postpaid) or budget
+
+    @property
+    def shortfall(self) -> Decimal:
+        return max(self.required - self.available, ZERO)
+
+
+def runway_for(w: Wallet, *, price_per_hour: Decimal, instance_id: Any = None, minutes: int) -> Runway:
+    """The runway an instance at `price_per_hour` needs. The wallet's burn rate already counts the instances
+    it bills now (`burning_instances`); the instance's price is added unless it is one of them (a restart)."""
+    counted = instance_id is not None and str(instance_id) in w.burning_instances
+    rate = w.burn_rate_per_hour + (ZERO if counted else Decimal(price_per_hour))
+    minutes = max(0, int(minutes))
+    required = (rate * minutes / 60).quantize(AMOUNT_PLACES, rounding=ROUND_UP)
+    available = w.headroom
+    limited_by = "credit_limit" if w.mode == BillingMode.POSTPAID else "balance"
+    budget_left = w.budget_left
+    if budget_left is not None and budget_left < available:
+        available, limited_by = budget_left, "budget"
+    return Runway(minutes, rate, required, available, limited_by)
+
+
+_COVERS = {
+    "balance": "the prepaid balance covers",
+    "credit_limit": "the balance and credit limit cover",
+    "budget": "the hard monthly budget has left",
+}
+
+
+def require_funds(
+    *, tenant: Tenant, price_per_hour: Decimal, instance_id: Any = None, now: datetime | None = None
+) -> None:
+    """Called by instance_launch and instance_act(START, RESTART) before admission: refuse (402) unless the
+    wallet carries the tenant's burn rate including this instance for BILLING_LAUNCH_RUNWAY_MINUTES.
+    `instance_id` is the instance being started or restarted (None for a launch)."""
     from apps.billing.stripe.selectors import launch_block_reason
 
     w = wallet_of(tenant, now)
+    runway = runway_for(
+        w,
+        price_per_hour=price_per_hour,
+        instance_id=instance_id,
+        minutes=settings.BILLING_LAUNCH_RUNWAY_MINUTES,
+    )
     past_due = launch_block_reason(tenant=tenant)
     message = past_due or refusal(w)
+    if message is None and runway.shortfall > 0:
+        message = (
+            f"Running this instance needs {runway.minutes} minutes of runway: {runway.required} at "
+            f"{runway.burn_rate_per_hour}/h (the tenant's burn rate with this instance), but "
+            f"{_COVERS[runway.limited_by]} {runway.available}; {runway.shortfall} short. Add credit or stop "
+            "other instances to launch or start it."
+        )
     if message is not None:
         metrics.refused("payment_past_due" if past_due else "insufficient_funds")
         raise PaymentRequired(
@@ -57,6 +113,13 @@ def require_funds(*, tenant: Tenant, now: datetime | None = None) -> None:
                 "credit_limit": str(w.credit_limit),
                 "monthly_budget": str(w.monthly_budget) if w.monthly_budget is not None else None,
                 "month_to_date_spend": str(w.month_to_date_spend),
+                "runway_minutes": runway.minutes,
+                "burn_rate_per_hour": str(runway.burn_rate_per_hour),
+                "instance_price_per_hour": str(price_per_hour),
+                "required": str(runway.required),
+                "available": str(runway.available),
+                "shortfall": str(runway.shortfall),
+                "limited_by": runway.limited_by,
             },
         )
 

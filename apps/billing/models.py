@@ -119,6 +119,44 @@ class CreditGrant(models.Model):
         return f"{self.tenant_id}:{self.kind}:{self.amount}"
 
 
+class ReversalCause(models.TextChoices):
+    REFUND = "refund", "Refund"
+    DISPUTE = "dispute", "Dispute (chargeback)"
+
+
+class CreditReversal(models.Model):
+    """Paid credit taken back out of the wallet (amount > 0: a refund, a dispute's withdrawal) or given back
+    to it (amount < 0: a dispute won, a refund that failed), against the grant it reverses.
+
+    Append-only (a trigger refuses UPDATE and DELETE), like the ledger. The movements of one source (a Stripe
+    refund or dispute id) are numbered; they add up to what that source withdraws now, so reprocessing an
+    event, or its events arriving in any order, moves nothing twice (apps/billing/reversals.py). The wallet
+    draws them down with the grants (apps/billing/wallet.py), so a grant never has to go negative.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
+    grant = models.ForeignKey(CreditGrant, on_delete=models.PROTECT, related_name="reversals")
+    cause = models.CharField(max_length=16, choices=ReversalCause.choices)
+    source_id = models.CharField(max_length=255)  # re_... (refund) or dp_... (dispute)
+    sequence = models.PositiveIntegerField()  # 1, 2, ... per source
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    stripe_event_id = models.CharField(max_length=255, blank=True)
+    reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "sequence"]
+        indexes = [models.Index(fields=["tenant", "created_at"])]
+        constraints = [
+            models.CheckConstraint(condition=~Q(amount=0), name="credit_reversal_nonzero"),
+            models.UniqueConstraint(fields=["source_id", "sequence"], name="credit_reversal_once_per_step"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.cause}:{self.source_id}#{self.sequence}:{self.amount}"
+
+
 class BillingMode(models.TextChoices):
     PREPAID = "prepaid", "Prepaid (credits)"
     POSTPAID = "postpaid", "Postpaid (invoice in arrears)"

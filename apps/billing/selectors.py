@@ -9,12 +9,32 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, DateTimeField, F, Func, IntegerField, Max, Q, QuerySet, Sum, When
-from django.db.models.functions import TruncDate
+from django.db.models import (
+    Case,
+    DateTimeField,
+    DecimalField,
+    F,
+    Func,
+    IntegerField,
+    Max,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from apps.billing import intervals, metering, wallet
-from apps.billing.models import BillingAccount, BillingMode, CreditGrant, PriceVersion, UsageRecord
+from apps.billing.models import (
+    BillingAccount,
+    BillingMode,
+    CreditGrant,
+    CreditReversal,
+    PriceVersion,
+    UsageRecord,
+)
 from apps.instances.models import Instance
 from apps.storage.metering import SIZE_EVENTS
 from apps.storage.models import Volume, VolumeEvent, VolumeState
@@ -168,6 +188,9 @@ class Wallet:
     budget_hard: bool
     remaining: dict[str, Decimal]
     as_of: datetime
+    # The instances whose price is in burn_rate_per_hour (by id as text): an admission check adds an
+    # instance's price only when it is not already counted.
+    burning_instances: frozenset[str] = frozenset()
 
     @property
     def headroom(self) -> Decimal:
@@ -218,14 +241,17 @@ def wallets_of(tenants: Iterable[Tenant], now: datetime | None = None) -> dict[A
         .values_list("tenant_id", "pk", "amount", "created_at", "expires_at")
     ):
         grants[tenant_id].append(wallet.Grant(str(pk), amount, created_at, expires_at))
+    reversals = reversals_of(tenant_ids)
     # Each ledger row falls in exactly one (tenant, bucket); the buckets are numbered across tenants so one
     # grouped query sums them all.
     parts: dict[Any, list[tuple[int, datetime]]] = {}
     whens: list[When] = []
     for tenant_id in tenant_ids:
-        boundaries = [g.granted_at for g in grants[tenant_id]] + [
-            g.expires_at for g in grants[tenant_id] if g.expires_at is not None and g.expires_at <= now
-        ]
+        boundaries = (
+            [g.granted_at for g in grants[tenant_id]]
+            + [g.expires_at for g in grants[tenant_id] if g.expires_at is not None and g.expires_at <= now]
+            + [r.at for r in reversals.get(tenant_id, [])]
+        )
         for lower, upper, exact, at in wallet.buckets(boundaries) or [(None, None, False, now)]:
             number = len(whens)
             whens.append(When(Q(tenant_id=tenant_id) & _bucket_condition(lower, upper, exact), then=number))
@@ -240,6 +266,7 @@ def wallets_of(tenants: Iterable[Tenant], now: datetime | None = None) -> dict[A
         .order_by()
     }
     open_usage = _open_usage(tenant_ids, now)
+    burning = {t: frozenset(str(o.resource_id) for o in items) for t, items in open_usage.items()}
     for tenant_id, volumes in _open_volume_usage(tenant_ids, now).items():
         open_usage.setdefault(tenant_id, []).extend(volumes)
     return {
@@ -254,9 +281,26 @@ def wallets_of(tenants: Iterable[Tenant], now: datetime | None = None) -> dict[A
             open_usage=open_usage.get(tenant_id, []),
             now=now,
             mtd_from=mtd_from,
+            reversals=reversals.get(tenant_id, []),
+            burning=burning.get(tenant_id, frozenset()),
         )
         for tenant_id in tenant_ids
     }
+
+
+def reversals_of(
+    tenant_ids: Collection[Any], *, until: datetime | None = None
+) -> dict[Any, list[wallet.Reversal]]:
+    """Credit reversals per tenant id (refunds and chargebacks of paid credit), oldest first."""
+    rows = CreditReversal.objects.filter(tenant_id__in=tenant_ids)
+    if until is not None:
+        rows = rows.filter(created_at__lte=until)
+    result: dict[Any, list[wallet.Reversal]] = {}
+    for tenant_id, grant_id, amount, created_at in rows.order_by("created_at", "sequence", "pk").values_list(
+        "tenant_id", "grant_id", "amount", "created_at"
+    ):
+        result.setdefault(tenant_id, []).append(wallet.Reversal(created_at, amount, str(grant_id)))
+    return result
 
 
 def _wallet(
@@ -267,12 +311,14 @@ def _wallet(
     open_usage: list[OpenUsage],
     now: datetime,
     mtd_from: datetime,
+    reversals: list[wallet.Reversal],
+    burning: frozenset[str],
 ) -> Wallet:
     drawn_usage = [wallet.Usage(at, total) for at, total, _ in usage if total]
     open_amount = sum((o.amount for o in open_usage), ZERO)
     if open_amount:
         drawn_usage.append(wallet.Usage(now, open_amount))
-    drawn = wallet.draw_down(grants, drawn_usage, now=now)
+    drawn = wallet.draw_down(grants, drawn_usage, now=now, reversals=reversals)
     # Windows are aligned to the epoch, so no piece crosses the start of a month.
     closed_this_month = sum((mtd for *_, mtd in usage if mtd), ZERO)
     open_this_month = sum((o.amount_since(mtd_from) for o in open_usage), ZERO)
@@ -290,13 +336,19 @@ def _wallet(
         budget_hard=account.budget_hard if account else False,
         remaining=drawn.remaining,
         as_of=now,
+        burning_instances=burning,
     )
     runway = w.seconds_until(max(w.balance, ZERO))
     return Wallet(**{**w.__dict__, "runway_seconds": runway})
 
 
 def credit_grants_of(*, tenant: Tenant) -> QuerySet[CreditGrant]:
-    return CreditGrant.objects.filter(tenant=tenant).order_by("-created_at", "pk")
+    """The tenant's grants, newest first, each with `reversed`: what refunds and chargebacks took back."""
+    return (
+        CreditGrant.objects.filter(tenant=tenant)
+        .annotate(reversed=Coalesce(Sum("reversals__amount"), Value(ZERO), output_field=DecimalField()))
+        .order_by("-created_at", "pk")
+    )
 
 
 GROUPS = ("instance", "instance_type", "day")

@@ -5,7 +5,12 @@ so they are used last; ties by grant time). An expired grant takes with it only 
 that finds no credit becomes debt (a negative balance), which the next grant pays first. A negative usage
 amount (a reversal) pays back debt first and is otherwise credited back, without expiry.
 
-Invariant (tested with hypothesis): balance == granted - usage - expired_unused, exactly, in Decimal.
+A credit reversal (a refund or a chargeback of a paid top-up) takes credit back: from what remains of the
+grant it reverses first, then from the other grants in draw order, and the rest becomes debt. A negative
+reversal (a dispute won) gives it back: it pays debt first and the rest returns to that grant.
+
+Invariant (tested with hypothesis): balance == granted - reversed - usage - expired_unused, exactly, in
+Decimal.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ from decimal import Decimal
 ZERO = Decimal("0")
 REFUND_KEY = "reversals"
 
-# At one instant: grants arrive first, then usage is drawn, then grants expire (a grant valid until t pays
-# for usage that ended at t).
-_ARRIVE, _USE, _EXPIRE = 0, 1, 2
+# At one instant: grants arrive first, then credit is reversed, then usage is drawn, then grants expire (a
+# grant valid until t pays for usage that ended at t).
+_ARRIVE, _REVERSE, _USE, _EXPIRE = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,15 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class Reversal:
+    """Credit taken back from grant `grant_key` at `at` (amount > 0), or given back to it (amount < 0)."""
+
+    at: datetime
+    amount: Decimal
+    grant_key: str
+
+
+@dataclass(frozen=True)
 class Drawdown:
     balance: Decimal
     granted: Decimal
@@ -45,11 +59,12 @@ class Drawdown:
     expired_unused: Decimal
     debt: Decimal
     remaining: dict[str, Decimal] = field(default_factory=dict)  # per grant; 0 once expired or used up
+    reversed: Decimal = ZERO  # net credit taken back (refunds and chargebacks less what was given back)
 
     @property
     def credits(self) -> Decimal:
-        """Credits that still count: everything granted except what expired unused."""
-        return self.granted - self.expired_unused
+        """Credits that still count: everything granted except what was taken back or expired unused."""
+        return self.granted - self.reversed - self.expired_unused
 
 
 def _draw_order(grant: Grant) -> tuple[bool, datetime, datetime, str]:
@@ -57,21 +72,50 @@ def _draw_order(grant: Grant) -> tuple[bool, datetime, datetime, str]:
     return (never, grant.expires_at or grant.granted_at, grant.granted_at, grant.key)
 
 
-def draw_down(grants: Sequence[Grant], usage: Iterable[Usage], *, now: datetime) -> Drawdown:
+def draw_down(
+    grants: Sequence[Grant],
+    usage: Iterable[Usage],
+    *,
+    now: datetime,
+    reversals: Iterable[Reversal] = (),
+) -> Drawdown:
     """The wallet at `now`: grants expiring at or before `now` have expired."""
-    events: list[tuple[datetime, int, int, Grant | Usage]] = []
+    events: list[tuple[datetime, int, int, Grant | Usage | Reversal]] = []
     for index, grant in enumerate(grants):
         events.append((grant.granted_at, _ARRIVE, index, grant))
         if grant.expires_at is not None and grant.expires_at <= now:
             events.append((grant.expires_at, _EXPIRE, index, grant))
+    for index, reversal in enumerate(reversals):
+        events.append((reversal.at, _REVERSE, index, reversal))
     for index, item in enumerate(usage):
         events.append((item.at, _USE, index, item))
     events.sort(key=lambda e: (e[0], e[1], e[2]))
 
     remaining: dict[str, Decimal] = {}
     active: dict[str, Grant] = {}
-    debt = expired_unused = granted = used = ZERO
+    debt = expired_unused = granted = used = reversed_ = ZERO
     for at, kind, _, event in events:
+        if isinstance(event, Reversal):
+            reversed_ += event.amount
+            if event.amount < 0:
+                back = -event.amount
+                pays = min(debt, back)
+                debt -= pays
+                # Back to its grant while that still counts; otherwise (expired, or unknown) without expiry.
+                key = event.grant_key if event.grant_key in active else REFUND_KEY
+                remaining[key] = remaining.get(key, ZERO) + back - pays
+                if key == REFUND_KEY:
+                    active.setdefault(REFUND_KEY, Grant(REFUND_KEY, ZERO, at))
+                continue
+            owed = event.amount
+            first = [active[event.grant_key]] if event.grant_key in active else []
+            rest = sorted((g for g in active.values() if g.key != event.grant_key), key=_draw_order)
+            for grant in first + rest:
+                take = min(owed, remaining[grant.key])
+                remaining[grant.key] -= take
+                owed -= take
+            debt += owed
+            continue
         if isinstance(event, Grant):
             if kind == _ARRIVE:
                 granted += event.amount
@@ -111,6 +155,7 @@ def draw_down(grants: Sequence[Grant], usage: Iterable[Usage], *, now: datetime)
         expired_unused=expired_unused,
         debt=debt,
         remaining=remaining,
+        reversed=reversed_,
     )
 
 

@@ -212,7 +212,8 @@ def instance_launch(*, actor: User, tenant: Tenant, req: LaunchRequest) -> Insta
     ssh_keys = _resolve_ssh_keys(tenant, actor, req.ssh_key_ids)
     mounts = storage.check_mount_requests(req.volumes)
 
-    require_funds(tenant=tenant)  # 402 insufficient_funds: prepaid balance, credit limit, hard budget
+    # 402 insufficient_funds: prepaid balance, credit limit or hard budget short of the launch runway.
+    require_funds(tenant=tenant, price_per_hour=instance_type.price_per_hour)
     admit(tenant=tenant, demand=_demand(instance_type, region, new_instance=True))
     _require_capacity(region, instance_type)
     instance = Instance(
@@ -318,11 +319,16 @@ def instance_act(
     Terminate keeps the instance's volumes unless `delete_volumes`: then they are deleted once it is gone."""
     if action in (Action.START, Action.RESTART):
         _require_active_tenant(instance.tenant, "start instances")
-    if action == Action.START:
         # The quota lock comes before the instance lock (lock order); an unlocked look first refuses a start
-        # that the state machine would refuse anyway, without queueing behind other launches.
+        # or restart that the state machine would refuse anyway, without queueing behind other launches.
         _transition(Instance.objects.get(pk=instance.pk), action)
-        require_funds(tenant=instance.tenant)
+        # A new pod bills from the start: the wallet must carry it for the launch runway (402 otherwise).
+        require_funds(
+            tenant=instance.tenant,
+            price_per_hour=instance.instance_type.price_per_hour,
+            instance_id=instance.pk,
+        )
+    if action == Action.START:
         admit(
             tenant=instance.tenant,
             demand=_demand(instance.instance_type, instance.region, new_instance=False),

@@ -8,6 +8,7 @@ Each change the operator must act on queues `reconcile_volume` once the transact
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -101,7 +102,8 @@ def volume_create(*, actor: User, tenant: Tenant, name: Any, size_gib: Any, regi
         raise invalid("region", f"Unknown region '{region}'.")
     if not found.accepts_launches:
         raise Conflict(f"Region '{found.slug}' is in maintenance.", code="region_unavailable")
-    require_funds(tenant=tenant)
+    # The new volume bills by the hour from now on: the wallet must carry it for the launch runway.
+    require_funds(tenant=tenant, price_per_hour=size * Decimal(str(settings.VOLUME_PRICE_PER_GIB_HOUR)))
     admit(tenant=tenant, demand=Demand(volume_gib=size))
     volume = Volume(
         tenant=tenant,
@@ -141,7 +143,7 @@ def volume_resize(*, actor: User, volume: Volume, size_gib: Any) -> Volume:
         return volume
     if not volume.region.storage_expandable:
         raise invalid("size_gib", f"The storage class of region {volume.region.slug} cannot grow volumes.")
-    require_funds(tenant=volume.tenant)
+    require_funds(tenant=volume.tenant, price_per_hour=(size - volume.size_gib) * volume.price_per_gib_hour)
     admit(tenant=volume.tenant, demand=Demand(volume_gib=size - volume.size_gib))
     locked = _locked(volume.pk)
     if locked is None or locked.state not in ATTACHABLE or size <= locked.size_gib:

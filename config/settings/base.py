@@ -298,6 +298,8 @@ CELERY_BEAT_SCHEDULE["meter-usage"] = {"task": "apps.billing.tasks.meter_all", "
 # Wallet and hard limits (docs/billing.md): running instances are stopped when the runway is shorter than
 # this; new tenants start with this much promotional credit; budget alerts are checked this often.
 BILLING_STOP_GRACE_SECONDS = env_int("BILLING_STOP_GRACE_SECONDS", 10)
+# A launch, start or restart must leave this many minutes of runway at the burn rate including the instance.
+BILLING_LAUNCH_RUNWAY_MINUTES = env_int("BILLING_LAUNCH_RUNWAY_MINUTES", 10)
 BILLING_SIGNUP_CREDIT = env_str("BILLING_SIGNUP_CREDIT", "0")
 CELERY_BEAT_SCHEDULE["billing-enforce-limits"] = {
     "task": "apps.billing.tasks.enforce_limits",

@@ -93,9 +93,9 @@ def test_start_at_zero_balance_answers_402_and_the_instance_stays_stopped(
 def test_postpaid_tenants_are_refused_only_past_their_credit_limit(broke):
     services.billing_mode_set(actor=None, tenant=broke.tenant, mode="postpaid", credit_limit="50.00")
     launch(broke, name="at-zero")  # balance 0, credit limit 50: allowed
-    usage(broke.tenant, "49.99", end=minute_aligned() - timedelta(hours=1))
-    launch(broke, name="almost")
-    usage(broke.tenant, "0.01", end=minute_aligned() - timedelta(hours=2))
+    usage(broke.tenant, "49.50", end=minute_aligned() - timedelta(hours=1))
+    launch(broke, name="almost")  # 0.50 of headroom carries 10 minutes of an H100 (0.415)
+    usage(broke.tenant, "0.50", end=minute_aligned() - timedelta(hours=2))
     with pytest.raises(PaymentRequired, match="credit limit"):
         launch(broke, name="past-the-limit")
 
@@ -116,9 +116,9 @@ def test_an_exhausted_hard_budget_refuses_launches_and_a_soft_one_does_not(broke
 
 
 def test_instances_are_stopped_when_the_money_runs_out_never_deleted(broke, enforce, make_actor):
-    grant(broke.tenant, "0.05")  # 72 s of an H100 at 2.49/h
+    grant(broke.tenant, "0.50")  # about 723 s of an H100 at 2.49/h (a launch needs 600 s of it)
     now = minute_aligned()
-    running = run_since(launch(broke), now - timedelta(seconds=120))
+    running = run_since(launch(broke), now - timedelta(seconds=800))
     rich = make_actor(tenant=TenantFactory(credit=1000))
     other = run_since(launch(rich), now - timedelta(seconds=120))
 
@@ -140,9 +140,9 @@ def test_instances_are_stopped_when_the_money_runs_out_never_deleted(broke, enfo
 def test_instances_stop_when_the_runway_is_shorter_than_the_grace(broke, enforce, settings):
     settings.BILLING_STOP_GRACE_SECONDS = 10
     now = minute_aligned()
-    # 60 s will be used (0.041500), leaving 0.0085: 12 s of runway at 2.49/h.
-    grant(broke.tenant, "0.05")
-    instance = run_since(launch(broke), now - timedelta(seconds=60))
+    # 595 s will be used (0.411542), leaving 0.008458: 12 s of runway at 2.49/h.
+    grant(broke.tenant, "0.42")
+    instance = run_since(launch(broke), now - timedelta(seconds=595))
     w = wallet_of(broke.tenant, now)
     assert w.runway_seconds == 12
     assert enforce(now) == 0
@@ -216,8 +216,8 @@ def test_the_periodic_tasks_are_scheduled_and_run(settings, broke, django_captur
     assert names <= {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert names <= set(app.tasks)
 
-    grant(broke.tenant, "0.01")
-    instance = run_since(launch(broke), timezone.now() - timedelta(seconds=60))
+    grant(broke.tenant, "0.42")  # just enough to launch an H100 (0.415 for 10 minutes)
+    instance = run_since(launch(broke), timezone.now() - timedelta(seconds=700))
     services.budget_set(actor=None, tenant=broke.tenant, monthly_budget="0.01", hard=False)
     with django_capture_on_commit_callbacks(execute=True):
         assert tasks.enforce_limits.delay().get() == 1

@@ -36,16 +36,16 @@ def test_balance_runs_out_instance_stopped_launch_refused_credit_lets_it_start(
     refused = client.post(actor.url("/instances"), launch_body(name="trainer"), format="json")
     assert (refused.status_code, refused.json()["error"]["code"]) == (402, "insufficient_funds")
 
-    # Staff grant 0.10, about 144 s of an H100 at 2.49/h.
-    assert staff.post(grants, {"amount": "0.10", "reason": "trial"}, format="json").status_code == 201
+    # Staff grant 0.50, about 723 s of an H100 at 2.49/h: enough for the 10 minutes a launch needs.
+    assert staff.post(grants, {"amount": "0.50", "reason": "trial"}, format="json").status_code == 201
     launched = client.post(actor.url("/instances"), launch_body(name="trainer"), format="json")
     assert launched.status_code == 201, launched.content
     instance_id = launched.json()["id"]
 
-    # The operator reports the pod Ready; running began 200 s ago.
+    # The operator reports the pod Ready; running began 800 s ago.
     with django_capture_on_commit_callbacks(execute=True):
         instance_services.instance_observe(instance_id=instance_id, observation=Observation.POD_READY)
-    start = timezone.now().replace(microsecond=0) - timedelta(seconds=200)
+    start = timezone.now().replace(microsecond=0) - timedelta(seconds=800)
     events = InstanceEvent.objects.filter(instance_id=instance_id)
     events.filter(billable=False).update(created_at=start - timedelta(seconds=1))
     events.filter(billable=True).update(created_at=start)
@@ -72,7 +72,7 @@ def test_balance_runs_out_instance_stopped_launch_refused_credit_lets_it_start(
         {"group_by": "instance", "from": (start - timedelta(hours=1)).isoformat()},
     ).json()
     assert [r["name"] for r in usage["results"]] == ["trainer"]
-    assert 199 <= usage["results"][0]["quantity_seconds"] <= 202
+    assert 799 <= usage["results"][0]["quantity_seconds"] <= 802
 
     # A new launch and a start are refused while the balance is negative.
     again = client.post(actor.url("/instances"), launch_body(name="second"), format="json")

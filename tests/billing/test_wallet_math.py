@@ -9,7 +9,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.billing.wallet import Grant, Usage, buckets, draw_down
+from apps.billing.wallet import Grant, Reversal, Usage, buckets, draw_down
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 D = Decimal
@@ -172,3 +172,92 @@ def test_summing_usage_per_bucket_gives_the_same_wallet_as_row_by_row(raw_grants
         if inside:
             summed.append(Usage(at, sum((u.amount for u in inside), D(0))))
     assert draw_down(grants, summed, now=now) == draw_down(grants, usage, now=now)
+
+
+# --- credit reversals (refunds and chargebacks of paid credit) -------------------------------------------
+
+
+def test_a_reversal_takes_from_its_own_grant_first_then_the_others_then_debt():
+    paid = Grant("paid", D("10.00"), h(0))
+    promo = Grant("promo", D("5.00"), h(0), expires_at=h(50))
+    usage = [Usage(h(1), D("8.00"))]  # promo 5.00 then paid 3.00: paid has 7.00 left
+    w = draw_down([paid, promo], usage, now=h(3), reversals=[Reversal(h(2), D("10.00"), "paid")])
+    # 7.00 from the paid grant, 3.00 beyond it is debt (the promotion was already used up).
+    assert w.remaining == {"paid": D("0"), "promo": D("0")}
+    assert (w.balance, w.debt, w.reversed) == (D("-3.00"), D("3.00"), D("10.00"))
+    assert w.credits == D("5.00") and w.balance == w.credits - w.used
+
+
+def test_a_partial_reversal_leaves_the_rest_of_the_grant():
+    w = draw_down(
+        [Grant("paid", D("50.00"), h(0))], [], now=h(2), reversals=[Reversal(h(1), D("20.00"), "paid")]
+    )
+    assert w.remaining == {"paid": D("30.00")} and w.balance == D("30.00")
+
+
+def test_a_reversal_given_back_pays_debt_first_then_returns_to_its_grant():
+    paid = Grant("paid", D("10.00"), h(0))
+    reversals = [Reversal(h(1), D("10.00"), "paid"), Reversal(h(3), D("-10.00"), "paid")]
+    w = draw_down([paid], [Usage(h(2), D("4.00"))], now=h(4), reversals=reversals)
+    assert (w.balance, w.debt, w.reversed) == (D("6.00"), D("0"), D("0"))
+    assert w.remaining == {"paid": D("6.00")}
+
+
+money_signed = st.decimals(min_value=D("-50"), max_value=D("50"), places=2).filter(lambda v: v != 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(grant_st, min_size=1, max_size=6),
+    st.lists(st.tuples(offset, usage_amount), max_size=12),
+    st.lists(st.tuples(offset, money_signed, st.integers(min_value=0, max_value=5)), max_size=6),
+    st.integers(min_value=0, max_value=200),
+)
+def test_reversals_keep_the_balance_exact(raw_grants, raw_usage, raw_reversals, now_at):
+    grants = _grants(raw_grants)
+    usage = [Usage(h(at), amount) for at, amount in raw_usage]
+    reversals = [Reversal(h(at), amount, grants[i % len(grants)].key) for at, amount, i in raw_reversals]
+    w = draw_down(grants, usage, now=h(now_at), reversals=reversals)
+
+    assert w.reversed == sum((r.amount for r in reversals), D(0))
+    assert w.balance == w.granted - w.reversed - w.used - w.expired_unused == w.credits - w.used
+    assert all(v >= 0 for v in w.remaining.values()) and w.debt >= 0
+    assert (w.debt == 0) or all(v == 0 for v in w.remaining.values())  # no debt while credit is left
+    without = draw_down(grants, usage, now=h(now_at))
+    if all(r.amount > 0 for r in reversals):
+        assert w.balance <= without.balance  # taking credit back never raises the balance
+    if not any(g.expires_at is not None and g.expires_at <= h(now_at) for g in grants):
+        # Nothing expired: each reversal moves the balance by exactly its amount.
+        assert w.balance == without.balance - w.reversed
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(grant_st, min_size=1, max_size=5),
+    st.lists(st.tuples(offset, usage_amount), max_size=10),
+    st.lists(st.tuples(offset, money_signed, st.integers(min_value=0, max_value=5)), max_size=5),
+)
+def test_summing_usage_between_grant_and_reversal_boundaries_gives_the_same_wallet(
+    raw_grants, raw_usage, raw_reversals
+):
+    """What wallet_of does in SQL, with reversal times among the bucket boundaries."""
+    grants = _grants(raw_grants)
+    now = h(150)
+    usage = [Usage(h(at), amount) for at, amount in raw_usage]
+    reversals = [Reversal(h(at), amount, grants[i % len(grants)].key) for at, amount, i in raw_reversals]
+    boundaries = (
+        [g.granted_at for g in grants]
+        + [g.expires_at for g in grants if g.expires_at is not None and g.expires_at <= now]
+        + [r.at for r in reversals]
+    )
+    summed = []
+    for lower, upper, exact, at in buckets(boundaries) or [(None, None, False, now)]:
+        if exact:
+            inside = [u for u in usage if u.at == lower]
+        else:
+            inside = [u for u in usage if (lower is None or u.at > lower) and (upper is None or u.at < upper)]
+        if inside:
+            summed.append(Usage(at, sum((u.amount for u in inside), D(0))))
+    assert draw_down(grants, summed, now=now, reversals=reversals) == draw_down(
+        grants, usage, now=now, reversals=reversals
+    )

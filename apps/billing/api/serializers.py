@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
+from django.db.models import Sum
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -11,6 +13,7 @@ from apps.billing.selectors import GROUPS, month_start
 from apps.core.serializers import MoneyField
 
 MAX_RANGE = timedelta(days=400)
+CENTS = Decimal("0.01")
 
 
 class UsageQuerySerializer(serializers.Serializer):
@@ -89,15 +92,34 @@ class BudgetStatusSerializer(BudgetSerializer):
 
 class CreditGrantSerializer(serializers.ModelSerializer):
     remaining = serializers.SerializerMethodField()
+    reversed = serializers.SerializerMethodField(
+        help_text="Taken back by refunds and chargebacks of this top-up (net of disputes won)."
+    )
     expired = serializers.SerializerMethodField()
 
     class Meta:
         model = CreditGrant
-        fields = ["id", "kind", "amount", "remaining", "reason", "expires_at", "expired", "created_at"]
+        fields = [
+            "id",
+            "kind",
+            "amount",
+            "reversed",
+            "remaining",
+            "reason",
+            "expires_at",
+            "expired",
+            "created_at",
+        ]
 
     def get_remaining(self, obj: CreditGrant) -> str:
         remaining = self.context.get("remaining", {}).get(str(obj.pk))
         return str((remaining if remaining is not None else obj.amount).quantize(AMOUNT_PLACES))
+
+    def get_reversed(self, obj: CreditGrant) -> str:
+        value = getattr(obj, "reversed", None)
+        if value is None:  # not from credit_grants_of (e.g. a grant just created): read it
+            value = obj.reversals.aggregate(total=Sum("amount"))["total"] or Decimal("0")
+        return str(Decimal(value).quantize(CENTS))
 
     def get_expired(self, obj: CreditGrant) -> bool:
         return obj.expires_at is not None and obj.expires_at <= self.context.get("now", timezone.now())

@@ -19,19 +19,26 @@ from django.db.models.functions import Upper
 from apps.billing import wallet
 from apps.billing.invoices.models import CENTS
 from apps.billing.models import CreditGrant, UsageRecord
+from apps.billing.selectors import reversals_of
 
 ZERO = Decimal("0")
 
 
 def wallet_at(*, tenant: Any, at: datetime) -> wallet.Drawdown:
-    """The tenant's wallet at `at`, from its grants and every ledger row that ended by then. Usage counts at
+    """The tenant's wallet at `at`, from its grants, the credit reversals made by then (refunds and
+    chargebacks) and every ledger row that ended by then. Usage counts at
     the end of its period; rows are summed per bucket between grant arrivals and expiries (wallet.buckets),
     which gives the same result as drawing them down row by row, in one query."""
     grants = [
         wallet.Grant(key=str(g.pk), amount=g.amount, granted_at=g.created_at, expires_at=g.expires_at)
         for g in CreditGrant.objects.filter(tenant=tenant, created_at__lte=at).order_by("created_at", "pk")
     ]
-    boundaries = [g.granted_at for g in grants] + [g.expires_at for g in grants if g.expires_at is not None]
+    reversals = reversals_of([tenant.pk], until=at).get(tenant.pk, [])
+    boundaries = (
+        [g.granted_at for g in grants]
+        + [g.expires_at for g in grants if g.expires_at is not None]
+        + [r.at for r in reversals]
+    )
     rows = UsageRecord.objects.filter(tenant=tenant).annotate(ended=Upper("period")).filter(ended__lte=at)
     buckets = wallet.buckets(boundaries) or [(None, None, False, at)]
     sums: dict[str, Any] = {}
@@ -51,7 +58,7 @@ def wallet_at(*, tenant: Any, at: datetime) -> wallet.Drawdown:
         for index, (_, _, _, rep) in enumerate(buckets)
         if totals[f"b{index}"]
     ]
-    return wallet.draw_down(grants, usage, now=at)
+    return wallet.draw_down(grants, usage, now=at, reversals=reversals)
 
 
 def credits_for_month(

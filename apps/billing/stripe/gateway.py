@@ -64,6 +64,7 @@ class CheckoutSession:
     customer_id: str | None
     setup_intent_id: str | None
     metadata: dict[str, str]
+    payment_intent_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,33 @@ class SetupIntent:
     customer_id: str | None
     status: str
     payment_method_id: str | None
+
+
+@dataclass(frozen=True)
+class Refund:
+    id: str
+    amount: int  # cents
+    status: str | None  # pending, requires_action, succeeded, failed, canceled
+    charge_id: str | None
+
+
+@dataclass(frozen=True)
+class Charge:
+    id: str
+    amount: int  # cents
+    amount_refunded: int  # cents, all refunds so far
+    payment_intent_id: str | None
+    customer_id: str | None
+    refunds: tuple[Refund, ...]  # every refund of the charge (all pages)
+
+
+@dataclass(frozen=True)
+class Dispute:
+    id: str
+    amount: int  # cents
+    status: str  # needs_response, under_review, won, lost, warning_*, appeal_*, prevented
+    charge_id: str | None
+    payment_intent_id: str | None
 
 
 @dataclass(frozen=True)
@@ -284,7 +312,21 @@ class StripeGateway:
             customer_id=_id_of(_attr(obj, "customer")),
             setup_intent_id=_id_of(_attr(obj, "setup_intent")),
             metadata=_plain(_attr(obj, "metadata")),
+            payment_intent_id=_id_of(_attr(obj, "payment_intent")),
         )
+
+    def checkout_session_of_payment_intent(self, payment_intent_id: str) -> str | None:
+        """The id of the Checkout Session that created `payment_intent_id`, or None."""
+        page = self._call(
+            "checkout.session.list",
+            self._client.v1.checkout.sessions.list,
+            {"payment_intent": payment_intent_id, "limit": 1},
+            payment_intent=payment_intent_id,
+        )
+        for obj in page.data:
+            if _id_of(_attr(obj, "payment_intent")) in (None, payment_intent_id):
+                return str(obj.id)
+        return None
 
     def create_portal_session(self, *, customer_id: str, return_url: str) -> PortalSession:
         obj = self._call(
@@ -387,6 +429,50 @@ class StripeGateway:
             customer_id=_id_of(_attr(obj, "customer")),
             status=obj.status,
             payment_method_id=_id_of(_attr(obj, "payment_method")),
+        )
+
+    def retrieve_charge(self, charge_id: str) -> Charge:
+        """The charge and all its refunds (the charge embeds only the latest ones, so they are listed)."""
+        obj = self._call("charge.retrieve", self._client.v1.charges.retrieve, charge_id, charge_id=charge_id)
+        page = self._call(
+            "refund.list",
+            self._client.v1.refunds.list,
+            {"charge": obj.id, "limit": 100},
+            charge_id=charge_id,
+        )
+        refunds = tuple(self._refund(item) for item in page.auto_paging_iter())
+        return Charge(
+            id=obj.id,
+            amount=int(_attr(obj, "amount") or 0),
+            amount_refunded=int(_attr(obj, "amount_refunded") or 0),
+            payment_intent_id=_id_of(_attr(obj, "payment_intent")),
+            customer_id=_id_of(_attr(obj, "customer")),
+            refunds=refunds,
+        )
+
+    def retrieve_refund(self, refund_id: str) -> Refund:
+        obj = self._call("refund.retrieve", self._client.v1.refunds.retrieve, refund_id, refund_id=refund_id)
+        return self._refund(obj)
+
+    @staticmethod
+    def _refund(obj: Any) -> Refund:
+        return Refund(
+            id=obj.id,
+            amount=int(_attr(obj, "amount") or 0),
+            status=_attr(obj, "status"),
+            charge_id=_id_of(_attr(obj, "charge")),
+        )
+
+    def retrieve_dispute(self, dispute_id: str) -> Dispute:
+        obj = self._call(
+            "dispute.retrieve", self._client.v1.disputes.retrieve, dispute_id, dispute_id=dispute_id
+        )
+        return Dispute(
+            id=obj.id,
+            amount=int(_attr(obj, "amount") or 0),
+            status=str(_attr(obj, "status") or ""),
+            charge_id=_id_of(_attr(obj, "charge")),
+            payment_intent_id=_id_of(_attr(obj, "payment_intent")),
         )
 
 

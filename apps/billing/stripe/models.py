@@ -64,6 +64,9 @@ class CheckoutSession(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # The PaymentIntent Stripe made for a top-up: refunds and disputes name its charge, whose PaymentIntent
+    # leads back here (and to the paid grant, external_id = session_id).
+    payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.session_id}"

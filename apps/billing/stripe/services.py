@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from apps.audit.services import audit_record
 from apps.billing.models import UsageRecord
+from apps.billing.stripe import chargebacks, standing
 from apps.billing.stripe import gateway as gw
 from apps.billing.stripe.models import (
     BillingStatus,
@@ -36,7 +37,7 @@ from apps.tenants.models import Tenant, TenantStatus
 
 logger = logging.getLogger(__name__)
 
-PAST_DUE_REASON = "Suspended for non-payment: an invoice is past due."
+PAST_DUE_REASON = standing.PAST_DUE_REASON
 CENTS = Decimal("0.01")
 
 
@@ -415,6 +416,8 @@ def _tenant_of_customer(customer_id: str | None) -> StripeCustomer | None:
 
 
 def _on_checkout_completed(client: gw.StripeGateway, event: StripeEvent) -> None:
+    """checkout.session.completed and checkout.session.async_payment_succeeded: credit a top-up once Stripe,
+    re-fetched, says it is paid (a delayed method completes the session unpaid and pays later)."""
     from apps.billing.services import credit_grant_create
 
     session = client.retrieve_checkout_session(event.object_id)
@@ -422,6 +425,10 @@ def _on_checkout_completed(client: gw.StripeGateway, event: StripeEvent) -> None
     if record is None:
         logger.warning("checkout session not opened by us", extra={"session_id": session.id})
         return
+    if session.payment_intent_id and record.payment_intent_id != session.payment_intent_id:
+        # What a later refund or dispute of this payment is traced back by (apps/billing/stripe/chargebacks).
+        record.payment_intent_id = session.payment_intent_id
+        record.save(update_fields=["payment_intent_id"])
     if session.status != "complete":
         return
     if record.kind == CheckoutKind.TOPUP:
@@ -442,6 +449,8 @@ def _on_checkout_completed(client: gw.StripeGateway, event: StripeEvent) -> None
             external_id=session.id,
             actor=record.created_by,
         )
+        # A tenant suspended because a chargeback left it below zero is back once this covers it.
+        standing.reactivate_if_paid_up(tenant=record.tenant)
     else:
         StripeCustomer.objects.filter(tenant=record.tenant).update(
             card_on_file=True, updated_at=timezone.now()
@@ -449,6 +458,22 @@ def _on_checkout_completed(client: gw.StripeGateway, event: StripeEvent) -> None
     if record.completed_at is None:
         record.completed_at = timezone.now()
         record.save(update_fields=["completed_at"])
+
+
+def _on_checkout_async_payment_failed(client: gw.StripeGateway, event: StripeEvent) -> None:
+    """A delayed payment (bank debit) of a top-up failed: nothing was credited and nothing is; the failure is
+    recorded in the tenant's audit log."""
+    session = client.retrieve_checkout_session(event.object_id)
+    record = CheckoutSession.objects.select_related("tenant").filter(session_id=session.id).first()
+    if record is None or record.kind != CheckoutKind.TOPUP or session.payment_status == "paid":
+        return  # not ours, or paid after all (the re-fetched session is the truth)
+    audit_record(
+        actor=None,
+        action="billing.topup_failed",
+        target=record,
+        tenant=record.tenant,
+        metadata={"session_id": session.id, "amount": str(record.amount), "stripe_event": event.id},
+    )
 
 
 def _on_setup_intent_succeeded(client: gw.StripeGateway, event: StripeEvent) -> None:
@@ -512,11 +537,14 @@ def _on_subscription_changed(client: gw.StripeGateway, event: StripeEvent) -> No
 
 HANDLERS: dict[str, Callable[[gw.StripeGateway, StripeEvent], None]] = {
     "checkout.session.completed": _on_checkout_completed,
+    "checkout.session.async_payment_succeeded": _on_checkout_completed,
+    "checkout.session.async_payment_failed": _on_checkout_async_payment_failed,
     "setup_intent.succeeded": _on_setup_intent_succeeded,
     "invoice.paid": _on_invoice_paid,
     "invoice.payment_failed": _on_invoice_payment_failed,
     "customer.subscription.updated": _on_subscription_changed,
     "customer.subscription.deleted": _on_subscription_changed,
+    **chargebacks.HANDLERS,  # refunds and disputes of top-ups
 }
 
 
@@ -550,11 +578,6 @@ def webhook_event_process(*, event_id: str) -> bool:
 def enforce_past_due(*, now: datetime | None = None) -> int:
     """Suspend tenants past due for longer than the grace and stop their instances (stopped, never
     deleted). Returns how many tenants were suspended."""
-    from apps.instances.models import Instance
-    from apps.instances.services import instance_act
-    from apps.instances.states import Action, State, allowed_actions
-    from apps.tenants.services import tenant_suspend
-
     now = now or timezone.now()
     deadline = now - timedelta(hours=settings.BILLING_PAST_DUE_GRACE_HOURS)
     suspended = 0
@@ -563,13 +586,10 @@ def enforce_past_due(*, now: datetime | None = None) -> int:
     )
     for customer in due:
         with transaction.atomic():
-            tenant = customer.tenant
-            if tenant.status == TenantStatus.ACTIVE:
-                tenant_suspend(actor=None, tenant=tenant, reason=PAST_DUE_REASON)
+            standing.suspend_for_non_payment(
+                tenant=customer.tenant, reason=PAST_DUE_REASON, stop_reason="payment_past_due"
+            )
             customer.billing_status = BillingStatus.SUSPENDED
             customer.save(update_fields=["billing_status", "updated_at"])
-            for instance in Instance.objects.filter(tenant=tenant).order_by("pk"):
-                if Action.STOP.value in allowed_actions(State(instance.state)):
-                    instance_act(actor=None, instance=instance, action=Action.STOP, reason="payment_past_due")
             suspended += 1
     return suspended

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -129,7 +130,8 @@ def launch_block_reason(t: TenantPage) -> str | None:
         reason = f" Reason: {tenant.status_reason}" if tenant.status_reason else ""
         return f"This tenant is {tenant.status} and cannot launch instances.{reason}"
     try:
-        require_funds(tenant=tenant)
+        # Whatever is chosen, the wallet must carry what already runs (the launch checks the type too).
+        require_funds(tenant=tenant, price_per_hour=Decimal(0))
     except DomainError as exc:
         return exc.message
     return None

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from apps.audit.models import AuditEvent
 from apps.billing.invoices import services, tasks
 from apps.billing.invoices.models import Invoice, InvoiceStatus
-from apps.billing.models import CreditGrant
+from apps.billing.models import CreditGrant, CreditReversal
 from apps.core.errors import InvalidInput
 from tests.billing.invoices.helpers import OCTOBER, at, write_usage
 from tests.factories import TenantFactory
@@ -172,6 +172,31 @@ def test_expired_and_future_credits_are_not_applied(tenant):
         Decimal("6.00"),
         Decimal("3.00"),
         Decimal("3.00"),
+    )
+
+
+def test_credit_taken_back_by_a_refund_is_not_applied(tenant):
+    """A 30.00 top-up refunded by 20.00 on the 3rd leaves 10.00 to pay October's 24.90 (the invoice reads the
+    same wallet, reversals included); a refund after the month does not change what served it."""
+    grant = _grant(tenant, "30.00", granted=at(1), kind="paid")
+    write_usage(tenant, instance_type="gpu-h100x1", start=at(2), seconds=36000, price="2.4900")  # 24.90
+    for source, amount, when in (("re_oct", "20.00", at(3)), ("re_nov", "5.00", at(2, month=NOVEMBER))):
+        CreditReversal.objects.create(
+            tenant=tenant,
+            grant=grant,
+            cause="refund",
+            source_id=source,
+            sequence=1,
+            amount=Decimal(amount),
+            created_at=when,
+        )
+
+    invoice = services.invoice_close(tenant=tenant, month=OCTOBER, now=at(10, month=NOVEMBER))
+
+    assert (invoice.subtotal, invoice.credits_applied, invoice.total) == (
+        Decimal("24.90"),
+        Decimal("10.00"),
+        Decimal("14.90"),
     )
 
 

@@ -202,6 +202,9 @@ def stripe_says(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[str]]:
         "retrieve_invoice",
         "retrieve_subscription",
         "retrieve_setup_intent",
+        "retrieve_charge",
+        "retrieve_refund",
+        "retrieve_dispute",
     ):
         original = getattr(gateway.StripeGateway, name)
 
@@ -218,3 +221,18 @@ def stripe_says(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[str]]:
         return fetched
 
     return say
+
+
+@pytest.fixture
+def stripe_sessions_of(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """{payment_intent_id: session_id}: looking up the Checkout Session of a PaymentIntent makes the real
+    call to stripe-mock and answers what a real account would (stripe-mock's list is a fixture)."""
+    sessions: dict[str, str] = {}
+    original = gateway.StripeGateway.checkout_session_of_payment_intent
+
+    def patched(self: Any, payment_intent_id: str) -> str | None:
+        original(self, payment_intent_id)
+        return sessions.get(payment_intent_id)
+
+    monkeypatch.setattr(gateway.StripeGateway, "checkout_session_of_payment_intent", patched)
+    return sessions

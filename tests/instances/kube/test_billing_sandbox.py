@@ -2,7 +2,7 @@
 launches refused (402); a top-up paid through Stripe Checkout, confirmed by a signed webhook, lets it start
 again on a new pod.
 
-Only the running time is simulated: the instance's `running` event is moved 200 s into the past instead of
+Only the running time is simulated: the instance's `running` event is moved 800 s into the past instead of
 waiting, and stripe-mock (stateless) is told what the paid Checkout Session looks like (`stripe_says`)."""
 
 from __future__ import annotations
@@ -55,15 +55,16 @@ def test_balance_runs_out_pod_stopped_launch_refused_topup_starts_again(
 ) -> None:
     actor = tenant.actor
     api = actor.token_client()
-    credit_grant_create(tenant=actor.tenant, kind="promotional", amount=Decimal("0.10"), reason="trial")
+    credit_grant_create(tenant=actor.tenant, kind="promotional", amount=Decimal("0.50"), reason="trial")
 
     body = {"name": "trainer", "instance_type": "gpu-h100x1", "region": "us-east-1", "image": "pytorch"}
     instance_id = tenant.launch(**body)["id"]
     drive(instance_id, state_is("running"), what="running")
     assert tenant.read_pod(instance_id) is not None
 
-    # 200 s of an H100 at 2.49/h is 0.138: more than the 0.10 credit.
-    start = timezone.now().replace(microsecond=0) - timedelta(seconds=200)
+    # 800 s of an H100 at 2.49/h is 0.553: more than the 0.50 credit (which carried the 10 minutes a
+    # launch needs, 0.415).
+    start = timezone.now().replace(microsecond=0) - timedelta(seconds=800)
     events = InstanceEvent.objects.filter(instance_id=instance_id)
     events.filter(billable=False).update(created_at=start - timedelta(seconds=1))
     events.filter(billable=True).update(created_at=start)
