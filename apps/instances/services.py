@@ -18,6 +18,7 @@ from apps.audit.services import audit_record
 from apps.billing.limits import require_funds
 from apps.catalog import selectors as catalog
 from apps.catalog.models import Image, ImagePolicy, InstanceType, Region
+from apps.catalog.registries import registry_refusal
 from apps.core import metrics, request_context
 from apps.core.errors import Conflict, Forbidden
 from apps.instances import validation
@@ -141,9 +142,17 @@ def _resolve_image(reference: str, region: Region) -> tuple[Image | None, str]:
         raise validation.invalid(
             "image", "Not a valid image reference (registry/repository:tag or @sha256:...)."
         )
-    if policy.allowed_registries and registry not in policy.allowed_registries:
+    refusal = registry_refusal(registry)
+    if refusal is not None:
+        raise validation.invalid("image", refusal)
+    # An empty allowlist allows no registry: custom images on with nothing listed is a policy half set up.
+    if registry not in policy.allowed_registries:
+        allowed = ", ".join(policy.allowed_registries)
         raise validation.invalid(
-            "image", f"Images from '{registry}' are not allowed; use {', '.join(policy.allowed_registries)}."
+            "image",
+            f"Images from '{registry}' are not allowed; use {allowed}."
+            if allowed
+            else "Custom images are allowed from no registry yet; use a curated image.",
         )
     return None, reference
 
