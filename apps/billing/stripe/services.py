@@ -37,6 +37,7 @@ from apps.tenants.models import Tenant, TenantStatus
 logger = logging.getLogger(__name__)
 
 PAST_DUE_REASON = "Suspended for non-payment: an invoice is past due."
+PAST_DUE_STOP_REASON = "payment_past_due"  # what each instance stopped for it records
 CENTS = Decimal("0.01")
 
 
@@ -550,9 +551,7 @@ def webhook_event_process(*, event_id: str) -> bool:
 def enforce_past_due(*, now: datetime | None = None) -> int:
     """Suspend tenants past due for longer than the grace and stop their instances (stopped, never
     deleted). Returns how many tenants were suspended."""
-    from apps.instances.models import Instance
-    from apps.instances.services import instance_act
-    from apps.instances.states import Action, State, allowed_actions
+    from apps.instances.services import instances_stop_all
     from apps.tenants.services import tenant_suspend
 
     now = now or timezone.now()
@@ -565,11 +564,14 @@ def enforce_past_due(*, now: datetime | None = None) -> int:
         with transaction.atomic():
             tenant = customer.tenant
             if tenant.status == TenantStatus.ACTIVE:
-                tenant_suspend(actor=None, tenant=tenant, reason=PAST_DUE_REASON)
+                # The suspension stops its instances (apps.instances handles tenant_suspended).
+                tenant_suspend(
+                    actor=None, tenant=tenant, reason=PAST_DUE_REASON, stop_reason=PAST_DUE_STOP_REASON
+                )
+            else:
+                # Already suspended by staff: anything still running stops all the same.
+                instances_stop_all(tenant=tenant, actor=None, reason=PAST_DUE_STOP_REASON)
             customer.billing_status = BillingStatus.SUSPENDED
             customer.save(update_fields=["billing_status", "updated_at"])
-            for instance in Instance.objects.filter(tenant=tenant).order_by("pk"):
-                if Action.STOP.value in allowed_actions(State(instance.state)):
-                    instance_act(actor=None, instance=instance, action=Action.STOP, reason="payment_past_due")
             suspended += 1
     return suspended
