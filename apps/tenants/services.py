@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -129,7 +129,9 @@ def tenant_suspend(
         tenant_id=tenant.pk, status=TenantStatus.SUSPENDED, reason=reason
     )
     responses = tenant_suspended.send(sender=Tenant, tenant=tenant, actor=actor, stop_reason=stop_reason)
-    stopped = [item for _receiver, result in responses for item in result or []]
+    stopped: list[dict[str, str]] = []
+    for _receiver, result in responses:
+        stopped.extend(cast(list[dict[str, str]], result or []))
     # Suspending again (a new reason) keeps what the first suspension stopped.
     earlier = tenant.suspension_stopped_instances if before == TenantStatus.SUSPENDED else []
     tenant.suspension_stopped_instances = [*earlier, *stopped]
