@@ -367,7 +367,7 @@ write_index() {  # sandbox.json, sandbox.env and a merged kubeconfig with one co
     set_region_vars "$r"
     [[ $first == 1 ]] || json+=","
     first=0
-    json+="\n    \"$r\": {\"kubeconfig\": \"$RDIR/kubeconfig\", \"server\": \"https://127.0.0.1:$R_API\", \"logs\": \"$LOGS/$r\"}"
+    json+="\n    \"$r\": {\"kubeconfig\": \"$RDIR/kubeconfig\", \"server\": \"https://127.0.0.1:$R_API\", \"sandbox\": true, \"logs\": \"$LOGS/$r\"}"
     env+="export GPUCLOUD_SANDBOX_KUBECONFIG_$(tr 'a-z-' 'A-Z_' <<<"$r")=\"$RDIR/kubeconfig\"\n"
   done
   json+="\n  }\n}\n"

@@ -25,7 +25,6 @@ logger = logging.getLogger(__name__)
 
 ZERO = Decimal("0")
 THRESHOLDS = (50, 80, 100)
-STOPPABLE = ("pending", "provisioning", "starting", "running")
 
 
 def refusal(w: Wallet) -> str | None:
@@ -142,28 +141,23 @@ def enforce_limits(*, now: datetime | None = None) -> int:
     many instances were asked to stop."""
     from apps.instances import services as instance_services
     from apps.instances.models import Instance
-    from apps.instances.states import Action
 
     now = now or timezone.now()
     grace = int(settings.BILLING_STOP_GRACE_SECONDS)
     stopped = 0
     tenant_ids = set(
-        Instance.objects.filter(state__in=STOPPABLE).values_list("tenant_id", flat=True).distinct()
+        Instance.objects.filter(state__in=instance_services.STOPPABLE_STATES)
+        .values_list("tenant_id", flat=True)
+        .distinct()
     )
     for tenant in Tenant.objects.filter(pk__in=tenant_ids).order_by("pk"):
         w = wallet_of(tenant, now)
         if not must_stop(w, grace_seconds=grace):
             continue
         logger.info("billing: stopping instances of %s (balance %s)", tenant.slug, w.balance)
-        for instance in Instance.objects.filter(tenant=tenant, state__in=STOPPABLE).order_by("pk"):
-            try:
-                instance_services.instance_act(
-                    actor=None, instance=instance, action=Action.STOP, reason="insufficient_funds"
-                )
-            except Exception:  # one instance's trouble must not keep the others running on no money
-                logger.exception("billing: could not stop instance %s", instance.pk)
-                continue
-            stopped += 1
+        stopped += len(
+            instance_services.instances_stop_all(tenant=tenant, actor=None, reason="insufficient_funds")
+        )
     return stopped
 
 

@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from apps.audit.admin_mixins import AuditedModelAdmin
+from apps.catalog.kubeconfig import KubeconfigError, check_kubeconfig
 from apps.catalog.models import (
     GpuType,
     Image,
@@ -34,26 +35,32 @@ class RegionForm(forms.ModelForm):
             "position",
             "in_cluster",
             "kubeconfig_context",
+            "sandbox",
             "storage_class",
             "storage_access_mode",
             "storage_expandable",
             "access_service_type",
             "runtime_class_name",
             "blocked_egress_cidrs",
+            "allow_smtp_egress",
         ]
 
-    def clean_kubeconfig(self) -> str:
-        import yaml
-
-        text = self.cleaned_data.get("kubeconfig", "")
+    def clean(self) -> dict[str, Any]:
+        """A new kubeconfig must pass check_kubeconfig for the region's sandbox flag; so must the stored one
+        when the flag is turned off (an http server allowed for a sandbox is not allowed for a region)."""
+        cleaned = super().clean() or {}
+        sandbox = bool(cleaned.get("sandbox"))
+        text, field = cleaned.get("kubeconfig") or "", "kubeconfig"
+        if not text and not cleaned.get("clear_kubeconfig") and "sandbox" in self.changed_data:
+            text = self.instance.get_kubeconfig() if self.instance.has_kubeconfig else ""
+            field = "sandbox"
         if text:
             try:
-                data = yaml.safe_load(text)
-            except yaml.YAMLError as exc:
-                raise forms.ValidationError("Not valid YAML.") from exc
-            if not isinstance(data, dict) or "clusters" not in data:
-                raise forms.ValidationError("Not a kubeconfig (no clusters).")
-        return str(text)
+                check_kubeconfig(text, sandbox=sandbox)
+            except KubeconfigError as exc:
+                prefix = "" if field == "kubeconfig" else "The stored kubeconfig is not allowed without it: "
+                self.add_error(field, f"{prefix}{exc}")
+        return cleaned
 
     def save(self, commit: bool = True) -> Region:
         region = super().save(commit=False)
@@ -76,7 +83,7 @@ class CapacityInline(admin.TabularInline):
 @admin.register(Region)
 class RegionAdmin(AuditedModelAdmin):
     form = RegionForm
-    list_display = ["slug", "name", "status", "in_cluster", "has_kubeconfig", "storage_class"]
+    list_display = ["slug", "name", "status", "in_cluster", "has_kubeconfig", "sandbox", "storage_class"]
     list_filter = ["status"]
     inlines = [CapacityInline]
 

@@ -3,9 +3,11 @@
 from decimal import Decimal
 
 from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
+from apps.catalog.registries import registry_refusal
 from apps.core import crypto
 
 
@@ -34,6 +36,11 @@ class Region(models.Model):
     in_cluster = models.BooleanField(default=False)
     kubeconfig_encrypted = models.TextField(blank=True, editable=False)
     kubeconfig_context = models.CharField(max_length=200, blank=True)
+    sandbox = models.BooleanField(
+        default=False,
+        help_text="A local test cluster (the sandbox): its kubeconfig's server may be plain http or skip TLS "
+        "verification. Never for a cluster that runs customers' instances.",
+    )
     storage_class = models.CharField(max_length=100, blank=True)
     # What the storage class can do (apps/storage): whether a volume may be mounted by several instances at
     # once, and whether it can grow.
@@ -56,6 +63,11 @@ class Region(models.Model):
     )
     # CIDRs instances must not reach (the cluster's pod and service ranges); used by the operator.
     blocked_egress_cidrs = ArrayField(models.CharField(max_length=43), default=list, blank=True)
+    # Outbound SMTP (TCP 25) from instances is blocked unless this is set: direct-to-MX mail from rented
+    # machines is how spam leaves a cloud. Submission ports (465, 587) stay open.
+    allow_smtp_egress = models.BooleanField(
+        default=False, help_text="Let instances connect out to TCP port 25 (SMTP)."
+    )
     position = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
@@ -225,7 +237,8 @@ class ImagePolicy(models.Model):
         models.CharField(max_length=253),
         default=list,
         blank=True,
-        help_text="Registry hosts custom images may come from; empty means any.",
+        help_text="Registry hosts custom images may come from; empty means none (custom images are then "
+        "refused). IP addresses and localhost are never allowed.",
     )
 
     class Meta:
@@ -233,6 +246,15 @@ class ImagePolicy(models.Model):
 
     def __str__(self) -> str:
         return "image policy"
+
+    def clean(self) -> None:
+        refused = [
+            f"{host}: {problem}"
+            for host in self.allowed_registries
+            if (problem := registry_refusal(host)) is not None
+        ]
+        if refused:
+            raise ValidationError({"allowed_registries": refused})
 
     @classmethod
     def current(cls) -> "ImagePolicy":

@@ -6,6 +6,7 @@ on bumps `generation` and queues `reconcile_instance` once the transaction commi
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,11 +19,13 @@ from apps.audit.services import audit_record
 from apps.billing.limits import require_funds
 from apps.catalog import selectors as catalog
 from apps.catalog.models import Image, ImagePolicy, InstanceType, Region
+from apps.catalog.registries import registry_refusal
 from apps.core import metrics, request_context
 from apps.core.errors import Conflict, Forbidden
 from apps.instances import notifications, validation
 from apps.instances.models import DesiredState, Instance, InstanceEvent, frozen_terms
 from apps.instances.states import (
+    ACTIONS,
     STARTS_BILLING,
     Action,
     FailureReason,
@@ -36,6 +39,8 @@ from apps.instances.states import (
 from apps.quotas.services import Demand, admit
 from apps.storage import services as storage
 from apps.tenants.models import Tenant, TenantStatus
+
+logger = logging.getLogger(__name__)
 
 MIN_TIMER_SECONDS = 60
 MAX_TIMER_SECONDS = 90 * 24 * 3600
@@ -145,9 +150,17 @@ def _resolve_image(reference: str, region: Region) -> tuple[Image | None, str]:
         raise validation.invalid(
             "image", "Not a valid image reference (registry/repository:tag or @sha256:...)."
         )
-    if policy.allowed_registries and registry not in policy.allowed_registries:
+    refusal = registry_refusal(registry)
+    if refusal is not None:
+        raise validation.invalid("image", refusal)
+    # An empty allowlist allows no registry: custom images on with nothing listed is a policy half set up.
+    if registry not in policy.allowed_registries:
+        allowed = ", ".join(policy.allowed_registries)
         raise validation.invalid(
-            "image", f"Images from '{registry}' are not allowed; use {', '.join(policy.allowed_registries)}."
+            "image",
+            f"Images from '{registry}' are not allowed; use {allowed}."
+            if allowed
+            else "Custom images are allowed from no registry yet; use a curated image.",
         )
     return None, reference
 
@@ -393,6 +406,27 @@ def instances_terminate_for_closed_tenant(*, tenant: Tenant, actor: User | None)
         instance_act(actor=actor, instance=instance, action=Action.TERMINATE, reason=TENANT_CLOSED_REASON)
         count += 1
     return count
+
+
+# What a stop applies to (pending, provisioning, starting, running).
+STOPPABLE_STATES = tuple(state.value for state in ACTIONS[Action.STOP])
+
+
+@transaction.atomic
+def instances_stop_all(*, tenant: Tenant, actor: User | None, reason: str) -> list[Instance]:
+    """Stop (never delete) every instance of `tenant` that a stop applies to, each recording `reason`: the one
+    way the system stops all of a tenant's instances (its suspension, an unpaid invoice, a spent balance).
+    Returns those now stopping. One instance's trouble does not keep the others running: it is logged and
+    the rest are stopped; an instance that moved on since the query (its owner stopped it) is skipped."""
+    stopped = []
+    for instance in Instance.objects.filter(tenant=tenant, state__in=STOPPABLE_STATES).order_by("pk"):
+        try:
+            stopped.append(instance_act(actor=actor, instance=instance, action=Action.STOP, reason=reason))
+        except InvalidState:
+            continue
+        except Exception:
+            logger.exception("could not stop instance %s of tenant %s", instance.pk, tenant.slug)
+    return stopped
 
 
 @transaction.atomic

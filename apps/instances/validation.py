@@ -9,7 +9,9 @@ from apps.core.errors import InvalidInput
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-RESERVED_ENV_PREFIXES = ("GPUCLOUD_", "KUBERNETES_", "NVIDIA_")
+# Ours, the cluster's and the GPU runtime's; LD_ because the dynamic linker obeys LD_PRELOAD, LD_LIBRARY_PATH
+# and LD_AUDIT in every process of the image, the daemons it was built to run included.
+RESERVED_ENV_PREFIXES = ("GPUCLOUD_", "KUBERNETES_", "NVIDIA_", "LD_")
 MAX_ENV = 64
 MAX_ENV_VALUE = 4096
 MAX_COMMAND_ITEMS = 64

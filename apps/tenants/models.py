@@ -22,6 +22,9 @@ class Tenant(models.Model):
     slug = models.SlugField(max_length=40, unique=True)
     status = models.CharField(max_length=16, choices=TenantStatus.choices, default=TenantStatus.ACTIVE)
     status_reason = models.CharField(max_length=500, blank=True)
+    # What the last suspension stopped ({"id", "name"} per instance), for the reactivation to report: they
+    # stay stopped until the customer starts them. Replaced by the next suspension.
+    suspension_stopped_instances = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -18,6 +18,7 @@ from apps.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from apps.tenants import notifications
 from apps.tenants.models import Invitation, Membership, Tenant, TenantStatus
 from apps.tenants.roles import Role, can_grant_role
+from apps.tenants.signals import tenant_suspended
 
 RESERVED_SLUGS = frozenset({"admin", "api", "new", "me", "settings", "staff", "system", "gpucloud", "www"})
 
@@ -89,40 +90,87 @@ def tenant_update(*, actor: User, tenant: Tenant, name: str | None = None) -> Te
     return tenant
 
 
-def _set_status(*, actor: User | None, tenant_id: Any, status: str, reason: str, action: str) -> Tenant:
+def _change_status(*, tenant_id: Any, status: str, reason: str) -> tuple[Tenant, dict[str, Any], str]:
+    """Lock the tenant and set its status; returns it, the audit changes and the status it had."""
     tenant = Tenant.objects.select_for_update().get(pk=tenant_id)
     if tenant.status == TenantStatus.CLOSED and status != TenantStatus.CLOSED:
         raise Conflict("A closed tenant cannot be reopened.", code="tenant_closed")
+    before = tenant.status
     changes = diff(
         {"status": tenant.status, "status_reason": tenant.status_reason},
         {"status": status, "status_reason": reason},
     )
     tenant.status, tenant.status_reason = status, reason
     tenant.save(update_fields=["status", "status_reason"])
+    return tenant, changes, before
+
+
+def _set_status(*, actor: User | None, tenant_id: Any, status: str, reason: str, action: str) -> Tenant:
+    tenant, changes, _before = _change_status(tenant_id=tenant_id, status=status, reason=reason)
     audit_record(actor=actor, action=action, target=tenant, tenant=tenant, changes=changes)
     return tenant
 
 
+SUSPENSION_STOP_REASON = "tenant_suspended"
+
+
 @transaction.atomic
-def tenant_suspend(*, actor: User | None, tenant: Tenant, reason: str) -> Tenant:
+def tenant_suspend(
+    *, actor: User | None, tenant: Tenant, reason: str, stop_reason: str = SUSPENSION_STOP_REASON
+) -> Tenant:
+    """Suspend the tenant: it can no longer launch or start anything, and every instance it runs is stopped
+    (never deleted; volumes kept) by the receivers of `tenant_suspended`, each stop recording `stop_reason`.
+    What was stopped is kept on the tenant for the reactivation to report, audited and emailed."""
     if not reason.strip():
         raise InvalidInput(
             "A reason is required to suspend a tenant.", fields={"reason": ["This field is required."]}
         )
-    return _set_status(
-        actor=actor,
-        tenant_id=tenant.pk,
-        status=TenantStatus.SUSPENDED,
-        reason=reason,
-        action="tenant.suspend",
+    tenant, changes, before = _change_status(
+        tenant_id=tenant.pk, status=TenantStatus.SUSPENDED, reason=reason
     )
+    responses = tenant_suspended.send(sender=Tenant, tenant=tenant, actor=actor, stop_reason=stop_reason)
+    stopped: list[dict[str, str]] = []
+    for _receiver, result in responses:
+        stopped.extend(cast(list[dict[str, str]], result or []))
+    # Suspending again (a new reason) keeps what the first suspension stopped.
+    earlier = tenant.suspension_stopped_instances if before == TenantStatus.SUSPENDED else []
+    tenant.suspension_stopped_instances = [*earlier, *stopped]
+    tenant.save(update_fields=["suspension_stopped_instances"])
+    audit_record(
+        actor=actor,
+        action="tenant.suspend",
+        target=tenant,
+        tenant=tenant,
+        changes=changes,
+        metadata={"stopped_instances": stopped},
+    )
+    names = [item["name"] for item in stopped]
+    transaction.on_commit(
+        lambda: notifications.send_status_email(tenant.pk, "suspended", reason=reason, instances=names)
+    )
+    return tenant
 
 
 @transaction.atomic
 def tenant_reactivate(*, actor: User | None, tenant: Tenant) -> Tenant:
-    return _set_status(
-        actor=actor, tenant_id=tenant.pk, status=TenantStatus.ACTIVE, reason="", action="tenant.reactivate"
+    """Reactivate the tenant. The instances its suspension stopped stay stopped (the customer starts them):
+    `suspension_stopped_instances` lists them, and the audit event and the email to its owners name them."""
+    tenant, changes, before = _change_status(tenant_id=tenant.pk, status=TenantStatus.ACTIVE, reason="")
+    stopped = tenant.suspension_stopped_instances if before == TenantStatus.SUSPENDED else []
+    audit_record(
+        actor=actor,
+        action="tenant.reactivate",
+        target=tenant,
+        tenant=tenant,
+        changes=changes,
+        metadata={"stopped_by_suspension": stopped},
     )
+    if before == TenantStatus.SUSPENDED:
+        names = [item["name"] for item in stopped]
+        transaction.on_commit(
+            lambda: notifications.send_status_email(tenant.pk, "reactivated", reason="", instances=names)
+        )
+    return tenant
 
 
 @transaction.atomic

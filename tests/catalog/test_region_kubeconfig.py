@@ -176,3 +176,89 @@ def test_the_admin_refuses_bad_yaml_and_keeps_the_old_value(staff_client):
     assert "Not valid YAML." in response.content.decode()
     region.refresh_from_db()
     assert region.get_kubeconfig() == KUBECONFIG
+
+
+EXEC_KUBECONFIG = KUBECONFIG.replace(
+    "user: {token: super-secret-service-account-token}",
+    "user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: [-c, 'id']}}",
+)
+TOKEN_FILE_KUBECONFIG = KUBECONFIG.replace(
+    "user: {token: super-secret-service-account-token}",
+    "user: {tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token}",
+)
+HTTP_KUBECONFIG = KUBECONFIG.replace('"https://10.0.0.1:6443"', '"http://127.0.0.1:8080"')
+
+
+@pytest.mark.parametrize(
+    ("kubeconfig", "field"),
+    [
+        (EXEC_KUBECONFIG, "users[0].user.exec"),
+        (TOKEN_FILE_KUBECONFIG, "users[0].user.tokenFile"),
+        (HTTP_KUBECONFIG, "clusters[0].cluster.server"),
+    ],
+)
+def test_the_admin_refuses_a_kubeconfig_that_runs_code_reads_files_or_is_not_https(
+    staff_client, kubeconfig, field
+):
+    response = staff_client.post("/admin/catalog/region/add/", form_data(kubeconfig=kubeconfig))
+
+    assert response.status_code == 200  # the form again, naming the field
+    assert field in response.content.decode()
+    assert not Region.objects.exists()
+
+
+def test_a_sandbox_region_may_use_plain_http(staff_client):
+    response = staff_client.post(
+        "/admin/catalog/region/add/", form_data(kubeconfig=HTTP_KUBECONFIG, sandbox="on")
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    region = Region.objects.get(slug="us-east-1")
+    assert region.sandbox and region.get_kubeconfig().strip() == HTTP_KUBECONFIG.strip()
+
+
+def test_a_sandbox_region_still_may_not_run_code(staff_client):
+    response = staff_client.post(
+        "/admin/catalog/region/add/", form_data(kubeconfig=EXEC_KUBECONFIG, sandbox="on")
+    )
+
+    assert response.status_code == 200
+    assert "users[0].user.exec" in response.content.decode()
+    assert not Region.objects.exists()
+
+
+def test_unmarking_a_sandbox_checks_the_stored_kubeconfig_again(staff_client):
+    region = Region(slug="us-east-1", name="US East 1", sandbox=True)
+    region.set_kubeconfig(HTTP_KUBECONFIG)
+    region.save()
+    url = f"/admin/catalog/region/{region.pk}/change/"
+
+    refused = staff_client.post(url, form_data())  # sandbox unticked, kubeconfig kept
+
+    assert refused.status_code == 200
+    assert "clusters[0].cluster.server" in refused.content.decode()
+    region.refresh_from_db()
+    assert region.sandbox
+    # Clearing it (or pasting an https one) in the same change is fine.
+    assert staff_client.post(url, form_data(clear_kubeconfig="on")).status_code == 302
+    region.refresh_from_db()
+    assert not region.sandbox and not region.has_kubeconfig
+
+
+def test_the_image_policy_refuses_ip_addresses_and_localhost_in_the_allowlist(staff_client):
+    from apps.catalog.models import ImagePolicy
+
+    policy = ImagePolicy.current()
+    url = f"/admin/catalog/imagepolicy/{policy.pk}/change/"
+    data = {"allow_custom_images": "on", "allowed_registries": "ghcr.io,10.0.0.5:5000,localhost"}
+
+    response = staff_client.post(url, data)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "10.0.0.5:5000: IP addresses are not allowed" in page and "localhost: localhost" in page
+    policy.refresh_from_db()
+    assert policy.allowed_registries == []
+    assert staff_client.post(url, {**data, "allowed_registries": "ghcr.io,nvcr.io"}).status_code == 302
+    policy.refresh_from_db()
+    assert policy.allowed_registries == ["ghcr.io", "nvcr.io"]

@@ -8,7 +8,7 @@ from io import StringIO
 
 import pytest
 import yaml
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from apps.catalog.catalog_seed import seed_catalog
 from apps.catalog.models import GpuType, Image, InstanceType, Region, RegionCapacity
@@ -133,3 +133,49 @@ def test_the_command_connects_regions_from_a_kubeconfig_index(tmp_path):
 def test_the_command_can_leave_regions_unconnected():
     call_command("seed_catalog", "--kubeconfigs", "none", stdout=StringIO())
     assert not any(region.has_kubeconfig for region in Region.objects.all())
+
+
+def write_kubeconfig(path, *, server="https://127.0.0.1:1", user=None):
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "r",
+                "clusters": [{"name": "r", "cluster": {"server": server}}],
+                "contexts": [{"name": "r", "context": {"cluster": "r", "user": "u"}}],
+                "users": [{"name": "u", "user": user or {}}],
+            }
+        )
+    )
+    return str(path)
+
+
+def test_the_index_refuses_a_kubeconfig_that_runs_code_and_connects_nothing(tmp_path):
+    good = write_kubeconfig(tmp_path / "eu.kubeconfig")
+    evil = write_kubeconfig(tmp_path / "us.kubeconfig", user={"exec": {"command": "/bin/sh"}})
+    index = tmp_path / "index.json"
+    index.write_text(
+        json.dumps({"regions": {"eu-west-1": {"kubeconfig": good}, "us-east-1": {"kubeconfig": evil}}})
+    )
+
+    with pytest.raises(CommandError, match=r"us-east-1 .*users\[0\]\.user\.exec"):
+        call_command("seed_catalog", "--kubeconfigs", str(index), stdout=StringIO())
+
+    assert not Region.objects.filter(kubeconfig_encrypted__gt="").exists()
+
+
+def test_the_index_marks_sandbox_regions_which_alone_may_use_plain_http(tmp_path):
+    http = write_kubeconfig(tmp_path / "us.kubeconfig", server="http://127.0.0.1:8080")
+    index = tmp_path / "index.json"
+    index.write_text(json.dumps({"regions": {"us-east-1": {"kubeconfig": http}}}))
+
+    with pytest.raises(CommandError, match=r"clusters\[0\]\.cluster\.server"):
+        call_command("seed_catalog", "--kubeconfigs", str(index), stdout=StringIO())
+    assert not Region.objects.get(slug="us-east-1").has_kubeconfig
+
+    index.write_text(json.dumps({"regions": {"us-east-1": {"kubeconfig": http, "sandbox": True}}}))
+    call_command("seed_catalog", "--kubeconfigs", str(index), stdout=StringIO())
+    region = Region.objects.get(slug="us-east-1")
+    assert region.sandbox and region.has_kubeconfig
+    assert not Region.objects.get(slug="eu-west-1").sandbox

@@ -253,6 +253,19 @@ def test_custom_images_only_when_the_policy_allows(owner: Any) -> None:
     assert Instance.objects.get().image_reference == "ghcr.io/acme/trainer:1.0"
 
 
+def test_no_custom_image_field_when_no_registry_is_allowed(owner: Any) -> None:
+    policy = ImagePolicy.current()
+    policy.allow_custom_images, policy.allowed_registries = True, []
+    policy.save()
+    client = client_for(owner.user)
+
+    html = client.get(page("launch", owner.tenant)).content.decode()
+    assert 'name="custom_image"' not in html
+    refused = _post(client, owner, custom_image="ghcr.io/acme/trainer:1.0")
+    assert refused.status_code == 400
+    assert not Instance.objects.exists()
+
+
 def test_viewers_cannot_launch(make_actor: Callable[..., Any], owner: Any) -> None:
     viewer = make_actor(Role.VIEWER, tenant=owner.tenant)
     client = client_for(viewer.user)

@@ -21,6 +21,7 @@ from apps.accounts.models import ApiToken
 from apps.audit.models import AuditEvent
 from apps.billing.models import CreditGrant
 from apps.billing.selectors import month_start, wallet_of
+from apps.instances.models import Instance
 from apps.quotas.models import TenantQuota
 from apps.quotas.services import quota_for
 from apps.tenants.models import Tenant, TenantStatus
@@ -245,6 +246,30 @@ def test_suspend_needs_a_reason_then_takes_effect_and_is_audited(staff, staff_us
     assert AuditEvent.objects.filter(
         tenant=tenant, action="tenant.reactivate", actor_user_id=staff_user.pk
     ).exists()
+
+
+def test_suspend_stops_the_running_instances_and_reactivate_names_them(staff, staff_user):
+    tenant = busy_tenant(slug="acme")
+    live = {i.name for i in Instance.objects.filter(tenant=tenant, state__in=["running", "provisioning"])}
+    assert len(live) == 3
+    confirm = html(staff.get(detail_url(tenant, "staff_tenant_suspend")))
+    assert "running instances are stopped" in confirm
+
+    suspended = staff.post(detail_url(tenant, "staff_tenant_suspend"), {"reason": "Abuse"}, follow=True)
+
+    page = html(suspended)
+    assert "Stopped its instances:" in page and all(name in page for name in live)
+    assert not Instance.objects.filter(tenant=tenant, state__in=["running", "provisioning"]).exists()
+    assert (
+        set(Instance.objects.filter(tenant=tenant, desired_state="stopped").values_list("name", flat=True))
+        >= live
+    )
+
+    reactivated = html(staff.post(detail_url(tenant, "staff_tenant_reactivate"), follow=True))
+
+    assert "still stopped until the customer starts them:" in reactivated
+    assert all(name in reactivated for name in live)
+    assert not Instance.objects.filter(tenant=tenant, state__in=["running", "starting"]).exists()
 
 
 def test_close_revokes_tokens_is_audited_and_cannot_be_undone(staff, staff_user):

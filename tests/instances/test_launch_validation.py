@@ -60,6 +60,9 @@ INVALID = {
     "env: reserved GPUCLOUD_": ("env", {"env": {"GPUCLOUD_TOKEN": "x"}}),
     "env: reserved NVIDIA_": ("env", {"env": {"NVIDIA_VISIBLE_DEVICES": "all"}}),
     "env: reserved, lowercase": ("env", {"env": {"nvidia_driver_capabilities": "all"}}),
+    "env: reserved LD_PRELOAD": ("env", {"env": {"LD_PRELOAD": "/home/u/hook.so"}}),
+    "env: reserved LD_LIBRARY_PATH": ("env", {"env": {"LD_LIBRARY_PATH": "/home/u/lib"}}),
+    "env: reserved LD_, lowercase": ("env", {"env": {"ld_audit": "/home/u/a.so"}}),
     "env: number value": ("env", {"env": {"EPOCHS": 5}}),
     "env: boolean value": ("env", {"env": {"DEBUG": True}}),
     "env: null value": ("env", {"env": {"DEBUG": None}}),
@@ -164,13 +167,19 @@ def test_an_inactive_image_is_refused(tenant_owner, launch):
 def custom_images():
     policy = ImagePolicy.current()
     policy.allow_custom_images = True
+    policy.allowed_registries = ["ghcr.io", "docker.io", "registry.example.com:5000"]
     policy.save()
     return policy
 
 
 @pytest.mark.parametrize(
     "reference",
-    ["ghcr.io/acme/trainer:1.0", "ubuntu", "library/ubuntu:24.04", "localhost:5000/a/b@sha256:" + "a" * 64],
+    [
+        "ghcr.io/acme/trainer:1.0",
+        "ubuntu",
+        "library/ubuntu:24.04",
+        "registry.example.com:5000/a/b@sha256:" + "a" * 64,
+    ],
 )
 def test_custom_images_are_allowed_when_the_policy_allows(tenant_owner, launch, custom_images, reference):
     response = launch(tenant_owner, image=reference)
@@ -198,6 +207,44 @@ def test_custom_images_only_from_allowed_registries(tenant_owner, launch, custom
     assert_refused(launch(tenant_owner, image="ubuntu:24.04"), "image")  # docker.io is not ghcr.io
 
     assert launch(tenant_owner, image="ghcr.io/acme/trainer:1.0").status_code == 201
+
+
+@pytest.mark.parametrize("reference", ["ghcr.io/acme/trainer:1.0", "ubuntu:24.04"])
+def test_an_empty_allowlist_allows_no_registry(tenant_owner, launch, custom_images, reference):
+    custom_images.allowed_registries = []
+    custom_images.save()
+
+    response = launch(tenant_owner, image=reference)
+
+    assert_refused(response, "image")
+    assert "no registry" in response.json()["error"]["fields"]["image"][0]
+    assert launch(tenant_owner, image="pytorch").status_code == 201  # curated images are unaffected
+
+
+@pytest.mark.parametrize(
+    ("reference", "says"),
+    [
+        ("localhost:5000/a/b:1", "localhost"),
+        ("localhost/a/b:1", "localhost"),
+        ("registry.localhost/a/b:1", "localhost"),
+        ("127.0.0.1:5000/a/b:1", "IP address"),
+        ("169.254.169.254/latest/meta-data:1", "IP address"),
+        ("10.96.0.10/a/b", "IP address"),
+        ("127.1:5000/a/b", "IP address"),
+        ("2130706433:5000/a/b", "IP address"),
+        ("0x7f000001:5000/a/b", "IP address"),
+    ],
+)
+def test_registries_given_as_ip_addresses_or_localhost_are_refused_even_when_listed(
+    tenant_owner, launch, custom_images, reference, says
+):
+    host = reference.split("/", 1)[0]
+    ImagePolicy.objects.filter(pk=custom_images.pk).update(allowed_registries=[host, "docker.io"])
+
+    response = launch(tenant_owner, image=reference)
+
+    assert_refused(response, "image")
+    assert says in response.json()["error"]["fields"]["image"][0]
 
 
 def test_another_tenants_ssh_key_is_refused(tenant_owner, make_actor, launch):

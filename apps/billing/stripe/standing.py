@@ -24,17 +24,16 @@ REVERSED_REASON = (
 
 @transaction.atomic
 def suspend_for_non_payment(*, tenant: Tenant, reason: str, stop_reason: str) -> None:
-    """Suspend the tenant (when active) and stop every instance that can be stopped."""
-    from apps.instances.models import Instance
-    from apps.instances.services import instance_act
-    from apps.instances.states import Action, State, allowed_actions
+    """Suspend the tenant (when active): the suspension stops every instance it runs (apps.instances
+    handles tenant_suspended), each stop recording `stop_reason`. A tenant staff already suspended has
+    anything still running stopped all the same."""
+    from apps.instances.services import instances_stop_all
     from apps.tenants.services import tenant_suspend
 
     if tenant.status == TenantStatus.ACTIVE:
-        tenant_suspend(actor=None, tenant=tenant, reason=reason)
-    for instance in Instance.objects.filter(tenant=tenant).order_by("pk"):
-        if Action.STOP.value in allowed_actions(State(instance.state)):
-            instance_act(actor=None, instance=instance, action=Action.STOP, reason=stop_reason)
+        tenant_suspend(actor=None, tenant=tenant, reason=reason, stop_reason=stop_reason)
+    else:
+        instances_stop_all(tenant=tenant, actor=None, reason=stop_reason)
 
 
 @transaction.atomic

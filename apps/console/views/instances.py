@@ -235,7 +235,8 @@ def _launch_options(t: TenantPage, params: Any) -> dict[str, Any]:
         "images": list(catalog.images_in(region=region)) if region else [],
         "image": params.get("image", ""),
         "custom_image": params.get("custom_image", ""),
-        "allow_custom_images": policy.allow_custom_images,
+        # With no registry allowed, every custom reference would be refused: offer no field for one.
+        "allow_custom_images": policy.allow_custom_images and bool(policy.allowed_registries),
         "allowed_registries": policy.allowed_registries,
         "volume_rows": _launch_volumes(t, region, params),
     }

@@ -26,9 +26,11 @@ TENANTS_PAGE_SIZE = 25
 
 # What each status action does, for its confirmation page; suspend needs a reason, close may have one.
 STATUS_ACTIONS = {
-    "suspend": "The tenant can no longer launch or start instances; running ones keep running and can still "
-    "be stopped and terminated. Its members see the reason on every page.",
-    "reactivate": "The tenant can launch and start instances again.",
+    "suspend": "The tenant can no longer launch or start instances, and its running instances are stopped "
+    "(not deleted; volumes kept). They can still be terminated. Its members see the reason on every page, "
+    "and its owners and admins get an email.",
+    "reactivate": "The tenant can launch and start instances again. Instances its suspension stopped stay "
+    "stopped until the customer starts them; the owners and admins get an email naming them.",
     "close": "The tenant can only be read from now on: its instances are terminated, its volumes deleted, "
     "its API tokens and storage access keys revoked and its open invitations cancelled; its buckets are kept "
     "(unbilled) for the retention period, then deleted. A closed tenant cannot be reopened.",
@@ -114,19 +116,39 @@ def tenant_status(request: HttpRequest, staff_tenant_slug: str, action: str) -> 
                 raise InvalidInput(
                     "reason: at most 500 characters.", fields={"reason": ["At most 500 characters."]}
                 )
+            stopped: list[dict[str, str]] = []
             if action == "suspend":
-                tenant_services.tenant_suspend(actor=actor, tenant=target, reason=reason)
+                target = tenant_services.tenant_suspend(actor=actor, tenant=target, reason=reason)
+                stopped = target.suspension_stopped_instances
             elif action == "reactivate":
-                tenant_services.tenant_reactivate(actor=actor, tenant=target)
+                was_suspended = target.status == TenantStatus.SUSPENDED
+                target = tenant_services.tenant_reactivate(actor=actor, tenant=target)
+                stopped = target.suspension_stopped_instances if was_suspended else []
             else:
                 tenant_services.tenant_close(actor=actor, tenant=target, reason=reason)
         except DomainError as exc:
             context.update(form_error(exc))
             return render(request, "console/staff/tenant_status.html", context, status=exc.status_code)
-        past = {"suspend": "suspended", "reactivate": "reactivated", "close": "closed"}[action]
-        messages.success(request, f"{target.name} is {past}.")
+        messages.success(request, _status_message(action, target.name, stopped))
         return redirect("console:staff_tenant", staff_tenant_slug=target.slug)
     return render(request, "console/staff/tenant_status.html", context)
+
+
+def _status_message(action: str, name: str, stopped: list[dict[str, str]]) -> str:
+    """What staff read after a status change; suspend and reactivate name the instances the suspension
+    stopped (which stay stopped after the reactivation)."""
+    names = ", ".join(item["name"] for item in stopped)
+    if action == "suspend":
+        return f"{name} is suspended. " + (
+            f"Stopped its instances: {names}." if names else "It had no running instances."
+        )
+    if action == "reactivate":
+        return f"{name} is reactivated. " + (
+            f"Stopped by the suspension, and still stopped until the customer starts them: {names}."
+            if names
+            else "The suspension stopped no instances."
+        )
+    return f"{name} is closed."
 
 
 def _expiry(raw: str) -> datetime | None:

@@ -14,10 +14,10 @@ import tempfile
 import threading
 from typing import Any
 
-import yaml
 from kubernetes import client, config
 from kubernetes.config import incluster_config
 
+from apps.catalog.kubeconfig import KubeconfigError, check_kubeconfig
 from apps.catalog.models import Region
 
 FIELD_MANAGER = "gpucloud"
@@ -65,6 +65,12 @@ def _build(region: Region) -> client.ApiClient:
     kubeconfig = region.get_kubeconfig()
     if not kubeconfig:
         raise RegionNotConnected(f"Region {region.slug} has no cluster connection.")
+    try:
+        # Checked again here: a kubeconfig stored before the admin checked it must not run a command or
+        # read a file in this process either.
+        check_kubeconfig(kubeconfig, sandbox=region.sandbox)
+    except KubeconfigError as exc:
+        raise RegionNotConnected(f"Region {region.slug}: its kubeconfig is refused: {exc}") from exc
     configuration = client.Configuration()
     # The loader wants a file for certificate data; a private temporary file, deleted at once.
     with tempfile.NamedTemporaryFile("w", suffix=".kubeconfig", delete=True) as handle:
@@ -83,7 +89,8 @@ def api_client(region: Region) -> client.ApiClient:
     fingerprint = (
         "in-cluster"
         if region.in_cluster
-        else hashlib.sha256(region.kubeconfig_encrypted.encode()).hexdigest()
+        # The sandbox flag decides what the kubeconfig may do (check_kubeconfig), so it is part of the key.
+        else f"{hashlib.sha256(region.kubeconfig_encrypted.encode()).hexdigest()}:{region.sandbox}"
     )
     key = (region.pk, fingerprint)
     with _lock:
@@ -92,11 +99,9 @@ def api_client(region: Region) -> client.ApiClient:
         return _cache[key]
 
 
-def kubeconfig_from_file(path: str) -> str:
-    """Read and sanity-check a kubeconfig file (for seeding a region from the sandbox)."""
+def kubeconfig_from_file(path: str, *, sandbox: bool = False) -> str:
+    """Read a kubeconfig file that passes check_kubeconfig (for connecting a region to the sandbox)."""
     with open(path) as handle:
         text = handle.read()
-    data = yaml.safe_load(text)
-    if not isinstance(data, dict) or not data.get("clusters"):
-        raise ValueError(f"{path} is not a kubeconfig")
+    check_kubeconfig(text, sandbox=sandbox)
     return text

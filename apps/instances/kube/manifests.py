@@ -38,6 +38,16 @@ TERMINATION_GRACE_SECONDS = 30
 # do); requests = limits, so such a container is still Guaranteed and counted by the quota.
 LIMIT_RANGE_DEFAULTS = {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "10Gi"}
 DNS_PORT = 53
+SMTP_PORT = 25
+MAX_PORT = 65535
+# Internet egress without outbound SMTP: a NetworkPolicy cannot say "every port but 25", so it lists TCP on
+# either side of it and all of UDP (ranges need endPort: Kubernetes 1.25+ and a CNI that implements it).
+# Other protocols (SCTP, ICMP) are then not allowed out; with allow_smtp_egress the rule names no ports.
+EGRESS_PORTS_WITHOUT_SMTP = (
+    {"protocol": "TCP", "port": 1, "endPort": SMTP_PORT - 1},
+    {"protocol": "TCP", "port": SMTP_PORT + 1, "endPort": MAX_PORT},
+    {"protocol": "UDP", "port": 1, "endPort": MAX_PORT},
+)
 
 
 def _metadata(name: str, namespace: str | None, labels: dict[str, str]) -> dict[str, Any]:
@@ -121,10 +131,17 @@ def _network_policy(spec: TenantNamespaceSpec, name: str, body: dict[str, Any]) 
     }
 
 
+def _internet_egress_rule(spec: TenantNamespaceSpec, blocked: tuple[str, ...]) -> dict[str, Any]:
+    rule: dict[str, Any] = {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(blocked)}}]}
+    if not spec.allow_smtp_egress:
+        rule["ports"] = [dict(port) for port in EGRESS_PORTS_WITHOUT_SMTP]
+    return rule
+
+
 def make_network_policies(spec: TenantNamespaceSpec) -> list[Manifest]:
     """Default deny in both directions, then allow: DNS to kube-dns; IPv4 internet egress except the
-    blocked ranges (cluster pods and services, hence other tenants) and link-local (cloud metadata);
-    ingress to instance pods on the SSH port only."""
+    blocked ranges (cluster pods and services, hence other tenants) and link-local (cloud metadata), and
+    except TCP port 25 (SMTP) unless the region allows it; ingress to instance pods on the SSH port only."""
     blocked = normalize_cidrs([*spec.blocked_egress_cidrs, *ALWAYS_BLOCKED_EGRESS_CIDRS])
     all_pods: dict[str, Any] = {}
     return [
@@ -161,7 +178,7 @@ def make_network_policies(spec: TenantNamespaceSpec) -> list[Manifest]:
             {
                 "podSelector": {},
                 "policyTypes": ["Egress"],
-                "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(blocked)}}]}],
+                "egress": [_internet_egress_rule(spec, blocked)],
             },
         ),
         _network_policy(
@@ -233,7 +250,9 @@ def make_pod(spec: InstancePodSpec) -> Manifest:
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": spec.image,
-        "imagePullPolicy": "IfNotPresent",
+        # Always: the registry checks the pull credentials of every pod, so an image another tenant's pod
+        # left in the node's cache cannot be run without them.
+        "imagePullPolicy": "Always",
         "env": _env(spec),
         "ports": [{"name": "ssh", "containerPort": spec.ssh_port, "protocol": "TCP"}],
         "resources": {"requests": dict(resources), "limits": dict(resources)},

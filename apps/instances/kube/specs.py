@@ -66,6 +66,8 @@ class TenantNamespaceSpec:
     # What instances may not reach (the cluster's pod and service ranges, ...). make_network_policies
     # adds ALWAYS_BLOCKED_EGRESS_CIDRS and normalizes.
     blocked_egress_cidrs: tuple[str, ...] = ()
+    # Whether instances may connect out to TCP port 25 (the region's allow_smtp_egress).
+    allow_smtp_egress: bool = False
     ssh_port: int = DEFAULT_SSH_PORT
 
     def __post_init__(self) -> None:
@@ -239,7 +241,7 @@ def namespace_spec_for(
     region) cover every GPU type that uses it. Storage mirrors max_volume_gib; pods max_instances;
     PVCs max_volume_gib too (a claim is at least 1 GiB, so the storage limit bounds their number).
     Blocked egress is the region's list, or DEFAULT_BLOCKED_EGRESS_CIDRS when it has none
-    (make_network_policies adds link-local itself)."""
+    (make_network_policies adds link-local itself); SMTP egress is open only if the region allows it."""
     types_by_resource: dict[str, list[Any]] = {WHOLE_GPU_RESOURCE: []}
     for gpu_type in gpu_types:
         types_by_resource.setdefault(gpu_type.resource_name, []).append(gpu_type.pk)
@@ -266,5 +268,6 @@ def namespace_spec_for(
         max_pvcs=quota.max_volume_gib,
         storage_gib=quota.max_volume_gib,
         blocked_egress_cidrs=normalize_cidrs(region.blocked_egress_cidrs or DEFAULT_BLOCKED_EGRESS_CIDRS),
+        allow_smtp_egress=region.allow_smtp_egress,
         ssh_port=ssh_port,
     )

@@ -97,7 +97,7 @@ def test_unknown_image_fails_image_pull_error(tenant: SandboxTenant, monkeypatch
     API objects; only the grace before a pull error counts as failed (120 s) is shortened to zero."""
     monkeypatch.setattr(observe, "IMAGE_PULL_GRACE", timedelta(0))
     policy = ImagePolicy.current()
-    policy.allow_custom_images = True
+    policy.allow_custom_images, policy.allowed_registries = True, ["images.invalid"]
     policy.save()
 
     launched = tenant.launch(instance_type="cpu-4x", region="us-east-1", image="images.invalid/nope:1")
@@ -121,7 +121,7 @@ def test_a_good_image_is_not_affected_by_the_pull_failure_stage(
     runs (the stage matches only that registry), with the grace shortened just the same."""
     monkeypatch.setattr(observe, "IMAGE_PULL_GRACE", timedelta(0))
     policy = ImagePolicy.current()
-    policy.allow_custom_images = True
+    policy.allow_custom_images, policy.allowed_registries = True, ["ghcr.io"]
     policy.save()
 
     launched = tenant.launch(instance_type="cpu-4x", region="us-east-1", image="ghcr.io/example/ok:1")

@@ -194,6 +194,10 @@ def test_network_policies_exist_and_select_what_they_should(
     assert block.cidr == "0.0.0.0/0"
     excepted = [ipaddress.ip_network(cidr) for cidr in block._except]
     assert ipaddress.ip_network("169.254.0.0/16") in excepted
+    # ... on every TCP port but 25 (SMTP) and every UDP port: the apiserver keeps the endPort ranges.
+    (rule,) = internet.egress
+    opened = {(p.protocol, p.port, p.end_port) for p in rule.ports}
+    assert opened == {("TCP", 1, 24), ("TCP", 26, 65535), ("UDP", 1, 65535)}
     pod_ip = core.read_namespaced_pod(instance_pod, namespace).status.pod_ip
     service_ip = core.read_namespaced_service(instance_pod, namespace).spec.cluster_ip
     for address in (pod_ip, service_ip):

@@ -102,6 +102,9 @@ GOLDEN_CASES: dict[str, Callable[[], Any]] = {
     "limit_range": lambda: manifests.make_limit_range(NAMESPACE_SPEC),
     "service_account": lambda: manifests.make_service_account(NAMESPACE_SPEC),
     "network_policies": lambda: manifests.make_network_policies(NAMESPACE_SPEC),
+    "network_policies_smtp_allowed": lambda: manifests.make_network_policies(
+        dataclasses.replace(NAMESPACE_SPEC, allow_smtp_egress=True)
+    ),
     "pod_gpu": lambda: manifests.make_pod(GPU_POD),
     "pod_mig": lambda: manifests.make_pod(MIG_POD),
     "pod_cpu": lambda: manifests.make_pod(CPU_POD),
@@ -230,6 +233,8 @@ def test_pods_are_restricted_and_guaranteed(kind: str) -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert container["securityContext"]["runAsNonRoot"] is True
+    # Every start asks the registry, so a private image cached on the node needs the credentials again.
+    assert container["imagePullPolicy"] == "Always"
     assert [v["secret"]["secretName"] for v in body["volumes"]] == [names.ssh_secret_name(spec.instance_id)]
     assert pod["metadata"]["annotations"] == {names.GENERATION_KEY: str(spec.generation)}
 
@@ -314,11 +319,48 @@ def test_network_policies_deny_by_default_and_open_only_dns_internet_and_ssh() -
     assert block["ipBlock"]["cidr"] == "0.0.0.0/0"
     # the pod and service ranges, link-local (metadata); IPv6 is never opened, so it is not listed
     assert block["ipBlock"]["except"] == ["10.0.0.0/24", "10.244.0.0/16", "169.254.0.0/16"]
-    assert "ports" not in internet
+    assert internet["ports"] == [
+        {"protocol": "TCP", "port": 1, "endPort": 24},
+        {"protocol": "TCP", "port": 26, "endPort": 65535},
+        {"protocol": "UDP", "port": 1, "endPort": 65535},
+    ]
     ssh = policies["allow-ssh-ingress"]
     assert ssh["podSelector"] == {"matchExpressions": [{"key": names.INSTANCE_LABEL, "operator": "Exists"}]}
     assert ssh["ingress"] == [{"ports": [{"protocol": "TCP", "port": 2222}]}]
     assert "egress" not in ssh
+
+
+def _open_ports(rule: dict[str, Any], protocol: str) -> set[int] | None:
+    """The ports of `protocol` an egress rule lets out; None for all of them (a rule with no ports)."""
+    if "ports" not in rule:
+        return None
+    opened: set[int] = set()
+    for port in rule["ports"]:
+        if port["protocol"] == protocol:
+            opened.update(range(port["port"], port.get("endPort", port["port"]) + 1))
+    return opened
+
+
+def _internet_rule(spec: TenantNamespaceSpec) -> dict[str, Any]:
+    [policy] = [
+        p for p in manifests.make_network_policies(spec) if p["metadata"]["name"] == "allow-internet-egress"
+    ]
+    [rule] = policy["spec"]["egress"]
+    return rule
+
+
+def test_internet_egress_leaves_out_smtp_and_nothing_else_by_default() -> None:
+    rule = _internet_rule(NAMESPACE_SPEC)
+    tcp, udp = _open_ports(rule, "TCP"), _open_ports(rule, "UDP")
+    assert tcp == set(range(1, 65536)) - {25}  # 465 and 587 (authenticated submission) stay open
+    assert udp == set(range(1, 65536))
+    assert NAMESPACE_SPEC.allow_smtp_egress is False  # the default
+
+
+def test_a_region_that_allows_smtp_opens_every_port() -> None:
+    rule = _internet_rule(dataclasses.replace(NAMESPACE_SPEC, allow_smtp_egress=True))
+    assert _open_ports(rule, "TCP") is None and _open_ports(rule, "UDP") is None
+    assert rule["to"] == _internet_rule(NAMESPACE_SPEC)["to"]
 
 
 def test_overlapping_blocked_ranges_are_merged() -> None:
@@ -468,3 +510,7 @@ def test_namespace_spec_mirrors_the_tenant_quota(catalog: Any, tenant_owner: Any
     bare = namespace_spec_for(tenant, region, quota)
     assert bare.gpus == (("nvidia.com/gpu", 16),)
     assert bare.blocked_egress_cidrs == ("10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16")
+    # SMTP egress follows the region's setting, closed unless it opens it.
+    assert bare.allow_smtp_egress is False
+    region.allow_smtp_egress = True
+    assert namespace_spec_for(tenant, region, quota).allow_smtp_egress is True

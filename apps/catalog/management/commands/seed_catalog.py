@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from apps.catalog.catalog_seed import seed_catalog
+from apps.catalog.kubeconfig import KubeconfigError, check_kubeconfig
 from apps.catalog.models import Region
 from apps.core import request_context
 
@@ -19,21 +20,29 @@ SANDBOX_INDEX = (
 
 
 def connect_regions(index_path: Path) -> list[str]:
-    """Store each region's kubeconfig (encrypted) from an index {"regions": {slug: {"kubeconfig": path}}},
-    the format the sandbox writes. Point GPUCLOUD_REGION_KUBECONFIGS at your own index for real clusters."""
-    from apps.instances.kube.client import kubeconfig_from_file
-
+    """Store each region's kubeconfig (encrypted) from an index
+    {"regions": {slug: {"kubeconfig": path, "sandbox": bool}}}, the format the sandbox writes (with
+    "sandbox": true). Point GPUCLOUD_REGION_KUBECONFIGS at your own index for real clusters. Every kubeconfig
+    must pass check_kubeconfig (for its entry's sandbox flag) before any region is changed."""
     index = json.loads(index_path.read_text())
-    connected = []
+    checked = []
+    for slug, entry in (index.get("regions") or {}).items():
+        region = Region.objects.filter(slug=slug).first()
+        if region is None:
+            continue
+        sandbox = entry.get("sandbox", False) is True
+        text = Path(entry["kubeconfig"]).read_text()
+        try:
+            check_kubeconfig(text, sandbox=sandbox)
+        except KubeconfigError as exc:
+            raise ValueError(f"region {slug} ({entry['kubeconfig']}): {exc}") from exc
+        checked.append((region, text, sandbox))
     with transaction.atomic():
-        for slug, entry in (index.get("regions") or {}).items():
-            region = Region.objects.filter(slug=slug).first()
-            if region is None:
-                continue
-            region.set_kubeconfig(kubeconfig_from_file(entry["kubeconfig"]))
-            region.save(update_fields=["kubeconfig_encrypted"])
-            connected.append(slug)
-    return connected
+        for region, text, sandbox in checked:
+            region.set_kubeconfig(text)
+            region.sandbox = sandbox
+            region.save(update_fields=["kubeconfig_encrypted", "sandbox"])
+    return [region.slug for region, _text, _sandbox in checked]
 
 
 class Command(BaseCommand):

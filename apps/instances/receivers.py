@@ -1,0 +1,15 @@
+"""What instances do when lower apps announce a change (connected in InstancesConfig.ready)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apps.instances import services
+
+
+def stop_instances_of_suspended_tenant(
+    sender: Any, *, tenant: Any, actor: Any, stop_reason: str, **kwargs: Any
+) -> list[dict[str, str]]:
+    """A suspended tenant runs nothing: stop its instances (apps.tenants.signals.tenant_suspended)."""
+    stopped = services.instances_stop_all(tenant=tenant, actor=actor, reason=stop_reason)
+    return [{"id": str(instance.pk), "name": instance.name} for instance in stopped]

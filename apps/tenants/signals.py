@@ -1,0 +1,9 @@
+"""Signals tenants send, so that the apps above them act on a tenant's change without tenants importing them
+(the layer order is core < audit < accounts < tenants < ... < instances < billing)."""
+
+from django.dispatch import Signal
+
+# Sent by tenant_suspend inside its transaction, once the status is saved, with `tenant`, `actor` (None for
+# the system) and `stop_reason` (the reason code each stopped instance records). A receiver stops what the
+# tenant runs and returns what it stopped as a list of {"id": str, "name": str}; apps.instances handles it.
+tenant_suspended = Signal()
