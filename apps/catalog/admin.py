@@ -14,16 +14,43 @@ from apps.catalog.models import (
     RegionCapacity,
     RegionNode,
 )
+from apps.catalog.services import check_kubeconfig
+from apps.core import crypto
+
+
+def _kubeconfig(text: str, keys: crypto.KeySet, command: str) -> str:
+    """A pasted kubeconfig, checked to be one and to be storable by this process (which must hold the key
+    set that encrypts it: web never holds FIELD_ENCRYPTION_KEYS in production)."""
+    if not text:
+        return ""
+    try:
+        check_kubeconfig(text)
+    except ValueError as exc:
+        raise forms.ValidationError(str(exc)) from exc
+    if not crypto.available(keys):
+        raise forms.ValidationError(
+            f"This process holds no {keys.setting}, so it cannot store this credential: "
+            f'run `{command}` where that key set is (docs/operations.md, "Adding a region").'
+        )
+    return str(text)
 
 
 class RegionForm(forms.ModelForm):
     kubeconfig = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 6, "autocomplete": "off"}),
-        help_text="Paste a kubeconfig to replace the stored one (encrypted at rest, never shown again). "
-        "Leave empty to keep it.",
+        help_text="The operator's kubeconfig: paste one to replace the stored one (encrypted at rest, never "
+        "shown again). Leave empty to keep it. Only a process holding FIELD_ENCRYPTION_KEYS can store it; in "
+        "production that is the operator's pod (manage.py connect_region).",
     )
     clear_kubeconfig = forms.BooleanField(required=False, help_text="Remove the stored kubeconfig.")
+    logs_kubeconfig = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "autocomplete": "off"}),
+        help_text="The console's logs kubeconfig, whose identity may only read pod logs in tenant namespaces "
+        "(encrypted at rest under LOGS_ENCRYPTION_KEYS, never shown again). Leave empty to keep it.",
+    )
+    clear_logs_kubeconfig = forms.BooleanField(required=False, help_text="Remove the logs kubeconfig.")
 
     class Meta:
         model = Region
@@ -43,17 +70,12 @@ class RegionForm(forms.ModelForm):
         ]
 
     def clean_kubeconfig(self) -> str:
-        import yaml
+        command = "manage.py connect_region <slug> --kubeconfig FILE"
+        return _kubeconfig(self.cleaned_data.get("kubeconfig", ""), crypto.FIELD, command)
 
-        text = self.cleaned_data.get("kubeconfig", "")
-        if text:
-            try:
-                data = yaml.safe_load(text)
-            except yaml.YAMLError as exc:
-                raise forms.ValidationError("Not valid YAML.") from exc
-            if not isinstance(data, dict) or "clusters" not in data:
-                raise forms.ValidationError("Not a kubeconfig (no clusters).")
-        return str(text)
+    def clean_logs_kubeconfig(self) -> str:
+        command = "manage.py connect_region <slug> --logs-kubeconfig FILE"
+        return _kubeconfig(self.cleaned_data.get("logs_kubeconfig", ""), crypto.LOGS, command)
 
     def save(self, commit: bool = True) -> Region:
         region = super().save(commit=False)
@@ -61,6 +83,10 @@ class RegionForm(forms.ModelForm):
             region.set_kubeconfig("")
         elif self.cleaned_data.get("kubeconfig"):
             region.set_kubeconfig(self.cleaned_data["kubeconfig"])
+        if self.cleaned_data.get("clear_logs_kubeconfig"):
+            region.set_logs_kubeconfig("")
+        elif self.cleaned_data.get("logs_kubeconfig"):
+            region.set_logs_kubeconfig(self.cleaned_data["logs_kubeconfig"])
         if commit:
             region.save()
         return region
@@ -76,20 +102,33 @@ class CapacityInline(admin.TabularInline):
 @admin.register(Region)
 class RegionAdmin(AuditedModelAdmin):
     form = RegionForm
-    list_display = ["slug", "name", "status", "in_cluster", "has_kubeconfig", "storage_class"]
+    list_display = [
+        "slug",
+        "name",
+        "status",
+        "in_cluster",
+        "has_kubeconfig",
+        "has_logs_kubeconfig",
+        "storage_class",
+    ]
     list_filter = ["status"]
     inlines = [CapacityInline]
 
     def save_model(self, request: HttpRequest, obj: Region, form: forms.ModelForm, change: bool) -> None:
         # The form has already put the kubeconfig, encrypted, on `obj`; the audit row records changed
         # values, and a cluster credential must not land there in plaintext.
-        if form.cleaned_data.get("kubeconfig"):
-            form.cleaned_data["kubeconfig"] = "(replaced; encrypted at rest)"
+        for field in ("kubeconfig", "logs_kubeconfig"):
+            if form.cleaned_data.get(field):
+                form.cleaned_data[field] = "(replaced; encrypted at rest)"
         super().save_model(request, obj, form, change)
 
     @admin.display(boolean=True, description="kubeconfig")
     def has_kubeconfig(self, region: Region) -> bool:
         return region.has_kubeconfig
+
+    @admin.display(boolean=True, description="logs kubeconfig")
+    def has_logs_kubeconfig(self, region: Region) -> bool:
+        return region.has_logs_kubeconfig
 
 
 @admin.register(GpuType)

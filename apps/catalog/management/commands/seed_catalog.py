@@ -20,7 +20,11 @@ SANDBOX_INDEX = (
 
 def connect_regions(index_path: Path) -> list[str]:
     """Store each region's kubeconfig (encrypted) from an index {"regions": {slug: {"kubeconfig": path}}},
-    the format the sandbox writes. Point GPUCLOUD_REGION_KUBECONFIGS at your own index for real clusters."""
+    the format the sandbox writes. Point GPUCLOUD_REGION_KUBECONFIGS at your own index for real clusters.
+
+    An entry's `operator_kubeconfig`, when present, is the operator's credential instead of `kubeconfig`
+    (the sandbox's `kubeconfig` is its administrator; its operator runs as a restricted user), and its
+    `logs_kubeconfig` the console's credential for pod logs (docs/sandbox.md, "Identities")."""
     from apps.instances.kube.client import kubeconfig_from_file
 
     index = json.loads(index_path.read_text())
@@ -30,8 +34,12 @@ def connect_regions(index_path: Path) -> list[str]:
             region = Region.objects.filter(slug=slug).first()
             if region is None:
                 continue
-            region.set_kubeconfig(kubeconfig_from_file(entry["kubeconfig"]))
-            region.save(update_fields=["kubeconfig_encrypted"])
+            region.set_kubeconfig(
+                kubeconfig_from_file(entry.get("operator_kubeconfig") or entry["kubeconfig"])
+            )
+            if entry.get("logs_kubeconfig"):
+                region.set_logs_kubeconfig(kubeconfig_from_file(entry["logs_kubeconfig"]))
+            region.save(update_fields=["kubeconfig_encrypted", "logs_kubeconfig_encrypted"])
             connected.append(slug)
     return connected
 
