@@ -391,11 +391,17 @@ def test_pod_logs_are_read_with_the_logs_credential_in_a_process_without_the_ope
 
 
 def test_no_pod_logs_without_a_logs_credential_even_with_the_operators(owner: Any) -> None:
+    from apps.instances.kube import client as kube_client
+
     instance = make_instance(owner.tenant, created_by=owner.user)
     instance.region.set_kubeconfig(OPERATOR_KUBECONFIG)
     instance.region.save()
-    with mock.patch.object(Cluster, "read_pod_log", side_effect=AssertionError("must not be called")):
+    with (
+        mock.patch.object(kube_client, "api_client") as operator_client,
+        mock.patch.object(Cluster, "read_pod_log", return_value="read with the operator's credential\n"),
+    ):
         assert selectors.pod_log_tail(instance=instance) is None
+    operator_client.assert_not_called()
 
 
 def test_cluster_read_pod_log_asks_for_the_tail_with_a_short_timeout() -> None:

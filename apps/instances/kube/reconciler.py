@@ -71,10 +71,22 @@ def ensure_tenant_namespace(
         logs_reader=logs_reader_from(settings.LOGS_READER_CLUSTER_ROLE, settings.LOGS_READER_SUBJECTS),
     )
     for manifest in manifests.make_namespace_objects(spec):
-        if refresh:
-            cluster.apply(manifest)
-        else:
-            cluster.apply_changed(manifest)
+        try:
+            if refresh:
+                cluster.apply(manifest)
+            else:
+                cluster.apply_changed(manifest)
+        except ApiException as exc:
+            if manifest["kind"] != "RoleBinding" or exc.status != 403:
+                raise
+            # Pod logs are a convenience: a cluster whose operator may not bind the logs role yet (RBAC or
+            # admission policy not updated, docs/operations.md "Upgrading") still runs instances.
+            logger.warning(
+                "region %s: the logs reader's RoleBinding in %s was refused (%s); no pod logs there",
+                region.slug,
+                spec.namespace,
+                exc.reason,
+            )
 
 
 def _connection(
