@@ -68,7 +68,7 @@ def ensure_tenant_namespace(
         quota_for(tenant),
         gpu_types=GpuType.objects.all(),
         gpu_quotas=tenant.gpu_quotas.all(),
-        logs_reader=logs_reader_from(settings.LOGS_READER_CLUSTER_ROLE, settings.LOGS_READER_SUBJECTS),
+        logs_reader=logs_reader_from(settings.LOGS_READER_CLUSTER_ROLE or "", settings.LOGS_READER_SUBJECTS),
     )
     for manifest in manifests.make_namespace_objects(spec):
         try:
@@ -240,7 +240,7 @@ def _ensure_access(
         return
     if service is None:
         service = (seen.service if seen else cluster.recent_service)(spec.namespace, spec.name)
-    if not ((service or {}).get("metadata") or {}).get("uid"):
+    if service is None or not (service.get("metadata") or {}).get("uid"):
         service = cluster.apply(service_manifest)  # listed a moment ago, gone since
     meta = service["metadata"]
     secret = manifests.owned_by(

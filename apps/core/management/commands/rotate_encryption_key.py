@@ -22,7 +22,8 @@ ENCRYPTED_FIELDS = (
 class Command(BaseCommand):
     help = (
         "Re-encrypt stored secrets with the first key of a key set: region kubeconfigs "
-        "(FIELD_ENCRYPTION_KEYS, --keys field) or region logs kubeconfigs (LOGS_ENCRYPTION_KEYS, --keys logs)."
+        "(FIELD_ENCRYPTION_KEYS, --keys field) or region logs kubeconfigs "
+        "(LOGS_ENCRYPTION_KEYS, --keys logs)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
