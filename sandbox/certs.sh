@@ -5,6 +5,8 @@
 #   admin.{crt,key}              client cert, O=system:masters (kubeconfigs, kwok)
 #   controller-manager.{crt,key} CN=system:kube-controller-manager
 #   scheduler.{crt,key}          CN=system:kube-scheduler
+#   operator.{crt,key}           CN=gpucloud-operator: the operator's restricted identity (no group)
+#   logs.{crt,key}               CN=gpucloud-logs: the console's logs reader (no group)
 #   sa.{key,pub}                 RSA key pair that signs service-account tokens
 # Existing files are kept (idempotent); delete DIR to regenerate.
 set -euo pipefail
@@ -49,6 +51,8 @@ sign apiserver "/CN=kube-apiserver" "extendedKeyUsage=serverAuth" \
 sign admin "/O=system:masters/CN=gpucloud-sandbox-admin" "extendedKeyUsage=clientAuth"
 sign controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
 sign scheduler "/CN=system:kube-scheduler" "extendedKeyUsage=clientAuth"
+sign operator "/CN=gpucloud-operator" "extendedKeyUsage=clientAuth"
+sign logs "/CN=gpucloud-logs" "extendedKeyUsage=clientAuth"
 
 if [[ ! -f sa.pub ]]; then
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null

@@ -4,7 +4,9 @@
 # simulating the region's GPU nodes, and sandbox/provisioner.py simulating a storage driver for the
 # StorageClass $GPUCLOUD_SANDBOX_STORAGE_CLASS (sandbox-standard). Everything listens on 127.0.0.1.
 #
-#   sandbox.sh start     build missing binaries, start every region (reuses a running sandbox)
+#   sandbox.sh start     build missing binaries, start every region (reuses a running sandbox), and
+#                        install the chart's operator RBAC and admission policy for the restricted
+#                        identities gpucloud-operator and gpucloud-logs (docs/sandbox.md, "Identities")
 #   sandbox.sh stop      stop every process by its PID file
 #   sandbox.sh status    show each region's processes and /readyz (exit 1 if not all up)
 #   sandbox.sh env       print shell exports (KUBECONFIG, GPUCLOUD_SANDBOX_KUBECONFIG_<REGION>...)
@@ -312,6 +314,39 @@ ensure_provisioner() {
   echo $! >"$f"
 }
 
+# The operator's and the console's identities: client certificates of users without groups, bound by the
+# chart's own RBAC and held by its admission policy (helm/gpucloud/templates/operator-{rbac,policy}.yaml),
+# rendered with helm as release `gpucloud` in namespace `sandbox`, so that the tests and `make run` drive
+# the sandbox with exactly the rights a production operator has, not the administrator's.
+RBAC_NAMESPACE=sandbox
+OPERATOR_USER=gpucloud-operator
+LOGS_USER=gpucloud-logs
+
+render_rbac() {  # the chart's RBAC and policy for the sandbox's identities, into $SANDBOX_DIR/rbac.yaml
+  "$HELM_BIN/helm" template gpucloud "$SANDBOX_SRC/../helm/gpucloud" --namespace "$RBAC_NAMESPACE" \
+    --kube-version "${K8S_VERSION#v}" \
+    --show-only templates/operator-rbac.yaml --show-only templates/operator-policy.yaml \
+    --set "rbac.operatorUsers={$OPERATOR_USER}" --set "rbac.logsUsers={$LOGS_USER}" \
+    >"$SANDBOX_DIR/rbac.yaml.tmp"
+  mv "$SANDBOX_DIR/rbac.yaml.tmp" "$SANDBOX_DIR/rbac.yaml"
+}
+
+# policy_active: the admission policy refuses the operator a write outside gpucloud's namespaces (a server
+# dry run, so nothing is written either way); policies take a moment to load after they are applied.
+policy_active() {
+  local out
+  out=$("$K8S_BIN/kubectl" --kubeconfig "$RDIR/operator.kubeconfig" -n default create secret generic \
+    sandbox-policy-probe --dry-run=server 2>&1) && return 1
+  grep -q 'managed-by=gpucloud' <<<"$out"
+}
+
+apply_identities() {  # the region's operator and logs kubeconfigs, and the chart's RBAC for them
+  kubeconfig "$RDIR/operator.kubeconfig" "$R_API" operator "$R"
+  kubeconfig "$RDIR/logs.kubeconfig" "$R_API" logs "$R"
+  kubectl_r "$R" apply -f "$SANDBOX_DIR/rbac.yaml" >/dev/null
+  WATCH="$R kube-apiserver" wait_for "$R admission policy for $OPERATOR_USER" policy_active
+}
+
 apply_fleet() {  # (re)applies the region's nodes when the fleet changed or a node is missing
   fleet nodes "$R" >"$RDIR/nodes.json"
   if cmp -s "$RDIR/nodes.json" "$RDIR/nodes.applied.json" && nodes_ready; then return; fi
@@ -367,7 +402,7 @@ write_index() {  # sandbox.json, sandbox.env and a merged kubeconfig with one co
     set_region_vars "$r"
     [[ $first == 1 ]] || json+=","
     first=0
-    json+="\n    \"$r\": {\"kubeconfig\": \"$RDIR/kubeconfig\", \"server\": \"https://127.0.0.1:$R_API\", \"sandbox\": true, \"logs\": \"$LOGS/$r\"}"
+    json+="\n    \"$r\": {\"kubeconfig\": \"$RDIR/kubeconfig\", \"operator_kubeconfig\": \"$RDIR/operator.kubeconfig\", \"logs_kubeconfig\": \"$RDIR/logs.kubeconfig\", \"server\": \"https://127.0.0.1:$R_API\", \"sandbox\": true, \"logs\": \"$LOGS/$r\"}"
     env+="export GPUCLOUD_SANDBOX_KUBECONFIG_$(tr 'a-z-' 'A-Z_' <<<"$r")=\"$RDIR/kubeconfig\"\n"
   done
   json+="\n  }\n}\n"
@@ -390,6 +425,8 @@ cmd_start() {
   if [[ ! -f $K8S_BIN/.complete || ! -f $ETCD_BIN/.complete || ! -f $KWOK_BIN/.complete ]]; then
     "$SANDBOX_SRC/build.sh" etcd kwok kubernetes
   fi
+  # helm renders the chart's RBAC for the sandbox's identities (apply_identities).
+  [[ -f $HELM_BIN/.complete ]] || "$SANDBOX_SRC/build.sh" helm
   mapfile -t RS < <(regions)
   [[ ${#RS[@]} -gt 0 ]] || die "no regions in the fleet"
   local todo=()
@@ -402,9 +439,11 @@ cmd_start() {
       todo+=("$r")
     fi
   done
+  # Idempotent: makes only missing files (a running sandbox gets the identities' certificates too).
+  bash "$SANDBOX_SRC/certs.sh" "$PKI"
+  render_rbac
   if [[ ${#todo[@]} -gt 0 ]]; then
     log "starting region(s) ${todo[*]} in $SANDBOX_DIR (logs: $LOGS)"
-    bash "$SANDBOX_SRC/certs.sh" "$PKI"
     for r in "${todo[@]}"; do set_region_vars "$r"; write_region_config; start_etcd; done
     for r in "${todo[@]}"; do
       set_region_vars "$r"
@@ -428,6 +467,7 @@ cmd_start() {
     for c in "${COMPONENTS[@]}"; do alive "$r" "$c" || die "$r $c exited (log: $LOGS/$r/$c.log)"; done
     apply_storage_class
     ensure_provisioner
+    apply_identities
   done
   write_index "${RS[@]}"
   log "sandbox ready in $((SECONDS - t0)) s: ${RS[*]}"

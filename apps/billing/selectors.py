@@ -97,7 +97,7 @@ def _open_usage(tenant_ids: Collection[Any], now: datetime) -> dict[Any, list[Op
     result: dict[Any, list[OpenUsage]] = {}
     for row in running:
         # billing_since is the created_at of the event that started billing: where the ledger starts too.
-        start = intervals.floor_second(row["billing_since"])
+        start = intervals.floor_second(row["billing_since"] or now)
         end = last_end.get(str(row["pk"]))
         if end is not None and end > start:
             start = end

@@ -15,16 +15,25 @@ from apps.catalog.models import (
     RegionCapacity,
     RegionNode,
 )
+from apps.core import crypto
 
 
 class RegionForm(forms.ModelForm):
     kubeconfig = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 6, "autocomplete": "off"}),
-        help_text="Paste a kubeconfig to replace the stored one (encrypted at rest, never shown again). "
-        "Leave empty to keep it.",
+        help_text="The operator's kubeconfig: paste one to replace the stored one (encrypted at rest, never "
+        "shown again). Leave empty to keep it. Only a process holding FIELD_ENCRYPTION_KEYS can store it; in "
+        "production that is the operator's pod (manage.py connect_region).",
     )
     clear_kubeconfig = forms.BooleanField(required=False, help_text="Remove the stored kubeconfig.")
+    logs_kubeconfig = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "autocomplete": "off"}),
+        help_text="The console's logs kubeconfig, whose identity may only read pod logs in tenant namespaces "
+        "(encrypted at rest under LOGS_ENCRYPTION_KEYS, never shown again). Leave empty to keep it.",
+    )
+    clear_logs_kubeconfig = forms.BooleanField(required=False, help_text="Remove the logs kubeconfig.")
 
     class Meta:
         model = Region
@@ -46,21 +55,43 @@ class RegionForm(forms.ModelForm):
         ]
 
     def clean(self) -> dict[str, Any]:
-        """A new kubeconfig must pass check_kubeconfig for the region's sandbox flag; so must the stored one
-        when the flag is turned off (an http server allowed for a sandbox is not allowed for a region)."""
+        """A new kubeconfig (the operator's or the logs one) must pass check_kubeconfig for the region's
+        sandbox flag, and so must the stored one when the flag is turned off (an http server allowed for a
+        sandbox is not allowed for a region). A process without the key set that encrypts it cannot store
+        it (web never holds FIELD_ENCRYPTION_KEYS in production)."""
         cleaned = super().clean() or {}
         sandbox = bool(cleaned.get("sandbox"))
-        text, field = cleaned.get("kubeconfig") or "", "kubeconfig"
-        if not text and not cleaned.get("clear_kubeconfig") and "sandbox" in self.changed_data:
-            text = self.instance.get_kubeconfig() if self.instance.has_kubeconfig else ""
-            field = "sandbox"
-        if text:
-            try:
-                check_kubeconfig(text, sandbox=sandbox)
-            except KubeconfigError as exc:
-                prefix = "" if field == "kubeconfig" else "The stored kubeconfig is not allowed without it: "
-                self.add_error(field, f"{prefix}{exc}")
+        for field, keys, flag in (
+            ("kubeconfig", crypto.FIELD, "--kubeconfig"),
+            ("logs_kubeconfig", crypto.LOGS, "--logs-kubeconfig"),
+        ):
+            text = cleaned.get(field) or ""
+            if text and self._checked(field, text, sandbox=sandbox):
+                self._storable(field, keys, f"manage.py connect_region <slug> {flag} FILE")
+        # Turning the flag off: the stored kubeconfig is checked again where this process can read it (the
+        # operator's client refuses it anyway when it connects).
+        stored_again = "sandbox" in self.changed_data and not sandbox and self.instance.has_kubeconfig
+        kept = not cleaned.get("kubeconfig") and not cleaned.get("clear_kubeconfig")
+        if stored_again and kept and crypto.available(crypto.FIELD):
+            self._checked("sandbox", self.instance.get_kubeconfig(), sandbox=False, stored=True)
         return cleaned
+
+    def _checked(self, field: str, text: str, *, sandbox: bool, stored: bool = False) -> bool:
+        try:
+            check_kubeconfig(text, sandbox=sandbox)
+        except KubeconfigError as exc:
+            prefix = "The stored kubeconfig is not allowed without it: " if stored else ""
+            self.add_error(field, f"{prefix}{exc}")
+            return False
+        return True
+
+    def _storable(self, field: str, keys: crypto.KeySet, command: str) -> None:
+        if not crypto.available(keys):
+            self.add_error(
+                field,
+                f"This process holds no {keys.setting}, so it cannot store this credential: "
+                f'run `{command}` where that key set is (docs/operations.md, "Adding a region").',
+            )
 
     def save(self, commit: bool = True) -> Region:
         region = super().save(commit=False)
@@ -68,6 +99,10 @@ class RegionForm(forms.ModelForm):
             region.set_kubeconfig("")
         elif self.cleaned_data.get("kubeconfig"):
             region.set_kubeconfig(self.cleaned_data["kubeconfig"])
+        if self.cleaned_data.get("clear_logs_kubeconfig"):
+            region.set_logs_kubeconfig("")
+        elif self.cleaned_data.get("logs_kubeconfig"):
+            region.set_logs_kubeconfig(self.cleaned_data["logs_kubeconfig"])
         if commit:
             region.save()
         return region
@@ -83,20 +118,34 @@ class CapacityInline(admin.TabularInline):
 @admin.register(Region)
 class RegionAdmin(AuditedModelAdmin):
     form = RegionForm
-    list_display = ["slug", "name", "status", "in_cluster", "has_kubeconfig", "sandbox", "storage_class"]
+    list_display = [
+        "slug",
+        "name",
+        "status",
+        "in_cluster",
+        "has_kubeconfig",
+        "has_logs_kubeconfig",
+        "sandbox",
+        "storage_class",
+    ]
     list_filter = ["status"]
     inlines = [CapacityInline]
 
     def save_model(self, request: HttpRequest, obj: Region, form: forms.ModelForm, change: bool) -> None:
         # The form has already put the kubeconfig, encrypted, on `obj`; the audit row records changed
         # values, and a cluster credential must not land there in plaintext.
-        if form.cleaned_data.get("kubeconfig"):
-            form.cleaned_data["kubeconfig"] = "(replaced; encrypted at rest)"
+        for field in ("kubeconfig", "logs_kubeconfig"):
+            if form.cleaned_data.get(field):
+                form.cleaned_data[field] = "(replaced; encrypted at rest)"
         super().save_model(request, obj, form, change)
 
     @admin.display(boolean=True, description="kubeconfig")
     def has_kubeconfig(self, region: Region) -> bool:
         return region.has_kubeconfig
+
+    @admin.display(boolean=True, description="logs kubeconfig")
+    def has_logs_kubeconfig(self, region: Region) -> bool:
+        return region.has_logs_kubeconfig
 
 
 @admin.register(GpuType)

@@ -32,7 +32,8 @@ class Region(models.Model):
     slug = models.SlugField(max_length=40, unique=True)
     name = models.CharField(max_length=100)
     status = models.CharField(max_length=16, choices=RegionStatus.choices, default=RegionStatus.AVAILABLE)
-    # How the operator reaches the cluster: in-cluster service account, or a kubeconfig encrypted at rest.
+    # How the operator reaches the cluster: in-cluster service account, or a kubeconfig encrypted at rest
+    # under FIELD_ENCRYPTION_KEYS (which only the operator and the worker hold).
     in_cluster = models.BooleanField(default=False)
     kubeconfig_encrypted = models.TextField(blank=True, editable=False)
     kubeconfig_context = models.CharField(max_length=200, blank=True)
@@ -41,6 +42,9 @@ class Region(models.Model):
         help_text="A local test cluster (the sandbox): its kubeconfig's server may be plain http or skip TLS "
         "verification. Never for a cluster that runs customers' instances.",
     )
+    # How the console reads pod logs: a second kubeconfig whose identity may only `get pods/log` in tenant
+    # namespaces, encrypted under LOGS_ENCRYPTION_KEYS (which only web holds). Its current context is used.
+    logs_kubeconfig_encrypted = models.TextField(blank=True, editable=False)
     storage_class = models.CharField(max_length=100, blank=True)
     # What the storage class can do (apps/storage): whether a volume may be mounted by several instances at
     # once, and whether it can grow.
@@ -85,10 +89,26 @@ class Region(models.Model):
         return bool(self.kubeconfig_encrypted)
 
     def set_kubeconfig(self, kubeconfig: str) -> None:
-        self.kubeconfig_encrypted = crypto.encrypt(kubeconfig) if kubeconfig else ""
+        """Raises crypto.KeysUnavailable in a process without FIELD_ENCRYPTION_KEYS (web)."""
+        self.kubeconfig_encrypted = crypto.encrypt(kubeconfig, keys=crypto.FIELD) if kubeconfig else ""
 
     def get_kubeconfig(self) -> str:
-        return crypto.decrypt(self.kubeconfig_encrypted) if self.kubeconfig_encrypted else ""
+        if not self.kubeconfig_encrypted:
+            return ""
+        return crypto.decrypt(self.kubeconfig_encrypted, keys=crypto.FIELD)
+
+    @property
+    def has_logs_kubeconfig(self) -> bool:
+        return bool(self.logs_kubeconfig_encrypted)
+
+    def set_logs_kubeconfig(self, kubeconfig: str) -> None:
+        """Raises crypto.KeysUnavailable in a process without LOGS_ENCRYPTION_KEYS."""
+        self.logs_kubeconfig_encrypted = crypto.encrypt(kubeconfig, keys=crypto.LOGS) if kubeconfig else ""
+
+    def get_logs_kubeconfig(self) -> str:
+        if not self.logs_kubeconfig_encrypted:
+            return ""
+        return crypto.decrypt(self.logs_kubeconfig_encrypted, keys=crypto.LOGS)
 
 
 class GpuType(models.Model):

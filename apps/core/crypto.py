@@ -1,41 +1,83 @@
 """Encryption at rest for secrets we must be able to read back (cluster credentials).
 
-Fernet (AES-128-CBC + HMAC-SHA256) with keys from FIELD_ENCRYPTION_KEYS; the first key encrypts, all keys
-decrypt, so keys can be rotated. Without the setting (dev and test), a key is derived from SECRET_KEY.
+Fernet (AES-128-CBC + HMAC-SHA256). Each kind of credential has its own key set, so that a process holds
+only the keys of the credentials its job needs (docs/operations.md, "Encryption keys"):
+
+- `FIELD`: FIELD_ENCRYPTION_KEYS, the regions' operator kubeconfigs (cluster-wide rights); the operator and
+  the worker hold them, web never does.
+- `LOGS`: LOGS_ENCRYPTION_KEYS, the regions' logs kubeconfigs (`get pods/log` in tenant namespaces only);
+  web alone holds them.
+
+In each set the first key encrypts and all keys decrypt, so keys can be rotated. Where a set is not
+configured, dev and test derive a key from SECRET_KEY (ENCRYPTION_KEYS_FROM_SECRET_KEY); production does
+not, so a process that was not given a key set can neither read nor write what it protects
+(`KeysUnavailable`), even though every process has SECRET_KEY.
 """
+
+from __future__ import annotations
 
 import base64
 import hashlib
+from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
 
-def derived_key() -> str:
-    """The key used without FIELD_ENCRYPTION_KEYS: derived from SECRET_KEY."""
-    digest = hashlib.sha256(f"gpucloud-field-encryption:{settings.SECRET_KEY}".encode()).digest()
+@dataclass(frozen=True)
+class KeySet:
+    setting: str  # the setting (and environment variable) holding the comma-separated keys
+    derivation: str  # label of the key derived from SECRET_KEY where allowed
+
+
+FIELD = KeySet("FIELD_ENCRYPTION_KEYS", "gpucloud-field-encryption")
+LOGS = KeySet("LOGS_ENCRYPTION_KEYS", "gpucloud-logs-encryption")
+
+
+class KeysUnavailable(ValueError):
+    """This process was not given the key set (by design, e.g. web and FIELD_ENCRYPTION_KEYS)."""
+
+    def __init__(self, keys: KeySet):
+        super().__init__(f"This process holds no {keys.setting}.")
+        self.keys = keys
+
+
+def derived_key(keys: KeySet = FIELD) -> str:
+    """The key used without the key set's setting where that is allowed: derived from SECRET_KEY."""
+    digest = hashlib.sha256(f"{keys.derivation}:{settings.SECRET_KEY}".encode()).digest()
     return base64.urlsafe_b64encode(digest).decode()
 
 
-def _fernet(extra_keys: tuple[str, ...] = ()) -> MultiFernet:
-    keys = list(getattr(settings, "FIELD_ENCRYPTION_KEYS", []) or []) or [derived_key()]
-    return MultiFernet([Fernet(key) for key in [*keys, *extra_keys]])
+def _configured(keys: KeySet) -> list[str]:
+    return list(getattr(settings, keys.setting, []) or [])
 
 
-def encrypt(plaintext: str) -> str:
-    return _fernet().encrypt(plaintext.encode()).decode()
+def available(keys: KeySet = FIELD) -> bool:
+    """Whether this process can encrypt and decrypt with the key set."""
+    return bool(_configured(keys)) or bool(getattr(settings, "ENCRYPTION_KEYS_FROM_SECRET_KEY", False))
 
 
-def decrypt(ciphertext: str) -> str:
+def _fernet(keys: KeySet, extra_keys: tuple[str, ...] = ()) -> MultiFernet:
+    if not available(keys):
+        raise KeysUnavailable(keys)
+    configured = _configured(keys) or [derived_key(keys)]
+    return MultiFernet([Fernet(key) for key in [*configured, *extra_keys]])
+
+
+def encrypt(plaintext: str, *, keys: KeySet = FIELD) -> str:
+    return _fernet(keys).encrypt(plaintext.encode()).decode()
+
+
+def decrypt(ciphertext: str, *, keys: KeySet = FIELD) -> str:
     try:
-        return _fernet().decrypt(ciphertext.encode()).decode()
+        return _fernet(keys).decrypt(ciphertext.encode()).decode()
     except InvalidToken as exc:
-        raise ValueError("Cannot decrypt: wrong FIELD_ENCRYPTION_KEYS or corrupted value.") from exc
+        raise ValueError(f"Cannot decrypt: wrong {keys.setting} or corrupted value.") from exc
 
 
-def rotate(ciphertext: str, *, extra_keys: tuple[str, ...] = ()) -> str:
+def rotate(ciphertext: str, *, keys: KeySet = FIELD, extra_keys: tuple[str, ...] = ()) -> str:
     """Re-encrypt with the first key; `extra_keys` may still decrypt (a key being retired)."""
     try:
-        return _fernet(extra_keys).rotate(ciphertext.encode()).decode()
+        return _fernet(keys, extra_keys).rotate(ciphertext.encode()).decode()
     except InvalidToken as exc:
-        raise ValueError("Cannot decrypt: wrong FIELD_ENCRYPTION_KEYS or corrupted value.") from exc
+        raise ValueError(f"Cannot decrypt: wrong {keys.setting} or corrupted value.") from exc

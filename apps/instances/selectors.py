@@ -90,16 +90,17 @@ def recent_events_of(*, tenant: Any, limit: int = 10) -> QuerySet[InstanceEvent]
 
 
 def pod_log_tail(*, instance: Instance, tail_lines: int = 200) -> str | None:
-    """The last lines of the instance's pod log, or None when there is none to read: no cluster connection,
-    no pod, or any error or timeout on the way (kwok pods have no logs). Never raises."""
+    """The last lines of the instance's pod log, or None when there is none to read: no logs kubeconfig for
+    the region, no pod, or any error or timeout on the way (kwok pods have no logs). Never raises. Reads
+    with the region's logs credential (`get pods/log` in tenant namespaces only), never the operator's."""
     from apps.instances.kube import names
-    from apps.instances.kube.client import api_client, has_cluster
+    from apps.instances.kube.client import has_logs_credential, logs_api_client
     from apps.instances.kube.cluster import Cluster
 
-    if not has_cluster(instance.region):
+    if not has_logs_credential(instance.region):
         return None
     try:
-        cluster = Cluster(api_client(instance.region))
+        cluster = Cluster(logs_api_client(instance.region))
         text = cluster.read_pod_log(
             names.namespace_name(instance.tenant_id, instance.tenant.slug),
             names.instance_object_name(instance.pk),

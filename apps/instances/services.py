@@ -497,7 +497,7 @@ def instance_observe(
             billing_changed=True,
         )
     # A container start is dated by the kubelet's clock, anything else by ours.
-    at = instance.billing_since if starts_billing and observation == Observation.POD_STARTED else now
+    at = (instance.billing_since or now) if starts_billing and observation == Observation.POD_STARTED else now
     instance.state = new_state
     instance.holds_compute = holds_compute_after(new_state, instance.holds_compute)
     if new_state != before:

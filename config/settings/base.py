@@ -278,8 +278,18 @@ DEFAULT_TENANT_QUOTA = {
     "max_memory_gib": env_int("DEFAULT_QUOTA_MAX_MEMORY_GIB", 2048),
     "max_volume_gib": env_int("DEFAULT_QUOTA_MAX_VOLUME_GIB", 1000),
 }
-# Keys for encrypting cluster credentials at rest (Fernet, comma-separated; the first encrypts).
+# Keys for encrypting cluster credentials at rest (Fernet, comma-separated; the first encrypts), one set per
+# kind of credential so each process holds only what its job needs (apps/core/crypto.py): the regions'
+# operator kubeconfigs (operator and worker), and their logs kubeconfigs (web). Without a set, a key derived
+# from SECRET_KEY stands in, except in production (config/settings/production.py).
 FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS")
+LOGS_ENCRYPTION_KEYS = env_list("LOGS_ENCRYPTION_KEYS")
+ENCRYPTION_KEYS_FROM_SECRET_KEY = True
+# What the operator binds in every tenant namespace so the logs kubeconfigs' identity can read pod logs
+# there and nowhere else (a RoleBinding to this ClusterRole; docs/operator-objects.md). Subjects are
+# `User:<name>` or `ServiceAccount:<namespace>:<name>`; empty role: no binding (and no pod logs).
+LOGS_READER_CLUSTER_ROLE = env_str("LOGS_READER_CLUSTER_ROLE", "")
+LOGS_READER_SUBJECTS = env_list("LOGS_READER_SUBJECTS")
 CELERY_BEAT_SCHEDULE["enforce-instance-timers"] = {
     "task": "apps.instances.tasks.enforce_instance_timers",
     "schedule": 30.0,

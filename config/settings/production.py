@@ -18,6 +18,9 @@ DATABASES = {
     )
 }
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
+# Every process has SECRET_KEY: a key derived from it would let web read the operator's credentials. Here
+# a process reads and writes only the key sets it is given (apps/core/crypto.py).
+ENCRYPTION_KEYS_FROM_SECRET_KEY = False
 if not ALLOWED_HOSTS:
     raise ImproperlyConfigured("The environment variable ALLOWED_HOSTS is required in production.")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")

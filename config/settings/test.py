@@ -4,7 +4,7 @@ import os
 
 from config.settings.base import *  # noqa: F403
 from config.settings.base import REST_FRAMEWORK
-from config.settings.env import with_local_object_storage
+from config.settings.env import env_list, env_str, with_local_object_storage
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -23,3 +23,8 @@ CACHES = {"default": {**CACHES["default"], "KEY_PREFIX": f"gpucloud-test-{os.get
 
 # Object storage: the local SeaweedFS of scripts/s3.sh unless OBJECT_STORAGE_* says otherwise.
 OBJECT_STORAGE = with_local_object_storage(OBJECT_STORAGE)  # noqa: F405
+
+# The sandbox's logs reader: sandbox/sandbox.sh installs the chart's RBAC as release `gpucloud` in namespace
+# `sandbox`, with the logs kubeconfigs' user gpucloud-logs (docs/sandbox.md, "Identities").
+LOGS_READER_CLUSTER_ROLE = env_str("LOGS_READER_CLUSTER_ROLE", "sandbox-gpucloud-pod-logs")
+LOGS_READER_SUBJECTS = env_list("LOGS_READER_SUBJECTS") or ["User:gpucloud-logs"]

@@ -8,6 +8,7 @@ from django.db import connection
 from apps.audit.models import AuditEvent
 from apps.catalog.admin import RegionForm
 from apps.catalog.models import Region
+from apps.core import crypto
 from tests.conftest import login_staff
 from tests.factories import UserFactory
 
@@ -262,3 +263,104 @@ def test_the_image_policy_refuses_ip_addresses_and_localhost_in_the_allowlist(st
     assert staff_client.post(url, {**data, "allowed_registries": "ghcr.io,nvcr.io"}).status_code == 302
     policy.refresh_from_db()
     assert policy.allowed_registries == ["ghcr.io", "nvcr.io"]
+
+
+# --- two key sets: the operator's credential (FIELD) and the console's logs credential (LOGS) -------------
+
+
+@pytest.fixture
+def web_process(settings):
+    """Settings as web has them in production: LOGS_ENCRYPTION_KEYS, no FIELD_ENCRYPTION_KEYS, and no key
+    derived from SECRET_KEY (config/settings/production.py)."""
+    settings.FIELD_ENCRYPTION_KEYS = []
+    settings.LOGS_ENCRYPTION_KEYS = ["bq3TLkHc1H1Jr8CkR0tD1o6gGXlpB0F8lN5cQ8XcZzE="]
+    settings.ENCRYPTION_KEYS_FROM_SECRET_KEY = False
+    return settings
+
+
+def test_the_two_credentials_are_encrypted_under_different_keys(settings):
+    settings.FIELD_ENCRYPTION_KEYS = ["kP8vZ0o3hW2dC8p5s1mQeW9tY6uI4oP2aS7dF3gH1jA="]
+    settings.LOGS_ENCRYPTION_KEYS = ["bq3TLkHc1H1Jr8CkR0tD1o6gGXlpB0F8lN5cQ8XcZzE="]
+    region = Region(slug="r1", name="R1")
+    region.set_kubeconfig(KUBECONFIG)
+    region.set_logs_kubeconfig(KUBECONFIG)
+    region.save()
+
+    settings.FIELD_ENCRYPTION_KEYS, settings.LOGS_ENCRYPTION_KEYS = settings.LOGS_ENCRYPTION_KEYS, []
+    settings.ENCRYPTION_KEYS_FROM_SECRET_KEY = False
+    region.refresh_from_db()
+    with pytest.raises(ValueError, match="Cannot decrypt: wrong FIELD_ENCRYPTION_KEYS"):
+        region.get_kubeconfig()  # the logs key does not open the operator's credential
+    with pytest.raises(crypto.KeysUnavailable, match="LOGS_ENCRYPTION_KEYS"):
+        region.get_logs_kubeconfig()
+
+
+def test_without_its_key_set_a_production_process_can_neither_read_nor_write(settings, web_process):
+    settings.ENCRYPTION_KEYS_FROM_SECRET_KEY = True  # as dev stored it: a key derived from SECRET_KEY
+    region = Region(slug="r1", name="R1")
+    region.set_kubeconfig(KUBECONFIG)
+    region.save()
+    settings.ENCRYPTION_KEYS_FROM_SECRET_KEY = False  # production: SECRET_KEY alone opens nothing
+
+    with pytest.raises(crypto.KeysUnavailable, match="This process holds no FIELD_ENCRYPTION_KEYS"):
+        Region.objects.get(pk=region.pk).get_kubeconfig()
+    with pytest.raises(crypto.KeysUnavailable):
+        Region(slug="r2", name="R2").set_kubeconfig(KUBECONFIG)
+    assert not crypto.available(crypto.FIELD) and crypto.available(crypto.LOGS)
+
+
+def test_the_admin_in_web_refuses_the_operators_kubeconfig_and_names_the_way(staff_client, web_process):
+    response = staff_client.post("/admin/catalog/region/add/", form_data(kubeconfig=KUBECONFIG))
+
+    assert response.status_code == 200  # the form again, with the error on the field
+    page = response.content.decode()
+    assert "This process holds no FIELD_ENCRYPTION_KEYS" in page
+    assert "manage.py connect_region" in page
+    assert not Region.objects.filter(slug="us-east-1").exists()  # nothing half-written
+
+
+def test_the_admin_in_web_stores_the_logs_kubeconfig(staff_client, web_process):
+    response = staff_client.post("/admin/catalog/region/add/", form_data(logs_kubeconfig=KUBECONFIG))
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    region = Region.objects.get(slug="us-east-1")
+    assert region.get_logs_kubeconfig().strip() == KUBECONFIG.strip()
+    assert not region.has_kubeconfig
+    assert SECRET not in region.logs_kubeconfig_encrypted
+    assert SECRET not in staff_client.get(f"/admin/catalog/region/{region.pk}/change/").content.decode()
+    audit = AuditEvent.objects.get(action="admin.region.create")
+    assert SECRET not in str(audit.changes)
+
+
+def test_connect_region_stores_each_credential_where_its_keys_are(tmp_path, settings, web_process):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    region = Region.objects.create(slug="us-east-1", name="US East 1")
+    path = tmp_path / "k.yaml"
+    path.write_text(KUBECONFIG)
+
+    with pytest.raises(CommandError, match="holds no FIELD_ENCRYPTION_KEYS"):  # in web's pod
+        call_command("connect_region", "us-east-1", "--kubeconfig", str(path), "--logs-kubeconfig", str(path))
+    region.refresh_from_db()
+    assert not region.has_kubeconfig and not region.has_logs_kubeconfig  # nothing half-written
+
+    settings.FIELD_ENCRYPTION_KEYS = ["kP8vZ0o3hW2dC8p5s1mQeW9tY6uI4oP2aS7dF3gH1jA="]  # the operator's pod
+    settings.LOGS_ENCRYPTION_KEYS = []
+    out = StringIO()
+    call_command(
+        "connect_region", "us-east-1", "--kubeconfig", str(path), "--context", "us-east-1", stdout=out
+    )
+    region.refresh_from_db()
+    assert (region.get_kubeconfig(), region.kubeconfig_context) == (KUBECONFIG, "us-east-1")
+    event = AuditEvent.objects.get(action="region.connect")
+    assert event.metadata == {"fields": ["kubeconfig_encrypted", "kubeconfig_context"]}
+    assert SECRET not in str(event.changes) + str(event.metadata)
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("users: []\n")
+    with pytest.raises(CommandError, match="Not a kubeconfig"):
+        call_command("connect_region", "us-east-1", "--kubeconfig", str(bad))
+    with pytest.raises(CommandError, match="No region"):
+        call_command("connect_region", "nowhere-1", "--kubeconfig", str(path))

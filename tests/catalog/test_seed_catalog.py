@@ -130,6 +130,33 @@ def test_the_command_connects_regions_from_a_kubeconfig_index(tmp_path):
     assert not Region.objects.get(slug="eu-west-1").has_kubeconfig
 
 
+def test_the_index_may_name_the_operators_and_the_logs_credentials(tmp_path):
+    """The sandbox's index: `kubeconfig` is its administrator; the region is connected with the operator's
+    restricted identity and the console's logs identity instead."""
+    files = {}
+    for who in ("admin", "operator", "logs"):
+        files[who] = tmp_path / f"{who}.kubeconfig"
+        files[who].write_text(
+            yaml.safe_dump({"clusters": [{"name": who, "cluster": {"server": "https://127.0.0.1:1"}}]})
+        )
+    entry = {
+        key: str(files[who])
+        for key, who in [
+            ("kubeconfig", "admin"),
+            ("operator_kubeconfig", "operator"),
+            ("logs_kubeconfig", "logs"),
+        ]
+    }
+    index = tmp_path / "index.json"
+    index.write_text(json.dumps({"regions": {"us-east-1": entry}}))
+
+    call_command("seed_catalog", "--kubeconfigs", str(index), stdout=StringIO())
+
+    us_east = Region.objects.get(slug="us-east-1")
+    assert us_east.get_kubeconfig() == files["operator"].read_text()
+    assert us_east.get_logs_kubeconfig() == files["logs"].read_text()
+
+
 def test_the_command_can_leave_regions_unconnected():
     call_command("seed_catalog", "--kubeconfigs", "none", stdout=StringIO())
     assert not any(region.has_kubeconfig for region in Region.objects.all())

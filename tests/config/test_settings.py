@@ -46,6 +46,8 @@ def _base_env() -> dict[str, str]:
         "SESSION_COOKIE_SECURE",
         "CSRF_COOKIE_SECURE",
         "TRUSTED_PROXY_HOPS",
+        "FIELD_ENCRYPTION_KEYS",
+        "LOGS_ENCRYPTION_KEYS",
     }
     return {k: v for k, v in os.environ.items() if k not in drop}
 
@@ -194,3 +196,24 @@ def test_a_bad_trusted_proxy_hops_stops_the_settings(module: str, garbage: str) 
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert "TRUSTED_PROXY_HOPS" in result.stderr
+
+
+KEY_SETS = (
+    "import os, django; os.environ['DJANGO_SETTINGS_MODULE'] = {module!r}; django.setup(); "
+    "from apps.core import crypto; "
+    "print('FIELD=' + str(crypto.available(crypto.FIELD)), 'LOGS=' + str(crypto.available(crypto.LOGS)))"
+)
+
+
+def test_production_derives_no_key_from_secret_key() -> None:
+    """Every process has SECRET_KEY; in production it opens no credential: web (given only
+    LOGS_ENCRYPTION_KEYS) cannot read the operator's kubeconfigs."""
+    web = _load(
+        "config.settings.production",
+        {**PRODUCTION_ENV, "LOGS_ENCRYPTION_KEYS": "bq3TLkHc1H1Jr8CkR0tD1o6gGXlpB0F8lN5cQ8XcZzE="},
+        KEY_SETS,
+    )
+    assert web.returncode == 0, web.stderr
+    assert web.stdout.split() == ["FIELD=False", "LOGS=True"]
+    dev = _load("config.settings.dev", {}, KEY_SETS)
+    assert dev.stdout.split() == ["FIELD=True", "LOGS=True"], dev.stderr

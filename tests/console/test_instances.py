@@ -319,8 +319,8 @@ def test_pod_log_tail_reads_the_pod_and_swallows_errors(owner: Any, monkeypatch:
     from apps.instances.kube import names
 
     instance = make_instance(owner.tenant, created_by=owner.user)
-    monkeypatch.setattr(kube_client, "has_cluster", lambda region: True)
-    monkeypatch.setattr(kube_client, "api_client", lambda region: mock.MagicMock())
+    monkeypatch.setattr(kube_client, "has_logs_credential", lambda region: True)
+    monkeypatch.setattr(kube_client, "logs_api_client", lambda region: mock.MagicMock())
     calls: list[tuple[str, str, int]] = []
 
     def read(self: Cluster, namespace: str, name: str, *, tail_lines: int = 200, timeout: float = 3) -> str:
@@ -342,6 +342,66 @@ def test_pod_log_tail_reads_the_pod_and_swallows_errors(owner: Any, monkeypatch:
 
     monkeypatch.setattr(Cluster, "read_pod_log", fail)
     assert selectors.pod_log_tail(instance=instance) is None
+
+
+OPERATOR_KUBECONFIG = (
+    "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://operator.invalid'}}]\n"
+    "users: [{name: u, user: {token: operator-token}}]\n"
+    "contexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n"
+)
+LOGS_KUBECONFIG = OPERATOR_KUBECONFIG.replace("operator", "logs")
+
+
+def test_pod_logs_are_read_with_the_logs_credential_in_a_process_without_the_operators_keys(
+    owner: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Web in production: LOGS_ENCRYPTION_KEYS but no FIELD_ENCRYPTION_KEYS and no key derived from
+    SECRET_KEY. The log view still works, with the logs kubeconfig; the operator's is never decrypted."""
+    from cryptography.fernet import Fernet
+
+    from apps.core import crypto
+    from apps.instances.kube import client as kube_client
+
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    settings.LOGS_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    instance = make_instance(owner.tenant, created_by=owner.user)
+    region = instance.region
+    region.set_kubeconfig(OPERATOR_KUBECONFIG)  # as the operator's pod stored it
+    region.set_logs_kubeconfig(LOGS_KUBECONFIG)
+    region.save()
+    settings.FIELD_ENCRYPTION_KEYS = []
+    settings.ENCRYPTION_KEYS_FROM_SECRET_KEY = False
+    with pytest.raises(crypto.KeysUnavailable):
+        region.get_kubeconfig()  # web cannot read the operator's credential at all
+
+    servers: list[str] = []
+
+    def read(self: Cluster, namespace: str, name: str, **kwargs: Any) -> str:
+        servers.append(self.api.configuration.host)  # which credential's cluster entry built this client
+        return "booted\n"
+
+    monkeypatch.setattr(Cluster, "read_pod_log", read)  # the apiserver is the boundary here
+    instance.refresh_from_db()
+    assert selectors.pod_log_tail(instance=instance) == "booted\n"
+    assert servers == ["https://logs.invalid"]
+    kube_client._cache.clear()
+
+    html = client_for(owner.user).get(page("instance_logs", owner.tenant, instance.pk)).content.decode()
+    assert "booted" in html
+
+
+def test_no_pod_logs_without_a_logs_credential_even_with_the_operators(owner: Any) -> None:
+    from apps.instances.kube import client as kube_client
+
+    instance = make_instance(owner.tenant, created_by=owner.user)
+    instance.region.set_kubeconfig(OPERATOR_KUBECONFIG)
+    instance.region.save()
+    with (
+        mock.patch.object(kube_client, "api_client") as operator_client,
+        mock.patch.object(Cluster, "read_pod_log", return_value="read with the operator's credential\n"),
+    ):
+        assert selectors.pod_log_tail(instance=instance) is None
+    operator_client.assert_not_called()
 
 
 def test_cluster_read_pod_log_asks_for_the_tail_with_a_short_timeout() -> None:

@@ -41,3 +41,23 @@ def test_values_under_the_secret_key_derived_key_move_to_field_encryption_keys(s
     call_command("rotate_encryption_key", "--from-secret-key")
     settings.SECRET_KEY = "another-secret-key-" + "x" * 40
     assert Region.objects.get(pk=region.pk).get_kubeconfig() == KUBECONFIG
+
+
+@pytest.mark.django_db
+def test_each_key_set_rotates_on_its_own_and_only_where_it_is_held(settings: Any) -> None:
+    field, old_logs, new_logs = (Fernet.generate_key().decode() for _ in range(3))
+    settings.FIELD_ENCRYPTION_KEYS, settings.LOGS_ENCRYPTION_KEYS = [field], [old_logs]
+    region = _region("rot-3")
+    region.set_logs_kubeconfig(KUBECONFIG)
+    region.save()
+    stored_operator_credential = Region.objects.get(pk=region.pk).kubeconfig_encrypted
+
+    settings.ENCRYPTION_KEYS_FROM_SECRET_KEY = False
+    settings.FIELD_ENCRYPTION_KEYS, settings.LOGS_ENCRYPTION_KEYS = [], [new_logs, old_logs]  # web's pod
+    with pytest.raises(CommandError, match="holds no FIELD_ENCRYPTION_KEYS"):
+        call_command("rotate_encryption_key")
+    call_command("rotate_encryption_key", "--keys", "logs")
+    settings.LOGS_ENCRYPTION_KEYS = [new_logs]
+    region = Region.objects.get(pk=region.pk)
+    assert region.get_logs_kubeconfig() == KUBECONFIG
+    assert region.kubeconfig_encrypted == stored_operator_credential  # the other set was not touched

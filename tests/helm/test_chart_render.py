@@ -65,6 +65,10 @@ def test_default_values_render_every_component(default_docs: list[dict[str, Any]
             ("Job", "migrations"),
             ("ClusterRole", "operator"),
             ("ClusterRoleBinding", "operator"),
+            ("ValidatingAdmissionPolicy", "operator"),
+            ("ValidatingAdmissionPolicyBinding", "operator"),
+            ("ClusterRole", "logs"),
+            ("ServiceAccount", "logs"),
             ("HorizontalPodAutoscaler", "web"),
             ("HorizontalPodAutoscaler", "worker"),
             ("PodDisruptionBudget", "web"),
@@ -144,15 +148,20 @@ def test_only_the_operator_holds_a_kubernetes_token(docs: list[dict[str, Any]]) 
     binding = one(docs, "ClusterRoleBinding")
     operator_sa = one(docs, "ServiceAccount", "operator")["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": operator_sa, "namespace": "gpucloud"}]
-    assert binding["roleRef"]["name"] == one(docs, "ClusterRole")["metadata"]["name"]
+    assert binding["roleRef"]["name"] == one(docs, "ClusterRole", "operator")["metadata"]["name"]
     assert pod_templates(docs)["operator"]["serviceAccountName"] == operator_sa
+    # The pod-logs role is bound by nobody cluster-wide: the operator binds it per tenant namespace.
+    assert one(docs, "ClusterRole", "logs")["rules"] == [
+        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}
+    ]
 
 
 def test_operator_cluster_role_is_exactly_what_the_code_uses(default_docs: list[dict[str, Any]]) -> None:
     # Derived in templates/operator-rbac.yaml from apps/instances/kube/*.py; a change here must be deliberate.
+    role = one(default_docs, "ClusterRole", "operator")["rules"]
     rules = {
         (group, resource): sorted(rule["verbs"])
-        for rule in one(default_docs, "ClusterRole")["rules"]
+        for rule in role
         for group in rule["apiGroups"]
         for resource in rule["resources"]
     }
@@ -163,14 +172,79 @@ def test_operator_cluster_role_is_exactly_what_the_code_uses(default_docs: list[
         ("", "limitranges"): apply,
         ("", "serviceaccounts"): apply,
         ("networking.k8s.io", "networkpolicies"): apply,
-        ("", "secrets"): sorted([*apply, "list", "delete"]),
+        ("rbac.authorization.k8s.io", "rolebindings"): apply,
+        ("rbac.authorization.k8s.io", "clusterroles"): ["bind"],
+        ("", "secrets"): sorted([*apply, "delete"]),  # no list, no get: it never reads a Secret
         ("", "services"): sorted([*apply, "get", "list", "delete"]),
         ("", "pods"): sorted(["create", "get", "list", "watch", "delete"]),
         ("", "persistentvolumeclaims"): sorted([*apply, "get", "delete"]),
         ("", "events"): ["list", "watch"],
         ("", "nodes"): ["get", "list", "watch"],
     }
-    assert all("resourceNames" not in rule for rule in one(default_docs, "ClusterRole")["rules"])
+    # The one named rule: it may bind the pod-logs role, and no other, without holding its right.
+    logs_role = one(default_docs, "ClusterRole", "logs")["metadata"]["name"]
+    assert [rule.get("resourceNames") for rule in role if "resourceNames" in rule] == [[logs_role]]
+    assert [rule["verbs"] for rule in role if "resourceNames" in rule] == [["bind"]]
+
+
+def test_the_admission_policy_binds_the_operators_identities_and_covers_every_write(
+    default_docs: list[dict[str, Any]],
+) -> None:
+    """templates/operator-policy.yaml: every resource the operator may write is matched, for exactly its
+    ServiceAccount (and rbac.operatorUsers), and the binding denies."""
+    policy = one(default_docs, "ValidatingAdmissionPolicy")
+    binding = one(default_docs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    [condition] = policy["spec"]["matchConditions"]
+    assert condition["expression"] == (
+        'request.userInfo.username in ["system:serviceaccount:gpucloud:gc-gpucloud-operator"]'
+    )
+    matched = {
+        (group, resource)
+        for rule in policy["spec"]["matchConstraints"]["resourceRules"]
+        if set(rule["operations"]) == {"CREATE", "UPDATE", "DELETE"}
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    writable = {
+        (group, resource)
+        for rule in one(default_docs, "ClusterRole", "operator")["rules"]
+        if {"create", "patch", "delete"} & set(rule["verbs"])
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert writable <= matched, writable - matched
+    assert all(v.get("reason") == "Forbidden" for v in policy["spec"]["validations"])
+
+    users = render(
+        "--set", "rbac.operatorUsers={gpucloud-operator}", "--set", "rbac.logsUsers={gpucloud-logs}"
+    )
+    [condition] = one(users, "ValidatingAdmissionPolicy")["spec"]["matchConditions"]
+    assert condition["expression"].endswith(
+        '["system:serviceaccount:gpucloud:gc-gpucloud-operator","gpucloud-operator"]'
+    )
+    assert {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "gpucloud-operator"} in one(
+        users, "ClusterRoleBinding"
+    )["subjects"]
+    assert (
+        's.name in ["gpucloud-logs"]'
+        in one(users, "ValidatingAdmissionPolicy")["spec"]["validations"][-1]["expression"]
+    )
+
+
+def test_the_operator_binds_the_logs_role_to_the_logs_identity(default_docs: list[dict[str, Any]]) -> None:
+    env = env_of(pod_templates(default_docs)["operator"]["containers"][0])
+    assert (
+        env["LOGS_READER_CLUSTER_ROLE"]["value"]
+        == one(default_docs, "ClusterRole", "logs")["metadata"]["name"]
+    )
+    logs_sa = one(default_docs, "ServiceAccount", "logs")
+    assert logs_sa["automountServiceAccountToken"] is False
+    assert env["LOGS_READER_SUBJECTS"]["value"] == f"ServiceAccount:gpucloud:{logs_sa['metadata']['name']}"
+    users = render("--set", "rbac.logsUsers={gpucloud-logs}")
+    env = env_of(pod_templates(users)["operator"]["containers"][0])
+    assert env["LOGS_READER_SUBJECTS"]["value"].endswith(",User:gpucloud-logs")
 
 
 def test_web_serves_gunicorn_with_health_probes(default_docs: list[dict[str, Any]]) -> None:
@@ -328,10 +402,41 @@ def test_secrets_reach_pods_only_by_reference(docs: list[dict[str, Any]]) -> Non
     assert not SECRET_SETTINGS & set(config)
     for name, pod in pod_templates(docs).items():
         env = env_of(pod["containers"][0])
-        for setting in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "FIELD_ENCRYPTION_KEYS"):
+        for setting in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL"):
             assert set(env[setting]["valueFrom"]) == {"secretKeyRef"}, (name, setting)
         for setting in SECRET_SETTINGS & set(env):
             assert "value" not in env[setting], (name, setting)
+            assert set(env[setting]["valueFrom"]) == {"secretKeyRef"}, (name, setting)
+
+
+# Which process may decrypt which credential (helpers "gpucloud.secretScopes"; docs/operations.md).
+KEY_HOLDERS = {"FIELD_ENCRYPTION_KEYS": {"worker", "operator"}, "LOGS_ENCRYPTION_KEYS": {"web"}}
+
+
+def test_each_encryption_key_set_reaches_only_the_processes_that_decrypt_with_it(
+    docs: list[dict[str, Any]],
+) -> None:
+    """The operator's cluster credentials are decrypted by the operator and the worker only; web, beat and
+    the migrations hook never receive FIELD_ENCRYPTION_KEYS. The logs credentials: web only."""
+    pods = pod_templates(docs)
+    for setting, holders in KEY_HOLDERS.items():
+        having = {name for name, pod in pods.items() if setting in env_of(pod["containers"][0])}
+        assert having == holders, (setting, having)
+
+
+def test_key_scopes_hold_whatever_secrets_env_says() -> None:
+    """Mapping the key set under another name or Secret does not widen who gets it."""
+    docs = render(
+        "--set",
+        "secrets.env.FIELD_ENCRYPTION_KEYS.secretName=elsewhere",
+        "--set",
+        "secrets.env.LOGS_ENCRYPTION_KEYS.optional=false",
+    )
+    pods = pod_templates(docs)
+    for setting, holders in KEY_HOLDERS.items():
+        assert {n for n, pod in pods.items() if setting in env_of(pod["containers"][0])} == holders
+    field = env_of(pods["operator"]["containers"][0])["FIELD_ENCRYPTION_KEYS"]["valueFrom"]["secretKeyRef"]
+    assert field["name"] == "elsewhere"
 
 
 def test_secret_references_name_their_secret(production_docs: list[dict[str, Any]]) -> None:

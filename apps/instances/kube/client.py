@@ -3,7 +3,9 @@
 A region connects in-cluster (the operator's ServiceAccount) or with its kubeconfig, decrypted only here
 and only in memory. Clients are cached per region and kubeconfig, with request timeouts on every call.
 In-cluster credentials exist only in a process whose pod mounts a ServiceAccount token: with the chart,
-the operator's alone (`reachable_here`).
+the operator's alone (`reachable_here`). The operator's kubeconfig is encrypted under
+FIELD_ENCRYPTION_KEYS, which web does not hold; the console reads pod logs with the region's logs
+kubeconfig instead (`logs_api_client`), whose identity may only `get pods/log` in tenant namespaces.
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ def _build(region: Region) -> client.ApiClient:
         check_kubeconfig(kubeconfig, sandbox=region.sandbox)
     except KubeconfigError as exc:
         raise RegionNotConnected(f"Region {region.slug}: its kubeconfig is refused: {exc}") from exc
+    return _from_kubeconfig(kubeconfig, region.kubeconfig_context or None)
+
+
+def _from_kubeconfig(kubeconfig: str, context: str | None) -> client.ApiClient:
     configuration = client.Configuration()
     # The loader wants a file for certificate data; a private temporary file, deleted at once.
     with tempfile.NamedTemporaryFile("w", suffix=".kubeconfig", delete=True) as handle:
@@ -78,7 +84,7 @@ def _build(region: Region) -> client.ApiClient:
         handle.flush()
         config.load_kube_config(
             config_file=handle.name,
-            context=region.kubeconfig_context or None,
+            context=context,
             client_configuration=configuration,
             persist_config=False,
         )
@@ -96,6 +102,29 @@ def api_client(region: Region) -> client.ApiClient:
     with _lock:
         if key not in _cache:
             _cache[key] = _build(region)
+        return _cache[key]
+
+
+def has_logs_credential(region: Region) -> bool:
+    return region.has_logs_kubeconfig
+
+
+def logs_api_client(region: Region) -> client.ApiClient:
+    """A client with the region's logs kubeconfig (decrypted with LOGS_ENCRYPTION_KEYS, web's), never the
+    operator's credential. Raises RegionNotConnected when the region has none, or when it is refused."""
+    if not region.has_logs_kubeconfig:
+        raise RegionNotConnected(f"Region {region.slug} has no logs kubeconfig.")
+    digest = hashlib.sha256(region.logs_kubeconfig_encrypted.encode()).hexdigest()
+    key = (region.pk, f"logs:{digest}:{region.sandbox}")
+    with _lock:
+        if key not in _cache:
+            kubeconfig = region.get_logs_kubeconfig()
+            try:
+                check_kubeconfig(kubeconfig, sandbox=region.sandbox)
+            except KubeconfigError as exc:
+                refused = f"Region {region.slug}: its logs kubeconfig is refused: {exc}"
+                raise RegionNotConnected(refused) from exc
+            _cache[key] = _from_kubeconfig(kubeconfig, None)
         return _cache[key]
 
 

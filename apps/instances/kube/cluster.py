@@ -30,6 +30,7 @@ class Cluster:
         self.api = api
         self.core = client.CoreV1Api(api)
         self.net = client.NetworkingV1Api(api)
+        self.rbac = client.RbacAuthorizationV1Api(api)
 
     def _apply_fn(self, kind: str) -> Any:
         return {
@@ -41,6 +42,7 @@ class Cluster:
             "Service": self.core.patch_namespaced_service,
             "NetworkPolicy": self.net.patch_namespaced_network_policy,
             "PersistentVolumeClaim": self.core.patch_namespaced_persistent_volume_claim,
+            "RoleBinding": self.rbac.patch_namespaced_role_binding,
         }[kind]
 
     @property

@@ -1,7 +1,11 @@
 """Garbage collection of one region's cluster: gpucloud-labelled objects that no live instance explains.
 
-- Pods, Services and Secrets labelled `app.kubernetes.io/managed-by=gpucloud` whose instance label names
-  an instance that does not exist (in this region) or is terminated are deleted.
+- Pods and Services labelled `app.kubernetes.io/managed-by=gpucloud` whose instance label names an instance
+  that does not exist (in this region) or is terminated are deleted, and with them the instance's SSH
+  Secret, by name. Secrets are never listed (the operator may not: a cluster-wide list reads every Secret
+  of the cluster); each is owned by its instance's Service, so Kubernetes' own garbage collector deletes it
+  with the Service in any case (reconciler._ensure_access), and the deletion by name covers Secrets made
+  before they had an owner.
 - Tenant namespaces (managed-by label) of closed tenants are deleted, with everything in them.
 
 `known_tenants_only` keeps the collector's hands off objects whose tenant is not in this database at all:
@@ -87,7 +91,6 @@ def collect(cluster: Cluster, region: Region, *, known_tenants_only: bool = Fals
     for kind, fn in (
         ("Pod", core.list_pod_for_all_namespaces),
         ("Service", core.list_service_for_all_namespaces),
-        ("Secret", core.list_secret_for_all_namespaces),
     ):
         listed += [(kind, item) for item in list_json(fn, label_selector=selector).get("items") or []]
     namespaces = list_json(core.list_namespace, label_selector=selector).get("items") or []
@@ -118,8 +121,12 @@ def collect(cluster: Cluster, region: Region, *, known_tenants_only: bool = Fals
             continue
         if meta.get("deletionTimestamp"):
             continue
-        if cluster.delete(kind, meta.get("namespace"), meta.get("name", "")):
-            report.deleted.append((kind, meta.get("namespace", ""), meta.get("name", "")))
+        for doomed_kind, name in (
+            (kind, meta.get("name", "")),
+            ("Secret", names.ssh_secret_name(instance_id)),
+        ):
+            if cluster.delete(doomed_kind, meta.get("namespace"), name):
+                report.deleted.append((doomed_kind, meta.get("namespace", ""), name))
     for namespace in namespaces:
         meta = namespace.get("metadata") or {}
         tenant_id = _uuid(labels(namespace).get(names.TENANT_LABEL))

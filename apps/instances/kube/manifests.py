@@ -24,6 +24,7 @@ Manifest = dict[str, Any]
 SERVICE_ACCOUNT = "tenant"
 RESOURCE_QUOTA = "tenant-quota"
 LIMIT_RANGE = "tenant-defaults"
+LOGS_ROLE_BINDING = "gpucloud-pod-logs"
 CONTAINER = "instance"
 SSH_VOLUME = "ssh-authorized-keys"
 SSH_MOUNT_PATH = "/etc/gpucloud/ssh"
@@ -193,14 +194,39 @@ def make_network_policies(spec: TenantNamespaceSpec) -> list[Manifest]:
     ]
 
 
+def make_logs_role_binding(spec: TenantNamespaceSpec) -> Manifest | None:
+    """Lets the console's logs credential read pod logs here, and nothing else: a RoleBinding of the logs
+    ClusterRole (`get pods/log` alone). The operator does not hold that right; it may only `bind` that one
+    role, and the admission policy lets it bind only to these subjects (docs/operator-objects.md)."""
+    reader = spec.logs_reader
+    if reader is None:
+        return None
+    rbac = "rbac.authorization.k8s.io"
+    subjects: list[dict[str, str]] = []
+    for kind, name, namespace in reader.subjects:
+        # A User is an RBAC subject (apiGroup rbac); a ServiceAccount a core one, with its namespace.
+        subject = {"kind": kind, "name": name}
+        subject.update({"namespace": namespace} if namespace else {"apiGroup": rbac})
+        subjects.append(subject)
+    return {
+        "apiVersion": f"{rbac}/v1",
+        "kind": "RoleBinding",
+        "metadata": _metadata(LOGS_ROLE_BINDING, spec.namespace, names.common_labels(spec.tenant_id)),
+        "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": reader.cluster_role},
+        "subjects": subjects,
+    }
+
+
 def make_namespace_objects(spec: TenantNamespaceSpec) -> list[Manifest]:
     """Everything of a tenant namespace, in the order to apply it (the namespace first)."""
+    logs = make_logs_role_binding(spec)
     return [
         make_namespace(spec),
         make_resource_quota(spec),
         make_limit_range(spec),
         make_service_account(spec),
         *make_network_policies(spec),
+        *([logs] if logs else []),
     ]
 
 
@@ -334,6 +360,14 @@ def make_service(spec: InstancePodSpec) -> Manifest:
             ],
         },
     }
+
+
+def owned_by(manifest: Manifest, *, api_version: str, kind: str, name: str, uid: str) -> Manifest:
+    """The manifest with an owner (an object that exists, named with its uid), so that Kubernetes' garbage
+    collector deletes it with the owner: the instance's Secret goes with its Service, and the operator never
+    has to list Secrets to find leftovers (docs/operator-objects.md)."""
+    reference = {"apiVersion": api_version, "kind": kind, "name": name, "uid": uid}
+    return {**manifest, "metadata": {**manifest["metadata"], "ownerReferences": [reference]}}
 
 
 def make_pvc(spec: VolumeClaimSpec) -> Manifest:

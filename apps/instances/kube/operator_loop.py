@@ -262,9 +262,8 @@ class RegionOperator(threading.Thread):
         )
         ids = [pk for pk, _ in live]
         seen = observed.take(cluster)
-        # What the lists show is in place (as stamped); what they lack is applied again below.
-        for kind, listed in (("Secret", seen.secrets), ("Service", seen.services)):
-            applied.cache.learn(cluster.cluster_id, kind, listed)
+        # What the list shows is in place (as stamped); what it lacks is applied again below.
+        applied.cache.learn(cluster.cluster_id, "Service", seen.services)
         failed = self._refresh_namespaces(region, cluster, {tenant_id for _, tenant_id in live})
         for start in range(0, len(ids), RESYNC_BATCH):
             # A resync that keeps going through its batches is alive, however long the whole pass takes (a

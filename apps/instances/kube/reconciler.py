@@ -5,8 +5,10 @@ from the on-commit task, the operator's watch, or the periodic resync."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 from kubernetes.client.rest import ApiException
 from kubernetes.utils import parse_quantity
@@ -20,6 +22,7 @@ from apps.instances.kube.observed import Observed
 from apps.instances.kube.specs import (
     InstancePodSpec,
     claim_spec_for,
+    logs_reader_from,
     namespace_spec_for,
     spec_from_instance,
 )
@@ -65,12 +68,25 @@ def ensure_tenant_namespace(
         quota_for(tenant),
         gpu_types=GpuType.objects.all(),
         gpu_quotas=tenant.gpu_quotas.all(),
+        logs_reader=logs_reader_from(settings.LOGS_READER_CLUSTER_ROLE or "", settings.LOGS_READER_SUBJECTS),
     )
     for manifest in manifests.make_namespace_objects(spec):
-        if refresh:
-            cluster.apply(manifest)
-        else:
-            cluster.apply_changed(manifest)
+        try:
+            if refresh:
+                cluster.apply(manifest)
+            else:
+                cluster.apply_changed(manifest)
+        except ApiException as exc:
+            if manifest["kind"] != "RoleBinding" or exc.status != 403:
+                raise
+            # Pod logs are a convenience: a cluster whose operator may not bind the logs role yet (RBAC or
+            # admission policy not updated, docs/operations.md "Upgrading") still runs instances.
+            logger.warning(
+                "region %s: the logs reader's RoleBinding in %s was refused (%s); no pod logs there",
+                region.slug,
+                spec.namespace,
+                exc.reason,
+            )
 
 
 def _connection(
@@ -190,13 +206,51 @@ def _run(cluster: Cluster, instance: Instance, spec: InstancePodSpec, seen: Obse
 def _converge(cluster: Cluster, instance: Instance, spec: InstancePodSpec, seen: Observed | None) -> None:
     if seen is None:
         ensure_namespace(cluster, instance)  # a resync (with `seen`) applied every tenant's namespace first
-    # The Secret and the Service go out alongside the pod's read and creation, not before them: a launch
-    # waits for one round trip, not three. A pod whose Secret is not there yet waits for it (the kubelet
+    # The Service and the Secret go out alongside the pod's read and creation, not before them: a launch
+    # waits for two round trips, not four. A pod whose Secret is not there yet waits for it (the kubelet
     # retries the mount), and a failed apply still fails this pass once the pod's part is done.
-    objects = (manifests.make_ssh_secret(spec), manifests.make_service(spec))
-    stale = [manifest for manifest in objects if not cluster.is_applied(manifest)]
-    with concurrently.calls(cluster.apply, stale):
+    secret_due = _secret_due(instance, seen.pod(spec.namespace, spec.name) if seen else None, seen)
+    with concurrently.calls(partial(_ensure_access, cluster, spec, seen), [secret_due]):
         _converge_pod(cluster, instance, spec, seen)
+
+
+FORCE, CHANGED = "force", "changed"
+
+
+def _secret_due(instance: Instance, pod: dict[str, Any] | None, seen: Observed | None) -> str | None:
+    """Whether the SSH Secret is to be applied: FORCE whenever a pod may be made now (it mounts the Secret,
+    and nothing else tells whether someone deleted it: the operator may not list Secrets), CHANGED while the
+    instance is not running yet (unless this process applied the same Secret lately), else not at all (a
+    running pod has its keys, which never change after launch)."""
+    if seen is None or pod is None or _must_go(pod, instance):
+        return FORCE
+    return CHANGED if instance.state != State.RUNNING else None
+
+
+def _ensure_access(
+    cluster: Cluster, spec: InstancePodSpec, seen: Observed | None, secret_due: str | None
+) -> None:
+    """The instance's Service, then its SSH Secret owned by that Service, so that Kubernetes deletes the
+    Secret with the Service (the owner reference needs the Service's uid: hence this order)."""
+    service_manifest = manifests.make_service(spec)
+    service = None
+    if not cluster.is_applied(service_manifest):
+        service = cluster.apply(service_manifest)
+        secret_due = FORCE  # a Service made again has a new uid: its Secret is gone or must be re-owned
+    if secret_due is None:
+        return
+    if service is None:
+        service = (seen.service if seen else cluster.recent_service)(spec.namespace, spec.name)
+    if service is None or not (service.get("metadata") or {}).get("uid"):
+        service = cluster.apply(service_manifest)  # listed a moment ago, gone since
+    meta = service["metadata"]
+    secret = manifests.owned_by(
+        manifests.make_ssh_secret(spec), api_version="v1", kind="Service", name=meta["name"], uid=meta["uid"]
+    )
+    if secret_due == FORCE:
+        cluster.apply(secret)
+    else:
+        cluster.apply_changed(secret)
 
 
 def _converge_pod(cluster: Cluster, instance: Instance, spec: InstancePodSpec, seen: Observed | None) -> None:

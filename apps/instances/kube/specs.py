@@ -49,6 +49,38 @@ def _check_name(what: str, value: str, *, dns1035: bool = False) -> None:
         raise ValueError(f"{what} {value!r} is not a valid DNS label")
 
 
+SUBJECT_KINDS = ("User", "ServiceAccount")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LogsReader:
+    """Who may read pod logs in a tenant namespace: a RoleBinding of `cluster_role` (whose only right is
+    `get pods/log`) to `subjects`, each (kind, name, namespace; "" for a User)."""
+
+    cluster_role: str
+    subjects: tuple[tuple[str, str, str], ...]
+
+    def __post_init__(self) -> None:
+        if not self.cluster_role or not self.subjects:
+            raise ValueError("a logs reader needs a cluster role and at least one subject")
+        for kind, name, namespace in self.subjects:
+            if kind not in SUBJECT_KINDS or not name or (kind == "ServiceAccount") != bool(namespace):
+                raise ValueError(f"bad logs reader subject {(kind, name, namespace)!r}")
+
+
+def logs_reader_from(cluster_role: str, subjects: Iterable[str]) -> LogsReader | None:
+    """From the settings' form (LOGS_READER_CLUSTER_ROLE, LOGS_READER_SUBJECTS: `User:<name>` or
+    `ServiceAccount:<namespace>:<name>`); None without a role. ValueError on a malformed subject."""
+    if not cluster_role:
+        return None
+    parsed = []
+    for text in subjects:
+        kind, _, rest = text.strip().partition(":")
+        namespace, name = rest.split(":", 1) if kind == "ServiceAccount" and ":" in rest else ("", rest)
+        parsed.append((kind, name, namespace))
+    return LogsReader(cluster_role=cluster_role, subjects=tuple(parsed))
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TenantNamespaceSpec:
     """One tenant's namespace in one region's cluster, with the limits of its ResourceQuota."""
@@ -69,6 +101,8 @@ class TenantNamespaceSpec:
     # Whether instances may connect out to TCP port 25 (the region's allow_smtp_egress).
     allow_smtp_egress: bool = False
     ssh_port: int = DEFAULT_SSH_PORT
+    # Who may read the namespace's pod logs (the console's logs credential); None: nobody.
+    logs_reader: LogsReader | None = None
 
     def __post_init__(self) -> None:
         _check_name("namespace", self.namespace)
@@ -232,6 +266,7 @@ def namespace_spec_for(
     gpu_types: Iterable[GpuType] = (),
     gpu_quotas: Iterable[GpuQuota] = (),
     ssh_port: int = DEFAULT_SSH_PORT,
+    logs_reader: LogsReader | None = None,
 ) -> TenantNamespaceSpec:
     """The namespace spec of `tenant` in `region`, its ResourceQuota mirroring `quota`.
 
@@ -270,4 +305,5 @@ def namespace_spec_for(
         blocked_egress_cidrs=normalize_cidrs(region.blocked_egress_cidrs or DEFAULT_BLOCKED_EGRESS_CIDRS),
         allow_smtp_egress=region.allow_smtp_egress,
         ssh_port=ssh_port,
+        logs_reader=logs_reader,
     )

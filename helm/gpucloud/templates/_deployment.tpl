@@ -67,7 +67,7 @@ spec:
             - name: PROMETHEUS_MULTIPROC_DIR
               value: {{ include "gpucloud.multiprocDir" $root }}
             {{- end }}
-            {{- with include "gpucloud.secretEnv" $root }}{{ . | nindent 12 }}{{ end }}
+            {{- with include "gpucloud.secretEnv" $ctx }}{{ . | nindent 12 }}{{ end }}
             {{- with include "gpucloud.plainEnv" .values.env }}{{ . | nindent 12 }}{{ end }}
           {{- with .container }}
           {{- . | nindent 10 }}

@@ -68,18 +68,52 @@ ALLOWED_HOSTS: {{ $hosts | uniq | join "," | quote }}
 {{- end }}
 {{- end -}}
 
-{{/* Secret settings, each read from an existing Secret by reference (a YAML list; empty: nothing). */}}
+{{/*
+Secret settings that only some components may hold, whatever secrets.env says (docs/operations.md,
+"Encryption keys"): the regions' operator kubeconfigs are decrypted by the operator and the worker (its
+on-commit reconcile) alone, the regions' logs kubeconfigs by web alone. Beat and the migrations hook get
+neither.
+*/}}
+{{- define "gpucloud.secretScopes" -}}
+FIELD_ENCRYPTION_KEYS: [worker, operator]
+LOGS_ENCRYPTION_KEYS: [web]
+{{- end -}}
+
+{{/* Secret settings of one component, each read from an existing Secret by reference (a YAML list; empty:
+nothing). Argument: dict root, component. */}}
 {{- define "gpucloud.secretEnv" -}}
-{{- $default := .Values.secrets.existingSecret -}}
+{{- $component := .component -}}
+{{- $default := .root.Values.secrets.existingSecret -}}
+{{- $scopes := include "gpucloud.secretScopes" . | fromYaml -}}
 {{- $env := list -}}
-{{- range $name, $ref := .Values.secrets.env -}}
-{{- if $ref -}}
+{{- range $name, $ref := .root.Values.secrets.env -}}
+{{- if and $ref (or (not (hasKey $scopes $name)) (has $component (index $scopes $name))) -}}
 {{- $selector := dict "name" (default $default $ref.secretName) "key" $ref.key -}}
 {{- if $ref.optional }}{{ $_ := set $selector "optional" true }}{{ end -}}
 {{- $env = append $env (dict "name" $name "valueFrom" (dict "secretKeyRef" $selector)) -}}
 {{- end -}}
 {{- end -}}
 {{- if $env }}{{ toYaml $env }}{{ end -}}
+{{- end -}}
+
+{{/* A cluster-scoped object's name: <release namespace>-<fullname>-<suffix>. Argument: dict root, suffix. */}}
+{{- define "gpucloud.clusterName" -}}
+{{- printf "%s-%s-%s" .root.Release.Namespace (include "gpucloud.fullname" .root) .suffix | trunc 253 -}}
+{{- end -}}
+
+{{/* The identities that act as the operator: its ServiceAccount, plus rbac.operatorUsers (YAML list). */}}
+{{- define "gpucloud.operatorUsernames" -}}
+{{- $sa := include "gpucloud.serviceAccountName" (dict "root" . "component" "operator") -}}
+{{- toYaml (concat (list (printf "system:serviceaccount:%s:%s" .Release.Namespace $sa)) .Values.rbac.operatorUsers) -}}
+{{- end -}}
+
+{{/* The logs reader's subjects, in the operator's LOGS_READER_SUBJECTS form (YAML list): the chart's logs
+ServiceAccount, plus rbac.logsUsers. */}}
+{{- define "gpucloud.logsSubjects" -}}
+{{- $sa := include "gpucloud.componentName" (dict "root" . "component" "logs") -}}
+{{- $subjects := list (printf "ServiceAccount:%s:%s" .Release.Namespace $sa) -}}
+{{- range .Values.rbac.logsUsers }}{{ $subjects = append $subjects (printf "User:%s" .) }}{{ end -}}
+{{- toYaml $subjects -}}
 {{- end -}}
 
 {{/* Plain name/value env entries from a map (a YAML list; empty: nothing). */}}

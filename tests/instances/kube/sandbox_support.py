@@ -1,10 +1,11 @@
 """Shared helpers of the tests that run instances against the Kubernetes sandbox (test_*_sandbox.py).
 
 Nothing here is mocked: regions are connected to the sandbox's real apiservers (kubeconfig stored encrypted on
-the Region, as in production), launches go through the REST API with a tenant token, and reconciliation is
-driven by calling the reconciler itself (`apps.instances.kube.reconciler.reconcile`) in a bounded polling
-loop, the way the operator's watch and resync would call it, so these tests do not depend on the operator
-process. Every tenant namespace a test makes is deleted at teardown (`SandboxTenant.cleanup`).
+the Region, as in production, for the operator's restricted identity gpucloud-operator), launches go through
+the REST API with a tenant token, and reconciliation is driven by calling the reconciler itself
+(`apps.instances.kube.reconciler.reconcile`) in a bounded polling loop, the way the operator's watch and
+resync would call it, so these tests do not depend on the operator process. Every tenant namespace a test
+makes is deleted at teardown (`SandboxTenant.cleanup`).
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ DRIVE_TIMEOUT = 90.0  # seconds; a bound for a hung cluster, not a performance a
 
 
 def connect(region: Region, sandbox: Sandbox) -> Region:
-    """Connect a catalog region to the sandbox cluster of the same name."""
-    region.set_kubeconfig(kubeconfig_from_file(str(sandbox.regions[region.slug])))
+    """Connect a catalog region to the sandbox cluster of the same name, as production does: the operator
+    with its restricted identity (the chart's ClusterRole and admission policy, not the administrator), the
+    console's pod logs with the logs identity."""
+    region.set_kubeconfig(kubeconfig_from_file(str(sandbox.operator_kubeconfig_for(region.slug))))
+    region.set_logs_kubeconfig(kubeconfig_from_file(str(sandbox.logs_kubeconfig_for(region.slug))))
     region.save()
     return region
 

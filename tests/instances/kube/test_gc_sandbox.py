@@ -74,12 +74,16 @@ def test_orphans_go_and_live_instances_stay(world: Any, make_namespace: Callable
     secret = {"metadata": {"name": names.ssh_secret_name(ghost), "labels": labels}, "stringData": {"a": "b"}}
     core.create_namespaced_secret(ns, secret)
 
-    # A terminated instance's leftover (made after its termination, as a crashed deletion would leave it).
+    # A terminated instance's leftovers (made after its termination, as a crashed deletion would leave them:
+    # its Service, and its Secret made before Secrets had an owner).
     dead = tenant.launch(instance_type="cpu-4x", region="us-east-1", image="cuda-12", name="dead")
     tenant.act(dead["id"], "terminate")
     drive(dead["id"], state_is("terminated"), what="terminated")  # the reconciler, as the watcher would
     dead_labels = names.common_labels(tenant.actor.tenant.pk, dead["id"])
-    dead_secret = names.ssh_secret_name(dead["id"])
+    dead_name, dead_secret = names.instance_object_name(dead["id"]), names.ssh_secret_name(dead["id"])
+    core.create_namespaced_service(
+        ns, {"metadata": {"name": dead_name, "labels": dead_labels}, "spec": {"ports": [{"port": 22}]}}
+    )
     core.create_namespaced_secret(
         ns, {"metadata": {"name": dead_secret, "labels": dead_labels}, "stringData": {"a": "b"}}
     )
@@ -94,6 +98,7 @@ def test_orphans_go_and_live_instances_stay(world: Any, make_namespace: Callable
     deleted = set(report.deleted)
     assert ("Pod", ns, names.instance_object_name(ghost)) in deleted
     assert ("Secret", ns, names.ssh_secret_name(ghost)) in deleted
+    assert ("Service", ns, dead_name) in deleted
     assert ("Secret", ns, dead_secret) in deleted
     assert not any(name.startswith(pod_name) for _kind, _ns, name in deleted)
     assert gone_or_going(core.read_namespaced_pod, names.instance_object_name(ghost), ns)
@@ -103,6 +108,27 @@ def test_orphans_go_and_live_instances_stay(world: Any, make_namespace: Callable
     assert exists(core.read_namespaced_secret, names.ssh_secret_name(live["id"]), ns)
     assert exists(core.read_namespaced_secret, "theirs", foreign_ns)
     assert exists(core.read_namespace, ns)
+
+
+def test_an_instances_secret_goes_with_its_service_without_the_operator(world: Any) -> None:
+    """The operator may not list Secrets: each instance's Secret is owned by its Service, so Kubernetes'
+    garbage collector (kube-controller-manager) deletes it with the Service, whoever deletes that."""
+    _catalog, tenant = world
+    live = tenant.launch(instance_type="cpu-4x", region="us-east-1", image="cuda-12", name="owned")
+    drive(live["id"], state_is("running"), what="running")
+    core, ns = tenant.core(), tenant.namespace
+    name, secret_name = names.instance_object_name(live["id"]), names.ssh_secret_name(live["id"])
+    service = core.read_namespaced_service(name, ns)
+    [owner] = core.read_namespaced_secret(secret_name, ns).metadata.owner_references
+    assert (owner.kind, owner.name, owner.uid) == ("Service", name, service.metadata.uid)
+
+    core.delete_namespaced_service(name, ns)
+
+    wait_until(
+        lambda: gone_or_going(core.read_namespaced_secret, secret_name, ns),
+        timeout=60,
+        what="the garbage collector to delete the Secret with its Service",
+    )
 
 
 def test_namespaces_of_closed_tenants_go(world: Any, kube_clients: dict[str, client.ApiClient]) -> None:

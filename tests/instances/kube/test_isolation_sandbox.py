@@ -217,8 +217,13 @@ def test_tenant_namespace_holds_no_credentials(
     account = core.read_namespaced_service_account("tenant", namespace)
     assert account.automount_service_account_token is False
     assert not account.secrets
+    # One binding only: the console's logs identity may read pod logs here; nothing in the namespace is bound.
     bindings = client.RbacAuthorizationV1Api(tenant.kube_clients["us-east-1"])
-    assert bindings.list_namespaced_role_binding(namespace).items == []
+    [binding] = bindings.list_namespaced_role_binding(namespace).items
+    assert (binding.role_ref.kind, binding.role_ref.name) == ("ClusterRole", "sandbox-gpucloud-pod-logs")
+    assert [(s.kind, s.name, s.namespace) for s in binding.subjects] == [("User", "gpucloud-logs", None)]
+    role = bindings.read_cluster_role("sandbox-gpucloud-pod-logs")
+    assert [(r.resources, r.verbs) for r in role.rules] == [(["pods/log"], ["get"])]
 
     pod = core.read_namespaced_pod(names.instance_object_name(running["id"]), namespace)
     assert pod.spec.service_account_name == "tenant"

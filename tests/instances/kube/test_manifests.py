@@ -25,7 +25,9 @@ from apps.catalog.models import GpuType
 from apps.instances.kube import manifests, names
 from apps.instances.kube.specs import (
     InstancePodSpec,
+    LogsReader,
     TenantNamespaceSpec,
+    logs_reader_from,
     namespace_spec_for,
     spec_from_instance,
 )
@@ -53,6 +55,10 @@ NAMESPACE_SPEC = TenantNamespaceSpec(
     max_pvcs=10,
     storage_gib=1000,
     blocked_egress_cidrs=("10.244.0.0/16", "10.0.0.0/24", "fd00::/8"),
+    logs_reader=LogsReader(
+        cluster_role="gpucloud-gpucloud-pod-logs",
+        subjects=(("ServiceAccount", "gpucloud-logs", "gpucloud"), ("User", "gpucloud-logs", "")),
+    ),
 )
 
 GPU_POD = InstancePodSpec(
@@ -105,6 +111,7 @@ GOLDEN_CASES: dict[str, Callable[[], Any]] = {
     "network_policies_smtp_allowed": lambda: manifests.make_network_policies(
         dataclasses.replace(NAMESPACE_SPEC, allow_smtp_egress=True)
     ),
+    "role_binding_logs": lambda: manifests.make_logs_role_binding(NAMESPACE_SPEC),
     "pod_gpu": lambda: manifests.make_pod(GPU_POD),
     "pod_mig": lambda: manifests.make_pod(MIG_POD),
     "pod_cpu": lambda: manifests.make_pod(CPU_POD),
@@ -121,6 +128,7 @@ MODELS = {
     "LimitRange": "V1LimitRange",
     "ServiceAccount": "V1ServiceAccount",
     "NetworkPolicy": "V1NetworkPolicy",
+    "RoleBinding": "V1RoleBinding",
     "Secret": "V1Secret",
     "Pod": "V1Pod",
     "Service": "V1Service",
@@ -298,6 +306,56 @@ def test_namespace_enforces_restricted_pod_security() -> None:
     labels = manifests.make_namespace(NAMESPACE_SPEC)["metadata"]["labels"]
     for mode in ("enforce", "audit", "warn"):
         assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+
+
+def test_logs_reader_binding_grants_only_the_logs_role_to_its_subjects() -> None:
+    binding = manifests.make_logs_role_binding(NAMESPACE_SPEC)
+    assert binding is not None
+    assert binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "gpucloud-gpucloud-pod-logs",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "gpucloud-logs", "namespace": "gpucloud"},
+        {"kind": "User", "name": "gpucloud-logs", "apiGroup": "rbac.authorization.k8s.io"},
+    ]
+    kinds = [m["kind"] for m in manifests.make_namespace_objects(NAMESPACE_SPEC)]
+    assert kinds[0] == "Namespace" and kinds.count("RoleBinding") == 1
+
+
+def test_without_a_logs_reader_nobody_is_bound() -> None:
+    spec = dataclasses.replace(NAMESPACE_SPEC, logs_reader=None)
+    assert manifests.make_logs_role_binding(spec) is None
+    assert "RoleBinding" not in {m["kind"] for m in manifests.make_namespace_objects(spec)}
+
+
+def test_logs_reader_from_the_settings_form() -> None:
+    reader = logs_reader_from("r", ["User:gpucloud-logs", " ServiceAccount:gpucloud:gpucloud-logs"])
+    assert reader == LogsReader(
+        cluster_role="r",
+        subjects=(("User", "gpucloud-logs", ""), ("ServiceAccount", "gpucloud-logs", "gpucloud")),
+    )
+    assert logs_reader_from("", ["User:x"]) is None
+
+
+@pytest.mark.parametrize(
+    "subjects", [[], ["Group:admins"], ["ServiceAccount:no-namespace"], ["User:"], ["system:masters"]]
+)
+def test_logs_reader_refuses_malformed_subjects(subjects: list[str]) -> None:
+    with pytest.raises(ValueError):
+        logs_reader_from("r", subjects)
+
+
+def test_owned_by_names_the_owner_with_its_uid() -> None:
+    secret = manifests.make_ssh_secret(GPU_POD)
+    owned = manifests.owned_by(secret, api_version="v1", kind="Service", name=GPU_POD.name, uid="u-1")
+    assert owned["metadata"]["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "Service", "name": GPU_POD.name, "uid": "u-1"}
+    ]
+    assert "ownerReferences" not in secret["metadata"]  # the builder's own output is left as it was
+    assert {k: v for k, v in owned["metadata"].items() if k != "ownerReferences"} == secret["metadata"]
 
 
 def test_quota_caps_every_gpu_resource_and_the_rest() -> None:

@@ -23,7 +23,11 @@ def connect_regions(index_path: Path) -> list[str]:
     """Store each region's kubeconfig (encrypted) from an index
     {"regions": {slug: {"kubeconfig": path, "sandbox": bool}}}, the format the sandbox writes (with
     "sandbox": true). Point GPUCLOUD_REGION_KUBECONFIGS at your own index for real clusters. Every kubeconfig
-    must pass check_kubeconfig (for its entry's sandbox flag) before any region is changed."""
+    must pass check_kubeconfig (for its entry's sandbox flag) before any region is changed.
+
+    An entry's `operator_kubeconfig`, when present, is the operator's credential instead of `kubeconfig`
+    (the sandbox's `kubeconfig` is its administrator; its operator runs as a restricted user), and its
+    `logs_kubeconfig` the console's credential for pod logs (docs/sandbox.md, "Identities")."""
     index = json.loads(index_path.read_text())
     checked = []
     for slug, entry in (index.get("regions") or {}).items():
@@ -31,18 +35,28 @@ def connect_regions(index_path: Path) -> list[str]:
         if region is None:
             continue
         sandbox = entry.get("sandbox", False) is True
-        text = Path(entry["kubeconfig"]).read_text()
-        try:
-            check_kubeconfig(text, sandbox=sandbox)
-        except KubeconfigError as exc:
-            raise ValueError(f"region {slug} ({entry['kubeconfig']}): {exc}") from exc
-        checked.append((region, text, sandbox))
+        texts: list[str | None] = []
+        for path in (entry.get("operator_kubeconfig") or entry["kubeconfig"], entry.get("logs_kubeconfig")):
+            if path is None:
+                texts.append(None)
+                continue
+            text = Path(path).read_text()
+            try:
+                check_kubeconfig(text, sandbox=sandbox)
+            except KubeconfigError as exc:
+                raise ValueError(f"region {slug} ({path}): {exc}") from exc
+            texts.append(text)
+        operator_text = texts[0]
+        assert operator_text is not None
+        checked.append((region, operator_text, texts[1], sandbox))
     with transaction.atomic():
-        for region, text, sandbox in checked:
+        for region, text, logs_text, sandbox in checked:
             region.set_kubeconfig(text)
+            if logs_text is not None:
+                region.set_logs_kubeconfig(logs_text)
             region.sandbox = sandbox
-            region.save(update_fields=["kubeconfig_encrypted", "sandbox"])
-    return [region.slug for region, _text, _sandbox in checked]
+            region.save(update_fields=["kubeconfig_encrypted", "logs_kubeconfig_encrypted", "sandbox"])
+    return [region.slug for region, *_ in checked]
 
 
 class Command(BaseCommand):
