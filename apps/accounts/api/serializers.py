@@ -55,6 +55,12 @@ class MeSerializer(serializers.ModelSerializer):
 class ApiTokenSerializer(serializers.ModelSerializer):
     user = serializers.EmailField(source="user.email", read_only=True)
     active = serializers.BooleanField(source="is_active", read_only=True)
+    parent = serializers.UUIDField(
+        source="parent_id",
+        read_only=True,
+        allow_null=True,
+        help_text="The API token this one was created with; revoking that one revokes this one too.",
+    )
 
     class Meta:
         model = ApiToken
@@ -69,6 +75,7 @@ class ApiTokenSerializer(serializers.ModelSerializer):
             "last_used_at",
             "revoked_at",
             "active",
+            "parent",
         ]
         read_only_fields = fields
 
