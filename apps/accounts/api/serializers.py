@@ -55,12 +55,6 @@ class MeSerializer(serializers.ModelSerializer):
 class ApiTokenSerializer(serializers.ModelSerializer):
     user = serializers.EmailField(source="user.email", read_only=True)
     active = serializers.BooleanField(source="is_active", read_only=True)
-    parent = serializers.UUIDField(
-        source="parent_id",
-        read_only=True,
-        allow_null=True,
-        help_text="The API token this one was created with; revoking that one revokes this one too.",
-    )
 
     class Meta:
         model = ApiToken
@@ -78,6 +72,12 @@ class ApiTokenSerializer(serializers.ModelSerializer):
             "parent",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "parent": {
+                "help_text": "The API token this one was created with, if any; revoking that one revokes "
+                "this one too."
+            }
+        }
 
 
 class ApiTokenCreatedSerializer(ApiTokenSerializer):
