@@ -56,6 +56,7 @@ class ApiToken(TypedDict):
     last_used_at: str | None
     revoked_at: str | None
     active: bool
+    parent: str | None
 
 
 class ApiTokenCreateRequest(TypedDict):
@@ -75,6 +76,7 @@ class ApiTokenCreated(TypedDict):
     last_used_at: str | None
     revoked_at: str | None
     active: bool
+    parent: str | None
     token: str | None
 
 

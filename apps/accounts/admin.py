@@ -2,6 +2,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -9,6 +10,7 @@ from apps.accounts import services
 from apps.accounts.acting import acting_user
 from apps.accounts.models import ApiToken, SshKey, User
 from apps.audit.admin_mixins import AuditedModelAdmin
+from apps.core.errors import Conflict
 
 
 @admin.register(User)
@@ -29,10 +31,15 @@ class UserAdmin(AuditedModelAdmin, BaseUserAdmin):
 @admin.action(description="Revoke selected tokens")
 def revoke(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
     count = 0
-    for token in queryset.filter(revoked_at__isnull=True):
-        services.token_revoke(actor=acting_user(request), token=token)
+    for token in queryset.filter(revoked_at__isnull=True).order_by("created_at", "pk"):
+        try:
+            services.token_revoke(actor=acting_user(request), token=token)
+        except Conflict:
+            continue  # revoked a moment ago with a token it was made from, also selected
         count += 1
-    modeladmin.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
+    modeladmin.message_user(
+        request, f"Revoked {count} token(s) and the tokens made from them.", messages.SUCCESS
+    )
 
 
 @admin.register(ApiToken)
@@ -58,6 +65,11 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Revoke instead (the action above): audited, revokes the tokens made from it, and keeps the row
+        # the audit log points at.
+        return False
+
 
 @admin.register(SshKey)
 class SshKeyAdmin(admin.ModelAdmin):
@@ -81,3 +93,12 @@ class SshKeyAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    # Deleting here goes through the same service as the console and the API, so it is audited.
+    def delete_model(self, request: HttpRequest, obj: SshKey) -> None:
+        services.ssh_key_delete(actor=acting_user(request), key=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[SshKey]) -> None:
+        with transaction.atomic():
+            for key in queryset.select_related("tenant").order_by("pk"):
+                services.ssh_key_delete(actor=acting_user(request), key=key)

@@ -5,7 +5,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from apps.accounts import token_secrets
+from apps.accounts import bearer, token_secrets
 from apps.accounts.models import ApiToken, User
 from apps.core import request_context
 
@@ -14,18 +14,17 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
-    keyword = "Bearer"
+    keyword = bearer.SCHEME
 
     def authenticate(self, request: Request) -> tuple[User, ApiToken] | None:
-        header = authentication.get_authorization_header(request).decode("latin-1")
-        if not header:
+        # Once the header says Bearer (in any case), the token decides: a bad one is 401, never a fall back
+        # to the session, which the two-factor middleware did not check for such a request.
+        parsed = bearer.parse(authentication.get_authorization_header(request).decode("latin-1"))
+        if parsed is None:
             return None
-        parts = header.split()
-        if parts[0] != self.keyword:
-            return None
-        if len(parts) != 2:
+        if parsed.token is None:
             raise exceptions.AuthenticationFailed("Malformed Authorization header; use 'Bearer <token>'.")
-        return self._authenticate_token(parts[1])
+        return self._authenticate_token(parsed.token)
 
     def _authenticate_token(self, plaintext: str) -> tuple[User, ApiToken]:
         invalid = exceptions.AuthenticationFailed("Invalid, expired or revoked API token.")

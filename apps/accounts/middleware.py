@@ -4,7 +4,9 @@ A signed-in session that is not OTP-verified reaches nothing when its user is st
 for them) or has a confirmed authenticator (a session signed in before the user turned two-factor on, or one
 made without the code step). Pages redirect to the set-up page (staff without a device yet) or to the code
 page; the JSON API answers 403 with the code `two_factor_required`. Requests with a Bearer token are left to
-token authentication: tokens belong to customers, and staff use the API through their console session.
+token authentication: tokens belong to customers, and staff use the API through their console session. Both
+read the header with the same parser (bearer.py), so a header the middleware leaves alone can only ever
+authenticate as a token, never fall back to the session.
 
 Views that must stay reachable (log in and out, the code and set-up pages) carry `two_factor_exempt`.
 """
@@ -19,7 +21,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.http import urlencode
 
-from apps.accounts import two_factor
+from apps.accounts import bearer, two_factor
 from apps.core.errors import error_body
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -62,13 +64,13 @@ class TwoFactorMiddleware:
         if not user.is_authenticated or user.is_verified():
             return None
         is_api = request.path.startswith(API_PREFIX)
-        if is_api and request.headers.get("Authorization", "").lower().startswith("bearer "):
-            return None
+        if is_api and bearer.parse(request.headers.get("Authorization", "")) is not None:
+            return None  # token authentication takes it, and refuses it outright if the token is bad
         has_device = two_factor.has_confirmed_device(user)
         if not (user.is_staff or has_device):
             return None
         if is_api:
-            message = "This session has not passed two-factor authentication. Enter a code in the console."
-            return JsonResponse(error_body("two_factor_required", message), status=403)
+            body = error_body("two_factor_required", two_factor.SESSION_NOT_VERIFIED)
+            return JsonResponse(body, status=403)
         target = "two_factor_verify" if has_device else "two_factor_setup"
         return redirect(reverse(target) + _next_query(request))

@@ -10,6 +10,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core import signing
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from apps.accounts import scopes as scope_defs
@@ -75,14 +76,25 @@ def user_verify_email(*, token: str) -> User:
 
 @transaction.atomic
 def user_reset_password(*, user: User, password: str) -> User:
-    """Set a new password from a reset link (the form validated it) and audit the change."""
+    """Set a new password from a reset link (the form validated it) and audit the change. Whoever needed the
+    reset may have lost the old password to someone else, who may have made API tokens with it: they are all
+    revoked. The new password also signs out every session (Django's session hash covers the password)."""
     user.set_password(password)
     user.save(update_fields=["password"])
-    audit_record(actor=user, action="user.reset_password", target=user)
+    revoked = tokens_revoke_all(actor=user, user=user, reason="password_reset")
+    audit_record(actor=user, action="user.reset_password", target=user, metadata={"tokens_revoked": revoked})
     return user
 
 
-def _check_scopes(requested: list[str], role: str) -> list[str]:
+def user_sessions_end(*, user: User) -> None:
+    """Sign out every session of the user: each session keeps the user's session hash, which covers
+    `session_epoch` (User._get_session_auth_hash). A caller that keeps its own session re-stamps it with
+    django.contrib.auth.update_session_auth_hash."""
+    User.objects.filter(pk=user.pk).update(session_epoch=F("session_epoch") + 1)
+    user.refresh_from_db(fields=["session_epoch"])
+
+
+def _check_scopes(requested: list[str], role: str, parent: ApiToken | None) -> list[str]:
     unknown = sorted(set(requested) - set(scope_defs.ALL_SCOPES))
     if unknown:
         raise InvalidInput(
@@ -98,21 +110,67 @@ def _check_scopes(requested: list[str], role: str) -> list[str]:
             f"Your role '{role}' cannot grant the scope '{beyond[0]}'.",
             fields={"scopes": [f"Your role '{role}' cannot grant '{s}'." for s in beyond]},
         )
+    if parent is not None:
+        not_held = sorted(set(requested) - scope_defs.expand(parent.scopes))
+        if not_held:
+            raise InvalidInput(
+                f"This API token cannot grant the scope '{not_held[0]}': a token can only create tokens with "
+                "scopes it holds itself.",
+                fields={"scopes": [f"The API token making the request lacks '{s}'." for s in not_held]},
+            )
     return sorted(set(requested))
+
+
+def _bounded_expiry(expires_at: datetime | None, parent: ApiToken | None) -> datetime | None:
+    """A token made by a token expires no later than it; given no expiry, it takes the parent's."""
+    if parent is None or parent.expires_at is None:
+        return expires_at
+    if expires_at is None:
+        return parent.expires_at
+    if expires_at > parent.expires_at:
+        limit = parent.expires_at.isoformat()
+        raise InvalidInput(
+            f"The expiry cannot be later than that of the API token making the request ({limit}).",
+            fields={"expires_at": [f"Must be no later than {limit}."]},
+        )
+    return expires_at
+
+
+def _lock_parent(parent: ApiToken, membership: Membership) -> ApiToken:
+    """The token making the request, locked: token_revoke locks it too, so a token being revoked cannot
+    slip a child past the revocation of its descendants."""
+    locked = ApiToken.objects.select_for_update().get(pk=parent.pk)
+    if locked.user_id != membership.user_id or locked.tenant_id != membership.tenant_id:
+        raise Forbidden("A token can only create tokens for its own user and tenant.")
+    if not locked.is_active:
+        raise Conflict("The API token making this request is revoked or expired.", code="token_revoked")
+    return locked
 
 
 @transaction.atomic
 def token_create(
-    *, user: User, membership: Membership, name: str, scopes: list[str], expires_at: datetime | None = None
+    *,
+    user: User,
+    membership: Membership,
+    name: str,
+    scopes: list[str],
+    expires_at: datetime | None = None,
+    parent: ApiToken | None = None,
 ) -> tuple[ApiToken, str]:
-    """Create a token for `user` in the membership's tenant. Returns it and its secret, shown once."""
+    """Create a token for `user` in the membership's tenant. Returns it and its secret, shown once.
+
+    `parent` is the API token the request authenticated with, if any: the new token may hold only scopes the
+    parent holds and expire no later than it, and revoking the parent revokes it."""
     if membership.user_id != user.pk:
         raise Forbidden("Tokens can only be created for yourself.")
     if expires_at is not None and expires_at <= timezone.now():
         raise InvalidInput(
             "The expiry must be in the future.", fields={"expires_at": ["Must be in the future."]}
         )
-    checked = _check_scopes(scopes, membership.role)
+    if parent is not None:
+        parent = _lock_parent(parent, membership)
+    checked = _check_scopes(scopes, membership.role, parent)
+    expires_at = _bounded_expiry(expires_at, parent)
     secret = token_secrets.generate()
     token = ApiToken.objects.create(
         user=user,
@@ -122,6 +180,7 @@ def token_create(
         secret_hash=secret.digest,
         scopes=checked,
         expires_at=expires_at,
+        parent=parent,
     )
     audit_record(
         actor=user,
@@ -132,26 +191,75 @@ def token_create(
             "name": name,
             "scopes": checked,
             "expires_at": expires_at.isoformat() if expires_at else None,
+            "parent": parent.prefix if parent else None,
         },
     )
     return token, secret.plaintext
 
 
-@transaction.atomic
-def token_revoke(*, actor: User | None, token: ApiToken) -> ApiToken:
-    token = ApiToken.objects.select_for_update().get(pk=token.pk)
-    if token.revoked_at is not None:
-        raise Conflict("This token is already revoked.", code="token_revoked")
-    token.revoked_at = timezone.now()
+def _locked_descendants(root: ApiToken) -> list[ApiToken]:
+    """Every token made from `root`, directly or through others, locked a generation at a time: a token is
+    locked before its children are read, and token_create locks the parent, so no child is added unseen."""
+    found: list[ApiToken] = []
+    generation = [root.pk]
+    while generation:
+        children = list(
+            ApiToken.objects.select_for_update(of=("self",))
+            .select_related("user", "tenant")
+            .filter(parent_id__in=generation)
+            .order_by("pk")
+        )
+        found.extend(children)
+        generation = [child.pk for child in children]
+    return found
+
+
+def _revoke_locked(*, actor: User | None, token: ApiToken, now: datetime, **metadata: Any) -> None:
+    token.revoked_at = now
     token.save(update_fields=["revoked_at"])
     audit_record(
         actor=actor,
         action="token.revoke",
         target=token,
         tenant=token.tenant,
-        metadata={"name": token.name, "prefix": token.prefix, "owner": token.user.email},
+        metadata={"name": token.name, "prefix": token.prefix, "owner": token.user.email, **metadata},
     )
+
+
+@transaction.atomic
+def token_revoke(*, actor: User | None, token: ApiToken) -> ApiToken:
+    """Revoke a token and every token made from it; all stop authenticating when this commits."""
+    token = ApiToken.objects.select_for_update(of=("self",)).select_related("user", "tenant").get(pk=token.pk)
+    if token.revoked_at is not None:
+        raise Conflict("This token is already revoked.", code="token_revoked")
+    now = timezone.now()
+    descendants = [t for t in _locked_descendants(token) if t.revoked_at is None]
+    _revoke_locked(actor=actor, token=token, now=now, descendants_revoked=len(descendants))
+    for child in descendants:
+        _revoke_locked(actor=actor, token=child, now=now, reason="parent_revoked", revoked_with=token.prefix)
     return token
+
+
+@transaction.atomic
+def tokens_revoke_all(*, actor: User | None, user: User, reason: str) -> int:
+    """Revoke every active token of `user` in every tenant (tokens made by tokens are the user's too), each
+    audited in its tenant with `reason`. Returns how many. Repeats until none is left: a token that was
+    creating a child while this ran holds its own lock until that child is committed, and the next round
+    finds the child."""
+    now = timezone.now()
+    revoked = 0
+    while True:
+        active = list(
+            ApiToken.objects.select_for_update(of=("self",))
+            .select_related("user", "tenant")
+            .filter(user_id=user.pk, revoked_at__isnull=True)
+            .order_by("pk")
+        )
+        if not active:
+            return revoked
+        for token in active:
+            _revoke_locked(actor=actor, token=token, now=now, reason=reason)
+        revoked += len(active)
 
 
 @transaction.atomic

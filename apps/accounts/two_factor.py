@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import secrets
 from base64 import b32encode
+from typing import Any
 
 from django.db import transaction
 from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from apps.accounts import services
 from apps.accounts.models import User
 from apps.audit.services import audit_record
 from apps.core.errors import Forbidden, InvalidInput
@@ -25,6 +27,7 @@ BACKUP_CODE_DIGITS = 10  # digits, so one numeric field takes both kinds of code
 DEVICE_NAME = "Authenticator app"
 BACKUP_DEVICE_NAME = "Backup codes"
 WRONG_CODE = "That code is not correct. Enter the current code from your authenticator app."
+SESSION_NOT_VERIFIED = "This session has not passed two-factor authentication. Enter a code in the console."
 
 
 # --- reads ----------------------------------------------------------------------------------------------
@@ -36,6 +39,14 @@ def confirmed_device(user: User) -> TOTPDevice | None:
 
 def has_confirmed_device(user: User) -> bool:
     return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+
+
+def session_is_verified(user: Any) -> bool:
+    """Whether the request's signed-in user passed a second factor in this session. django-otp's
+    OTPMiddleware gives the request's user `is_verified`; a user without it (the middleware missing, a user
+    loaded some other way) counts as not verified, so a staff check built on this fails closed."""
+    verified = getattr(user, "is_verified", None)
+    return bool(getattr(user, "is_authenticated", False)) and callable(verified) and bool(verified())
 
 
 def pending_device(user: User) -> TOTPDevice | None:
@@ -136,9 +147,13 @@ def _new_backup_codes(user: User) -> list[str]:
     return codes
 
 
-def two_factor_confirm(*, user: User, code: str) -> tuple[TOTPDevice, list[str]]:
+def two_factor_confirm(*, user: User, code: str, revoke_tokens: bool = False) -> tuple[TOTPDevice, list[str]]:
     """Confirm the pending device with a code from the app. It replaces any earlier device, and a fresh set of
-    backup codes comes with it (returned here, shown once)."""
+    backup codes comes with it (returned here, shown once).
+
+    Every session of the user ends: one signed in before, by whoever knew the password, never passed this
+    factor (the caller re-stamps its own session). With `revoke_tokens`, every API token of the user is
+    revoked too, for the same reason."""
     with transaction.atomic():
         pending = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=False)
         device = pending.order_by("-pk").first()
@@ -154,12 +169,18 @@ def two_factor_confirm(*, user: User, code: str) -> tuple[TOTPDevice, list[str]]
             device.confirmed = True
             device.save(update_fields=["confirmed"])
             codes = _new_backup_codes(user)
+            services.user_sessions_end(user=user)
+            revoked = (
+                services.tokens_revoke_all(actor=user, user=user, reason="two_factor_enabled")
+                if revoke_tokens
+                else 0
+            )
             audit_record(
                 actor=user,
                 action="two_factor.enabled",
                 target=user,
                 changes={"replaced_device": had_device},
-                metadata={"backup_codes": len(codes)},
+                metadata={"backup_codes": len(codes), "sessions_ended": True, "tokens_revoked": revoked},
             )
             return device, codes
     # Outside the transaction, so the device's count of wrong codes stays committed.

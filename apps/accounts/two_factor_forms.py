@@ -27,6 +27,12 @@ class ConfirmDeviceForm(forms.Form):
         help_text="The 6-digit code the app shows for gpucloud now.",
         widget=forms.TextInput(attrs=CODE_ATTRS),
     )
+    revoke_tokens = forms.BooleanField(
+        label="Also revoke all my API tokens",
+        required=False,
+        help_text="In every tenant. Do this if someone else may have had your password: tokens do not ask "
+        "for a code. Your other sessions are signed out either way.",
+    )
 
 
 class DisableForm(forms.Form):

@@ -14,6 +14,7 @@ from typing import Any
 import segno
 from django.contrib import messages
 from django.contrib.auth import login as auth_login
+from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render, resolve_url
@@ -126,13 +127,16 @@ def _qr_svg(device: Any) -> SafeString:
     return mark_safe(svg)  # noqa: S308 -- segno's own markup; the only variable part is encoded in the picture
 
 
-def _backup_codes_page(request: HttpRequest, codes: list[str], *, enabled_now: bool) -> HttpResponse:
+def _backup_codes_page(
+    request: HttpRequest, codes: list[str], *, enabled_now: bool, tokens_revoked: bool = False
+) -> HttpResponse:
     response = render(
         request,
         "accounts/two_factor_backup_codes.html",
         {
             "codes": [two_factor.format_backup_code(code) for code in codes],
             "enabled_now": enabled_now,
+            "tokens_revoked": tokens_revoked,
             "next": _next(request),
         },
     )
@@ -153,12 +157,15 @@ def setup(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST" and form.is_valid():
         code = form.cleaned_data["code"]
+        revoke_tokens = form.cleaned_data["revoke_tokens"]
         if two_factor.pending_throttled(user):
             form.add_error(None, DEVICE_BACK_OFF)
             status = 429
         else:
             try:
-                device, codes = two_factor.two_factor_confirm(user=user, code=code)
+                device, codes = two_factor.two_factor_confirm(
+                    user=user, code=code, revoke_tokens=revoke_tokens
+                )
             except DomainError as exc:
                 for field, errors in exc.fields.items():
                     for error in errors:
@@ -167,8 +174,9 @@ def setup(request: HttpRequest) -> HttpResponse:
                     form.add_error(None, exc.message)
                 status = 400
             else:
+                update_session_auth_hash(request, user)  # the other sessions ended; this one goes on
                 otp_login(request, device)
-                return _backup_codes_page(request, codes, enabled_now=True)
+                return _backup_codes_page(request, codes, enabled_now=True, tokens_revoked=revoke_tokens)
     elif form.errors:
         status = 400
     device = two_factor.pending_device(user) or two_factor.two_factor_setup_start(user=user)

@@ -13,7 +13,7 @@ from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from apps.accounts import login_throttle, services, two_factor
+from apps.accounts import address_limits, login_throttle, services, two_factor
 from apps.accounts.forms import AuditedSetPasswordForm, EmailAuthenticationForm, SignupForm
 from apps.accounts.middleware import two_factor_exempt
 from apps.accounts.two_factor_views import start_pending_login
@@ -61,6 +61,40 @@ class LoginView(auth_views.LoginView):
         return response
 
 
+def _limited(request: HttpRequest, action: str, email: str) -> int | None:
+    """Count one attempt at an action that sends an email; the seconds to wait instead if it is over its
+    limit for this address or this client IP (address_limits)."""
+    limit = address_limits.email_action_limit(action)
+    ip = client_ip(request)
+    wait = limit.retry_after(email, ip)
+    if wait is None:
+        limit.record(email, ip)
+    return wait
+
+
+def _too_many(wait: int) -> str:
+    # The same words whether or not the address has an account.
+    wait_for = address_limits.minutes(wait)
+    return f"Too many attempts for this address or from your network. Try again in {wait_for}."
+
+
+def _refused(response: HttpResponse, wait: int) -> HttpResponse:
+    response.status_code = 429
+    response["Retry-After"] = str(wait)
+    return response
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset request, limited per address and per IP: each request mails a link."""
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        wait = _limited(self.request, "password-reset", form.cleaned_data["email"])
+        if wait is not None:
+            form.add_error(None, _too_many(wait))
+            return _refused(self.form_invalid(form), wait)
+        return super().form_valid(form)
+
+
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     form_class = AuditedSetPasswordForm
 
@@ -69,25 +103,37 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
 def signup(request: HttpRequest) -> HttpResponse:
     next_url = _safe_next(request)
     form = SignupForm(request.POST or None)
+    wait = None
     if request.method == "POST" and form.is_valid():
-        try:
-            user = services.user_signup(**form.cleaned_data)
-        except DomainError as exc:
-            for field, errors in exc.fields.items():
-                for error in errors:
-                    form.add_error(field if field in form.fields else None, error)
-            if not exc.fields:
-                form.add_error(None, exc.message)
+        wait = _limited(request, "signup", form.cleaned_data["email"])
+        if wait is not None:
+            form.add_error(None, _too_many(wait))
         else:
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            messages.info(request, "Welcome! We sent you a link to verify your email address.")
-            return redirect(next_url or resolve_url("console:home"))
-    return render(
+            user = _signup(form)
+            if user is not None:
+                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                messages.info(request, "Welcome! We sent you a link to verify your email address.")
+                return redirect(next_url or resolve_url("console:home"))
+    response = render(
         request,
         "accounts/signup.html",
         {"form": form, "next": next_url},
         status=400 if form.errors else 200,
     )
+    return _refused(response, wait) if wait is not None else response
+
+
+def _signup(form: SignupForm) -> Any:
+    """The new user, or None with the service's refusal added to the form."""
+    try:
+        return services.user_signup(**form.cleaned_data)
+    except DomainError as exc:
+        for field, errors in exc.fields.items():
+            for error in errors:
+                form.add_error(field if field in form.fields else None, error)
+        if not exc.fields:
+            form.add_error(None, exc.message)
+        return None
 
 
 @require_http_methods(["GET"])
@@ -103,9 +149,14 @@ def verify_email(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def resend_verification(request: HttpRequest) -> HttpResponse:
-    if not request.user.email_verified:  # type: ignore[union-attr]
-        services.send_verification_email(request.user)  # type: ignore[arg-type]
-        messages.info(request, "We sent a new verification link.")
-    else:
+    user: Any = request.user
+    if user.email_verified:
         messages.info(request, "Your email address is already verified.")
+        return redirect("console:home")
+    wait = _limited(request, "verify-resend", user.email)
+    if wait is not None:
+        response = render(request, "accounts/verify_email.html", {"error": _too_many(wait)})
+        return _refused(response, wait)
+    services.send_verification_email(user)
+    messages.info(request, "We sent a new verification link.")
     return redirect("console:home")

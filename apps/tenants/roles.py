@@ -23,6 +23,7 @@ class Perm(StrEnum):
     TENANT_UPDATE = "tenant.update"
     MEMBERS_READ = "members.read"
     MEMBERS_MANAGE = "members.manage"
+    MEMBERS_LEAVE = "members.leave"  # remove one's own membership
     INVITATIONS_MANAGE = "invitations.manage"
     TOKENS_OWN = "tokens.own"  # create, list and revoke one's own tokens
     TOKENS_MANAGE = "tokens.manage"  # list and revoke everyone's tokens
@@ -36,7 +37,7 @@ class Perm(StrEnum):
     STORAGE_WRITE = "storage.write"
 
 
-_READER: Final = {Perm.TENANT_READ, Perm.MEMBERS_READ, Perm.TOKENS_OWN}
+_READER: Final = {Perm.TENANT_READ, Perm.MEMBERS_READ, Perm.MEMBERS_LEAVE, Perm.TOKENS_OWN}
 
 ROLE_PERMISSIONS: Final[dict[Role, frozenset[Perm]]] = {
     Role.VIEWER: frozenset(_READER | {Perm.INSTANCES_READ, Perm.STORAGE_READ}),
@@ -69,6 +70,8 @@ PERM_SCOPE: Final[dict[Perm, str]] = {
     Perm.MEMBERS_READ: scopes.TENANT_READ,
     Perm.TENANT_UPDATE: scopes.TENANT_ADMIN,
     Perm.MEMBERS_MANAGE: scopes.TENANT_ADMIN,
+    # Leaving changes the tenant as much as removing someone does: a read-only token must not do it.
+    Perm.MEMBERS_LEAVE: scopes.TENANT_ADMIN,
     Perm.INVITATIONS_MANAGE: scopes.TENANT_ADMIN,
     Perm.TOKENS_OWN: scopes.TENANT_ADMIN,
     Perm.TOKENS_MANAGE: scopes.TENANT_ADMIN,

@@ -262,6 +262,11 @@ if TRUSTED_PROXY_HOPS < 0:
 
 LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 10)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900)
+# Sign-up, password reset and verification resend each send an email: at most this many per address and per
+# client IP within the window, each action counted on its own (apps/accounts/address_limits.py).
+ACCOUNT_EMAIL_MAX_PER_ADDRESS = env_int("ACCOUNT_EMAIL_MAX_PER_ADDRESS", 5)
+ACCOUNT_EMAIL_MAX_PER_IP = env_int("ACCOUNT_EMAIL_MAX_PER_IP", 20)
+ACCOUNT_EMAIL_WINDOW_SECONDS = env_int("ACCOUNT_EMAIL_WINDOW_SECONDS", 3600)
 # The name authenticator apps show next to the account (two-factor set-up, apps/accounts/two_factor.py).
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "gpucloud")
 

@@ -16,6 +16,10 @@ REST_FRAMEWORK = {
     **REST_FRAMEWORK,
     "DEFAULT_THROTTLE_RATES": {"principal": "100000/min", "anon": "100000/min"},
 }
+# Likewise the per-address and per-IP limits on sign-up, password reset and resend (every test client is
+# 127.0.0.1, and the counters outlive a test); tests/accounts/test_email_limits.py sets its own.
+ACCOUNT_EMAIL_MAX_PER_ADDRESS = 100000
+ACCOUNT_EMAIL_MAX_PER_IP = 100000
 
 # One test database per test process, so parallel runs (developers, CI steps) never drop each other's.
 DATABASES["default"]["TEST"] = {"NAME": f"test_gpucloud_{os.getpid()}"}  # noqa: F405

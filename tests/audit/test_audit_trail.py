@@ -216,7 +216,13 @@ def test_token_create(owner: Actor) -> None:
 
     event = the_event("token.create", actor=owner.user, tenant=owner.tenant, token=owner.token)
     assert (event.target_type, event.target_id) == ("accounts.apitoken", response.json()["id"])
-    assert event.changes == {"name": "ci", "scopes": ["instances:read"], "expires_at": None}
+    # Made with a token: the token it was made with is its parent (revoking that one revokes this one).
+    assert event.changes == {
+        "name": "ci",
+        "scopes": ["instances:read"],
+        "expires_at": None,
+        "parent": owner.token.prefix,
+    }
 
 
 def test_token_revoke(owner: Actor, make_actor: Callable[..., Actor]) -> None:
@@ -227,7 +233,12 @@ def test_token_revoke(owner: Actor, make_actor: Callable[..., Actor]) -> None:
 
     event = the_event("token.revoke", actor=owner.user, tenant=owner.tenant)
     assert event.target_id == str(token.pk)
-    assert event.metadata == {"name": "laptop", "prefix": token.prefix, "owner": member.user.email}
+    assert event.metadata == {
+        "name": "laptop",
+        "prefix": token.prefix,
+        "owner": member.user.email,
+        "descendants_revoked": 0,
+    }
 
 
 # Users

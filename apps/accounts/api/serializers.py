@@ -69,8 +69,15 @@ class ApiTokenSerializer(serializers.ModelSerializer):
             "last_used_at",
             "revoked_at",
             "active",
+            "parent",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "parent": {
+                "help_text": "The API token this one was created with, if any; revoking that one revokes "
+                "this one too."
+            }
+        }
 
 
 class ApiTokenCreatedSerializer(ApiTokenSerializer):

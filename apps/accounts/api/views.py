@@ -56,7 +56,9 @@ class TokenListView(TenantAPIView):
         description="The secret is in the `token` field of this response and is never shown again; a replay "
         "with the same Idempotency-Key returns the token with `token: null` (revoke it and create another if "
         "the first response was lost). "
-        "Scopes cannot exceed what your role allows.",
+        "Scopes cannot exceed what your role allows. A request made with an API token can only create "
+        "tokens with scopes that token holds and an expiry no later than its own (its expiry when none is "
+        "given); the new token is revoked with it.",
         request=ApiTokenCreateSerializer,
         responses={201: ApiTokenCreatedSerializer},
         examples=[
@@ -72,7 +74,10 @@ class TokenListView(TenantAPIView):
         serializer = ApiTokenCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         token, plaintext = services.token_create(
-            user=acting_user(request), membership=self.membership, **serializer.validated_data
+            user=acting_user(request),
+            membership=self.membership,
+            parent=self.token,  # made with a token: bounded by it, and revoked with it
+            **serializer.validated_data,
         )
         token.token = plaintext  # type: ignore[attr-defined]
         return Response(ApiTokenCreatedSerializer(token).data, status=201)
@@ -90,7 +95,11 @@ class TokenDetailView(TenantAPIView):
     def get(self, request: Request, tenant_slug: str, token_id: str) -> Response:
         return Response(ApiTokenSerializer(self.get_object()).data)
 
-    @extend_schema(summary="Revoke an API token", responses={200: ApiTokenSerializer})
+    @extend_schema(
+        summary="Revoke an API token",
+        description="Tokens created with this token (and those created with them) are revoked with it.",
+        responses={200: ApiTokenSerializer},
+    )
     def delete(self, request: Request, tenant_slug: str, token_id: str) -> Response:
         token = self.get_object()
         if token.user_id != acting_user(request).pk:

@@ -13,6 +13,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.accounts import two_factor
 from apps.accounts.acting import acting_user
 from apps.accounts.models import ApiToken
 from apps.billing import selectors, services
@@ -27,7 +28,7 @@ from apps.billing.api.serializers import (
     UsageReportSerializer,
 )
 from apps.billing.models import BudgetAlert, CreditGrant
-from apps.core.errors import NotFound
+from apps.core.errors import Forbidden, NotFound
 from apps.core.idempotency import idempotent
 from apps.tenants.api.base import TenantAPIView
 from apps.tenants.models import Tenant
@@ -138,7 +139,9 @@ class CreditListView(TenantAPIView):
 
 
 class StaffTenantView(GenericAPIView):
-    """Staff signed in with a session only; API tokens and everyone else get 404, as if it did not exist."""
+    """Staff signed in with a session only; API tokens and everyone else get 404, as if it did not exist. The
+    session must have passed its second factor: checked here too, not only by the two-factor middleware, so
+    no way around the middleware reaches staff powers."""
 
     pagination_class = None
     tenant: Tenant
@@ -148,6 +151,8 @@ class StaffTenantView(GenericAPIView):
         user = request.user
         if isinstance(request.auth, ApiToken) or not getattr(user, "is_staff", False):
             raise NotFound("Not found.")
+        if not two_factor.session_is_verified(user):
+            raise Forbidden(two_factor.SESSION_NOT_VERIFIED, code="two_factor_required")
         tenant = Tenant.objects.filter(slug=kwargs["staff_tenant_slug"]).first()
         if tenant is None:
             raise NotFound("Not found.")

@@ -244,7 +244,7 @@ def member_role(page: TenantPage, member_id: Any) -> HttpResponse:
     return redirect("console:members", tenant_slug=page.tenant.slug)
 
 
-@tenant_page(Perm.MEMBERS_READ, methods=("GET", "POST"))
+@tenant_page(Perm.MEMBERS_LEAVE, methods=("GET", "POST"))
 def member_remove(page: TenantPage, member_id: Any) -> HttpResponse:
     member = _member_of(page, member_id)
     leaving = member.user_id == page.user.pk

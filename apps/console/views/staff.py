@@ -18,6 +18,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from apps.accounts import two_factor
 from apps.catalog.models import Region
 from apps.console import staff_selectors
 from apps.core.errors import DomainError, InvalidInput
@@ -30,13 +31,12 @@ REQUESTS_PAGE_SIZE = 25
 
 
 def is_staff_session(request: HttpRequest) -> bool:
-    """A signed-in, active staff user; once two-factor is in place (django-otp adds `is_verified`), also a
-    verified one."""
+    """A signed-in, active staff user whose session passed its second factor (fails closed without
+    django-otp's `is_verified`)."""
     user = request.user
     if not (user.is_authenticated and user.is_active and user.is_staff):
         return False
-    verified = getattr(user, "is_verified", None)
-    return not callable(verified) or bool(verified())
+    return two_factor.session_is_verified(user)
 
 
 def staff_page(

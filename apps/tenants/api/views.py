@@ -106,7 +106,7 @@ class MemberListView(TenantAPIView):
 
 
 class MemberDetailView(TenantAPIView):
-    permission_map = {"GET": Perm.MEMBERS_READ, "PATCH": Perm.MEMBERS_MANAGE, "DELETE": Perm.MEMBERS_READ}
+    permission_map = {"GET": Perm.MEMBERS_READ, "PATCH": Perm.MEMBERS_MANAGE, "DELETE": Perm.MEMBERS_LEAVE}
     serializer_class = MembershipSerializer
     lookup_url_kwarg = "member_id"
 
@@ -134,8 +134,9 @@ class MemberDetailView(TenantAPIView):
 
     @extend_schema(
         summary="Remove a member, or leave",
-        description="Anyone may remove themselves (leave); removing others needs members.manage. "
-        "The last owner can neither leave nor be removed.",
+        description="Anyone may remove themselves (leave, members.leave); removing others needs "
+        "members.manage. Both need the tenant:admin scope with an API token. The last owner can neither "
+        "leave nor be removed.",
         responses={204: None},
     )
     def delete(self, request: Request, tenant_slug: str, member_id: str) -> Response:
