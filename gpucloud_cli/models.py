@@ -164,6 +164,7 @@ class CreditGrant(TypedDict):
     id: str
     kind: KindEnum
     amount: str
+    reversed: str
     remaining: str
     reason: NotRequired[str]
     expires_at: NotRequired[str | None]
@@ -241,10 +242,13 @@ class Instance(TypedDict):
     price_per_hour: str
     cost_so_far: str
     running_seconds: int
+    billed_seconds: int
     connection: InstanceConnection
     created_at: str
     updated_at: str
     running_since: str | None
+    billing_since: str | None
+    state_changed_at: str
     stopped_at: str | None
     terminated_at: str | None
 
@@ -265,6 +269,7 @@ class InstanceEvent(TypedDict):
     to_state: str
     reason: str
     message: str
+    billable: bool
     actor: str
     request_id: str
 
