@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -18,6 +19,9 @@ from apps.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from apps.tenants import notifications
 from apps.tenants.models import Invitation, Membership, Tenant, TenantStatus
 from apps.tenants.roles import Role, can_grant_role
+from apps.tenants.signals import tenant_status_changed
+
+logger = logging.getLogger(__name__)
 
 RESERVED_SLUGS = frozenset({"admin", "api", "new", "me", "settings", "staff", "system", "gpucloud", "www"})
 
@@ -97,10 +101,23 @@ def _set_status(*, actor: User | None, tenant_id: Any, status: str, reason: str,
         {"status": tenant.status, "status_reason": tenant.status_reason},
         {"status": status, "status_reason": reason},
     )
+    moved = tenant.status != status
     tenant.status, tenant.status_reason = status, reason
     tenant.save(update_fields=["status", "status_reason"])
     audit_record(actor=actor, action=action, target=tenant, tenant=tenant, changes=changes)
+    if moved:
+        transaction.on_commit(lambda: _announce_status(tenant_id=tenant.pk, status=status))
     return tenant
+
+
+def _announce_status(*, tenant_id: Any, status: str) -> None:
+    """After commit: apps above this one react (object storage suspends or restores the tenant's keys). A
+    receiver's failure is logged, not raised: the status change stands, and their periodic checks catch up."""
+    for receiver, result in tenant_status_changed.send_robust(
+        sender=Tenant, tenant_id=tenant_id, status=status
+    ):
+        if isinstance(result, Exception):
+            logger.error("tenant_status_changed receiver %r failed: %s", receiver, result)
 
 
 @transaction.atomic
