@@ -44,10 +44,9 @@ def _create_bucket(client: Any, owner: Any, name: str = "datasets") -> Bucket:
     return Bucket.objects.get(tenant=owner.tenant, name=name, deleted_at__isnull=True)
 
 
-def _presign(client: Any, owner: Any, bucket: Bucket, method: str, key: str) -> str:
-    response = client.post(
-        page("bucket_detail", owner.tenant, bucket.name), {"method": method, "key": key, "expires_in": "600"}
-    )
+def _presign(client: Any, owner: Any, bucket: Bucket, method: str, key: str, size: str = "") -> str:
+    form = {"method": method, "key": key, "expires_in": "600", "content_length": size}
+    response = client.post(page("bucket_detail", owner.tenant, bucket.name), form)
     assert response.status_code == 200, response.content.decode()[:2000]
     assert response["Cache-Control"] == "no-store"
     return parse(response.content.decode()).by_id("presigned-url").text
@@ -100,7 +99,7 @@ def test_creating_presigning_and_deleting_a_bucket(owner: Any, object_storage: d
     assert f"Created the bucket datasets ({bucket.physical_name})." in detail
 
     # A presigned PUT uploads without credentials; a presigned GET reads it back.
-    _http("PUT", _presign(client, owner, bucket, "put", "train/part-0001.txt"), b"hello gpus")
+    _http("PUT", _presign(client, owner, bucket, "put", "train/part-0001.txt", "10"), b"hello gpus")
     assert _http("GET", _presign(client, owner, bucket, "get", "train/part-0001.txt")) == b"hello gpus"
 
     # Not empty: refused on the confirmation page, with the way out.
@@ -154,7 +153,13 @@ def test_a_taken_bucket_name_is_refused_on_the_field(owner: Any, object_storage:
 
 @pytest.mark.parametrize(
     ("form", "field"),
-    [({"method": "post"}, "method"), ({"key": ""}, "key"), ({"expires_in": "0"}, "expires_in")],
+    [
+        ({"method": "post"}, "method"),
+        ({"key": ""}, "key"),
+        ({"expires_in": "0"}, "expires_in"),
+        ({"method": "put"}, "content_length"),
+        ({"method": "put", "content_length": "-1"}, "content_length"),
+    ],
 )
 def test_bad_presign_input_is_refused_on_its_field(owner: Any, form: dict[str, str], field: str) -> None:
     bucket = bucket_row(owner.tenant, name="datasets")

@@ -11,11 +11,17 @@ from django.db import transaction
 from apps.core import crypto
 
 # (model label, field) of every column written by crypto.encrypt.
-ENCRYPTED_FIELDS = (("catalog.Region", "kubeconfig_encrypted"),)
+ENCRYPTED_FIELDS = (
+    ("catalog.Region", "kubeconfig_encrypted"),
+    ("storage_objects.ObjectStorageAccount", "presign_secret_encrypted"),
+)
 
 
 class Command(BaseCommand):
-    help = "Re-encrypt stored secrets (region kubeconfigs) with the first key of FIELD_ENCRYPTION_KEYS."
+    help = (
+        "Re-encrypt stored secrets (region kubeconfigs, object storage presign keys) with the first key of "
+        "FIELD_ENCRYPTION_KEYS."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
