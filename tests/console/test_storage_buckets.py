@@ -15,10 +15,12 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.storage.objects import s3
 from apps.storage.objects.models import AccessKey, Bucket
+from apps.storage.objects.services import storage_account
 from apps.tenants.roles import Role
 from tests.console.helpers import client_for, page
 from tests.console.html_tree import parse
@@ -334,3 +336,25 @@ def test_another_tenants_buckets_and_keys_are_404(make_actor: Callable[..., Any]
     assert AccessKey.objects.get(pk=key.pk).revoked_at is None
     # The stranger's own "theirs" bucket is its page; the owner's bucket name under its tenant is not.
     assert client.get(page("bucket_detail", stranger.tenant, "theirs")).status_code == 200
+
+
+# --- suspended keys and blocked writes ------------------------------------------------------------------
+
+
+def test_suspended_keys_and_blocked_writes_are_said_on_the_pages(owner: Any) -> None:
+    bucket_row(owner.tenant, name="datasets")
+    access_key_row(owner.tenant, name="training", suspended_at=timezone.now())
+    account = storage_account(owner.tenant)
+    client = client_for(owner.user)
+    assert 'id="storage-access"' not in client.get(page("buckets", owner.tenant)).content.decode()
+
+    account.writes_blocked_at = timezone.now()
+    account.save()
+    listing = parse(client.get(page("buckets", owner.tenant)).content.decode())
+    assert "nothing new can be written" in listing.by_id("storage-access").text
+
+    account.keys_suspended_at, account.keys_suspended_reason = timezone.now(), "insufficient funds"
+    account.save()
+    keys = client.get(page("access_keys", owner.tenant)).content.decode()
+    assert "suspended (insufficient funds)" in parse(keys).by_id("storage-access").text
+    assert "<td>Suspended</td>" in keys
