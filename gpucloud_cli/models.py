@@ -17,6 +17,7 @@ class AccessKey(TypedDict):
     name: str
     access_key_id: str
     active: bool
+    suspended: bool
     created_by: str | None
     created_at: str
     revoked_at: str | None
@@ -31,6 +32,7 @@ class AccessKeyCreated(TypedDict):
     name: str
     access_key_id: str
     active: bool
+    suspended: bool
     created_by: str | None
     created_at: str
     revoked_at: str | None
@@ -568,12 +570,14 @@ class PresignRequest(TypedDict):
     method: MethodEnum
     key: str
     expires_in: NotRequired[int]
+    content_length: NotRequired[int]
 
 
 class PresignedUrl(TypedDict):
     method: str
     url: str
     expires_at: str
+    content_length: int | None
 
 
 class QuotaOverview(TypedDict):
@@ -622,7 +626,15 @@ class RegionAvailability(TypedDict):
 RegionStatusEnum = Literal["available", "degraded", "maintenance"]
 
 
-ResourceEnum = Literal["gpus", "gpu_type", "instances", "vcpu", "memory_gib", "volume_gib"]
+ResourceEnum = Literal[
+    "gpus",
+    "gpu_type",
+    "instances",
+    "vcpu",
+    "memory_gib",
+    "volume_gib",
+    "object_storage_gib",
+]
 
 
 RoleEnum = Literal["owner", "admin", "member", "billing", "viewer"]

@@ -5,3 +5,10 @@ class BillingConfig(AppConfig):
     name = "apps.billing"
     label = "billing"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from apps.billing import limits
+        from apps.core import funds
+
+        # The apps below billing ask through this port (apps/core/funds.py) instead of importing billing.
+        funds.register(require_funds=limits.require_funds, funds_exhausted=limits.funds_exhausted)

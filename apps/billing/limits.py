@@ -123,6 +123,13 @@ def require_funds(
         )
 
 
+def funds_exhausted(*, tenant: Tenant, now: datetime | None = None) -> str | None:
+    """Why the tenant's money has run out (balance, credit limit or hard budget), or None. Registered in
+    apps.core.funds for the apps below billing: object storage suspends the tenant's keys while it is not
+    None (docs/storage.md "Funds, suspension and the byte quota")."""
+    return refusal(wallet_of(tenant, now))
+
+
 def must_stop(w: Wallet, *, grace_seconds: int) -> bool:
     """Out of money, or less than `grace_seconds` of it left at the current burn rate."""
     for left in (w.headroom, w.budget_left):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -13,8 +14,11 @@ from django.utils import timezone
 from apps.audit.services import audit_record, diff
 from apps.billing.models import BillingAccount, BillingMode, CreditGrant, CreditKind, PriceVersion
 from apps.catalog.models import InstanceType
+from apps.core import funds
 from apps.core.errors import Conflict, InvalidInput
 from apps.tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
 
 CENTS = Decimal("0.01")
 MAX_GRANT = Decimal("1000000.00")
@@ -37,6 +41,20 @@ def _money(value: Any, field: str, *, allow_zero: bool = False) -> Decimal:
         message = f"Must be {'at least 0' if allow_zero else 'more than 0'} and at most {MAX_GRANT}."
         raise InvalidInput(f"{field}: {message}", fields={field: [message]})
     return amount.quantize(CENTS)
+
+
+def _announce_funds(tenant: Tenant) -> None:
+    """Once this commits, tell the apps that cut a tenant off when its money ran out that it may have come
+    back (apps/core/funds.py; object storage restores the tenant's keys). A receiver's failure is logged,
+    never raised: the payment is recorded either way, and their periodic checks catch up."""
+    tenant_id = tenant.pk
+
+    def send() -> None:
+        for receiver, result in funds.funds_changed.send_robust(sender=Tenant, tenant_id=tenant_id):
+            if isinstance(result, Exception):
+                logger.error("funds_changed receiver %r failed: %s", receiver, result)
+
+    transaction.on_commit(send)
 
 
 def billing_account_for(tenant: Tenant) -> BillingAccount:
@@ -102,6 +120,7 @@ def credit_grant_create(
         },
         metadata={"reason": grant.reason, "external_id": external_id or ""},
     )
+    _announce_funds(tenant)
     return grant
 
 
@@ -141,6 +160,7 @@ def billing_mode_set(
     changes = diff(before, {"mode": account.mode, "credit_limit": str(account.credit_limit)})
     if changes:
         audit_record(actor=actor, action="billing.mode_set", target=account, tenant=tenant, changes=changes)
+        _announce_funds(tenant)
     return account
 
 
@@ -167,6 +187,7 @@ def budget_set(
     changes = diff(before, after)
     if changes:
         audit_record(actor=actor, action="billing.budget_set", target=account, tenant=tenant, changes=changes)
+        _announce_funds(tenant)
     return account
 
 

@@ -7,6 +7,8 @@ only the keys of the credentials its job needs (docs/operations.md, "Encryption 
   the worker hold them, web never does.
 - `LOGS`: LOGS_ENCRYPTION_KEYS, the regions' logs kubeconfigs (`get pods/log` in tenant namespaces only);
   web alone holds them.
+- `STORAGE`: STORAGE_ENCRYPTION_KEYS, each tenant's object storage presign secret (an S3 identity limited
+  to that tenant's buckets); web (which signs URLs) and the worker hold them.
 
 In each set the first key encrypts and all keys decrypt, so keys can be rotated. Where a set is not
 configured, dev and test derive a key from SECRET_KEY (ENCRYPTION_KEYS_FROM_SECRET_KEY); production does
@@ -32,6 +34,7 @@ class KeySet:
 
 FIELD = KeySet("FIELD_ENCRYPTION_KEYS", "gpucloud-field-encryption")
 LOGS = KeySet("LOGS_ENCRYPTION_KEYS", "gpucloud-logs-encryption")
+STORAGE = KeySet("STORAGE_ENCRYPTION_KEYS", "gpucloud-storage-encryption")
 
 
 class KeysUnavailable(ValueError):

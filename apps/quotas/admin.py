@@ -26,6 +26,7 @@ class TenantQuotaAdmin(AuditedModelAdmin):
         "max_vcpu",
         "max_memory_gib",
         "max_volume_gib",
+        "max_object_storage_gib",
         "updated_at",
     ]
     search_fields = ["tenant__slug"]

@@ -14,6 +14,10 @@ class TenantQuota(models.Model):
     max_vcpu = models.PositiveIntegerField()
     max_memory_gib = models.PositiveIntegerField()
     max_volume_gib = models.PositiveIntegerField()
+    max_object_storage_gib = models.PositiveIntegerField(
+        help_text="Bytes stored in the tenant's buckets, in GiB; at or past it the tenant's keys may no "
+        "longer write (docs/storage.md)."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -51,6 +55,7 @@ class QuotaResource(models.TextChoices):
     VCPU = "vcpu", "vCPU"
     MEMORY_GIB = "memory_gib", "Memory (GiB)"
     VOLUME_GIB = "volume_gib", "Volume storage (GiB)"
+    OBJECT_STORAGE_GIB = "object_storage_gib", "Object storage (GiB)"
 
 
 class QuotaRequestStatus(models.TextChoices):
@@ -63,7 +68,7 @@ class QuotaRequest(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="quota_requests")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    resource = models.CharField(max_length=16, choices=QuotaResource.choices)
+    resource = models.CharField(max_length=32, choices=QuotaResource.choices)
     gpu_type = models.ForeignKey(
         "catalog.GpuType", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )

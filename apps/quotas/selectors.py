@@ -4,7 +4,7 @@ from django.db.models import QuerySet
 
 from apps.quotas.models import GpuQuota, QuotaRequest
 from apps.quotas.services import quota_for
-from apps.quotas.usage import usage_of
+from apps.quotas.usage import measured, usage_of
 
 
 def quota_overview(*, tenant: Any) -> dict[str, Any]:
@@ -19,6 +19,11 @@ def quota_overview(*, tenant: Any) -> dict[str, Any]:
             {"resource": "vcpu", "limit": quota.max_vcpu, "used": usage.vcpu},
             {"resource": "memory_gib", "limit": quota.max_memory_gib, "used": usage.memory_gib},
             {"resource": "volume_gib", "limit": quota.max_volume_gib, "used": usage.volume_gib},
+            {
+                "resource": "object_storage_gib",
+                "limit": quota.max_object_storage_gib,
+                "used": measured("object_storage_gib", tenant),
+            },
         ],
         "gpu_types": [
             {

@@ -159,6 +159,7 @@ def _apply_limit(request: QuotaRequest) -> dict[str, Any]:
         "vcpu": "max_vcpu",
         "memory_gib": "max_memory_gib",
         "volume_gib": "max_volume_gib",
+        "object_storage_gib": "max_object_storage_gib",
     }[request.resource]
     before = getattr(quota, field)
     setattr(quota, field, request.amount)
@@ -194,7 +195,14 @@ def quota_request_decide(
     return request
 
 
-QUOTA_FIELDS = ("max_gpus", "max_instances", "max_vcpu", "max_memory_gib", "max_volume_gib")
+QUOTA_FIELDS = (
+    "max_gpus",
+    "max_instances",
+    "max_vcpu",
+    "max_memory_gib",
+    "max_volume_gib",
+    "max_object_storage_gib",
+)
 MAX_LIMIT = 100_000  # the largest limit a quota request may ask for
 
 

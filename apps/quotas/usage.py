@@ -4,6 +4,7 @@ could drift)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,22 @@ def usage_of(tenant: Any) -> Usage:
     for row in rows:
         by_type[(row["gpu_type_id"], row["region_id"])] = row["n"]
     return Usage(gpus_by_type_region=dict(by_type), volume_gib=_volume_gib(tenant), **totals)
+
+
+# Usage that an app above quotas measures itself, by resource: storage registers "object_storage_gib" (the
+# started GiB its buckets held at the last usage sample) in its AppConfig.ready, so quotas never imports it.
+_MEASURES: dict[str, Callable[[Any], int]] = {}
+
+
+def register_measure(resource: str, measure: Callable[[Any], int]) -> None:
+    _MEASURES[resource] = measure
+
+
+def measured(resource: str, tenant: Any) -> int:
+    measure = _MEASURES.get(resource)
+    if measure is None:
+        raise LookupError(f"No usage measure is registered for {resource}.")
+    return measure(tenant)
 
 
 def _volume_gib(tenant: Any) -> int:

@@ -6,7 +6,8 @@ tenant_close (apps/tenants/services.py) calls `tenant_storage_close` inside its 
   the close; the operator deletes the claims (the tenant's namespace is collected as well);
 - the tenant's object storage account records the close time, which starts the retention of its buckets;
 - once the close has committed, the task `close_tenant_storage` revokes every active access key on the
-  service, so the network calls happen outside the transaction and are retried with backoff.
+  service, and deletes the tenant's presign key, so the network calls happen outside the transaction and
+  are retried with backoff.
 
 Buckets are kept, unbilled (usage sampling skips closed tenants) and unreachable with the revoked keys, for
 OBJECT_STORAGE_CLOSED_RETENTION_DAYS; then the hourly `sweep_closed_tenants` deletes them with their objects.
@@ -26,7 +27,7 @@ from django.utils import timezone
 
 from apps.core.errors import DomainError
 from apps.storage.models import Volume, VolumeState
-from apps.storage.objects import s3
+from apps.storage.objects import access, s3
 from apps.storage.objects.models import AccessKey, ObjectStorageAccount
 from apps.storage.objects.services import (
     StorageUnavailable,
@@ -68,7 +69,14 @@ def finish_close(tenant_id: Any) -> int:
         Tenant.objects.select_for_update().get(pk=tenant.pk)  # lock order: the tenant, then its volumes
         volumes_delete_for_closed_tenant(tenant=tenant)
         account_close(tenant=tenant)
-    return access_keys_revoke_all(tenant=tenant, reason=TENANT_CLOSED_REASON)
+    revoked = access_keys_revoke_all(tenant=tenant, reason=TENANT_CLOSED_REASON)
+    account = ObjectStorageAccount.objects.filter(tenant=tenant).first()
+    if account is not None:
+        try:
+            access.presign_key_delete(account)
+        except s3.StorageError as exc:
+            raise StorageUnavailable("The object storage service refused the request.") from exc
+    return revoked
 
 
 def unfinished_closes() -> list[Any]:
@@ -87,6 +95,11 @@ def unfinished_closes() -> list[Any]:
         ObjectStorageAccount.objects.filter(closed_at__isnull=True, **closed).values_list(
             "tenant_id", flat=True
         )
+    )
+    ids.update(
+        ObjectStorageAccount.objects.filter(**closed)
+        .exclude(presign_access_key_id="")
+        .values_list("tenant_id", flat=True)
     )
     return sorted(ids, key=str)
 

@@ -17,10 +17,10 @@ from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.audit.services import audit_record
-from apps.billing.limits import require_funds
 from apps.catalog.models import Region
 from apps.core import request_context
 from apps.core.errors import Conflict
+from apps.core.funds import require_funds
 from apps.instances.states import State
 from apps.instances.validation import check_name, invalid
 from apps.quotas.services import Demand, admit
@@ -211,7 +211,7 @@ def _begin_delete(volume: Volume, *, actor: User | None, reason: str = "") -> No
 
 
 @transaction.atomic
-def volume_delete(*, actor: User, volume: Volume) -> Volume:
+def volume_delete(*, actor: User, volume: Volume, reason: str = "") -> Volume:
     """Delete a detached volume; 409 volume_attached while an instance that is not terminated holds it."""
     locked = _locked(volume.pk)
     if locked is None:
@@ -225,7 +225,7 @@ def volume_delete(*, actor: User, volume: Volume) -> Volume:
             "(or terminate with delete_volumes=true).",
             details={"instance_ids": [str(i) for i in holders]},
         )
-    _begin_delete(locked, actor=actor)
+    _begin_delete(locked, actor=actor, reason=reason)
     return locked
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from datetime import timedelta
 from typing import Any, cast
@@ -18,7 +19,9 @@ from apps.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from apps.tenants import notifications
 from apps.tenants.models import Invitation, Membership, Tenant, TenantStatus
 from apps.tenants.roles import Role, can_grant_role
-from apps.tenants.signals import tenant_suspended
+from apps.tenants.signals import tenant_status_changed, tenant_suspended
+
+logger = logging.getLogger(__name__)
 
 RESERVED_SLUGS = frozenset({"admin", "api", "new", "me", "settings", "staff", "system", "gpucloud", "www"})
 
@@ -91,7 +94,8 @@ def tenant_update(*, actor: User, tenant: Tenant, name: str | None = None) -> Te
 
 
 def _change_status(*, tenant_id: Any, status: str, reason: str) -> tuple[Tenant, dict[str, Any], str]:
-    """Lock the tenant and set its status; returns it, the audit changes and the status it had."""
+    """Lock the tenant and set its status; returns it, the audit changes and the status it had. A status
+    that really changes is announced (tenant_status_changed) once this commits."""
     tenant = Tenant.objects.select_for_update().get(pk=tenant_id)
     if tenant.status == TenantStatus.CLOSED and status != TenantStatus.CLOSED:
         raise Conflict("A closed tenant cannot be reopened.", code="tenant_closed")
@@ -102,6 +106,8 @@ def _change_status(*, tenant_id: Any, status: str, reason: str) -> tuple[Tenant,
     )
     tenant.status, tenant.status_reason = status, reason
     tenant.save(update_fields=["status", "status_reason"])
+    if before != status:
+        transaction.on_commit(lambda: _announce_status(tenant_id=tenant.pk, status=status))
     return tenant, changes, before
 
 
@@ -112,6 +118,16 @@ def _set_status(*, actor: User | None, tenant_id: Any, status: str, reason: str,
 
 
 SUSPENSION_STOP_REASON = "tenant_suspended"
+
+
+def _announce_status(*, tenant_id: Any, status: str) -> None:
+    """After commit: apps above this one react (object storage suspends or restores the tenant's keys). A
+    receiver's failure is logged, not raised: the status change stands, and their periodic checks catch up."""
+    for receiver, result in tenant_status_changed.send_robust(
+        sender=Tenant, tenant_id=tenant_id, status=status
+    ):
+        if isinstance(result, Exception):
+            logger.error("tenant_status_changed receiver %r failed: %s", receiver, result)
 
 
 @transaction.atomic

@@ -7,3 +7,7 @@ from django.dispatch import Signal
 # the system) and `stop_reason` (the reason code each stopped instance records). A receiver stops what the
 # tenant runs and returns what it stopped as a list of {"id": str, "name": str}; apps.instances handles it.
 tenant_suspended = Signal()
+
+# Sent after a status change has committed, with `tenant_id` and `status` (the new one): suspended,
+# reactivated or closed. Object storage suspends or restores the tenant's access keys on it.
+tenant_status_changed = Signal()

@@ -282,13 +282,16 @@ DEFAULT_TENANT_QUOTA = {
     "max_vcpu": env_int("DEFAULT_QUOTA_MAX_VCPU", 256),
     "max_memory_gib": env_int("DEFAULT_QUOTA_MAX_MEMORY_GIB", 2048),
     "max_volume_gib": env_int("DEFAULT_QUOTA_MAX_VOLUME_GIB", 1000),
+    "max_object_storage_gib": env_int("DEFAULT_QUOTA_MAX_OBJECT_STORAGE_GIB", 1000),
 }
 # Keys for encrypting cluster credentials at rest (Fernet, comma-separated; the first encrypts), one set per
 # kind of credential so each process holds only what its job needs (apps/core/crypto.py): the regions'
-# operator kubeconfigs (operator and worker), and their logs kubeconfigs (web). Without a set, a key derived
-# from SECRET_KEY stands in, except in production (config/settings/production.py).
+# operator kubeconfigs (operator and worker), their logs kubeconfigs (web), and the tenants' object storage
+# presign secrets (web and worker). Without a set, a key derived from SECRET_KEY stands in, except in
+# production (config/settings/production.py).
 FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS")
 LOGS_ENCRYPTION_KEYS = env_list("LOGS_ENCRYPTION_KEYS")
+STORAGE_ENCRYPTION_KEYS = env_list("STORAGE_ENCRYPTION_KEYS")
 ENCRYPTION_KEYS_FROM_SECRET_KEY = True
 # What the operator binds in every tenant namespace so the logs kubeconfigs' identity can read pod logs
 # there and nowhere else (a RoleBinding to this ClusterRole; docs/operator-objects.md). Subjects are
@@ -383,6 +386,7 @@ OBJECT_STORAGE_MAX_BUCKETS_PER_TENANT = env_int("OBJECT_STORAGE_MAX_BUCKETS_PER_
 # AWS IAM allows two access keys per user (one user per tenant): set 2 there.
 OBJECT_STORAGE_MAX_ACCESS_KEYS_PER_TENANT = env_int("OBJECT_STORAGE_MAX_ACCESS_KEYS_PER_TENANT", 10)
 OBJECT_STORAGE_PRESIGN_MAX_SECONDS = 7 * 24 * 3600  # what SigV4 allows
+OBJECT_STORAGE_PRESIGN_MAX_BYTES = 5 * 1024**3  # the largest single PUT S3 accepts
 # Bytes stored are sampled this often and billed per started GiB at this price per hour (4 places, like
 # every price in the ledger).
 OBJECT_STORAGE_SAMPLE_SECONDS = env_int("OBJECT_STORAGE_SAMPLE_SECONDS", 600)
@@ -390,6 +394,13 @@ OBJECT_STORAGE_PRICE_PER_GIB_HOUR = Decimal(env_str("OBJECT_STORAGE_PRICE_PER_GI
 CELERY_BEAT_SCHEDULE["object-storage-sample"] = {
     "task": "apps.storage.objects.tasks.sample_buckets",
     "schedule": float(OBJECT_STORAGE_SAMPLE_SECONDS),
+}
+# How often tenants' storage keys are checked against their status, funds and byte quota (suspended or
+# restored, writes blocked or unblocked); docs/storage.md "Funds, suspension and the byte quota".
+OBJECT_STORAGE_ACCESS_CHECK_SECONDS = env_int("OBJECT_STORAGE_ACCESS_CHECK_SECONDS", 60)
+CELERY_BEAT_SCHEDULE["object-storage-access"] = {
+    "task": "apps.storage.objects.tasks.enforce_access",
+    "schedule": float(OBJECT_STORAGE_ACCESS_CHECK_SECONDS),
 }
 # A closed tenant's buckets are kept (unbilled, unreachable with its revoked keys) this many days after the
 # close, then deleted with their objects by the hourly sweep, which also finishes any close whose storage

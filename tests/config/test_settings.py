@@ -48,6 +48,7 @@ def _base_env() -> dict[str, str]:
         "TRUSTED_PROXY_HOPS",
         "FIELD_ENCRYPTION_KEYS",
         "LOGS_ENCRYPTION_KEYS",
+        "STORAGE_ENCRYPTION_KEYS",
     }
     return {k: v for k, v in os.environ.items() if k not in drop}
 

@@ -350,7 +350,7 @@ def test_a_bad_credit_grant_shows_the_error_on_its_field(staff, form, field, mes
 def test_setting_quota_limits_is_audited_and_admission_uses_them(staff, staff_user):
     tenant = TenantFactory(slug="acme")
     limits = {"max_gpus": "32", "max_instances": "4", "max_vcpu": "512", "max_memory_gib": "4096"}
-    data = {**limits, "max_volume_gib": "100", "note": "Enterprise plan"}
+    data = {**limits, "max_volume_gib": "100", "max_object_storage_gib": "50", "note": "Enterprise plan"}
     assert staff.post(detail_url(tenant, "staff_tenant_quota"), data).status_code == 302
     quota = TenantQuota.objects.get(tenant=tenant)
     assert (
@@ -359,12 +359,14 @@ def test_setting_quota_limits_is_audited_and_admission_uses_them(staff, staff_us
         quota.max_vcpu,
         quota.max_memory_gib,
         quota.max_volume_gib,
+        quota.max_object_storage_gib,
     ) == (
         32,
         4,
         512,
         4096,
         100,
+        50,
     )
     event = AuditEvent.objects.get(tenant=tenant, action="quota.set")
     assert event.actor_user_id == staff_user.pk and event.changes["max_gpus"]["to"] == 32

@@ -15,10 +15,12 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.storage.objects import s3
 from apps.storage.objects.models import AccessKey, Bucket
+from apps.storage.objects.services import storage_account
 from apps.tenants.roles import Role
 from tests.console.helpers import client_for, page
 from tests.console.html_tree import parse
@@ -44,10 +46,9 @@ def _create_bucket(client: Any, owner: Any, name: str = "datasets") -> Bucket:
     return Bucket.objects.get(tenant=owner.tenant, name=name, deleted_at__isnull=True)
 
 
-def _presign(client: Any, owner: Any, bucket: Bucket, method: str, key: str) -> str:
-    response = client.post(
-        page("bucket_detail", owner.tenant, bucket.name), {"method": method, "key": key, "expires_in": "600"}
-    )
+def _presign(client: Any, owner: Any, bucket: Bucket, method: str, key: str, size: str = "") -> str:
+    form = {"method": method, "key": key, "expires_in": "600", "content_length": size}
+    response = client.post(page("bucket_detail", owner.tenant, bucket.name), form)
     assert response.status_code == 200, response.content.decode()[:2000]
     assert response["Cache-Control"] == "no-store"
     return parse(response.content.decode()).by_id("presigned-url").text
@@ -100,7 +101,7 @@ def test_creating_presigning_and_deleting_a_bucket(owner: Any, object_storage: d
     assert f"Created the bucket datasets ({bucket.physical_name})." in detail
 
     # A presigned PUT uploads without credentials; a presigned GET reads it back.
-    _http("PUT", _presign(client, owner, bucket, "put", "train/part-0001.txt"), b"hello gpus")
+    _http("PUT", _presign(client, owner, bucket, "put", "train/part-0001.txt", "10"), b"hello gpus")
     assert _http("GET", _presign(client, owner, bucket, "get", "train/part-0001.txt")) == b"hello gpus"
 
     # Not empty: refused on the confirmation page, with the way out.
@@ -154,7 +155,13 @@ def test_a_taken_bucket_name_is_refused_on_the_field(owner: Any, object_storage:
 
 @pytest.mark.parametrize(
     ("form", "field"),
-    [({"method": "post"}, "method"), ({"key": ""}, "key"), ({"expires_in": "0"}, "expires_in")],
+    [
+        ({"method": "post"}, "method"),
+        ({"key": ""}, "key"),
+        ({"expires_in": "0"}, "expires_in"),
+        ({"method": "put"}, "content_length"),
+        ({"method": "put", "content_length": "-1"}, "content_length"),
+    ],
 )
 def test_bad_presign_input_is_refused_on_its_field(owner: Any, form: dict[str, str], field: str) -> None:
     bucket = bucket_row(owner.tenant, name="datasets")
@@ -329,3 +336,25 @@ def test_another_tenants_buckets_and_keys_are_404(make_actor: Callable[..., Any]
     assert AccessKey.objects.get(pk=key.pk).revoked_at is None
     # The stranger's own "theirs" bucket is its page; the owner's bucket name under its tenant is not.
     assert client.get(page("bucket_detail", stranger.tenant, "theirs")).status_code == 200
+
+
+# --- suspended keys and blocked writes ------------------------------------------------------------------
+
+
+def test_suspended_keys_and_blocked_writes_are_said_on_the_pages(owner: Any) -> None:
+    bucket_row(owner.tenant, name="datasets")
+    access_key_row(owner.tenant, name="training", suspended_at=timezone.now())
+    account = storage_account(owner.tenant)
+    client = client_for(owner.user)
+    assert 'id="storage-access"' not in client.get(page("buckets", owner.tenant)).content.decode()
+
+    account.writes_blocked_at = timezone.now()
+    account.save()
+    listing = parse(client.get(page("buckets", owner.tenant)).content.decode())
+    assert "nothing new can be written" in listing.by_id("storage-access").text
+
+    account.keys_suspended_at, account.keys_suspended_reason = timezone.now(), "insufficient funds"
+    account.save()
+    keys = client.get(page("access_keys", owner.tenant)).content.decode()
+    assert "suspended (insufficient funds)" in parse(keys).by_id("storage-access").text
+    assert "<td>Suspended</td>" in keys

@@ -61,3 +61,23 @@ def test_each_key_set_rotates_on_its_own_and_only_where_it_is_held(settings: Any
     region = Region.objects.get(pk=region.pk)
     assert region.get_logs_kubeconfig() == KUBECONFIG
     assert region.kubeconfig_encrypted == stored_operator_credential  # the other set was not touched
+
+
+@pytest.mark.django_db
+def test_presign_secrets_rotate_under_the_storage_key_set(settings: Any) -> None:
+    """Object storage presign secrets are encrypted under STORAGE_ENCRYPTION_KEYS (web and the worker), not
+    under the operator's FIELD_ENCRYPTION_KEYS, which web does not hold."""
+    from apps.storage.objects.models import ObjectStorageAccount
+    from tests.factories import TenantFactory
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.ENCRYPTION_KEYS_FROM_SECRET_KEY = False
+    settings.FIELD_ENCRYPTION_KEYS, settings.STORAGE_ENCRYPTION_KEYS = [], [old]  # web's pod
+    account = ObjectStorageAccount.objects.create(tenant=TenantFactory(), prefix="gpc-rot4-", iam_user="rot4")
+    account.set_presign_credentials("AKIDROT4", "s3-secret")
+    account.save()
+
+    settings.STORAGE_ENCRYPTION_KEYS = [new, old]
+    call_command("rotate_encryption_key", "--keys", "storage")
+    settings.STORAGE_ENCRYPTION_KEYS = [new]
+    assert ObjectStorageAccount.objects.get(pk=account.pk).presign_credentials() == ("AKIDROT4", "s3-secret")

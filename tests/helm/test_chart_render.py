@@ -410,14 +410,19 @@ def test_secrets_reach_pods_only_by_reference(docs: list[dict[str, Any]]) -> Non
 
 
 # Which process may decrypt which credential (helpers "gpucloud.secretScopes"; docs/operations.md).
-KEY_HOLDERS = {"FIELD_ENCRYPTION_KEYS": {"worker", "operator"}, "LOGS_ENCRYPTION_KEYS": {"web"}}
+KEY_HOLDERS = {
+    "FIELD_ENCRYPTION_KEYS": {"worker", "operator"},
+    "LOGS_ENCRYPTION_KEYS": {"web"},
+    "STORAGE_ENCRYPTION_KEYS": {"web", "worker"},
+}
 
 
 def test_each_encryption_key_set_reaches_only_the_processes_that_decrypt_with_it(
     docs: list[dict[str, Any]],
 ) -> None:
     """The operator's cluster credentials are decrypted by the operator and the worker only; web, beat and
-    the migrations hook never receive FIELD_ENCRYPTION_KEYS. The logs credentials: web only."""
+    the migrations hook never receive FIELD_ENCRYPTION_KEYS. The logs credentials: web only. The tenants'
+    presign secrets: web (which signs URLs) and the worker."""
     pods = pod_templates(docs)
     for setting, holders in KEY_HOLDERS.items():
         having = {name for name, pod in pods.items() if setting in env_of(pod["containers"][0])}

@@ -213,6 +213,7 @@ class Runner:
             max_vcpu=limits.max_vcpu,
             max_memory_gib=limits.max_memory_gib,
             max_volume_gib=100,
+            max_object_storage_gib=100,
         )
         if limits.h100 is not None:
             where, limit = limits.h100

@@ -24,7 +24,7 @@ def catalog(db: Any) -> Catalog:
 
 
 def set_quota(tenant: Tenant, **limits: int) -> TenantQuota:
-    values = {**ROOMY, "max_volume_gib": 1000, **limits}
+    values = {**ROOMY, "max_volume_gib": 1000, "max_object_storage_gib": 1000, **limits}
     quota, _ = TenantQuota.objects.update_or_create(tenant=tenant, defaults=values)
     return quota
 

@@ -72,6 +72,7 @@ def test_a_new_tenant_sees_the_default_limits_and_no_usage(owner: Actor) -> None
         "vcpu": (defaults["max_vcpu"], 0),
         "memory_gib": (defaults["max_memory_gib"], 0),
         "volume_gib": (defaults["max_volume_gib"], 0),
+        "object_storage_gib": (defaults["max_object_storage_gib"], 0),
     }
     assert response.json()["gpu_types"] == []
 
@@ -98,6 +99,7 @@ def test_usage_follows_launches_stops_and_terminations(owner: Actor, catalog: An
         "vcpu": (200, 48 + 24 + 4),
         "memory_gib": (2000, 440 + 220 + 16),
         "volume_gib": (1000, 0),
+        "object_storage_gib": (1000, 0),
     }
     assert response.json()["gpu_types"] == [
         {"gpu_type": "h100-80gb", "region": None, "limit": 6, "used": 3},

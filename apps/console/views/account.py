@@ -315,6 +315,7 @@ _RESOURCE_LABELS = {
     "vcpu": "vCPU",
     "memory_gib": "Memory (GiB)",
     "volume_gib": "Volumes (GiB)",
+    "object_storage_gib": "Object storage (GiB)",
 }
 
 

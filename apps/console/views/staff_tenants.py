@@ -41,6 +41,7 @@ QUOTA_LABELS = {
     "max_vcpu": "vCPU",
     "max_memory_gib": "Memory (GiB)",
     "max_volume_gib": "Volume storage (GiB)",
+    "max_object_storage_gib": "Object storage (GiB)",
 }
 
 

@@ -57,6 +57,24 @@ def _service_note() -> str:
     return "" if s3.configured() else NOT_CONFIGURED
 
 
+def _access_note(t: TenantPage) -> str:
+    """What the tenant's keys may not do now (apps/storage/objects/access.py), or ""."""
+    account = selectors.account_of(t.tenant)
+    if account is None:
+        return ""
+    if account.keys_suspended_at is not None:
+        return (
+            f"Your access keys and presigned URLs are suspended ({account.keys_suspended_reason}); your "
+            "data is kept, and they work again once the tenant is active and in funds."
+        )
+    if account.writes_blocked_at is not None:
+        return (
+            "Your buckets hold the whole object storage quota: nothing new can be written until you delete "
+            "objects or the quota is raised (reading and deleting still work)."
+        )
+    return ""
+
+
 # --- buckets -------------------------------------------------------------------------------------------
 
 
@@ -74,13 +92,20 @@ def buckets(t: TenantPage) -> HttpResponse:
                 "buckets": _buckets(t),
                 "form": form,
                 "service_note": _service_note(),
+                "access_note": _access_note(t),
                 "error": exc.message,
                 "field_errors": exc.fields,
             }
             return t.render("console/storage/buckets.html", context, status=exc.status_code)
         messages.success(t.request, f"Created the bucket {bucket.name} ({bucket.physical_name}).")
         return redirect("console:bucket_detail", t.tenant.slug, bucket.name)
-    context = {"buckets": _buckets(t), "form": form, "service_note": _service_note(), "field_errors": {}}
+    context = {
+        "buckets": _buckets(t),
+        "form": form,
+        "service_note": _service_note(),
+        "access_note": _access_note(t),
+        "field_errors": {},
+    }
     return t.render("console/storage/buckets.html", context)
 
 
@@ -90,6 +115,7 @@ def _presign_form(params: Any = None) -> dict[str, str]:
         "method": params.get("method", "get"),
         "key": params.get("key", ""),
         "expires_in": params.get("expires_in", DEFAULT_PRESIGN_SECONDS).strip() or DEFAULT_PRESIGN_SECONDS,
+        "content_length": params.get("content_length", "").strip(),
     }
 
 
@@ -97,22 +123,34 @@ def _presign_form(params: Any = None) -> dict[str, str]:
 def bucket_detail(t: TenantPage, bucket_name: str) -> HttpResponse:
     """The bucket's facts and, for writers, a form that presigns a URL for one object (POST)."""
     bucket = _bucket(t, bucket_name)
-    context: dict[str, Any] = {"bucket": bucket, "service_note": _service_note(), "field_errors": {}}
+    context: dict[str, Any] = {
+        "bucket": bucket,
+        "service_note": _service_note(),
+        "access_note": _access_note(t),
+        "field_errors": {},
+    }
     if t.request.method != "POST":
         return t.render("console/storage/bucket_detail.html", {**context, "form": _presign_form()})
     form = _presign_form(t.request.POST)
     context["form"] = form
     try:
         t.require_status()
-        data = validated(PresignSerializer, form)
+        # The size is for uploads only; a download form may carry the field empty.
+        sent = {k: v for k, v in form.items() if k != "content_length" or (v and form["method"] == "put")}
+        data = validated(PresignSerializer, sent)
         url = services.bucket_presign(
-            bucket=bucket, method=data["method"], key=data["key"], expires_in=data["expires_in"]
+            bucket=bucket,
+            method=data["method"],
+            key=data["key"],
+            expires_in=data["expires_in"],
+            content_length=data.get("content_length"),
         )
     except DomainError as exc:
         context.update(error=exc.message, field_errors=exc.fields)
         return t.render("console/storage/bucket_detail.html", context, status=exc.status_code)
     context["presigned"] = {
         "method": data["method"].upper(),
+        "content_length": data.get("content_length"),
         "key": data["key"],
         "url": url,
         "expires_at": timezone.now() + timedelta(seconds=data["expires_in"]),
@@ -170,6 +208,7 @@ def access_keys(t: TenantPage) -> HttpResponse:
                 "keys": _keys(t),
                 "form": form,
                 "service_note": _service_note(),
+                "access_note": _access_note(t),
                 "error": exc.message,
                 "field_errors": exc.fields,
             }
@@ -183,7 +222,13 @@ def access_keys(t: TenantPage) -> HttpResponse:
         }
         # The only response that ever carries the secret: not cached, not stored, not in a redirect.
         return _no_store(t.render("console/storage/access_key_created.html", created_context))
-    context = {"keys": _keys(t), "form": form, "service_note": _service_note(), "field_errors": {}}
+    context = {
+        "keys": _keys(t),
+        "form": form,
+        "service_note": _service_note(),
+        "access_note": _access_note(t),
+        "field_errors": {},
+    }
     return t.render("console/storage/access_keys.html", context)
 
 

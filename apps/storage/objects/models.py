@@ -14,6 +14,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.core import crypto
+from apps.storage.objects import names
+
 
 class ObjectStorageAccount(models.Model):
     """A tenant's namespace on the service: its bucket-name prefix and the IAM user its access keys belong to.
@@ -29,9 +32,34 @@ class ObjectStorageAccount(models.Model):
     # When the tenant was closed: its keys are revoked, its buckets are no longer billed, and they are
     # deleted once OBJECT_STORAGE_CLOSED_RETENTION_DAYS have passed (docs/storage.md "Closing a tenant").
     closed_at = models.DateTimeField(null=True, blank=True)
+    # The key presigned URLs are signed with (apps/storage/objects/access.py): a key of the tenant's presign
+    # IAM user, whose policy reaches only the tenant's buckets. Made on the first presign; its secret is kept
+    # encrypted at rest (apps/core/crypto.py), since every presign needs it.
+    presign_access_key_id = models.CharField(max_length=128, blank=True)
+    presign_secret_encrypted = models.TextField(blank=True, editable=False)
+    # While set, every key of the tenant (its own and the presign key) is Inactive on the service: the
+    # tenant's money ran out or it is suspended. Cleared when that is over (docs/storage.md).
+    keys_suspended_at = models.DateTimeField(null=True, blank=True)
+    keys_suspended_reason = models.CharField(max_length=300, blank=True)
+    # While set, the tenant's policies lack s3:PutObject: its buckets held at least its byte quota at the
+    # last usage sample.
+    writes_blocked_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.tenant_id}:{self.prefix}"
+
+    @property
+    def presign_user(self) -> str:
+        return names.presign_user_name(self.prefix)
+
+    def presign_credentials(self) -> tuple[str, str] | None:
+        if not self.presign_access_key_id:
+            return None
+        return self.presign_access_key_id, crypto.decrypt(self.presign_secret_encrypted, keys=crypto.STORAGE)
+
+    def set_presign_credentials(self, access_key_id: str, secret: str) -> None:
+        self.presign_access_key_id = access_key_id
+        self.presign_secret_encrypted = crypto.encrypt(secret, keys=crypto.STORAGE) if secret else ""
 
 
 class Bucket(models.Model):
@@ -82,6 +110,9 @@ class AccessKey(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Inactive on the service while the tenant's keys are suspended (ObjectStorageAccount.keys_suspended_at);
+    # unlike a revoked key it works again, with the same secret, once that is over.
+    suspended_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["tenant", "created_at"]
@@ -92,3 +123,7 @@ class AccessKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.revoked_at is None and self.suspended_at is not None

@@ -53,3 +53,9 @@ def physical_name(tenant_prefix: str, name: str) -> str:
 
 def iam_user_name(tenant_prefix: str) -> str:
     return tenant_prefix.rstrip("-")
+
+
+def presign_user_name(tenant_prefix: str) -> str:
+    """The tenant's presign identity: a second IAM user, so its key never counts against the tenant's own
+    keys (AWS allows two per user) and its policy can be narrower."""
+    return f"{iam_user_name(tenant_prefix)}-presign"

@@ -1,6 +1,7 @@
 """The S3-compatible service: the only module that imports boto3 (docs/storage.md).
 
-Everything here uses the admin identity of settings.OBJECT_STORAGE. Service errors come out as the
+Everything here uses the admin identity of settings.OBJECT_STORAGE, except presigning, which signs with a
+tenant's own presign key (its policy reaches only that tenant's buckets). Service errors come out as the
 exceptions below, never as botocore's, so callers stay independent of the SDK.
 """
 
@@ -33,6 +34,12 @@ TENANT_ACTIONS = (
     "s3:ListBucketMultipartUploads",
     "s3:ListMultipartUploadParts",
 )
+# What a tenant's presign identity may do: the two operations presigned URLs exist for. Nothing else, so a
+# leaked presign key could not list or delete anything.
+PRESIGN_ACTIONS = ("s3:GetObject", "s3:PutObject")
+# Taken away while the tenant stores at least its byte quota: no new object, no multipart upload (on AWS and
+# SeaweedFS both imply s3:PutObject), while reading, listing and deleting (to get back under) still work.
+WRITE_ACTIONS = frozenset({"s3:PutObject"})
 POLICY_NAME = "gpucloud-tenant-buckets"
 
 
@@ -108,12 +115,24 @@ def configured() -> bool:
 @functools.lru_cache(maxsize=16)
 def _client(service: str, endpoint_url: str, conf: Config) -> Any:
     # Clients are thread-safe and expensive to build: one per service, endpoint and configuration.
+    return _make_client(service, endpoint_url, conf, conf.access_key_id, conf.secret_access_key)
+
+
+@functools.lru_cache(maxsize=256)
+def _signer(endpoint_url: str, conf: Config, access_key_id: str, secret_access_key: str) -> Any:
+    # A tenant's presign client, kept in this process only (the secret lives encrypted in the database).
+    return _make_client("s3", endpoint_url, conf, access_key_id, secret_access_key)
+
+
+def _make_client(
+    service: str, endpoint_url: str, conf: Config, access_key_id: str, secret_access_key: str
+) -> Any:
     return boto3.session.Session().client(
         service,
         endpoint_url=endpoint_url,
         region_name=conf.region,
-        aws_access_key_id=conf.access_key_id,
-        aws_secret_access_key=conf.secret_access_key,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
         config=BotoConfig(
             signature_version="s3v4",
             s3={"addressing_style": conf.addressing_style},
@@ -264,32 +283,59 @@ def empty_bucket(name: str) -> int:
     return deleted
 
 
-def presign(*, method: str, bucket: str, key: str, expires_in: int) -> str:
-    """A URL that lets anyone holding it GET or PUT one object until it expires, signed by the admin
-    identity against the public endpoint (the signature covers the host)."""
+def presign(
+    *,
+    method: str,
+    bucket: str,
+    key: str,
+    expires_in: int,
+    credentials: tuple[str, str],
+    content_length: int | None = None,
+) -> str:
+    """A URL that lets anyone holding it GET or PUT one object until it expires, signed with `credentials`
+    (the tenant's presign key: the service checks its policy and status on every use) against the public
+    endpoint (the signature covers the host). A PUT signs `content_length` too: the service refuses an
+    upload of any other length (SigV4 signed header), so the URL cannot store more than that."""
     operation = {"get": "get_object", "put": "put_object"}[method]
+    params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if method == "put":
+        if content_length is None:
+            raise ValueError("A presigned PUT needs its content length.")
+        params["ContentLength"] = content_length
+    conf = config()
+    client = _signer(conf.public_endpoint_url, conf, *credentials)
     with _calling(f"presign {method} {bucket}"):
-        url = _s3(public=True).generate_presigned_url(
-            operation, Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
-        )
+        url = client.generate_presigned_url(operation, Params=params, ExpiresIn=expires_in)
     return str(url)
 
 
 # --- identities ----------------------------------------------------------------------------------------
 
 
-def tenant_policy(tenant_prefix: str) -> str:
-    """The policy of a tenant's IAM user: its own buckets (every name under its prefix) and nothing else.
-
-    No s3:ListAllMyBuckets: on AWS it needs Resource "*" and would show every tenant's bucket names.
-    """
+def _policy(tenant_prefix: str, actions: tuple[str, ...], writable: bool) -> str:
+    allowed = [a for a in actions if writable or a not in WRITE_ACTIONS]
     resources = [f"arn:aws:s3:::{tenant_prefix}*", f"arn:aws:s3:::{tenant_prefix}*/*"]
-    statement = {"Effect": "Allow", "Action": list(TENANT_ACTIONS), "Resource": resources}
+    statement = {"Effect": "Allow", "Action": allowed, "Resource": resources}
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]}, separators=(",", ":"))
 
 
-def ensure_tenant_user(*, user_name: str, tenant_prefix: str) -> None:
-    """Create the tenant's IAM user if missing and (re)attach its inline policy; safe to repeat."""
+def tenant_policy(tenant_prefix: str, *, writable: bool = True) -> str:
+    """The policy of a tenant's IAM user: its own buckets (every name under its prefix) and nothing else;
+    without s3:PutObject while its writes are blocked (the byte quota).
+
+    No s3:ListAllMyBuckets: on AWS it needs Resource "*" and would show every tenant's bucket names.
+    """
+    return _policy(tenant_prefix, TENANT_ACTIONS, writable)
+
+
+def presign_policy(tenant_prefix: str, *, writable: bool = True) -> str:
+    """The policy of a tenant's presign identity: get and put objects of its own buckets (get only while
+    its writes are blocked)."""
+    return _policy(tenant_prefix, PRESIGN_ACTIONS, writable)
+
+
+def ensure_user(*, user_name: str, policy: str) -> None:
+    """Create the IAM user if missing and (re)attach its inline policy; safe to repeat."""
     iam = _iam()
     try:
         with _calling(f"create IAM user {user_name}"):
@@ -297,10 +343,35 @@ def ensure_tenant_user(*, user_name: str, tenant_prefix: str) -> None:
     except StorageError as exc:
         if exc.code != "EntityAlreadyExists":
             raise
-    with _calling(f"put policy of {user_name}"):
-        iam.put_user_policy(
-            UserName=user_name, PolicyName=POLICY_NAME, PolicyDocument=tenant_policy(tenant_prefix)
-        )
+    put_policy(user_name=user_name, policy=policy)
+
+
+def put_policy(*, user_name: str, policy: str) -> bool:
+    """Replace the user's inline policy; False when the user does not exist (it gets the policy when it is
+    created)."""
+    try:
+        with _calling(f"put policy of {user_name}"):
+            _iam().put_user_policy(UserName=user_name, PolicyName=POLICY_NAME, PolicyDocument=policy)
+    except StorageError as exc:
+        if exc.code == "NoSuchEntity":
+            return False
+        raise
+    return True
+
+
+def set_access_key_status(*, user_name: str, access_key_id: str, active: bool) -> bool:
+    """Suspend (Inactive) or restore (Active) a key with IAM UpdateAccessKey: the key, its secret and the
+    data it reaches are kept, but the service refuses every request signed with an inactive key. False when
+    the key does not exist."""
+    status = "Active" if active else "Inactive"
+    try:
+        with _calling(f"set access key of {user_name} {status}"):
+            _iam().update_access_key(UserName=user_name, AccessKeyId=access_key_id, Status=status)
+    except StorageError as exc:
+        if exc.code == "NoSuchEntity":
+            return False
+        raise
+    return True
 
 
 def create_access_key(user_name: str) -> tuple[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from apps.storage.objects.models import AccessKey, Bucket
+from apps.storage.objects.models import AccessKey, Bucket, ObjectStorageAccount
 from apps.tenants.models import Tenant
 
 
@@ -16,3 +16,8 @@ def buckets_of(tenant: Tenant) -> QuerySet[Bucket]:
 def access_keys_of(tenant: Tenant, *, include_revoked: bool = False) -> QuerySet[AccessKey]:
     keys = AccessKey.objects.filter(tenant=tenant)
     return keys if include_revoked else keys.filter(revoked_at__isnull=True)
+
+
+def account_of(tenant: Tenant) -> ObjectStorageAccount | None:
+    """The tenant's namespace on the service (with its suspension and write block), if it has one yet."""
+    return ObjectStorageAccount.objects.filter(tenant=tenant).first()

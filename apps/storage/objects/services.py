@@ -13,6 +13,10 @@ failure leaves no half-made object behind:
   deleted again (compensation), so no key exists that we do not list. Should that delete fail as well, the
   insert's error is raised and the stray key's id is logged for an operator.
 - access_key_revoke deletes the key on the service, then marks the row revoked; retrying is safe.
+
+Creating a bucket or a key, and presigning an upload, need funds (apps.core.funds, answered by billing: 402
+insufficient_funds), like creating a volume. What keys may do afterwards (suspended when the money runs
+out, no writes past the byte quota) is apps/storage/objects/access.py.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record
-from apps.core.errors import Conflict, DomainError, InvalidInput
-from apps.storage.objects import names, s3
+from apps.core import funds
+from apps.core.errors import Conflict, DomainError, Forbidden, InvalidInput, PaymentRequired
+from apps.storage.objects import access, names, s3
 from apps.storage.objects.models import AccessKey, Bucket, ObjectStorageAccount
 from apps.tenants.models import Tenant
 
@@ -96,6 +101,7 @@ def bucket_create(*, actor: Any, tenant: Tenant, name: str) -> Bucket:
     _check_name(name)
     with _service():
         s3.config()  # refuse before writing anything when object storage is off
+    funds.require_funds(tenant=tenant)
     account = storage_account(tenant)
     with transaction.atomic():
         # Serializes creates of one tenant, so the per-tenant limit cannot be overshot.
@@ -174,10 +180,68 @@ def _not_empty(bucket: Bucket) -> Conflict:
     )
 
 
-def bucket_presign(*, bucket: Bucket, method: str, key: str, expires_in: int) -> str:
+def bucket_presign(
+    *, bucket: Bucket, method: str, key: str, expires_in: int, content_length: int | None = None
+) -> str:
+    """A URL for one object, signed with the tenant's presign key (never the admin identity), so the
+    service applies the tenant's policy and key status to every use. An upload needs funds and names its
+    size, which must fit in what is left of the byte quota; the URL accepts exactly that many bytes."""
     with _service():
-        url = s3.presign(method=method, bucket=bucket.physical_name, key=key, expires_in=expires_in)
+        s3.config()
+    tenant = bucket.tenant
+    account = storage_account(tenant)
+    _refuse_if_suspended(account)
+    if method == "put":
+        if content_length is None:
+            raise InvalidInput(
+                "content_length: a presigned upload names its size in bytes.",
+                fields={"content_length": ["Required for method put."]},
+            )
+        funds.require_funds(tenant=tenant)
+        _check_room(tenant, account, content_length)
+    with _service():
+        credentials = access.presign_credentials(account)
+        url = s3.presign(
+            method=method,
+            bucket=bucket.physical_name,
+            key=key,
+            expires_in=expires_in,
+            credentials=credentials,
+            content_length=content_length if method == "put" else None,
+        )
     return url
+
+
+def _refuse_if_suspended(account: ObjectStorageAccount) -> None:
+    if account.keys_suspended_at is None:
+        return
+    if account.keys_suspended_reason == access.SUSPENDED_REASON:
+        raise Forbidden("The tenant is suspended: its storage keys do not work.", code="tenant_suspended")
+    raise PaymentRequired(
+        "The tenant's money has run out: its storage keys and presigned URLs are suspended (its data is "
+        "kept) until it is in funds again."
+    )
+
+
+def _check_room(tenant: Tenant, account: ObjectStorageAccount, size: int) -> None:
+    """Refuse an upload that would take the tenant's buckets past its byte quota (409 quota_exceeded)."""
+    used, limit = access.stored_bytes(tenant), access.quota_bytes(tenant)
+    if account.writes_blocked_at is None and used + size <= limit:
+        return
+    raise Conflict(
+        f"Quota exceeded for object storage: {limit // access.GIB} GiB, of which {used} bytes are stored "
+        f"(last usage sample); this upload needs {size} bytes. Delete objects or ask for a quota increase.",
+        code="quota_exceeded",
+        details={
+            "resource": "object_storage_gib",
+            "limit": limit // access.GIB,
+            "used": access.used_gib(tenant),
+            "requested": -(-size // access.GIB),
+            "limit_bytes": limit,
+            "used_bytes": used,
+            "requested_bytes": size,
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -189,9 +253,11 @@ class NewAccessKey:
 def access_key_create(*, actor: Any, tenant: Tenant, name: str) -> NewAccessKey:
     with _service():
         s3.config()
+    funds.require_funds(tenant=tenant)
     account = storage_account(tenant)
     with transaction.atomic():
-        ObjectStorageAccount.objects.select_for_update().get(pk=account.pk)
+        # Also serializes with apps/storage/objects/access.py, so the key gets the state in force.
+        account = ObjectStorageAccount.objects.select_for_update().get(pk=account.pk)
         limit = settings.OBJECT_STORAGE_MAX_ACCESS_KEYS_PER_TENANT
         used = AccessKey.objects.filter(tenant=tenant, revoked_at__isnull=True).count()
         if used >= limit:
@@ -200,13 +266,26 @@ def access_key_create(*, actor: Any, tenant: Tenant, name: str) -> NewAccessKey:
                 code="quota_exceeded",
                 details={"resource": "access_keys", "limit": limit, "used": used, "requested": 1},
             )
+        writable = account.writes_blocked_at is None
+        suspended = account.keys_suspended_at is not None
         with _service():
-            s3.ensure_tenant_user(user_name=account.iam_user, tenant_prefix=account.prefix)
+            s3.ensure_user(
+                user_name=account.iam_user, policy=s3.tenant_policy(account.prefix, writable=writable)
+            )
             access_key_id, secret = s3.create_access_key(account.iam_user)
         try:
             with transaction.atomic():
+                if suspended:  # the others are suspended: so is this one, until they come back together
+                    with _service():
+                        s3.set_access_key_status(
+                            user_name=account.iam_user, access_key_id=access_key_id, active=False
+                        )
                 key = AccessKey.objects.create(
-                    tenant=tenant, access_key_id=access_key_id, name=name, created_by=actor
+                    tenant=tenant,
+                    access_key_id=access_key_id,
+                    name=name,
+                    created_by=actor,
+                    suspended_at=timezone.now() if suspended else None,
                 )
                 audit_record(
                     actor=actor,

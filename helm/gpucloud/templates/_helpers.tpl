@@ -71,12 +71,13 @@ ALLOWED_HOSTS: {{ $hosts | uniq | join "," | quote }}
 {{/*
 Secret settings that only some components may hold, whatever secrets.env says (docs/operations.md,
 "Encryption keys"): the regions' operator kubeconfigs are decrypted by the operator and the worker (its
-on-commit reconcile) alone, the regions' logs kubeconfigs by web alone. Beat and the migrations hook get
-neither.
+on-commit reconcile) alone, the regions' logs kubeconfigs by web alone, the tenants' object storage presign
+secrets by web (which signs URLs) and the worker. Beat and the migrations hook get none.
 */}}
 {{- define "gpucloud.secretScopes" -}}
 FIELD_ENCRYPTION_KEYS: [worker, operator]
 LOGS_ENCRYPTION_KEYS: [web]
+STORAGE_ENCRYPTION_KEYS: [web, worker]
 {{- end -}}
 
 {{/* Secret settings of one component, each read from an existing Secret by reference (a YAML list; empty:

@@ -78,13 +78,14 @@ def _clean_up() -> None:
         except s3.NoSuchBucket:
             pass
     for account in ObjectStorageAccount.objects.all():
-        for key_id in s3.list_access_keys(account.iam_user):
-            s3.delete_access_key(user_name=account.iam_user, access_key_id=key_id)
-        iam = s3._iam()
-        with contextlib.suppress(iam.exceptions.NoSuchEntityException):
-            iam.delete_user_policy(UserName=account.iam_user, PolicyName=s3.POLICY_NAME)
-        with contextlib.suppress(iam.exceptions.NoSuchEntityException):
-            iam.delete_user(UserName=account.iam_user)
+        for user in (account.iam_user, account.presign_user):
+            for key_id in s3.list_access_keys(user):
+                s3.delete_access_key(user_name=user, access_key_id=key_id)
+            iam = s3._iam()
+            with contextlib.suppress(iam.exceptions.NoSuchEntityException):
+                iam.delete_user_policy(UserName=user, PolicyName=s3.POLICY_NAME)
+            with contextlib.suppress(iam.exceptions.NoSuchEntityException):
+                iam.delete_user(UserName=user)
 
 
 @pytest.fixture

@@ -97,7 +97,9 @@ def test_presigned_put_then_get_with_plain_http(owner: Actor) -> None:
     create(owner, "uploads")
     url = owner.url("/buckets/uploads/presign")
     put = owner.token_client().post(
-        url, {"method": "put", "key": "dir/hello.txt", "expires_in": 600}, format="json"
+        url,
+        {"method": "put", "key": "dir/hello.txt", "expires_in": 600, "content_length": 13},
+        format="json",
     )
     assert put.status_code == 200, put.content
     assert put.json()["method"] == "PUT"

@@ -63,8 +63,8 @@ def _delete_raw(name: str) -> None:
 def test_the_tenant_user_gets_a_policy_naming_only_its_prefix() -> None:
     prefix = names.new_tenant_prefix("unit")
     user = names.iam_user_name(prefix)
-    s3.ensure_tenant_user(user_name=user, tenant_prefix=prefix)
-    s3.ensure_tenant_user(user_name=user, tenant_prefix=prefix)  # repeatable
+    s3.ensure_user(user_name=user, policy=s3.tenant_policy(prefix))
+    s3.ensure_user(user_name=user, policy=s3.tenant_policy(prefix))  # repeatable
 
     stored = boto3.client("iam", region_name="us-east-1").get_user_policy(
         UserName=user, PolicyName=s3.POLICY_NAME

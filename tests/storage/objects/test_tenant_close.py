@@ -5,6 +5,8 @@ did not complete (a tenant closed before this existed, or while the service was 
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -195,3 +197,27 @@ def test_a_close_while_the_service_is_down_is_retried_and_finished_by_the_sweep(
     assert closing.sweep_closed_tenants()["closes_finished"] == 1
     assert AccessKey.objects.get(pk=key["id"]).revoked_at is not None
     assert refusal(lambda: mine.list_objects_v2(Bucket=bucket.physical_name)) in REFUSED
+
+
+def test_closing_deletes_the_presign_key_so_presigned_urls_stop_working(owner: Actor) -> None:
+    bucket = make_bucket(owner)
+    put = owner.token_client().post(
+        owner.url(f"/buckets/{bucket.name}/presign"),
+        {"method": "put", "key": "a", "content_length": 1},
+        format="json",
+    )
+    assert put.status_code == 200, put.content
+    account = ObjectStorageAccount.objects.get(tenant=owner.tenant)
+    presign_key = account.presign_access_key_id
+    assert s3.list_access_keys(account.presign_user) == [presign_key]
+
+    close(owner.tenant)
+
+    assert s3.list_access_keys(account.presign_user) == []
+    account.refresh_from_db()
+    assert (account.presign_access_key_id, account.presign_secret_encrypted) == ("", "")
+    request = urllib.request.Request(put.json()["url"], data=b"x", method="PUT")  # noqa: S310 (local server)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)  # noqa: S310
+    assert refused.value.code == 403
+    assert closing.unfinished_closes() == []

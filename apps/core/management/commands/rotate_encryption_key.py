@@ -1,6 +1,6 @@
 """`manage.py rotate_encryption_key`: re-encrypt every stored secret of one key set with that set's first
 key, so older keys can be removed (docs/operations.md "Rotating secrets"). Run it where the key set is:
-`--keys field` (the default) in the operator's pod, `--keys logs` in web's."""
+`--keys field` (the default) in the operator's pod, `--keys logs` and `--keys storage` in web's."""
 
 from __future__ import annotations
 
@@ -11,19 +11,21 @@ from django.db import transaction
 
 from apps.core import crypto
 
-KEY_SETS = {"field": crypto.FIELD, "logs": crypto.LOGS}
+KEY_SETS = {"field": crypto.FIELD, "logs": crypto.LOGS, "storage": crypto.STORAGE}
 # (model label, field, key set) of every column written by crypto.encrypt.
 ENCRYPTED_FIELDS = (
     ("catalog.Region", "kubeconfig_encrypted", crypto.FIELD),
     ("catalog.Region", "logs_kubeconfig_encrypted", crypto.LOGS),
+    ("storage_objects.ObjectStorageAccount", "presign_secret_encrypted", crypto.STORAGE),
 )
 
 
 class Command(BaseCommand):
     help = (
         "Re-encrypt stored secrets with the first key of a key set: region kubeconfigs "
-        "(FIELD_ENCRYPTION_KEYS, --keys field) or region logs kubeconfigs "
-        "(LOGS_ENCRYPTION_KEYS, --keys logs)."
+        "(FIELD_ENCRYPTION_KEYS, --keys field), region logs kubeconfigs "
+        "(LOGS_ENCRYPTION_KEYS, --keys logs) or object storage presign keys "
+        "(STORAGE_ENCRYPTION_KEYS, --keys storage)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.conf import settings
 from rest_framework import serializers
 
@@ -55,6 +57,20 @@ class PresignSerializer(StrictInputSerializer):
         default=3600,
         help_text="Seconds the URL stays valid (at most 7 days).",
     )
+    content_length = serializers.IntegerField(
+        min_value=0,
+        max_value=settings.OBJECT_STORAGE_PRESIGN_MAX_BYTES,
+        required=False,
+        help_text="For put (required): the size in bytes of the upload. The URL accepts exactly this many "
+        "bytes (a signed Content-Length), at most 5 GiB and what is left of the tenant's byte quota.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["method"] == "put" and "content_length" not in attrs:
+            raise serializers.ValidationError({"content_length": ["Required for method put."]})
+        if attrs["method"] == "get" and "content_length" in attrs:
+            raise serializers.ValidationError({"content_length": ["Only for method put."]})
+        return attrs
 
     def validate_key(self, value: str) -> str:
         if len(value.encode()) > 1024:
@@ -68,15 +84,33 @@ class PresignedUrlSerializer(serializers.Serializer):
     method = serializers.CharField()
     url = serializers.URLField()
     expires_at = serializers.DateTimeField()
+    content_length = serializers.IntegerField(
+        allow_null=True, help_text="put: the exact size in bytes the upload must have; null for get."
+    )
 
 
 class AccessKeySerializer(serializers.ModelSerializer):
     created_by = serializers.EmailField(source="created_by.email", read_only=True, allow_null=True)
     active = serializers.BooleanField(source="is_active", read_only=True)
+    suspended = serializers.BooleanField(
+        source="is_suspended",
+        read_only=True,
+        help_text="True while the tenant's keys are suspended (it is suspended or out of funds): the key "
+        "is refused until then, and works again, with the same secret, afterwards.",
+    )
 
     class Meta:
         model = AccessKey
-        fields = ["id", "name", "access_key_id", "active", "created_by", "created_at", "revoked_at"]
+        fields = [
+            "id",
+            "name",
+            "access_key_id",
+            "active",
+            "suspended",
+            "created_by",
+            "created_at",
+            "revoked_at",
+        ]
         read_only_fields = fields
 
 

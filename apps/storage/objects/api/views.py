@@ -50,8 +50,9 @@ class BucketListView(TenantAPIView):
     @extend_schema(
         summary="Create a bucket",
         description="The bucket's name on the S3 service (`physical_name`) carries the tenant's prefix, so "
-        "names only need to be unique within the tenant. 409 `bucket_exists` for a taken name, "
-        "`quota_exceeded` past the tenant's bucket limit; 503 when the storage service is unavailable.",
+        "names only need to be unique within the tenant. 402 `insufficient_funds` without funds; 409 "
+        "`bucket_exists` for a taken name, `quota_exceeded` past the tenant's bucket limit; 503 when the "
+        "storage service is unavailable.",
         request=BucketCreateSerializer,
         responses={201: BucketSerializer},
         examples=[OpenApiExample("Datasets", request_only=True, value={"name": "datasets"})],
@@ -115,12 +116,17 @@ class BucketPresignView(_BucketView):
     @extend_schema(
         summary="Presign a URL for one object",
         description="A URL that uploads (`put`) or downloads (`get`) one object without credentials until "
-        "it expires (at most 7 days). Anyone holding the URL can use it.",
+        "it expires (at most 7 days). Anyone holding the URL can use it. It is signed with the tenant's own "
+        "presign key, so it stops working while the tenant's keys are suspended. An upload names its size "
+        "(`content_length`) and accepts exactly that many bytes; 402 `insufficient_funds` without funds, "
+        "409 `quota_exceeded` when the size does not fit in what is left of the byte quota.",
         request=PresignSerializer,
         responses={200: PresignedUrlSerializer},
         examples=[
             OpenApiExample(
-                "Upload", request_only=True, value={"method": "put", "key": "train/part-0001.parquet"}
+                "Upload",
+                request_only=True,
+                value={"method": "put", "key": "train/part-0001.parquet", "content_length": 1048576},
             )
         ],
     )
@@ -130,10 +136,21 @@ class BucketPresignView(_BucketView):
         serializer.is_valid(raise_exception=True)
         data: dict[str, Any] = serializer.validated_data
         url = services.bucket_presign(
-            bucket=bucket, method=data["method"], key=data["key"], expires_in=data["expires_in"]
+            bucket=bucket,
+            method=data["method"],
+            key=data["key"],
+            expires_in=data["expires_in"],
+            content_length=data.get("content_length"),
         )
         expires_at = timezone.now() + timedelta(seconds=data["expires_in"])
-        return Response({"method": data["method"].upper(), "url": url, "expires_at": expires_at})
+        return Response(
+            {
+                "method": data["method"].upper(),
+                "url": url,
+                "expires_at": expires_at,
+                "content_length": data.get("content_length"),
+            }
+        )
 
 
 class AccessKeyListView(TenantAPIView):
@@ -155,7 +172,9 @@ class AccessKeyListView(TenantAPIView):
         summary="Create a storage access key",
         description="An S3 access key that reaches only this tenant's buckets (objects and listing; buckets "
         "are created and deleted through this API). The secret is in `secret_access_key` of this response "
-        "and is never shown again; a replay with the same Idempotency-Key returns it as null.",
+        "and is never shown again; a replay with the same Idempotency-Key returns it as null. 402 "
+        "`insufficient_funds` without funds. While the tenant is suspended or out of funds its keys are "
+        "suspended (`suspended: true`): refused by the service, kept, and working again afterwards.",
         request=AccessKeyCreateSerializer,
         responses={201: AccessKeyCreatedSerializer},
         examples=[OpenApiExample("Training job", request_only=True, value={"name": "training"})],
