@@ -83,9 +83,10 @@ def test_login_launch_wait_ls_ssh_stop_start_restart_terminate(
     )
     changes = InstanceEvent.objects.filter(instance_id=instance["id"], kind__in=["action", "observation"])
     timeline = changes.exclude(name="connection_changed").order_by("created_at", "id")
-    assert [(e.kind, e.name, e.from_state, e.to_state) for e in timeline][-2:] == [
+    assert [(e.kind, e.name, e.from_state, e.to_state) for e in timeline][-3:] == [
         ("action", "restart", "running", "starting"),  # the pod replaced ...
-        ("observation", "pod_ready", "starting", "running"),  # ... and the new one ready
+        ("observation", "pod_started", "starting", "starting"),  # ... the new one started (billed again)
+        ("observation", "pod_ready", "starting", "running"),  # ... and ready
     ]
 
     terminated = cli.ok("terminate", "cli-train", "--wait", "--json").json()

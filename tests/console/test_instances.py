@@ -123,7 +123,8 @@ def test_the_instance_page_shows_state_connection_cost_and_timeline(owner: Any) 
     services.instance_observe(
         instance_id=instance.pk, observation=Observation.POD_READY, connection=CONNECTION
     )
-    Instance.objects.filter(pk=instance.pk).update(running_since=timezone.now() - timedelta(hours=2))
+    two_hours_ago = timezone.now() - timedelta(hours=2)
+    Instance.objects.filter(pk=instance.pk).update(running_since=two_hours_ago, billing_since=two_hours_ago)
 
     response = client_for(owner.user).get(page("instance_detail", owner.tenant, instance.pk))
 
@@ -134,7 +135,7 @@ def test_the_instance_page_shows_state_connection_cost_and_timeline(owner: Any) 
     assert 'data-copy-target="connect-command"' in html and "the connection command" in html
     assert "$2.49 per hour" in html
     assert "$4.98" in html  # two hours at 2.49
-    assert [e.name for e in response.context["events"]] == ["pod_ready", "launch"]
+    assert [e.name for e in response.context["events"]] == ["pod_ready", "pod_started", "launch"]
     assert owner.user.email in html
     assert response.context["actions"] == ["stop", "restart", "terminate"]
     for action in ("stop", "restart", "terminate"):

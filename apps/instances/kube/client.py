@@ -18,6 +18,7 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.config import incluster_config
+from kubernetes.config.config_exception import ConfigException
 
 from apps.catalog.kubeconfig import KubeconfigError, check_kubeconfig
 from apps.catalog.models import Region
@@ -29,8 +30,10 @@ _cache: dict[tuple[Any, str], client.ApiClient] = {}
 _lock = threading.Lock()
 
 
-class RegionNotConnected(Exception):
-    pass
+class RegionNotConnected(ConfigException):
+    """The region has no usable cluster connection (none stored, or a kubeconfig check_kubeconfig refuses).
+    A ConfigException, so every caller that survives an unreachable cluster (reconcile, the operator's
+    loops) survives this too, and logs it."""
 
 
 def has_cluster(region: Region) -> bool:

@@ -45,7 +45,8 @@ def beat_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def unreachable_region() -> Region:
     """A region whose apiserver refuses every connection: the operator leads it and every pass fails."""
-    region = Region.objects.create(slug="away-1", name="AWAY-1", position=9)
+    # A local test cluster: TLS verification may be skipped (check_kubeconfig).
+    region = Region.objects.create(slug="away-1", name="AWAY-1", position=9, sandbox=True)
     server = f"https://127.0.0.1:{_closed_port()}"
     region.set_kubeconfig(
         "apiVersion: v1\nkind: Config\ncurrent-context: away\n"
