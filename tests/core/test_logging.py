@@ -143,7 +143,8 @@ def test_loading_a_kubeconfig_and_failing_to_reach_its_cluster_logs_no_credentia
 ) -> None:
     catalog: Catalog = seed()
     bearer = secrets.token_urlsafe(32)
-    region = Region.objects.create(slug="gone-1", name="GONE-1", position=9, sandbox=True)  # may skip TLS checks
+    # A local test cluster: TLS verification may be skipped (check_kubeconfig).
+    region = Region.objects.create(slug="gone-1", name="GONE-1", position=9, sandbox=True)
     region.set_kubeconfig(
         "apiVersion: v1\nkind: Config\ncurrent-context: gone\n"
         "clusters: [{name: gone, cluster: {server: 'https://127.0.0.1:9', insecure-skip-tls-verify: true}}]\n"

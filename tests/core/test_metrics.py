@@ -496,7 +496,7 @@ def test_reconcile_duration_is_observed_for_passes_that_succeed_and_fail(
         tenant.cleanup()
 
     # A region whose apiserver is gone: the pass raises, and is still timed, as an error.
-    dead = Region.objects.create(slug="dead-1", name="DEAD-1", position=9, sandbox=True)  # may skip TLS checks
+    dead = Region.objects.create(slug="dead-1", name="DEAD-1", position=9, sandbox=True)  # may skip TLS
     dead.set_kubeconfig(_kubeconfig_for(f"https://127.0.0.1:{_closed_port()}"))
     dead.save()
     itype = catalog.instance_type("gpu-h100x1")
