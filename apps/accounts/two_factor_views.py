@@ -24,6 +24,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import login as otp_login
 
 from apps.accounts import login_throttle, two_factor
+from apps.accounts.form_errors import add_domain_error
 from apps.accounts.middleware import two_factor_exempt
 from apps.accounts.models import User
 from apps.accounts.two_factor_forms import CodeForm, ConfirmDeviceForm, DisableForm
@@ -167,11 +168,7 @@ def setup(request: HttpRequest) -> HttpResponse:
                     user=user, code=code, revoke_tokens=revoke_tokens
                 )
             except DomainError as exc:
-                for field, errors in exc.fields.items():
-                    for error in errors:
-                        form.add_error(field if field in form.fields else None, error)
-                if not exc.fields:
-                    form.add_error(None, exc.message)
+                add_domain_error(form, exc)
                 status = 400
             else:
                 update_session_auth_hash(request, user)  # the other sessions ended; this one goes on
@@ -230,11 +227,7 @@ def disable(request: HttpRequest) -> HttpResponse:
     try:
         two_factor.two_factor_disable(user=request.user, **form.cleaned_data)  # type: ignore[arg-type]
     except DomainError as exc:
-        for field, errors in exc.fields.items():
-            for error in errors:
-                form.add_error(field if field in form.fields else None, error)
-        if not exc.fields:
-            form.add_error(None, exc.message)
+        add_domain_error(form, exc)
         return _status_page(request, form, exc.status_code)
     messages.success(request, "Two-factor authentication is off.")
     return redirect("two_factor")

@@ -14,6 +14,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts import address_limits, login_throttle, services, two_factor
+from apps.accounts.form_errors import add_domain_error
 from apps.accounts.forms import AuditedSetPasswordForm, EmailAuthenticationForm, SignupForm
 from apps.accounts.middleware import two_factor_exempt
 from apps.accounts.two_factor_views import start_pending_login
@@ -128,11 +129,7 @@ def _signup(form: SignupForm) -> Any:
     try:
         return services.user_signup(**form.cleaned_data)
     except DomainError as exc:
-        for field, errors in exc.fields.items():
-            for error in errors:
-                form.add_error(field if field in form.fields else None, error)
-        if not exc.fields:
-            form.add_error(None, exc.message)
+        add_domain_error(form, exc)
         return None
 
 
