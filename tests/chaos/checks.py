@@ -127,23 +127,23 @@ def assert_acknowledged_once(churns: list[Churn]) -> None:
 
 
 def exact_intervals(instance: Instance) -> list[tuple[datetime, datetime]]:
-    """The observed running intervals, to the microsecond: from each event entering `running` to the next
-    leaving it (the instance is terminated by now, so every interval has ended)."""
+    """The observed billed intervals, to the microsecond: from each line of the timeline that starts billing
+    (its pod's container started, Ready or not) to the next that ends it (stop, restart, terminate, failure),
+    in the order the lines were written (the instance is terminated by now, so every interval has ended)."""
     spans, started = [], None
-    for event in (
-        InstanceEvent.objects.filter(instance=instance).exclude(to_state="").order_by("created_at", "id")
-    ):
-        if started is None and event.to_state == State.RUNNING:
+    lines = InstanceEvent.objects.filter(instance=instance, kind__in=("action", "observation")).order_by("id")
+    for event in lines:
+        if started is None and event.billable:
             started = event.created_at
-        elif started is not None and event.to_state != State.RUNNING:
+        elif started is not None and not event.billable:
             spans.append((started, event.created_at))
             started = None
-    assert started is None, f"{instance} is still running"
+    assert started is None, f"{instance} is still billed"
     return spans
 
 
-def assert_ledger_matches_running_time(tenants: list[Tenant]) -> dict[str, Any]:
-    """Meter every (terminated) instance, then compare its usage rows with its running intervals: each
+def assert_ledger_matches_billed_time(tenants: list[Tenant]) -> dict[str, Any]:
+    """Meter every (terminated) instance, then compare its usage rows with its billed intervals: each
     interval billed within a second, nothing billed outside them. Returns figures for the report."""
     now = timezone.now()
     billed_total, observed_total, intervals = 0, 0.0, 0
@@ -165,13 +165,14 @@ def assert_ledger_matches_running_time(tenants: list[Tenant]) -> dict[str, Any]:
             claimed += billed
             observed_total += observed
         billed_here = sum(r.quantity_seconds for r in rows)
-        assert billed_here == claimed, f"{instance}: {billed_here - claimed}s billed outside its running time"
-        # The instance's own clock (services._stop_clock) is a second, independent account of the same time.
+        assert billed_here == claimed, f"{instance}: {billed_here - claimed}s billed outside its billed time"
+        # The instance's own clock (services._stop_billing) is a second, independent account of the same time.
         clock = sum((end - start).total_seconds() for start, end in spans)
-        assert abs(instance.accrued_running_seconds - clock) <= len(spans), (
-            f"{instance}: its clock says {instance.accrued_running_seconds}s, its timeline {clock:.3f}s:\n"
+        assert abs(instance.accrued_billed_seconds - clock) <= len(spans), (
+            f"{instance}: its clock says {instance.accrued_billed_seconds}s, its timeline {clock:.3f}s:\n"
             + "\n".join(
-                f"  {e.created_at:%H:%M:%S.%f} {e.kind} {e.name} {e.from_state}->{e.to_state} {e.actor_label}"
+                f"  {e.created_at:%H:%M:%S.%f} {e.kind} {e.name} {e.from_state}->{e.to_state} "
+                f"billable={e.billable} {e.actor_label}"
                 for e in InstanceEvent.objects.filter(instance=instance).order_by("created_at", "id")
             )
         )
