@@ -16,7 +16,8 @@ help:
 	@echo "make run    - set up everything and serve http://127.0.0.1:8000 with a worker and beat"
 	@echo "make test   - set up everything and run ruff, mypy and pytest against PostgreSQL and Redis"
 	@echo "make lock   - refresh requirements/constraints.txt from a fresh resolve"
-	@echo "make sandbox / sandbox-stop / sandbox-status - the local Kubernetes regions (docs/sandbox.md)"
+	@echo "make sandbox / sandbox-stop / sandbox-status - the local Kubernetes regions (docs/sandbox.md);"
+	@echo "             SANDBOX_INSTANCE=test for the tests' own instance"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
@@ -35,7 +36,7 @@ migrate: venv services
 # SANDBOX=0 skips the local Kubernetes regions (then point GPUCLOUD_REGION_KUBECONFIGS at your clusters).
 SANDBOX ?= 1
 run: migrate s3 $(if $(filter 0,$(SANDBOX)),,sandbox)
-	@bash scripts/run.sh
+	@GPUCLOUD_SANDBOX_INSTANCE=$(SANDBOX_INSTANCE) bash scripts/run.sh
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -44,8 +45,10 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy apps config gpucloud_cli
 
+# The tests' own sandbox instance (docs/sandbox.md, "Instances"): never make run's.
 pytest: venv services
-	DJANGO_SETTINGS_MODULE=config.settings.test $(VENV)/bin/pytest $(PYTEST_ARGS)
+	GPUCLOUD_SANDBOX_INSTANCE=$(TEST_SANDBOX_INSTANCE) DJANGO_SETTINGS_MODULE=config.settings.test \
+		$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # stripe-mock on 127.0.0.1:12111 for the Stripe contract tests (scripts/stripe_mock.sh; stop: `... stop`).
 stripe-mock:
@@ -60,18 +63,19 @@ s3:
 browser:
 	@bash scripts/browser.sh
 
-# helm/gpucloud: lint, template and a server-side dry run against the sandbox (scripts/chart_check.sh);
-# tests/helm/ installs it into the sandbox and checks its RBAC under pytest.
-chart: sandbox
-	@bash scripts/chart_check.sh
+# helm/gpucloud: lint, template and a server-side dry run against the tests' sandbox instance
+# (scripts/chart_check.sh); tests/helm/ installs it into that instance and checks its RBAC under pytest.
+chart: test-sandbox
+	@GPUCLOUD_SANDBOX_INSTANCE=$(TEST_SANDBOX_INSTANCE) bash scripts/chart_check.sh
 
-test: venv services sandbox chart stripe-mock s3 browser lint typecheck pytest
+# The tests' sandbox instance is started afresh first (test-sandbox-reset): nothing an earlier run left.
+test: venv services test-sandbox-reset chart stripe-mock s3 browser lint typecheck pytest
 
 # Benchmarks (bench/, docs/benchmarks.md): every one at its default size, then `make fuzz` with its larger
 # example count; or one: BENCH=<name> [SIZE=<n>] (`make bench BENCH=launch_latency SIZE=50`), no fuzzing.
 # Results in var/bench/; a full run rewrites docs/benchmarks.md. Fuzzing runs even if a benchmark failed.
 BENCH ?= all
-bench: venv services sandbox s3 stripe-mock
+bench: venv services bench-sandbox s3 stripe-mock
 	DJANGO_SETTINGS_MODULE=bench.settings $(PY) -m bench $(BENCH) $(if $(SIZE),--n $(SIZE)); status=$$?; \
 		$(if $(filter all,$(BENCH)),$(MAKE) fuzz || status=1;) exit $$status
 
@@ -84,8 +88,9 @@ fuzz: venv services stripe-mock s3
 
 # The resilience drills alone (tests/chaos, docs/resilience.md): processes killed, an apiserver, PostgreSQL
 # and stripe-mock down during a churn. `make test` runs them too (about 5 minutes on 2 cores).
-chaos: venv services sandbox stripe-mock
-	DJANGO_SETTINGS_MODULE=config.settings.test $(VENV)/bin/pytest tests/chaos -m chaos -q -p no:cacheprovider
+chaos: venv services test-sandbox stripe-mock
+	GPUCLOUD_SANDBOX_INSTANCE=$(TEST_SANDBOX_INSTANCE) DJANGO_SETTINGS_MODULE=config.settings.test \
+		$(VENV)/bin/pytest tests/chaos -m chaos -q -p no:cacheprovider
 
 lock:
 	rm -rf /tmp/gpucloud-lock && $(PYTHON_BIN) -m venv /tmp/gpucloud-lock

@@ -3,7 +3,7 @@ instance runs, against direct creation of as many pods (the same spec) with the 
 quota overruns counted from the database (must be zero).
 
 Runs on a dedicated cluster (bench/kube.py) with enough CPU nodes for every launch (cpu-4x: 15 per node),
-so the shared sandbox is never loaded. Four tenants get small quotas (SMALL_QUOTA: 3 instances' worth of
+so no other sandbox instance is loaded. Four tenants get small quotas (SMALL_QUOTA: 3 instances' worth of
 vCPU) so that concurrent launches race for their last units: admission must refuse the excess, never
 exceed the limit. The baseline creates as many pods as were admitted, so both sides run the same count.
 """

@@ -1,13 +1,16 @@
-"""Kubernetes for the benchmarks: the shared sandbox (read only its index), a dedicated cluster of the
-benchmark's own (started and stopped here), and the baseline's pods: the operator's own pod manifest
-(apps/instances/kube/manifests.make_pod) created directly with the kubernetes client.
+"""Kubernetes for the benchmarks: the sandbox instance `bench` (the standard fleet; `make bench` starts it),
+a dedicated cluster of the benchmark's own (the instance `bench-dedicated`, started and stopped here), and
+the baseline's pods: the operator's own pod manifest (apps/instances/kube/manifests.make_pod) created
+directly with the kubernetes client.
+
+Neither is make run's instance (`default`) nor the tests' (`test`) (docs/sandbox.md, "Instances"): a
+benchmark's pods never take capacity a test or the demo counts on, and neither disturbs a measurement.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -22,24 +25,20 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from bench.common import REPO, VAR
-from tests.fixtures.kube import Sandbox, create_namespace, delete_namespace, sandbox_dir
+from tests.fixtures.kube import Instance, Sandbox, create_namespace, delete_namespace
 
 SANDBOX_SH = REPO / "sandbox" / "sandbox.sh"
 BASH = shutil.which("bash") or "/bin/bash"
 BASELINE_LABEL = "gpucloud-bench/baseline"
 BENCH_REGION = "bench-1"
-# Ports of the dedicated cluster: clear of the shared sandbox's (16443+, 23790+, 17257+, 17259+).
-BENCH_PORTS = {
-    "GPUCLOUD_SANDBOX_APISERVER_PORT": "16543",
-    "GPUCLOUD_SANDBOX_ETCD_PORT": "24790",
-    "GPUCLOUD_SANDBOX_CONTROLLER_MANAGER_PORT": "18257",
-    "GPUCLOUD_SANDBOX_SCHEDULER_PORT": "18259",
-}
+# Sandbox instances (sandbox/instance.sh gives each its own ports and state directory).
+BENCH_INSTANCE = "bench"
+DEDICATED_INSTANCE = "bench-dedicated"
 
 
-def shared_sandbox() -> Sandbox:
-    """The sandbox `make sandbox` started (make bench depends on it)."""
-    return Sandbox.load(sandbox_dir())
+def bench_sandbox() -> Sandbox:
+    """The benchmarks' instance `bench` (make bench starts it; started here when it does not run)."""
+    return Instance.named(BENCH_INSTANCE).start()
 
 
 def api_client(kubeconfig: Path) -> client.ApiClient:
@@ -72,23 +71,20 @@ def bench_fleet(path: Path, *, cpu_nodes: int) -> Path:
 
 
 def _bench_env(fleet: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        **BENCH_PORTS,
-        "GPUCLOUD_SANDBOX_DIR": str(Path(sandbox_dir()).parent / "bench-sandbox"),
-        "GPUCLOUD_SANDBOX_FLEET": str(fleet),
-        "GPUCLOUD_SANDBOX_TIMEOUT": "600",
+    return Instance.named(DEDICATED_INSTANCE).env(
+        GPUCLOUD_SANDBOX_FLEET=str(fleet),
+        GPUCLOUD_SANDBOX_TIMEOUT="600",
         # Every instance has a Service: the default /24 runs out of ClusterIPs at about 250 instances.
-        "GPUCLOUD_SANDBOX_SERVICE_CIDR": "10.96.0.0/16",
-        "GPUCLOUD_SANDBOX_NODE_PORT_RANGE": "10000-32767",  # and of NodePorts at 2,768
-    }
+        GPUCLOUD_SANDBOX_SERVICE_CIDR="10.96.0.0/16",
+        GPUCLOUD_SANDBOX_NODE_PORT_RANGE="10000-32767",  # and of NodePorts at 2,768
+    )
 
 
 @contextmanager
 def dedicated_cluster(name: str, *, cpu_nodes: int, progress: Any) -> Iterator[tuple[Path, Path]]:
-    """A Kubernetes cluster of its own (sandbox.sh with a bench fleet file, its own state directory and
-    ports), so hundreds of nodes and thousands of pods never load the sandbox the tests share. Yields the
-    kubeconfig and the fleet file; stopped (and its etcd data removed) afterwards."""
+    """A Kubernetes cluster of its own (the sandbox instance bench-dedicated with a bench fleet file: its own
+    state directory and ports), so hundreds of nodes and thousands of pods load no other instance. Yields
+    the kubeconfig and the fleet file; stopped (and its etcd data removed) afterwards."""
     fleet = bench_fleet(VAR / f"{name}-fleet.yaml", cpu_nodes=cpu_nodes)
     env = _bench_env(fleet)
     progress(f"starting a dedicated cluster ({cpu_nodes} nodes) in {env['GPUCLOUD_SANDBOX_DIR']}")

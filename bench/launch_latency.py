@@ -1,6 +1,6 @@
 """Launch latency: N sequential launches through the API until the instance is running, against N direct
 creations of the same pod spec with the kubernetes client until the pod is Running, on the same sandbox
-cluster (the shared sandbox's us-east-1; one instance or pod at a time, deleted before the next).
+cluster (us-east-1 of the sandbox instance `bench`; one instance or pod at a time, deleted before the next).
 
 Ours: POST /instances on gunicorn -> quota and capacity admission -> the reconcile task on a Celery worker
 (namespace objects, Secret, Service, pod) -> kwok runs the pod -> `manage.py operator`'s watch records it ->
@@ -38,7 +38,7 @@ def run(n: int, progress: Progress, *, instance_type: str = "gpu-h100x1") -> dic
 
     db.reset(progress)
     seed.catalog()
-    sandbox = kube.shared_sandbox()
+    sandbox = kube.bench_sandbox()
     region = seed.connect_region(REGION, sandbox.regions[REGION])
     who = seed.tenant(f"bench-lat-{uuid.uuid4().hex[:6]}")
     api = kube.api_client(sandbox.regions[REGION])

@@ -1,5 +1,5 @@
-"""Operator scale: N pods (default 5,000) on N/10 simulated nodes, in a dedicated cluster started here (the
-shared sandbox is never loaded): time until a freshly started operator has every instance running (cold
+"""Operator scale: N pods (default 5,000) on N/10 simulated nodes, in a dedicated cluster started here (no
+other sandbox instance is loaded): time until a freshly started operator has every instance running (cold
 start: it creates every pod), watch-to-database lag p50/p99 while those pods turn Running, one full resync
 of the steady state, and the operator's memory.
 

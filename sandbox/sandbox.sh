@@ -8,14 +8,22 @@
 #                        install the chart's operator RBAC and admission policy for the restricted
 #                        identities gpucloud-operator and gpucloud-logs (docs/sandbox.md, "Identities")
 #   sandbox.sh stop      stop every process by its PID file
+#   sandbox.sh reset [--force]   start the instance afresh (stop, then start with empty etcd: no namespace,
+#                        pod or object of earlier runs is left) once no test session uses it; `make test`
+#                        runs it on the test instance. The default instance (make run's) only with --force
 #   sandbox.sh status    show each region's processes and /readyz (exit 1 if not all up)
 #   sandbox.sh env       print shell exports (KUBECONFIG, GPUCLOUD_SANDBOX_KUBECONFIG_<REGION>...)
+#   sandbox.sh dir       print the instance's state directory
 #   sandbox.sh kubectl ARGS...   the built kubectl on the merged kubeconfig (--context REGION picks one)
 #
 # Settings (environment):
+#   GPUCLOUD_SANDBOX_INSTANCE           which sandbox (default `default`, make run's; make test uses `test`);
+#                                       each has its own state directory, ports and processes (instance.sh)
+#   GPUCLOUD_SANDBOX_SLOT               port block of an instance not named in instance.sh
 #   GPUCLOUD_SANDBOX_DIR                state: pki/, kubeconfig, sandbox.json, <region>/, logs/
-#                                       (default ~/.cache/gpucloud/sandbox)
+#                                       (default ~/.cache/gpucloud/sandbox, or sandbox-<instance>)
 #   GPUCLOUD_CACHE_DIR                  binary cache (default ~/.cache/gpucloud; bin/<component>-<version>/)
+# Ports, each plus 100 per slot of the instance (slot 0, `default`, as shown; `test` is slot 1: 16543...):
 #   GPUCLOUD_SANDBOX_APISERVER_PORT     kube-apiserver of region i listens on this + i       (16443)
 #   GPUCLOUD_SANDBOX_ETCD_PORT          etcd client port of region i: this + 10*i, peer +1   (23790)
 #   GPUCLOUD_SANDBOX_CONTROLLER_MANAGER_PORT  controller-manager /healthz: this + 10*i        (17257)
@@ -23,6 +31,7 @@
 #   GPUCLOUD_SANDBOX_FLEET              fleet file (default sandbox/fleet.yaml)
 #   GPUCLOUD_SANDBOX_REGIONS            space-separated subset of the fleet's regions to run (default all)
 #   GPUCLOUD_SANDBOX_TIMEOUT            seconds to wait for each readiness step (default 180)
+#   GPUCLOUD_SANDBOX_RESET_WAIT         seconds `reset` waits for running test sessions to end (default 900)
 #   GPUCLOUD_SANDBOX_STORAGE_CLASS      the StorageClass of volumes (default sandbox-standard)
 #   GPUCLOUD_SANDBOX_SERVICE_CIDR       Service ClusterIP range (default 10.0.0.0/24: about 250 instances;
 #                                       each instance has a NodePort Service; the benchmarks use a /16)
@@ -31,11 +40,12 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-SANDBOX_DIR="${GPUCLOUD_SANDBOX_DIR:-$GPUCLOUD_CACHE_DIR/sandbox}"
-APISERVER_PORT="${GPUCLOUD_SANDBOX_APISERVER_PORT:-16443}"
-ETCD_PORT="${GPUCLOUD_SANDBOX_ETCD_PORT:-23790}"
-CM_PORT="${GPUCLOUD_SANDBOX_CONTROLLER_MANAGER_PORT:-17257}"
-SCHED_PORT="${GPUCLOUD_SANDBOX_SCHEDULER_PORT:-17259}"
+# shellcheck source=instance.sh
+. "$SANDBOX_SRC/instance.sh"  # SANDBOX_INSTANCE, SANDBOX_DIR, instance_port
+APISERVER_PORT=$(instance_port "${GPUCLOUD_SANDBOX_APISERVER_PORT:-16443}")
+ETCD_PORT=$(instance_port "${GPUCLOUD_SANDBOX_ETCD_PORT:-23790}")
+CM_PORT=$(instance_port "${GPUCLOUD_SANDBOX_CONTROLLER_MANAGER_PORT:-17257}")
+SCHED_PORT=$(instance_port "${GPUCLOUD_SANDBOX_SCHEDULER_PORT:-17259}")
 TIMEOUT="${GPUCLOUD_SANDBOX_TIMEOUT:-180}"
 PKI="$SANDBOX_DIR/pki"
 LOGS="$SANDBOX_DIR/logs"
@@ -156,8 +166,8 @@ spawn() {
     *) bin="$K8S_BIN/$comp" ;;
   esac
   mkdir -p "$LOGS/$region" "$SANDBOX_DIR/$region/pids"
-  # 9>&-: the daemon must not inherit the lock held on fd 9.
-  setsid "$bin" "$@" >"$LOGS/$region/$comp.log" 2>&1 </dev/null 9>&- &
+  # 8>&- 9>&-: the daemon must not inherit the locks held on fds 8 (reset) and 9 (start).
+  setsid "$bin" "$@" >"$LOGS/$region/$comp.log" 2>&1 </dev/null 8>&- 9>&- &
   echo $! >"$(pidfile "$region" "$comp")"
 }
 
@@ -310,7 +320,7 @@ ensure_provisioner() {
   mkdir -p "$LOGS/$R" "$SANDBOX_DIR/$R/pids" "$SANDBOX_DIR/$R/volumes"
   setsid "$(pick_provisioner_python)" "$SANDBOX_SRC/provisioner.py" --kubeconfig "$SANDBOX_DIR/$R/kubeconfig" \
     --storage-class "$STORAGE_CLASS" --data-dir "$SANDBOX_DIR/$R/volumes" \
-    >"$LOGS/$R/provisioner.log" 2>&1 </dev/null 9>&- &
+    >"$LOGS/$R/provisioner.log" 2>&1 </dev/null 8>&- 9>&- &
   echo $! >"$f"
 }
 
@@ -396,8 +406,10 @@ stop_regions() {
 
 write_index() {  # sandbox.json, sandbox.env and a merged kubeconfig with one context per region
   local rs=("$@") r first=1 json env
-  json="{\n  \"dir\": \"$SANDBOX_DIR\",\n  \"kubeconfig\": \"$SANDBOX_DIR/kubeconfig\",\n  \"default_region\": \"${rs[0]}\",\n  \"regions\": {"
-  env="export GPUCLOUD_SANDBOX_DIR=\"$SANDBOX_DIR\"\nexport KUBECONFIG=\"$SANDBOX_DIR/kubeconfig\"\n"
+  json="{\n  \"instance\": \"$SANDBOX_INSTANCE\",\n  \"slot\": $SANDBOX_SLOT,\n  \"dir\": \"$SANDBOX_DIR\",\n  \"kubeconfig\": \"$SANDBOX_DIR/kubeconfig\",\n  \"default_region\": \"${rs[0]}\",\n  \"regions\": {"
+  # For kubectl and the like in a shell. No GPUCLOUD_SANDBOX_* here: a shell that evaluated the default
+  # instance's env must not turn the tests it then runs onto that instance.
+  env="export KUBECONFIG=\"$SANDBOX_DIR/kubeconfig\"\n"
   for r in "${rs[@]}"; do
     set_region_vars "$r"
     [[ $first == 1 ]] || json+=","
@@ -418,15 +430,16 @@ write_index() {  # sandbox.json, sandbox.env and a merged kubeconfig with one co
 
 cmd_start() {
   local t0=$SECONDS r
-  mkdir -p "$SANDBOX_DIR" "$LOGS"
+  claim_sandbox_dir
+  mkdir -p "$LOGS"
   exec 9>"$SANDBOX_DIR/start.lock"
   flock -w 900 9 || die "another sandbox.sh holds $SANDBOX_DIR/start.lock"
   # Build whatever the cluster needs and is not cached yet (a no-op when it is).
   if [[ ! -f $K8S_BIN/.complete || ! -f $ETCD_BIN/.complete || ! -f $KWOK_BIN/.complete ]]; then
-    "$SANDBOX_SRC/build.sh" etcd kwok kubernetes
+    "$SANDBOX_SRC/build.sh" etcd kwok kubernetes 8>&-
   fi
   # helm renders the chart's RBAC for the sandbox's identities (apply_identities).
-  [[ -f $HELM_BIN/.complete ]] || "$SANDBOX_SRC/build.sh" helm
+  [[ -f $HELM_BIN/.complete ]] || "$SANDBOX_SRC/build.sh" helm 8>&-
   mapfile -t RS < <(regions)
   [[ ${#RS[@]} -gt 0 ]] || die "no regions in the fleet"
   local todo=()
@@ -470,13 +483,13 @@ cmd_start() {
     apply_identities
   done
   write_index "${RS[@]}"
-  log "sandbox ready in $((SECONDS - t0)) s: ${RS[*]}"
+  log "sandbox instance $SANDBOX_INSTANCE ready in $((SECONDS - t0)) s: ${RS[*]}"
   log "  kubeconfig: $SANDBOX_DIR/kubeconfig (contexts: ${RS[*]}); per region: $SANDBOX_DIR/<region>/kubeconfig"
   log "  kubectl:    $K8S_BIN/kubectl"
 }
 
 cmd_stop() {
-  [[ -d $SANDBOX_DIR ]] || { log "no sandbox in $SANDBOX_DIR"; return; }
+  [[ -d $SANDBOX_DIR ]] || { log "no sandbox instance $SANDBOX_INSTANCE in $SANDBOX_DIR"; return; }
   exec 9>"$SANDBOX_DIR/start.lock"
   flock -w 900 9 || die "another sandbox.sh holds $SANDBOX_DIR/start.lock"
   local d rs=()
@@ -485,11 +498,34 @@ cmd_stop() {
   done
   [[ ${#rs[@]} -eq 0 ]] || stop_regions "${rs[@]}"
   rm -f "$SANDBOX_DIR/sandbox.json"
-  log "sandbox stopped"
+  log "sandbox instance $SANDBOX_INSTANCE stopped"
+}
+
+# cmd_reset [--force]: the instance afresh: stopped, then started with empty etcd (so no namespace, pod,
+# node or cluster-wide object of an earlier run is left, and a changed sandbox.sh takes effect), once no test
+# session uses it. Test sessions (tests/fixtures/kube.py) hold sessions.lock shared for as long as they
+# run; reset takes it exclusively, waiting up to GPUCLOUD_SANDBOX_RESET_WAIT seconds, so it never pulls a
+# cluster from under a running session. The default instance is make run's: only with --force.
+cmd_reset() {
+  if [[ $SANDBOX_INSTANCE == default && ${1:-} != --force ]]; then
+    die "refusing to reset the default instance (make run's); reset the test instance with" \
+      "GPUCLOUD_SANDBOX_INSTANCE=test, or pass --force"
+  fi
+  local patience="${GPUCLOUD_SANDBOX_RESET_WAIT:-900}"
+  mkdir -p "$SANDBOX_DIR"
+  exec 8>>"$SANDBOX_DIR/sessions.lock"
+  if ! flock -n 8; then
+    log "instance $SANDBOX_INSTANCE: waiting up to ${patience}s for its test sessions to end (sessions.lock)"
+    flock -w "$patience" 8 || die "instance $SANDBOX_INSTANCE: a test session still uses it after ${patience}s; not reset"
+  fi
+  log "instance $SANDBOX_INSTANCE: resetting (stop, then start with empty etcd)"
+  cmd_stop
+  cmd_start
 }
 
 cmd_status() {
   local ok=0 r c state
+  echo "instance $SANDBOX_INSTANCE (slot $SANDBOX_SLOT) in $SANDBOX_DIR"
   while read -r r; do
     set_region_vars "$r"
     state=""
@@ -511,10 +547,12 @@ all_regions >/dev/null  # read the fleet once
 case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
+  reset) cmd_reset "${@:2}" ;;
   status) cmd_status ;;
+  dir) echo "$SANDBOX_DIR" ;;
   kubectl)
     [[ -f $SANDBOX_DIR/kubeconfig ]] || die "sandbox not started (sandbox.sh start)"
     exec "$K8S_BIN/kubectl" --kubeconfig "$SANDBOX_DIR/kubeconfig" "${@:2}" ;;
   env) [[ -f $SANDBOX_DIR/sandbox.env ]] && cat "$SANDBOX_DIR/sandbox.env" || die "sandbox not started" ;;
-  *) echo "usage: $0 start|stop|status|env|kubectl ARGS..." >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|reset [--force]|status|env|dir|kubectl ARGS..." >&2; exit 2 ;;
 esac

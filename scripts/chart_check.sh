@@ -5,7 +5,8 @@
 #   3. kubectl apply --dry-run=server of both renders against the sandbox's default region, in a throwaway
 #      namespace that enforces the restricted Pod Security Standard (deleted on exit)
 # tests/helm/ proves the rest (schema refusals, an actual install, RBAC via kubectl auth can-i) under pytest.
-# Needs the sandbox (make sandbox): its helm and kubectl, and its running apiserver. Any failure fails.
+# Needs a sandbox instance: the tests' one, `test` (make test-sandbox), unless GPUCLOUD_SANDBOX_INSTANCE names
+# another; its helm and kubectl, and its running apiserver. Any failure fails.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,7 +17,10 @@ CHART="$ROOT/helm/gpucloud"
 PRODUCTION="$CHART/ci/production-values.yaml"
 HELM="${GPUCLOUD_HELM:-$HELM_BIN/helm}"
 KUBECTL="${GPUCLOUD_KUBECTL:-$K8S_BIN/kubectl}"
-SANDBOX_DIR="${GPUCLOUD_SANDBOX_DIR:-$GPUCLOUD_CACHE_DIR/sandbox}"
+# A check like the tests: on the tests' instance, never make run's (docs/sandbox.md, "Instances").
+SANDBOX_DEFAULT_INSTANCE=test
+# shellcheck source=../sandbox/instance.sh
+. "$ROOT/sandbox/instance.sh"  # SANDBOX_INSTANCE, SANDBOX_DIR
 KUBECONFIG_FILE="$SANDBOX_DIR/kubeconfig"
 KUBE_VERSION="${K8S_VERSION#v}"
 
@@ -24,8 +28,13 @@ say() { printf '[chart] %s\n' "$*" >&2; }
 for tool in "$HELM" "$KUBECTL"; do
   [[ -x $tool ]] || die "$tool is missing: run make sandbox (or set GPUCLOUD_HELM / GPUCLOUD_KUBECTL)"
 done
-[[ -f $KUBECONFIG_FILE ]] || die "no sandbox kubeconfig at $KUBECONFIG_FILE: run make sandbox"
+[[ -f $KUBECONFIG_FILE ]] ||
+  die "no kubeconfig of sandbox instance $SANDBOX_INSTANCE at $KUBECONFIG_FILE: run make test-sandbox"
 kubectl_() { "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+# Count as a test session on the instance (docs/sandbox.md, "Instances"): a pytest session starting alone
+# would otherwise clear the throwaway namespace, and `sandbox.sh reset` restart the cluster, mid-check.
+exec 8>>"$SANDBOX_DIR/sessions.lock"
+flock -s -w 900 8 || die "sandbox instance $SANDBOX_INSTANCE is being reset (sessions.lock held for 900 s)"
 
 declare -A VALUES=([default]="" [production]="-f $PRODUCTION")
 for name in default production; do
@@ -34,6 +43,7 @@ for name in default production; do
   say "helm lint ($name values): ok"
 done
 
+say "dry runs against sandbox instance $SANDBOX_INSTANCE ($KUBECONFIG_FILE)"
 NS="chart-check-$(date +%s)-$$"
 trap 'kubectl_ delete namespace "$NS" --wait=false >/dev/null 2>&1 || true' EXIT
 kubectl_ create namespace "$NS" >/dev/null

@@ -206,3 +206,31 @@ def test_the_index_marks_sandbox_regions_which_alone_may_use_plain_http(tmp_path
     region = Region.objects.get(slug="us-east-1")
     assert region.sandbox and region.has_kubeconfig
     assert not Region.objects.get(slug="eu-west-1").sandbox
+
+
+def test_the_default_index_is_that_of_the_sandbox_instance_the_environment_names(tmp_path, monkeypatch):
+    """make run's instance (`default`) unless GPUCLOUD_SANDBOX_INSTANCE names another (pytest sets `test`):
+    the demo and the tests connect different clusters (docs/sandbox.md, "Instances")."""
+    monkeypatch.setenv("GPUCLOUD_CACHE_DIR", str(tmp_path))
+    for name in ("GPUCLOUD_SANDBOX_DIR", "GPUCLOUD_REGION_KUBECONFIGS", "GPUCLOUD_SANDBOX_INSTANCE"):
+        monkeypatch.delenv(name, raising=False)
+    for instance, directory, port in (("default", "sandbox", 16443), ("test", "sandbox-test", 16543)):
+        state = tmp_path / directory
+        state.mkdir()
+        kubeconfig = write_kubeconfig(state / "kubeconfig", server=f"https://127.0.0.1:{port}")
+        entry = {"kubeconfig": kubeconfig, "sandbox": True}
+        (state / "sandbox.json").write_text(
+            json.dumps({"instance": instance, "regions": {"us-east-1": entry}})
+        )
+
+    def server() -> str:
+        call_command("seed_catalog", stdout=StringIO())
+        config = yaml.safe_load(Region.objects.get(slug="us-east-1").get_kubeconfig())
+        return config["clusters"][0]["cluster"]["server"]
+
+    assert server() == "https://127.0.0.1:16443"
+    monkeypatch.setenv("GPUCLOUD_SANDBOX_INSTANCE", "test")
+    assert server() == "https://127.0.0.1:16543"
+    monkeypatch.setenv("GPUCLOUD_SANDBOX_INSTANCE", "../sandbox")  # becomes part of a path: refused
+    with pytest.raises(ValueError, match="lowercase letters"):
+        call_command("seed_catalog", stdout=StringIO())

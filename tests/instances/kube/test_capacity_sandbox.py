@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from apps.catalog.models import GpuType, RegionCapacity
+from apps.catalog.models import GpuType, Region, RegionCapacity
 from apps.instances.kube import names
 from apps.instances.kube.capacity import Pool, compute_pools, node_pool, pod_requests
 from apps.instances.kube.client import api_client
@@ -143,7 +143,16 @@ def test_capacity_rows_follow_the_fleet_and_scheduled_pods(
     sandbox: Any, make_namespace: Callable[..., str], kube_client: client.ApiClient
 ) -> None:
     catalog = seed()
-    region = connect(catalog.us_east, sandbox)
+    assert_capacity_rows_follow_the_cluster(connect(catalog.us_east, sandbox), kube_client, make_namespace)
+
+
+def assert_capacity_rows_follow_the_cluster(
+    region: Region, kube_client: client.ApiClient, make_namespace: Callable[..., str]
+) -> None:
+    """The region (connected to the test instance's us-east-1, whose administrator `kube_client` is) gets
+    H100 rows equal to the fleet's 32 GPUs minus what scheduled pods request, and a pod of its own taking a
+    whole 8-GPU node lowers the row by 8. tests/sandbox/test_instances.py runs it again while make run's
+    instance is full."""
     cluster = Cluster(api_client(region))
     core = client.CoreV1Api(kube_client)
     h100 = GpuType.objects.get(slug="h100-80gb")

@@ -10,13 +10,8 @@ from django.db import transaction
 from apps.catalog.catalog_seed import seed_catalog
 from apps.catalog.kubeconfig import KubeconfigError, check_kubeconfig
 from apps.catalog.models import Region
+from apps.catalog.sandbox_paths import sandbox_index
 from apps.core import request_context
-
-SANDBOX_INDEX = (
-    Path(os.environ.get("GPUCLOUD_CACHE_DIR", Path.home() / ".cache" / "gpucloud"))
-    / "sandbox"
-    / "sandbox.json"
-)
 
 
 def connect_regions(index_path: Path) -> list[str]:
@@ -67,7 +62,8 @@ class Command(BaseCommand):
         parser.add_argument("--fleet", default=str(Path(settings.BASE_DIR) / "sandbox" / "fleet.yaml"))
         parser.add_argument(
             "--kubeconfigs",
-            default=os.environ.get("GPUCLOUD_REGION_KUBECONFIGS", str(SANDBOX_INDEX)),
+            # The sandbox instance's index: `default` (make run's) unless GPUCLOUD_SANDBOX_INSTANCE says.
+            default=os.environ.get("GPUCLOUD_REGION_KUBECONFIGS") or str(sandbox_index()),
             help="JSON index of region kubeconfigs; 'none' leaves regions unconnected.",
         )
 
