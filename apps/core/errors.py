@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -112,6 +113,12 @@ def _validation_message(fields: dict[str, list[str]]) -> str:
     return f"{name}: {messages[0]}{extra}"
 
 
+# Django wraps the driver's errors (psycopg's, and psycopg_pool's PoolTimeout, an OperationalError) in these.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+DATABASE_UNAVAILABLE_MESSAGE = "The database is briefly unavailable; nothing was changed. Retry."
+DATABASE_RETRY_AFTER_SECONDS = 2
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
         return Response(error_body(exc.code, exc.message, exc.fields, exc.details), status=exc.status_code)
@@ -120,18 +127,17 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             error_body("request_too_large", "The request body is too large."),
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
-    if isinstance(exc, OperationalError | InterfaceError):
-        # The database went away (a restart, a fail-over, a lost connection) or refused for a moment
-        # (deadlock, serialization): the transaction rolled back, so nothing was written and a retry is safe
-        # (with the same Idempotency-Key for writes). Say so instead of a bare 500.
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        # The database went away (a restart, a fail-over, a lost connection), refused for a moment
+        # (deadlock, serialization), or this process's connection pool had no connection to give within its
+        # timeout (psycopg_pool.PoolTimeout, under load): the transaction rolled back, so nothing was written
+        # and a retry is safe (with the same Idempotency-Key for writes). Say so instead of a bare 500.
         logger.warning("database unavailable: %s", type(exc).__name__, exc_info=exc)
         unavailable = Response(
-            error_body(
-                "database_unavailable", "The database is briefly unavailable; nothing was changed. Retry."
-            ),
+            error_body("database_unavailable", DATABASE_UNAVAILABLE_MESSAGE),
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
-        unavailable["Retry-After"] = "2"
+        unavailable["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
         return unavailable
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
@@ -172,7 +178,31 @@ def json_or_html_404(request: HttpRequest, exception: Exception) -> HttpResponse
     return defaults.page_not_found(request, exception)
 
 
+_UNAVAILABLE_PAGE = (
+    "<!doctype html><html lang=en><head><meta charset=utf-8><title>Briefly unavailable · gpucloud</title>"
+    "</head><body><h1>Briefly unavailable</h1><p>The service is busy or its database is briefly "
+    "unavailable; nothing was changed. Try again in a few seconds.</p></body></html>"
+)
+
+
+def database_unavailable(request: HttpRequest) -> HttpResponse:
+    """503 with Retry-After, for a database error outside the API views (middleware, console pages): the
+    API's error envelope under /api/, a page that needs nothing of the database elsewhere."""
+    if _is_api(request):
+        response: HttpResponse = JsonResponse(
+            error_body("database_unavailable", DATABASE_UNAVAILABLE_MESSAGE), status=503
+        )
+    else:
+        response = HttpResponse(_UNAVAILABLE_PAGE, status=503, content_type="text/html; charset=utf-8")
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response
+
+
 def json_or_html_500(request: HttpRequest) -> HttpResponse:
+    """Django's handler500: called while the uncaught exception is being handled, so it can tell a database
+    that is unavailable (or a pool with no connection to give) from a bug."""
+    if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
+        return database_unavailable(request)
     if _is_api(request):
         return JsonResponse(
             error_body("server_error", "An internal error occurred; it has been logged.", {}), status=500

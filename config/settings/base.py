@@ -4,10 +4,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from config.settings.database import databases
 from config.settings.env import env_bool, env_int, env_list, env_str
 from config.settings.observability import logging_settings, prepare_multiprocess_metrics
 
@@ -89,15 +89,10 @@ TEMPLATES = [
 ]
 
 # The project runs on PostgreSQL everywhere (quota admission relies on row locks, billing on exclusion
-# constraints); `make run` and `make test` start a local server when DATABASE_URL is not set.
+# constraints); `make run` and `make test` start a local server when DATABASE_URL is not set. Connections
+# are pooled per process and bounded (config/settings/database.py, docs/operations.md).
 DATABASE_URL = env_str("DATABASE_URL") or "postgres://gpucloud:gpucloud@127.0.0.1:5432/gpucloud"
-# django-prometheus's backend is Django's PostgreSQL backend counting queries, errors and their duration.
-DATABASE_ENGINE = "django_prometheus.db.backends.postgresql"
-DATABASES = {
-    "default": dj_database_url.parse(
-        DATABASE_URL, engine=DATABASE_ENGINE, conn_max_age=60, conn_health_checks=True
-    )
-}
+DATABASES = databases(DATABASE_URL)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -118,8 +113,14 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
+STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "var" / "staticfiles")  # where collectstatic writes
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# How production (and `make run`) serve static files: collected once, named by their hashes, compressed,
+# served by whitenoise. The test settings keep Django's default storage (nothing collected).
+COLLECTED_STATIC_STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 # Requests bigger than this are refused with 413 before any parsing.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1024 * 1024)

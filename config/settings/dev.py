@@ -1,10 +1,20 @@
-"""Local development (`make run`): DEBUG on, emails printed to the console."""
+"""Local development (`make run`): served as in production (gunicorn, whitenoise, DEBUG off; scripts/web.sh),
+emails printed to the console. DEBUG=1 turns Django's debug pages on and serves static files straight
+from their sources."""
 
 from config.settings.base import *  # noqa: F403
-from config.settings.env import env_list, env_str, with_local_object_storage
+from config.settings.env import env_bool, env_list, env_str, with_local_object_storage
 
-DEBUG = True
+DEBUG = env_bool("DEBUG", False)
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+
+if DEBUG:
+    # Edited files show on the next request; nothing to collect.
+    WHITENOISE_USE_FINDERS = True
+    WHITENOISE_AUTOREFRESH = True
+else:
+    # As production: collected (scripts/web.sh runs collectstatic), hashed names, compressed.
+    STORAGES = COLLECTED_STATIC_STORAGES  # noqa: F405
 
 # Object storage: the local SeaweedFS of scripts/s3.sh unless OBJECT_STORAGE_* says otherwise.
 OBJECT_STORAGE = with_local_object_storage(OBJECT_STORAGE)  # noqa: F405

@@ -3,6 +3,7 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.base import *  # noqa: F403
+from config.settings.database import databases
 from config.settings.env import env_bool, env_int, env_list, env_required, env_str
 from config.settings.observability import logging_settings
 
@@ -11,12 +12,7 @@ SECRET_KEY = env_required("SECRET_KEY")
 if SECRET_KEY.startswith("insecure") or len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("SECRET_KEY must be a random string of at least 32 characters.")
 DATABASE_URL = env_required("DATABASE_URL")
-_engine = DATABASE_ENGINE  # noqa: F405 (from base: django-prometheus's PostgreSQL wrapper)
-DATABASES = {
-    "default": dj_database_url.parse(  # noqa: F405
-        DATABASE_URL, engine=_engine, conn_max_age=60, conn_health_checks=True
-    )
-}
+DATABASES = databases(DATABASE_URL)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
 # Every process has SECRET_KEY: a key derived from it would let web read the operator's credentials. Here
 # a process reads and writes only the key sets it is given (apps/core/crypto.py).
@@ -25,10 +21,7 @@ if not ALLOWED_HOSTS:
     raise ImproperlyConfigured("The environment variable ALLOWED_HOSTS is required in production.")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 # Static files are collected at build time and served by whitenoise, compressed, with hashed names.
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
-}
+STORAGES = COLLECTED_STATIC_STORAGES  # noqa: F405
 
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)

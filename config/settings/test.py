@@ -4,7 +4,8 @@ import os
 
 from config.settings.base import *  # noqa: F403
 from config.settings.base import REST_FRAMEWORK
-from config.settings.env import env_list, env_str, with_local_object_storage
+from config.settings.database import databases
+from config.settings.env import env_bool, env_list, env_str, with_local_object_storage
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -21,8 +22,11 @@ REST_FRAMEWORK = {
 ACCOUNT_EMAIL_MAX_PER_ADDRESS = 100000
 ACCOUNT_EMAIL_MAX_PER_IP = 100000
 
+# Unpooled unless DATABASE_POOL=1: tests close and reopen connections at will (a pool would keep them open
+# past a DROP DATABASE); tests/core/test_database_pool.py runs servers with the pool.
+DATABASES = databases(DATABASE_URL, pooled=env_bool("DATABASE_POOL", False))  # noqa: F405
 # One test database per test process, so parallel runs (developers, CI steps) never drop each other's.
-DATABASES["default"]["TEST"] = {"NAME": f"test_gpucloud_{os.getpid()}"}  # noqa: F405
+DATABASES["default"]["TEST"] = {"NAME": f"test_gpucloud_{os.getpid()}"}
 CACHES = {"default": {**CACHES["default"], "KEY_PREFIX": f"gpucloud-test-{os.getpid()}"}}  # noqa: F405
 
 # Object storage: the local SeaweedFS of scripts/s3.sh unless OBJECT_STORAGE_* says otherwise.

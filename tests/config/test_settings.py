@@ -1,4 +1,5 @@
-"""Settings per environment: production refuses to start without its secrets; DEBUG is on only in dev.
+"""Settings per environment: production refuses to start without its secrets; DEBUG is off everywhere unless
+dev is asked for it (DEBUG=1); database connections are pooled and bounded except in the tests.
 
 Each configuration is imported in a fresh interpreter with a controlled environment, because settings are
 read once at import time.
@@ -43,6 +44,9 @@ def _base_env() -> dict[str, str]:
         "DATABASE_URL",
         "ALLOWED_HOSTS",
         "DEBUG",
+        "DATABASE_POOL",
+        "DATABASE_POOL_MAX_SIZE",
+        "DATABASE_POOL_TIMEOUT",
         "SESSION_COOKIE_SECURE",
         "CSRF_COOKIE_SECURE",
         "TRUSTED_PROXY_HOPS",
@@ -104,14 +108,73 @@ def test_production_ignores_a_debug_variable() -> None:
     assert "DEBUG=False" in result.stdout
 
 
+@pytest.mark.parametrize("module", ["config.settings.dev", "config.settings.test", "config.settings.base"])
+def test_debug_is_off_by_default_even_for_make_run(module: str) -> None:
+    result = _load(module, {})
+    assert result.returncode == 0, result.stderr
+    assert "DEBUG=False" in result.stdout
+
+
 @pytest.mark.parametrize(
     ("module", "debug"),
     [("config.settings.dev", True), ("config.settings.test", False), ("config.settings.base", False)],
 )
-def test_debug_is_on_only_in_dev(module: str, debug: bool) -> None:
-    result = _load(module, {})
+def test_debug_1_turns_debug_on_in_dev_only(module: str, debug: bool) -> None:
+    result = _load(module, {"DEBUG": "1"})
     assert result.returncode == 0, result.stderr
     assert f"DEBUG={debug}" in result.stdout
+
+
+PRINT_DATABASE = (
+    "import os, django; os.environ['DJANGO_SETTINGS_MODULE'] = {module!r}; django.setup(); "
+    "from django.conf import settings; db = settings.DATABASES['default']; "
+    "print('POOL=' + repr(db['OPTIONS'].get('pool')), 'AGE=' + repr(db['CONN_MAX_AGE']), "
+    "'STATIC=' + settings.STORAGES['staticfiles']['BACKEND'], sep='\\n')"
+)
+
+
+@pytest.mark.parametrize("module", ["config.settings.dev", "config.settings.production"])
+def test_connections_are_pooled_and_bounded(module: str) -> None:
+    result = _load(module, {**PRODUCTION_ENV, "DATABASE_POOL_MAX_SIZE": "3"}, PRINT_DATABASE)
+    assert result.returncode == 0, result.stderr
+    pool, age, _ = result.stdout.splitlines()
+    assert pool == "POOL={'min_size': 1, 'max_size': 3, 'timeout': 5, 'name': 'gpucloud'}"
+    assert age == "AGE=0"  # Django refuses persistent connections with a pool
+
+
+def test_the_pool_defaults_and_its_timeout_come_from_the_environment() -> None:
+    result = _load("config.settings.dev", {"DATABASE_POOL_TIMEOUT": "9"}, PRINT_DATABASE)
+    assert result.returncode == 0, result.stderr
+    assert "'max_size': 4, 'timeout': 9" in result.stdout
+    unpooled = _load("config.settings.dev", {"DATABASE_POOL": "0"}, PRINT_DATABASE)
+    assert unpooled.stdout.splitlines()[:2] == ["POOL=None", "AGE=60"], unpooled.stderr
+
+
+def test_the_tests_are_unpooled_unless_asked() -> None:
+    result = _load("config.settings.test", {}, PRINT_DATABASE)
+    assert result.stdout.splitlines()[:2] == ["POOL=None", "AGE=60"], result.stderr
+    pooled = _load("config.settings.test", {"DATABASE_POOL": "1"}, PRINT_DATABASE)
+    assert "'max_size': 4" in pooled.stdout, pooled.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("DATABASE_POOL_MAX_SIZE", "0"), ("DATABASE_POOL_MAX_SIZE", "many"), ("DATABASE_POOL_TIMEOUT", "0")],
+)
+def test_a_bad_pool_setting_stops_the_settings(variable: str, value: str) -> None:
+    result = _load("config.settings.dev", {variable: value}, PRINT_DATABASE)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert variable in result.stderr
+
+
+def test_make_run_stores_static_files_as_production_unless_debugging() -> None:
+    manifest = "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    for module, extra in (("config.settings.dev", {}), ("config.settings.production", PRODUCTION_ENV)):
+        result = _load(module, extra, PRINT_DATABASE)
+        assert f"STATIC={manifest}" in result.stdout, (module, result.stderr)
+    debugging = _load("config.settings.dev", {"DEBUG": "1"}, PRINT_DATABASE)
+    assert f"STATIC={manifest}" not in debugging.stdout, debugging.stderr
 
 
 def test_the_test_suite_runs_without_debug(settings) -> None:

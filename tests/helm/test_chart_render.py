@@ -527,8 +527,8 @@ REFUSALS = [
         ["web.autoscaling.minReplicas (5) must not be above web.autoscaling.maxReplicas (3)"],
     ),
     (
-        ["--set", "worker.autoscaling.minReplicas=9"],
-        ["worker.autoscaling.minReplicas (9) must not be above worker.autoscaling.maxReplicas (8)"],
+        ["--set", "worker.autoscaling.minReplicas=5"],
+        ["worker.autoscaling.minReplicas (5) must not be above worker.autoscaling.maxReplicas (4)"],
     ),
 ]
 

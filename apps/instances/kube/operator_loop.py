@@ -46,7 +46,14 @@ from apps.instances.kube.reconciler import (
     reconcile,
     reconcile_volume,
 )
-from apps.instances.kube.watcher import KubeEventHandler, PodHandler, Queued, describe, watch_forever
+from apps.instances.kube.watcher import (
+    KubeEventHandler,
+    PodHandler,
+    Queued,
+    describe,
+    release_connection,
+    watch_forever,
+)
 from apps.instances.models import Instance
 from apps.instances.states import State
 from apps.storage.models import Volume, VolumeState
@@ -156,6 +163,7 @@ class RegionOperator(threading.Thread):
                     self.lock.release()
                     logger.info("region %s: released leadership", self.slug)
                 if failed:
+                    release_connection()
                     term_backoff.wait(self.stop)  # without the lock, so a standby may take over meanwhile
         finally:
             self.lock.release()
@@ -248,6 +256,7 @@ class RegionOperator(threading.Thread):
                     "region %s: resync failed (%s); again in %.1fs", self.slug, describe(exc), delay
                 )
                 next_resync = time.monotonic() + delay
+            release_connection()
             self.stop.wait(0.5)
 
     def resync(self, region: Region, cluster: Cluster) -> None:
@@ -335,13 +344,16 @@ class Operator:
         regions = Region.objects.all()
         if self.region_slugs:
             regions = regions.filter(slug__in=self.region_slugs)
-        for region in regions:
-            if region.pk in self.threads or not has_cluster(region):
-                continue
-            thread = RegionOperator(region.pk, region.slug, self.config, self.stop)
-            self.threads[region.pk] = thread
-            thread.start()
-            logger.info("region %s: operator thread started", region.slug)
+        try:
+            for region in regions:
+                if region.pk in self.threads or not has_cluster(region):
+                    continue
+                thread = RegionOperator(region.pk, region.slug, self.config, self.stop)
+                self.threads[region.pk] = thread
+                thread.start()
+                logger.info("region %s: operator thread started", region.slug)
+        finally:
+            release_connection()  # until the next discovery
 
     def run(self) -> None:
         backoff = Backoff(base=1.0, cap=30.0)

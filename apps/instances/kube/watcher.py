@@ -140,6 +140,18 @@ def _dispatch(handle: Handler, kind: str, obj: dict[str, Any], what: str, *, mea
             meta.get("name"),
             describe(exc),
         )
+    finally:
+        release_connection()
+
+
+def release_connection() -> None:
+    """Hand this thread's connection back before it waits (for the next event, the next round): with the
+    pool (config/settings/database.py) the operator's threads share a few connections, and one that idles
+    holding its own would starve the others. Unpooled, this closes only an obsolete connection."""
+    try:
+        close_old_connections()
+    except Exception as exc:
+        logger.warning("closing a database connection failed: %s", describe(exc))
 
 
 class Queued:
