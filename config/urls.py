@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from apps.core import health, metrics
-from apps.core.errors import json_or_html_404, json_or_html_500
+from apps.core.errors import json_or_html_400, json_or_html_404, json_or_html_500
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -15,5 +15,6 @@ urlpatterns = [
     path("", include("apps.console.urls")),
 ]
 
+handler400 = json_or_html_400
 handler404 = json_or_html_404
 handler500 = json_or_html_500

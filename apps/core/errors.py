@@ -172,6 +172,14 @@ def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
 
 
+def json_or_html_400(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's refusals of a malformed request (SuspiciousOperation: a Host outside ALLOWED_HOSTS, a form
+    it cannot read): the error envelope under /api/, the 400 page elsewhere. Django logs the exception."""
+    if _is_api(request):
+        return JsonResponse(error_body("invalid", "The request is malformed and was refused."), status=400)
+    return defaults.bad_request(request, exception)
+
+
 def json_or_html_404(request: HttpRequest, exception: Exception) -> HttpResponse:
     if _is_api(request):
         return JsonResponse(error_body("not_found", "Not found."), status=404)

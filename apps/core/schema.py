@@ -37,11 +37,13 @@ _ERROR = inline_serializer(
 )
 
 _COMMON_ERRORS = {
-    "400": "Invalid input: malformed JSON, wrong types, unknown fields, values out of range.",
+    "400": "Invalid input: malformed JSON, wrong types, unknown fields, values out of range, or a body, "
+    "query string or header outside the request limits (docs/api.md, Limits).",
     "401": "Missing, invalid, expired or revoked credentials.",
     "403": "Authenticated, but the role, the token's scopes or the tenant's status forbid this.",
     "404": "Not found, or it belongs to a tenant you are not in.",
     "429": "Rate limited; see the Retry-After header.",
+    "431": "A request header is longer than the limit.",
 }
 _BODY_ERRORS = {"413": "The request body is too large."}
 _POST_ERRORS = {"409": "Conflicts with current state."}

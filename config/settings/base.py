@@ -54,6 +54,7 @@ MIDDLEWARE = [
     "apps.core.middleware.RequestContextMiddleware",
     "apps.core.middleware.AccessLogMiddleware",  # inside the request context: its line carries the ids
     "apps.core.middleware.ApiBodySizeLimitMiddleware",
+    "apps.core.request_limits.RequestLimitsMiddleware",  # before anything reads headers, cookies or forms
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -125,6 +126,21 @@ COLLECTED_STATIC_STORAGES = {
 # Requests bigger than this are refused with 413 before any parsing.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# What a request may hold (docs/api.md "Limits"); beyond, 400 with the error envelope (431 for a header),
+# before anything is written. JSON bodies: apps/core/parsers.py; query strings, form bodies and headers:
+# apps/core/request_limits.py.
+REQUEST_JSON_MAX_DEPTH = env_int("REQUEST_JSON_MAX_DEPTH", 32)
+REQUEST_JSON_MAX_KEYS_PER_OBJECT = env_int("REQUEST_JSON_MAX_KEYS_PER_OBJECT", 256)
+REQUEST_JSON_MAX_ITEMS_PER_ARRAY = env_int("REQUEST_JSON_MAX_ITEMS_PER_ARRAY", 1000)
+REQUEST_JSON_MAX_ENTRIES = env_int("REQUEST_JSON_MAX_ENTRIES", 10000)  # keys and array items in all
+REQUEST_JSON_MAX_NUMBER_LENGTH = env_int("REQUEST_JSON_MAX_NUMBER_LENGTH", 40)  # characters of a literal
+REQUEST_MAX_STRING_LENGTH = env_int("REQUEST_MAX_STRING_LENGTH", 65536)  # JSON strings and form values
+REQUEST_QUERY_MAX_LENGTH = env_int("REQUEST_QUERY_MAX_LENGTH", 4096)
+REQUEST_QUERY_MAX_PARAMS = env_int("REQUEST_QUERY_MAX_PARAMS", 64)
+REQUEST_QUERY_MAX_VALUE_LENGTH = env_int("REQUEST_QUERY_MAX_VALUE_LENGTH", 1024)
+REQUEST_FORM_MAX_FIELDS = env_int("REQUEST_FORM_MAX_FIELDS", 256)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = REQUEST_FORM_MAX_FIELDS  # Django's own count, for multipart bodies too
+REQUEST_HEADER_MAX_LENGTH = env_int("REQUEST_HEADER_MAX_LENGTH", 8192)
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CACHES = {
@@ -180,7 +196,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "apps.core.pagination.LimitOffsetPagination",
     "DEFAULT_FILTER_BACKENDS": [
