@@ -10,7 +10,7 @@ export GPUCLOUD_SANDBOX_PYTHON ?= $(abspath $(PY))
 
 -include sandbox/sandbox.mk
 
-.PHONY: help venv services migrate seed run test lint typecheck pytest lock clean stripe-mock browser s3 chart bench fuzz chaos
+.PHONY: help venv services migrate seed run test lint typecheck pytest lock clean stripe-mock browser s3 chart bench fuzz chaos first-run-check
 
 help:
 	@echo "make run    - set up everything and serve http://127.0.0.1:8000 with a worker and beat"
@@ -32,10 +32,12 @@ services:
 migrate: venv services
 	$(PY) manage.py migrate --noinput
 
+# Serves as soon as the virtualenv, PostgreSQL, Redis and migrations are ready; the Go builds, the sandbox,
+# SeaweedFS and the regions' connections follow in the background (scripts/run.sh, scripts/bring_up.py).
 # SANDBOX=0 skips the local Kubernetes regions (then point GPUCLOUD_REGION_KUBECONFIGS at your clusters).
 SANDBOX ?= 1
-run: migrate s3 $(if $(filter 0,$(SANDBOX)),,sandbox)
-	@bash scripts/run.sh
+run: migrate
+	@SANDBOX=$(SANDBOX) bash scripts/run.sh
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -86,6 +88,12 @@ fuzz: venv services stripe-mock s3
 # and stripe-mock down during a churn. `make test` runs them too (about 5 minutes on 2 cores).
 chaos: venv services sandbox stripe-mock
 	DJANGO_SETTINGS_MODULE=config.settings.test $(VENV)/bin/pytest tests/chaos -m chaos -q -p no:cacheprovider
+
+# `make run` on a fresh clone of HEAD with empty caches (its own HOME, Go caches, gpucloud cache, pip cache,
+# ports and database), timed: console answering, regions connected (docs/sandbox.md "First run"). Slow (a
+# cold Go build): not part of `make test`.
+first-run-check:
+	@bash scripts/first_run_check.sh
 
 lock:
 	rm -rf /tmp/gpucloud-lock && $(PYTHON_BIN) -m venv /tmp/gpucloud-lock

@@ -25,6 +25,8 @@ class DomainError(Exception):
 
     status_code: int = status.HTTP_400_BAD_REQUEST
     code = "invalid"
+    # Seconds for a Retry-After header: a refusal that goes away by itself (a service still starting).
+    retry_after: int | None = None
 
     def __init__(
         self,
@@ -114,7 +116,12 @@ def _validation_message(fields: dict[str, list[str]]) -> str:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
-        return Response(error_body(exc.code, exc.message, exc.fields, exc.details), status=exc.status_code)
+        response = Response(
+            error_body(exc.code, exc.message, exc.fields, exc.details), status=exc.status_code
+        )
+        if exc.retry_after is not None:
+            response["Retry-After"] = str(exc.retry_after)
+        return response
     if isinstance(exc, RequestDataTooBig):
         return Response(
             error_body("request_too_large", "The request body is too large."),

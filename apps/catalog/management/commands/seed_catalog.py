@@ -10,6 +10,7 @@ from django.db import transaction
 from apps.catalog.catalog_seed import seed_catalog
 from apps.catalog.kubeconfig import KubeconfigError, check_kubeconfig
 from apps.catalog.models import Region
+from apps.catalog.services import announce_connected
 from apps.core import request_context
 
 SANDBOX_INDEX = (
@@ -56,6 +57,7 @@ def connect_regions(index_path: Path) -> list[str]:
                 region.set_logs_kubeconfig(logs_text)
             region.sandbox = sandbox
             region.save(update_fields=["kubeconfig_encrypted", "logs_kubeconfig_encrypted", "sandbox"])
+            announce_connected(region)  # launches waiting there start now
     return [region.slug for region, *_ in checked]
 
 

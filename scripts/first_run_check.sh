@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# `make first-run-check`: `make run` on a fresh clone with empty caches, timed (docs/sandbox.md, "First run").
+#
+# Clones the committed HEAD into a temporary folder whose HOME, Go build cache (GOCACHE), module cache
+# (GOMODCACHE), gpucloud cache (GPUCLOUD_CACHE_DIR: binaries, sandbox state, S3 data) and pip cache all start
+# empty inside it, never the developer's. Every port moves (web, metrics, the sandbox's, SeaweedFS's), its
+# own database and Redis database, so it runs beside a developer's `make run` and `make test`. PostgreSQL and
+# Redis are the machine's system services, shared (already installed and running: their installation is not
+# in the figures). Then runs `make run` there and records the seconds until the console and the API answer,
+# until the regions are connected and until object storage is ready; stops everything it started (by PID
+# and PID files) and deletes the folder (KEEP=1 keeps it). Fails if the console does not answer within
+# FIRST_RUN_ANSWER_LIMIT seconds (180) or the regions are not connected within FIRST_RUN_TIMEOUT (3600).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ANSWER_LIMIT="${FIRST_RUN_ANSWER_LIMIT:-180}"
+TIMEOUT="${FIRST_RUN_TIMEOUT:-3600}"
+# Ports: every default + 10000 (web 18000), away from a developer's `make run` and `make test`.
+WEB_PORT=18000
+PORTS=(18000 19101 19102 28333 29333 28080 28888 38333 39333 38080 38888
+       26443 26444 33790 33791 33800 33801 27257 27267 27259 27269)
+
+say() { printf '[first-run %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+fail() { say "ERROR: $*"; exit 1; }
+
+for port in "${PORTS[@]}"; do
+  if ss -Htln "sport = :$port" | grep -q .; then fail "port $port is in use; it is needed for the clone's servers"; fi
+done
+
+TMP=$(mktemp -d /tmp/gpucloud-first-run.XXXXXX)
+REPO="$TMP/repo"
+DB="gpucloud_first_run_$$"
+MAKE_PID=""
+say "clone of $(git -C "$ROOT" rev-parse --short HEAD) in $TMP (KEEP=1 keeps it)"
+git clone --quiet "$ROOT" "$REPO"
+
+export HOME="$TMP/home" XDG_CACHE_HOME="$TMP/home/.cache"
+export GOCACHE="$TMP/go-build" GOMODCACHE="$TMP/go-mod" GPUCLOUD_CACHE_DIR="$TMP/gpucloud" PIP_CACHE_DIR="$TMP/pip"
+mkdir -p "$HOME" "$GOCACHE" "$GOMODCACHE" "$GPUCLOUD_CACHE_DIR" "$PIP_CACHE_DIR"
+export DATABASE_URL="postgres://gpucloud:gpucloud@127.0.0.1:5432/$DB" REDIS_URL="redis://127.0.0.1:6379/11"
+export GPUCLOUD_WEB_PORT=$WEB_PORT METRICS_WORKER_PORT=19101 METRICS_OPERATOR_PORT=19102 SITE_URL="http://127.0.0.1:$WEB_PORT"
+export GPUCLOUD_S3_PORT=28333 GPUCLOUD_S3_MASTER_PORT=29333 GPUCLOUD_S3_VOLUME_PORT=28080 GPUCLOUD_S3_FILER_PORT=28888
+export GPUCLOUD_SANDBOX_APISERVER_PORT=26443 GPUCLOUD_SANDBOX_ETCD_PORT=33790
+export GPUCLOUD_SANDBOX_CONTROLLER_MANAGER_PORT=27257 GPUCLOUD_SANDBOX_SCHEDULER_PORT=27259
+unset GPUCLOUD_SANDBOX_DIR GPUCLOUD_S3_DIR GPUCLOUD_REGION_KUBECONFIGS GPUCLOUD_BUILD_STATUS_FILE KUBECONFIG
+unset GPUCLOUD_SANDBOX_PYTHON DJANGO_SETTINGS_MODULE
+
+psql_admin() { PGPASSWORD=gpucloud psql -q -h 127.0.0.1 -U gpucloud -d postgres -v ON_ERROR_STOP=1 "$@"; }
+
+cleanup() {
+  trap - EXIT INT TERM
+  say "stopping what it started"
+  if [[ -n $MAKE_PID ]] && kill -0 "$MAKE_PID" 2>/dev/null; then
+    kill -TERM -- "-$MAKE_PID" 2>/dev/null || true  # make, run.sh and its servers (their own group)
+    for _ in $(seq 1 60); do kill -0 "$MAKE_PID" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL -- "-$MAKE_PID" 2>/dev/null || true
+  fi
+  (cd "$REPO" && bash sandbox/sandbox.sh stop >/dev/null 2>&1 || true)
+  (cd "$REPO" && bash scripts/s3.sh stop >/dev/null 2>&1 || true)
+  psql_admin -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || say "could not drop database $DB"
+  if [[ ${KEEP:-0} == 1 ]]; then
+    say "kept $TMP"
+  else
+    chmod -R u+w "$TMP" 2>/dev/null || true  # the module cache is read-only
+    rm -rf "$TMP"
+  fi
+}
+trap cleanup EXIT INT TERM
+
+# The machine's PostgreSQL and Redis (shared); the clone gets a database of its own.
+(cd "$REPO" && env -u DATABASE_URL -u REDIS_URL bash scripts/services.sh >/dev/null)
+psql_admin -c "CREATE DATABASE $DB"
+
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+say "make run (load average $load_start, $(nproc) cores); output in $TMP/make-run.log"
+t0=$(date +%s.%N)
+(cd "$REPO" && exec setsid make run DEMO_PASSWORD=first-run-check >"$TMP/make-run.log" 2>&1) &
+MAKE_PID=$!
+since() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.0f", b-a}'; }
+answers() {
+  [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 3 "http://127.0.0.1:$WEB_PORT/accounts/login/") == 200 ]] &&
+    [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 3 "http://127.0.0.1:$WEB_PORT/api/v1/me") == 401 ]]
+}
+piece_done() {  # the bring-up's status file says the piece is done (or cached)
+  python3 - "$REPO/var/build-status.json" "$1" <<'EOF' 2>/dev/null
+import json, sys
+data = json.load(open(sys.argv[1]))
+sys.exit(0 if any(p["name"] == sys.argv[2] and p["state"] in ("done", "cached") for p in data["pieces"]) else 1)
+EOF
+}
+piece_failed() {
+  grep -q '"state": "failed"' "$REPO/var/build-status.json" 2>/dev/null
+}
+
+api() {  # api METHOD PATH [BODY]: the demo tenant's API with the token make run printed
+  local token
+  token=$(sed -n 's/^ *API token: *//p' "$TMP/make-run.log" | tail -n1)
+  curl -sS --max-time 10 -X "$1" -H "Authorization: Bearer $token" -H "Content-Type: application/json" \
+    "http://127.0.0.1:$WEB_PORT/api/v1/tenants/demo$2" ${3:+-d "$3"}
+}
+field() { python3 -c "import json,sys; print(json.load(sys.stdin).get('$1', ''))"; }
+
+t_venv="" t_answer="" t_regions="" t_s3="" instance="" pending_note=""
+while :; do
+  kill -0 "$MAKE_PID" 2>/dev/null || { tail -n 30 "$TMP/make-run.log" >&2; fail "make run exited"; }
+  [[ -z $t_venv && -f $REPO/.venv/.installed ]] && { t_venv=$(since); say "virtualenv installed after ${t_venv} s"; }
+  if [[ -z $t_answer ]] && answers; then
+    t_answer=$(since)
+    say "console and API answer after ${t_answer} s"
+    # A launch before the regions are connected: accepted, pending, with a message saying why.
+    sleep 2  # the banner's token line
+    launched=$(api POST /instances '{"name": "first-run", "instance_type": "gpu-h100x1", "region": "us-east-1", "image": "pytorch"}')
+    instance=$(field id <<<"$launched")
+    [[ -n $instance ]] || fail "the launch was refused: $launched"
+    sleep 3
+    pending_note="$(api GET "/instances/$instance" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["state"] + ": " + d["state_message"])')"
+    say "launched $instance: $pending_note"
+  fi
+  [[ -z $t_regions ]] && piece_done regions && { t_regions=$(since); say "regions connected after ${t_regions} s"; }
+  [[ -z $t_s3 ]] && piece_done s3 && { t_s3=$(since); say "object storage ready after ${t_s3} s"; }
+  [[ -n $t_answer && -n $t_regions && -n $t_s3 ]] && break
+  piece_failed && { tail -n 40 "$REPO/var/log/bring-up.log" >&2; fail "a piece of the bring-up failed"; }
+  elapsed=$(since)
+  [[ -z $t_answer ]] && (( elapsed > ANSWER_LIMIT )) && fail "the console did not answer within $ANSWER_LIMIT s"
+  (( elapsed > TIMEOUT )) && fail "the regions were not connected within $TIMEOUT s"
+  sleep 1
+done
+sleep 3  # the last line of make run's output
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# The regions line make run printed, and the launch made while they were building runs now.
+grep -q "regions .* connected" "$TMP/make-run.log" || fail "make run printed no regions line"
+t_running=""
+for _ in $(seq 1 120); do
+  if [[ $(api GET "/instances/$instance" | field state) == running ]]; then t_running=$(since); break; fi
+  sleep 1
+done
+[[ -n $t_running ]] || fail "the instance launched before the regions were connected did not turn running"
+say "the instance launched at ${t_answer} s is running after ${t_running} s"
+
+cat <<EOF
+
+first-run-check  $(date -u +%Y-%m-%dT%H:%MZ)  commit $(git -C "$REPO" rev-parse --short HEAD)  $(nproc) cores  Go $(go env GOVERSION)
+  load average at start / end:           $load_start / $load_end
+  virtualenv installed after:            $t_venv s
+  console and API answer after:          $t_answer s   (limit $ANSWER_LIMIT s)
+  a launch at that moment:               $pending_note
+  regions connected after:               $t_regions s
+  object storage ready after:            $t_s3 s
+  that launch running after:             $t_running s
+  pieces: $(grep -o 'bring-up finished in .*' "$REPO/var/log/bring-up.log" | tail -n1)
+  make run before the servers (venv, pip, migrate): see $TMP/make-run.log
+  caches: Go modules $(du -sh "$GOMODCACHE" | cut -f1), Go build $(du -sh "$GOCACHE" | cut -f1), binaries $(du -sh "$GPUCLOUD_CACHE_DIR/bin" | cut -f1), pip $(du -sh "$PIP_CACHE_DIR" | cut -f1)
+  PostgreSQL and Redis: the machine's running services, shared (own database $DB, Redis db 11)
+
+make run printed:
+$(grep -v '^\[' "$TMP/make-run.log" | grep -E 'gpucloud demo is ready|serving http|regions .* connected|object storage is ready|ERROR' || true)
+EOF
