@@ -46,12 +46,12 @@ services:
 migrate: venv services
 	$(PY) manage.py migrate --noinput
 
-# Serves as soon as the virtualenv, PostgreSQL, Redis and migrations are ready; the Go builds, the sandbox,
-# SeaweedFS and the regions' connections follow in the background (scripts/run.sh, scripts/bring_up.py).
+# Serves as soon as the virtualenv, PostgreSQL, Redis and migrations are ready; the Go builds (started first, at
+# the lowest CPU priority), the sandbox, SeaweedFS and the regions' connections continue in the background
+# (scripts/run.sh migrates and starts the servers, scripts/bring_up.py the rest).
 # SANDBOX=0 skips the local Kubernetes regions (then point GPUCLOUD_REGION_KUBECONFIGS at your clusters).
 SANDBOX ?= 1
 run: venv-run services
-	$(PY) manage.py migrate --noinput
 	@SANDBOX=$(SANDBOX) bash scripts/run.sh
 
 lint: venv

@@ -16,6 +16,9 @@ weed is built. Each piece's time is printed to the log and kept in $GPUCLOUD_CAC
 whose figures give the next bring-up its expected times (a fresh machine uses the figures measured in
 docs/sandbox.md).
 
+The Go builds run at `nice 19`: the web server, worker and operator starting beside them come first. The
+regions are connected only once the file named by --db-ready exists (run.sh creates it after migrating).
+
 Standard output carries only the lines a person running `make run` wants (regions connected, object storage
 ready, a failure), held back until the file named by --announce-after exists (run.sh creates it once it has
 printed the log-in banner), so they come after it. SIGTERM or SIGINT stops the builds in progress (their
@@ -62,7 +65,8 @@ class Step:
     label: str
     argv: list[str]
     after: tuple[str, ...] = ()
-    build: bool = False  # a Go build: counts against BRING_UP_JOBS
+    build: bool = False  # a Go build: counts against BRING_UP_JOBS, runs at the lowest CPU priority
+    needs_file: Path | None = None  # not started before this file exists (the database is migrated)
     marker: Path | None = None  # the build's .complete file: present means cached, nothing to run
     check: Any = None  # a callable(output) -> error message or "" run on success
     state: str = bs.WAITING
@@ -119,7 +123,7 @@ def _connected_check(regions: list[str]) -> Any:
     return check
 
 
-def plan(sandbox: bool) -> tuple[list[Step], list[str], Path]:
+def plan(sandbox: bool, db_ready: Path | None = None) -> tuple[list[Step], list[str], Path]:
     paths = _cache_paths()
     py = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
     steps: list[Step] = []
@@ -179,6 +183,7 @@ def plan(sandbox: bool) -> tuple[list[Step], list[str], Path]:
                 [py, "manage.py", "seed_catalog"],
                 ("sandbox",),
                 check=_connected_check(regions),
+                needs_file=db_ready,
             ),
         ]
     steps.append(
@@ -317,6 +322,8 @@ class BringUp:
     def ready(self, step: Step) -> bool:
         if step.state != bs.WAITING:
             return False
+        if step.needs_file is not None and not step.needs_file.exists():
+            return False
         if any(
             self.by_name(n).state not in bs.FINISHED
             for n in step.after
@@ -339,8 +346,11 @@ class BringUp:
         step.log = self.log_dir / f"{step.name}.log"
         step.state, step.started = bs.RUNNING, time.time()
         handle = open(step.log, "wb")  # noqa: SIM115 (the child writes it; closed when it ends)
+        # The builds yield the CPU to the web server, worker and operator starting beside them (on 2 cores,
+        # un-niced builds delayed the console's first answer by minutes), and take all of it when idle.
+        argv = ["nice", "-n", "19", *step.argv] if step.build else step.argv
         step.proc = subprocess.Popen(
-            step.argv,
+            argv,
             cwd=ROOT,
             stdout=handle,
             stderr=subprocess.STDOUT,
@@ -403,8 +413,6 @@ class BringUp:
 
     def run(self) -> int:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
         cached = [s.name for s in self.steps if s.state == bs.CACHED]
         log(
             f"bring-up: {', '.join(s.name for s in self.steps if s.state == bs.WAITING)}"
@@ -460,8 +468,9 @@ def main() -> int:
     parser.add_argument("command", choices=["run", "plan"])
     parser.add_argument("--no-sandbox", action="store_true", help="object storage only (make run SANDBOX=0)")
     parser.add_argument("--announce-after", type=Path, help="hold standard output until this file exists")
+    parser.add_argument("--db-ready", type=Path, help="connect the regions only once this file exists")
     args = parser.parse_args()
-    steps, regions, timings_path = plan(sandbox=not args.no_sandbox)
+    steps, regions, timings_path = plan(sandbox=not args.no_sandbox, db_ready=args.db_ready)
     timings = _load_timings(timings_path)
     milestones, total, source = expectations(steps, timings)
     status_file = Path(os.environ.get("GPUCLOUD_BUILD_STATUS_FILE") or ROOT / "var" / "build-status.json")
@@ -481,6 +490,8 @@ def main() -> int:
         expected_total=total,
         expected_source=source,
     )
+    signal.signal(signal.SIGTERM, bring_up.stop)
+    signal.signal(signal.SIGINT, bring_up.stop)
     code = bring_up.run()
     if code == 0 and any(s.state == bs.DONE for s in steps):
         record_timings(timings_path, steps, bring_up.started)

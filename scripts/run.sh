@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs the control plane locally (`make run`, after the virtualenv, PostgreSQL, Redis and migrations): seeds
-# the demo, starts web, the Celery worker and beat and the operator at once, and scripts/bring_up.py beside
-# them, which builds and starts the sandbox and object storage in the background and connects the regions
-# (progress in var/build-status.json, shown by the console's banner; log in var/log/bring-up.log).
+# Runs the control plane locally (`make run`, after the virtualenv, PostgreSQL and Redis): starts
+# scripts/bring_up.py first, which builds and starts the sandbox and object storage in the background (its Go
+# builds at the lowest CPU priority) and connects the regions once the database is migrated (progress in
+# var/build-status.json, shown by the console's banner; log in var/log/bring-up.log); meanwhile migrates,
+# seeds the demo and starts web, the Celery worker and beat and the operator at once.
 # Prints the log-in banner as soon as the web server answers, then a line once the regions are connected.
 # Ctrl-C stops all of them (the sandbox and SeaweedFS keep running, so the next start reuses them).
 #   SANDBOX=0            no sandbox: regions from GPUCLOUD_REGION_KUBECONFIGS, connected by seed_demo
@@ -11,21 +12,25 @@ set -euo pipefail
 PY=.venv/bin/python
 PORT="${GPUCLOUD_WEB_PORT:-8000}"
 mkdir -p var/log
-# bring_up.py holds its lines until this file exists, so they come after the banner.
+# bring_up.py holds its lines until the banner is out, and connects the regions once the database is ready.
 ANSWERED=var/web-answered
-rm -f "$ANSWERED"
-# The S3 admin identity before any process reads its settings (the server itself comes up later).
-bash scripts/s3.sh prepare
-banner=$($PY manage.py seed_demo ${DEMO_PASSWORD:+--password "$DEMO_PASSWORD"})
+DB_READY=var/db-ready
+rm -f "$ANSWERED" "$DB_READY"
 
 pids=()
 cleanup() { trap - INT TERM EXIT; kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup INT TERM EXIT
 
-bring_up_args=(run --announce-after "$ANSWERED")
+bring_up_args=(run --announce-after "$ANSWERED" --db-ready "$DB_READY")
 [[ ${SANDBOX:-1} == 0 ]] && bring_up_args+=(--no-sandbox)
 $PY scripts/bring_up.py "${bring_up_args[@]}" 2>var/log/bring-up.log &
 pids+=($!)
+
+$PY manage.py migrate --noinput
+# The S3 admin identity before any process reads its settings (the server itself comes up later).
+bash scripts/s3.sh prepare
+banner=$($PY manage.py seed_demo ${DEMO_PASSWORD:+--password "$DEMO_PASSWORD"})
+touch "$DB_READY"
 .venv/bin/celery -A config worker --loglevel=INFO --concurrency=2 >var/log/worker.log 2>&1 &
 pids+=($!)
 .venv/bin/celery -A config beat --loglevel=INFO --schedule=var/celerybeat-schedule >var/log/beat.log 2>&1 &
