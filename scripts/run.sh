@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs the control plane locally (`make run`, after the virtualenv, PostgreSQL and Redis): starts
-# scripts/bring_up.py first, which builds and starts the sandbox and object storage in the background (its Go
-# builds at the lowest CPU priority) and connects the regions once the database is migrated (progress in
-# var/build-status.json, shown by the console's banner; log in var/log/bring-up.log); meanwhile migrates,
-# seeds the demo and starts web, the Celery worker and beat and the operator at once.
+# Runs the control plane locally (`make run`, after the virtualenv, PostgreSQL and Redis): migrates, then
+# starts scripts/bring_up.py, which builds and starts the sandbox and object storage in the background (its Go
+# builds at the lowest CPU priority) and connects the regions once the demo is seeded (progress in
+# var/build-status.json, shown by the console's banner; log in var/log/bring-up.log); meanwhile seeds the demo
+# and starts web, the Celery worker and beat and the operator at once.
 # Prints the log-in banner as soon as the web server answers, then a line once the regions are connected.
 # Ctrl-C stops all of them (the sandbox and SeaweedFS keep running, so the next start reuses them).
 #   SANDBOX=0            no sandbox: regions from GPUCLOUD_REGION_KUBECONFIGS, connected by seed_demo
@@ -21,12 +21,13 @@ pids=()
 cleanup() { trap - INT TERM EXIT; kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup INT TERM EXIT
 
+# Migrations first, alone: beside the Go builds' module downloads (heavy disk writes, which nice does not
+# order) migrating and seeding took 170 s instead of 90 s on the loaded 2-core machine (docs/sandbox.md).
+$PY manage.py migrate --noinput
 bring_up_args=(run --announce-after "$ANSWERED" --db-ready "$DB_READY")
 [[ ${SANDBOX:-1} == 0 ]] && bring_up_args+=(--no-sandbox)
 $PY scripts/bring_up.py "${bring_up_args[@]}" 2>var/log/bring-up.log &
 pids+=($!)
-
-$PY manage.py migrate --noinput
 # The S3 admin identity before any process reads its settings (the server itself comes up later).
 bash scripts/s3.sh prepare
 banner=$($PY manage.py seed_demo ${DEMO_PASSWORD:+--password "$DEMO_PASSWORD"})
