@@ -122,8 +122,11 @@ while :; do
     launched=$(api POST /instances '{"name": "first-run", "instance_type": "gpu-h100x1", "region": "us-east-1", "image": "pytorch"}' || true)
     instance=$(field id <<<"$launched")
     [[ -n $instance ]] || fail "the launch was refused: $launched"
-    sleep 3
-    pending_note="$(api GET "/instances/$instance" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["state"] + ": " + d["state_message"])')"
+    for _ in $(seq 1 60); do  # the worker's reconcile writes why it waits
+      pending_note="$(api GET "/instances/$instance" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["state"] + ": " + d["state_message"])')"
+      [[ $pending_note == "pending: "?* ]] && break
+      sleep 1
+    done
     say "launched $instance: $pending_note"
   fi
   [[ -z $t_regions ]] && piece_done regions && { t_regions=$(since); say "regions connected after ${t_regions} s"; }
