@@ -55,8 +55,10 @@ cleanup() {
   trap - EXIT INT TERM
   say "stopping what it started"
   if [[ -n $MAKE_PID ]] && kill -0 "$MAKE_PID" 2>/dev/null; then
-    kill -TERM -- "-$MAKE_PID" 2>/dev/null || true  # make, run.sh and its servers (their own group)
-    for _ in $(seq 1 60); do kill -0 "$MAKE_PID" 2>/dev/null || break; sleep 0.5; done
+    # make, run.sh, its servers and the bring-up (their own process group): the bring-up stops the builds in
+    # progress (process groups of their own) before it exits, so wait for the whole group, not make alone.
+    kill -TERM -- "-$MAKE_PID" 2>/dev/null || true
+    for _ in $(seq 1 60); do kill -0 -- "-$MAKE_PID" 2>/dev/null || break; sleep 0.5; done
     kill -KILL -- "-$MAKE_PID" 2>/dev/null || true
   fi
   (cd "$REPO" && bash sandbox/sandbox.sh stop >/dev/null 2>&1 || true)

@@ -116,12 +116,12 @@ def _validation_message(fields: dict[str, list[str]]) -> str:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
-        response = Response(
+        refusal = Response(
             error_body(exc.code, exc.message, exc.fields, exc.details), status=exc.status_code
         )
         if exc.retry_after is not None:
-            response["Retry-After"] = str(exc.retry_after)
-        return response
+            refusal["Retry-After"] = str(exc.retry_after)
+        return refusal
     if isinstance(exc, RequestDataTooBig):
         return Response(
             error_body("request_too_large", "The request body is too large."),
