@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # A local S3-compatible object store (SeaweedFS) on 127.0.0.1 for `make test` and `make run`; docs/storage.md.
-# Usage: scripts/s3.sh build|start|stop|status|env
+# Usage: scripts/s3.sh build|prepare|start|stop|status|env|path
 #   build   build the weed binary from the Go module (cached per version; a warm cache takes no time)
+#   prepare generate the admin identity and settings.env (no build, no server): `make run` does this before
+#           the web process starts, so its settings name the server that comes up later in the background
 #   start   build when missing, generate the admin identity once, start `weed server` unless an S3 gateway
 #           already answers on the port, wait until it answers; idempotent
 #   stop    stop the process this script started (by the PID in its pid file), never anything else
 #   status  exit 0 when the S3 gateway answers
 #   env     print the OBJECT_STORAGE_* settings (shell syntax) the app reads
+#   path    print the directory of the weed binary (with its .complete marker once built)
 # GPUCLOUD_S3_PORT (default 18333) picks the S3 port; SeaweedFS serves the IAM API on the same port.
 # Under CI=true any failure is fatal (it is anyway).
 set -euo pipefail
@@ -162,10 +165,12 @@ stop() {
 
 case "${1:-}" in
   build) mkdir -p "$(dirname "$BUILD_LOG")"; build ;;
+  prepare) ensure_identity ;;
   start) mkdir -p "$(dirname "$BUILD_LOG")"; start ;;
   stop) stop ;;
   status) answers && say "answering on http://127.0.0.1:$S3_PORT" || { say "not answering on 127.0.0.1:$S3_PORT"; exit 1; } ;;
   env) [[ -s $SETTINGS_ENV ]] || fail "no $SETTINGS_ENV yet: run $0 start"
        grep '^OBJECT_STORAGE_' "$SETTINGS_ENV" | sed 's/^/export /' ;;
-  *) echo "usage: $0 build|start|stop|status|env" >&2; exit 2 ;;
+  path) echo "$WEED_DIR" ;;
+  *) echo "usage: $0 build|prepare|start|stop|status|env|path" >&2; exit 2 ;;
 esac

@@ -9,6 +9,7 @@ from django.db import transaction
 from apps.audit.services import audit_record
 from apps.catalog.kubeconfig import check_kubeconfig
 from apps.catalog.models import Region
+from apps.catalog.signals import region_connected
 
 
 def region_connect(
@@ -42,4 +43,11 @@ def region_connect(
         region.save(update_fields=fields)
         # Which credentials changed, never their values.
         audit_record(actor=actor, action="region.connect", target=region, metadata={"fields": fields})
+        if kubeconfig is not None:
+            announce_connected(region)
     return region
+
+
+def announce_connected(region: Region) -> None:
+    """region_connected, once the transaction that connected it commits."""
+    transaction.on_commit(lambda: region_connected.send(sender=Region, region=region))

@@ -17,6 +17,7 @@ app_name = "console"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("build-status/", views.build_status, name="build_status"),
     path("tenants/new/", views.tenant_new, name="tenant_new"),
     path("invitations/accept/", views.invitation_accept, name="invitation_accept"),
     # Tenant pages: dashboard, instances, launch, SSH keys (apps/console/views/{tenant,instances,ssh_keys}.py)

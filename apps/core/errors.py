@@ -26,6 +26,8 @@ class DomainError(Exception):
 
     status_code: int = status.HTTP_400_BAD_REQUEST
     code = "invalid"
+    # Seconds for a Retry-After header: a refusal that goes away by itself (a service still starting).
+    retry_after: int | None = None
 
     def __init__(
         self,
@@ -121,7 +123,12 @@ DATABASE_RETRY_AFTER_SECONDS = 2
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
-        return Response(error_body(exc.code, exc.message, exc.fields, exc.details), status=exc.status_code)
+        refusal = Response(
+            error_body(exc.code, exc.message, exc.fields, exc.details), status=exc.status_code
+        )
+        if exc.retry_after is not None:
+            refusal["Retry-After"] = str(exc.retry_after)
+        return refusal
     if isinstance(exc, RequestDataTooBig):
         return Response(
             error_body("request_too_large", "The request body is too large."),

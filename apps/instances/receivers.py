@@ -13,3 +13,8 @@ def stop_instances_of_suspended_tenant(
     """A suspended tenant runs nothing: stop its instances (apps.tenants.signals.tenant_suspended)."""
     stopped = services.instances_stop_all(tenant=tenant, actor=actor, reason=stop_reason)
     return [{"id": str(instance.pk), "name": instance.name} for instance in stopped]
+
+
+def start_instances_of_connected_region(sender: Any, *, region: Any, **kwargs: Any) -> int:
+    """Launches that waited for the region's cluster start now (apps.catalog.signals.region_connected)."""
+    return services.instances_reconcile_pending(region=region)

@@ -3,8 +3,9 @@
 `reconcile_instance` is level-triggered and idempotent: it may run any number of times for the same change.
 Regions connected to a Kubernetes cluster are reconciled against it (apps/instances/kube/reconciler.py).
 A region without a cluster connection can hold no pod, so stopping and terminating complete at once there
-and launches stay pending. An `in_cluster` region is left to the operator by a process that holds no
-ServiceAccount token (the worker's on-commit task, with the chart): the operator's resync reconciles it.
+and launches stay pending, with a state message saying why, until the region is connected. An `in_cluster`
+region is left to the operator by a process that holds no ServiceAccount token (the worker's on-commit task,
+with the chart): the operator's resync reconciles it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
 from urllib3.exceptions import HTTPError
 
-from apps.core import request_context
+from apps.core import build_status, request_context
 from apps.instances import services
 from apps.instances.kube.client import has_cluster, reachable_here
 from apps.instances.models import Instance
@@ -67,6 +68,17 @@ def _reconcile_instance(instance_id: Any) -> None:
     if instance.state in (State.STOPPING, State.TERMINATING):
         # Without a cluster there is no pod to wait for.
         services.instance_observe(instance_id=instance.pk, observation=Observation.POD_GONE)
+    elif instance.state == State.PENDING:
+        # It starts once the region is connected (catalog.signals.region_connected); meanwhile say why.
+        services.instance_note_waiting(instance_id=instance.pk, message=waiting_message(instance.region.slug))
+
+
+def waiting_message(region_slug: str) -> str:
+    """Why a launch in a region without a cluster connection waits: the local bring-up's estimate when it
+    is what will connect the region (`make run` on a fresh machine), else the plain fact."""
+    return build_status.region_note(region_slug) or (
+        f"Region {region_slug} has no cluster connection yet; the instance starts once it is connected."
+    )
 
 
 def _timer_due(instance: Instance, now: Any) -> str | None:

@@ -516,6 +516,8 @@ def instance_observe(
         instance.terminated_at, instance.connection = now, {}
     if new_state == State.FAILED:
         instance.failure_reason, instance.state_message = reason or "internal", message[:500]
+    elif before == State.PENDING and new_state != before:
+        instance.state_message = ""  # why it waited (instance_note_waiting) is over
     instance.save()
     if new_state == State.TERMINATED:
         storage.release_for_terminated(instance=instance)
@@ -573,3 +575,24 @@ def instance_update_connection(*, instance_id: Any, connection: dict[str, Any]) 
         message=f"{before.get('ssh_command', '')} -> {connection.get('ssh_command', '')}",
     )
     return True
+
+
+@transaction.atomic
+def instance_note_waiting(*, instance_id: Any, message: str) -> bool:
+    """Say why a pending instance waits (its region has no cluster connection yet). Only a pending instance
+    takes the note, and it leaves with the pending state (instance_observe). True if it changed."""
+    instance = Instance.objects.select_for_update().filter(pk=instance_id, state=State.PENDING).first()
+    if instance is None or instance.state_message == message[:500]:
+        return False
+    instance.state_message = message[:500]
+    instance.save(update_fields=["state_message", "updated_at"])
+    return True
+
+
+def instances_reconcile_pending(*, region: Region) -> int:
+    """Queue a reconcile (after commit) of every pending instance of a region that was just connected, so
+    they start now instead of at the operator's next pass. Returns how many."""
+    pending = list(Instance.objects.filter(region=region, state=State.PENDING).order_by("created_at"))
+    for instance in pending:
+        _queue_reconcile(instance)
+    return len(pending)

@@ -381,6 +381,10 @@ for _name, _task, _every in (
 # volume when it is created; a volume is billed size x this per hour until it is deleted.
 VOLUME_PRICE_PER_GIB_HOUR = Decimal(env_str("VOLUME_PRICE_PER_GIB_HOUR") or "0.0002")
 
+# The status file of `make run`'s background bring-up (apps/core/build_status.py): the console's banner, the
+# message of a launch waiting for its region, object storage's "not ready yet". None: nothing builds here.
+BUILD_STATUS_FILE = env_str("GPUCLOUD_BUILD_STATUS_FILE")
+
 # Object storage (apps/storage/objects, docs/storage.md "Object storage"): an S3-compatible service whose
 # admin identity creates tenants' buckets, IAM users and access keys. Empty ENDPOINT_URL: object storage is
 # off and its endpoints answer 503 object_storage_not_configured. dev.py and test.py fall back to the local

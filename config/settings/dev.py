@@ -15,6 +15,8 @@ if DEBUG:
 else:
     # As production: collected (scripts/web.sh runs collectstatic), hashed names, compressed.
     STORAGES = COLLECTED_STATIC_STORAGES  # noqa: F405
+# `make run`'s bring-up writes its progress here (scripts/bring_up.py); the console shows it.
+BUILD_STATUS_FILE = env_str("GPUCLOUD_BUILD_STATUS_FILE") or str(BASE_DIR / "var" / "build-status.json")  # noqa: F405
 
 # Object storage: the local SeaweedFS of scripts/s3.sh unless OBJECT_STORAGE_* says otherwise.
 OBJECT_STORAGE = with_local_object_storage(OBJECT_STORAGE)  # noqa: F405

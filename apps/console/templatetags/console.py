@@ -7,6 +7,8 @@ from typing import Any
 
 from django import template
 
+from apps.console.build_banner import POLL_TRIGGER as BUILD_POLL_TRIGGER
+from apps.console.build_banner import current_banner
 from apps.tenants.selectors import memberships_for_user
 
 register = template.Library()
@@ -73,3 +75,13 @@ def percent_of(used: Any, limit: Any) -> int:
     if limit_n <= 0:
         return 100 if used_n > 0 else 0
     return min(100, round(100 * used_n / limit_n))
+
+
+@register.inclusion_tag("console/_build_banner.html", takes_context=True)
+def build_banner(context: Any) -> dict[str, Any]:
+    """`make run`'s bring-up banner for signed-in users (apps/console/build_banner.py); nothing otherwise."""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"build_banner": None}
+    return {"build_banner": current_banner(), "build_poll_trigger": BUILD_POLL_TRIGGER, "user": user}

@@ -4,8 +4,9 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
+from apps.console.build_banner import POLL_TRIGGER, current_banner
 from apps.console.views.tenant import validated
 from apps.core.errors import DomainError
 from apps.tenants import selectors, services
@@ -16,6 +17,17 @@ from apps.tenants.api.serializers import TenantCreateSerializer
 def home(request: HttpRequest) -> HttpResponse:
     memberships = selectors.memberships_for_user(user=request.user)  # type: ignore[arg-type]
     return render(request, "console/home.html", {"memberships": memberships})
+
+
+@login_required
+@require_GET
+def build_status(request: HttpRequest) -> HttpResponse:
+    """The bring-up banner alone, for HTMX polling; empty (the banner goes away) once everything is up."""
+    banner = current_banner()
+    if banner is None:
+        return HttpResponse("")
+    context = {"build_banner": banner, "build_poll_trigger": POLL_TRIGGER, "user": request.user}
+    return render(request, "console/_build_banner.html", context)
 
 
 @login_required

@@ -20,6 +20,7 @@ from django.shortcuts import redirect
 from django.utils import timezone
 
 from apps.console.views.tenant import TenantPage, tenant_page, validated
+from apps.core import build_status
 from apps.core.errors import DomainError
 from apps.storage.objects import s3, selectors, services
 from apps.storage.objects.api.serializers import (
@@ -53,8 +54,15 @@ def _bucket(t: TenantPage, bucket_name: str) -> Bucket:
 
 
 def _service_note() -> str:
-    """Why writes cannot work now, or "" (whether the service answers is only known when it is called)."""
-    return "" if s3.configured() else NOT_CONFIGURED
+    """Why writes cannot work now, or "" (whether the service answers is only known when it is called; while
+    `make run` still builds its local server, the bring-up's status says so)."""
+    if not s3.configured():
+        return (
+            f"{NOT_CONFIGURED} Buckets and access keys cannot be created until staff configure it "
+            "(docs/storage.md)."
+        )
+    note = build_status.object_storage_note()
+    return f"{note} Buckets and access keys can be created once it is up." if note else ""
 
 
 def _access_note(t: TenantPage) -> str:

@@ -1,6 +1,6 @@
 """The operator process: one thread per region with a cluster, each leading its region or standing by.
 
-    Operator.run()                      discovers regions (again every resync period), one RegionOperator each
+    Operator.run()                      discovers regions (every discover_seconds), one RegionOperator each
       RegionOperator (thread)           competes for the region's advisory lock (leader.py), retrying
         while leading:
           pod watch (thread)            watcher.watch_forever -> Queued: newest event per instance
@@ -69,6 +69,9 @@ RESYNC_BATCH = 100
 @dataclass(frozen=True)
 class OperatorConfig:
     resync_seconds: float = 30.0
+    # How often the operator looks for regions connected since it started (one query): a region connected
+    # while it runs (`make run` connects the sandbox's once it is built) is driven within this.
+    discover_seconds: float = 5.0
     lock_retry_seconds: float = 5.0
     # Server-side timeout of each watch request: the watch resumes after it, and a stop waits at most this.
     watch_timeout_seconds: int = 30
@@ -365,7 +368,9 @@ class Operator:
                     try:
                         self.discover()
                         backoff.reset()
-                        next_discovery = time.monotonic() + self.config.resync_seconds
+                        next_discovery = time.monotonic() + min(
+                            self.config.discover_seconds, self.config.resync_seconds
+                        )
                     except Exception as exc:
                         logger.warning("operator: discovering regions failed: %s", describe(exc))
                         next_discovery = time.monotonic() + backoff.next_delay()

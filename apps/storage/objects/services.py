@@ -33,7 +33,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record
-from apps.core import funds
+from apps.core import build_status, funds
 from apps.core.errors import Conflict, DomainError, Forbidden, InvalidInput, PaymentRequired
 from apps.storage.objects import access, names, s3
 from apps.storage.objects.models import AccessKey, Bucket, ObjectStorageAccount
@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 class StorageUnavailable(DomainError):
     status_code = 503
     code = "object_storage_unavailable"
+    retry_after = 30  # a service that is down or still starting: worth trying again shortly
 
 
 class StorageNotConfigured(DomainError):
@@ -60,7 +61,9 @@ def _service() -> Iterator[None]:
     except s3.NotConfigured as exc:
         raise StorageNotConfigured("Object storage is not configured on this installation.") from exc
     except s3.Unavailable as exc:
-        raise StorageUnavailable("The object storage service is unavailable; try again later.") from exc
+        # `make run` serves before its local S3 server is built: say so rather than "unavailable".
+        message = build_status.object_storage_note() or "The object storage service is unavailable"
+        raise StorageUnavailable(f"{message.rstrip('.')}; try again later.") from exc
     except s3.LimitExceeded as exc:
         raise Conflict("The object storage service refused: limit reached.", code="storage_limit") from exc
     except s3.StorageError as exc:

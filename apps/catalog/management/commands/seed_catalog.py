@@ -11,6 +11,7 @@ from apps.catalog.catalog_seed import seed_catalog
 from apps.catalog.kubeconfig import KubeconfigError, check_kubeconfig
 from apps.catalog.models import Region
 from apps.catalog.sandbox_paths import sandbox_index
+from apps.catalog.services import announce_connected
 from apps.core import request_context
 
 
@@ -51,6 +52,7 @@ def connect_regions(index_path: Path) -> list[str]:
                 region.set_logs_kubeconfig(logs_text)
             region.sandbox = sandbox
             region.save(update_fields=["kubeconfig_encrypted", "logs_kubeconfig_encrypted", "sandbox"])
+            announce_connected(region)  # launches waiting there start now
     return [region.slug for region, *_ in checked]
 
 
