@@ -123,9 +123,7 @@ DATABASE_RETRY_AFTER_SECONDS = 2
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
-        refusal = Response(
-            error_body(exc.code, exc.message, exc.fields, exc.details), status=exc.status_code
-        )
+        refusal = Response(error_body(exc.code, exc.message, exc.fields, exc.details), status=exc.status_code)
         if exc.retry_after is not None:
             refusal["Retry-After"] = str(exc.retry_after)
         return refusal
