@@ -14,7 +14,14 @@ from typing import Any
 
 from bench import common
 
-ORDER = ["billing_close", "api_throughput", "launch_latency", "burst_admission", "operator_scale"]
+ORDER = [
+    "billing_close",
+    "api_throughput",
+    "serve_load",
+    "launch_latency",
+    "burst_admission",
+    "operator_scale",
+]
 
 
 def main() -> int:
@@ -22,6 +29,11 @@ def main() -> int:
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all): {', '.join(ORDER)}")
     parser.add_argument("--n", type=int, help="size (only with one benchmark named)")
     parser.add_argument("--docs", action="store_true", help="write docs/benchmarks.{json,md} from this run")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="replace only these benchmarks' entries in docs/benchmarks.{json,md} (each keeps its own date)",
+    )
     args = parser.parse_args()
     names = [n for n in args.names if n != "all"] or ORDER
     unknown = set(names) - set(ORDER)
@@ -43,13 +55,16 @@ def main() -> int:
         progress = common.Progress(name)
         progress(f"benchmark {position}/{len(names)}")
         result = common.measure(name, module.run, size, progress)
-        run["benchmarks"][name] = result
+        run["benchmarks"][name] = {**result, "date": run["date"]}
         print(report.one_line(name, result), flush=True)
     common.RESULTS.mkdir(parents=True, exist_ok=True)
     path = common.RESULTS / f"{run['date'].replace(':', '')}.json"
     path.write_text(json.dumps(run, indent=2, default=str) + "\n")
     print(f"[bench] results: {path.relative_to(common.REPO)}", flush=True)
-    if args.docs or (names == ORDER and args.n is None):
+    if args.merge:
+        report.merge_docs(run, ORDER)
+        print(f"[bench] merged {', '.join(names)} into {report.DOCS_MD.relative_to(common.REPO)}", flush=True)
+    elif args.docs or (names == ORDER and args.n is None):
         report.write_docs(run)
         written = [str(p.relative_to(common.REPO)) for p in (report.DOCS_MD, report.DOCS_JSON)]
         print(f"[bench] wrote {' and '.join(written)}", flush=True)

@@ -146,12 +146,35 @@ def _billing(f: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _serve(f: dict[str, Any]) -> list[Row]:
+    ours, base, r = f["ours"], f["baseline"], f["ratio"]
+    failures = {**ours["connection_failures"], **base["connection_failures"]}
+    return [
+        (
+            f"{f['clients']} clients for {f['seconds']:.0f} s, list/detail/launch/stop: requests a second",
+            ours["rps"],
+            f"{base['rps']} (GET /api/v1/me)",
+            _x(r["rps"]),
+        ),
+        ("p50 / p99 / max (ms)", f"{ours['p50_ms']} / {ours['p99_ms']} / {ours['max_ms']}",
+         f"{base['p50_ms']} / {base['p99_ms']} / {base['max_ms']}", _x(r["p99_ms"])),
+        ("answers by status", _codes(ours["status"]), _codes(base["status"]), ""),
+        ("5xx; connections reset, refused or timed out", f"{ours['5xx']}; {sum(failures.values())}",
+         f"{base['5xx']}", ""),
+    ]  # fmt: skip
+
+
+def _codes(status: dict[str, int]) -> str:
+    return ", ".join(f"{code}: {n}" for code, n in status.items())
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "launch_latency": ("Launch latency (API to running vs direct pod creation)", _launch),
     "burst_admission": ("Burst admission", _burst),
     "api_throughput": ("API throughput", _api),
     "operator_scale": ("Operator scale (dedicated cluster)", _scale),
     "billing_close": ("Billing month close", _billing),
+    "serve_load": ("Serving under load (the server as make run starts it)", _serve),
 }
 
 
@@ -164,7 +187,7 @@ def render(run: dict[str, Any]) -> str:
         "hand. Every figure is measured next to its baseline in the same run on the same machine, and",
         "compared as a ratio (ours / baseline): absolute times on a shared machine drift, ratios much less.",
         "",
-        f"- Date: {run['date']}",
+        f"- Date: {run['date']}" + _dates(run),
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB memory, kernel {m['kernel']}",
         f"- Python {m['python']}, PostgreSQL {m['postgresql']}",
         "- Load average at the start of each benchmark: "
@@ -191,9 +214,26 @@ def render(run: dict[str, Any]) -> str:
     return "\n".join(out) + "\n" + (f"\n{notes}" if notes else "")
 
 
+def _dates(run: dict[str, Any]) -> str:
+    """The dates of benchmarks measured on another day than the run's (merged in with --merge)."""
+    dates = {name: r.get("date", run["date"]) for name, r in run["benchmarks"].items()}
+    other = {name: date for name, date in dates.items() if date != run["date"]}
+    return "; measured earlier: " + ", ".join(f"{n} {d}" for n, d in other.items()) if other else ""
+
+
 def write_docs(run: dict[str, Any]) -> None:
     DOCS_JSON.write_text(json.dumps(run, indent=2, default=str) + "\n")
     DOCS_MD.write_text(render(run))
+
+
+def merge_docs(run: dict[str, Any], order: list[str]) -> None:
+    """docs/benchmarks.{json,md} with this run's benchmarks replacing their earlier entries (the others keep
+    theirs, each with the date it was measured), in `order`."""
+    earlier = json.loads(DOCS_JSON.read_text()) if DOCS_JSON.exists() else {"benchmarks": {}}
+    for result in earlier["benchmarks"].values():
+        result.setdefault("date", earlier.get("date"))
+    merged = {**earlier["benchmarks"], **run["benchmarks"]}
+    write_docs({**run, "benchmarks": {name: merged[name] for name in order if name in merged}})
 
 
 def main() -> int:

@@ -61,6 +61,30 @@ class Stack:
         wait_for(up, what=f"the web server at {self.url}", processes=self.processes)
         return self.url
 
+    def web_as_make_run(self, *, workers: str, threads: str) -> str:
+        """The web server started by scripts/web.sh, as `make run` starts it: config/gunicorn.py, whitenoise
+        over collected static files, each worker's database pool as big as its threads."""
+        port = free_port()
+        self.processes.start(
+            "web",
+            ["bash", "scripts/web.sh"],
+            WEB_BIND=f"127.0.0.1:{port}",
+            WEB_WORKERS=workers,
+            WEB_THREADS=threads,
+            PYTHON=PYTHON,
+            DATABASE_POOL="1",  # as make run (the test settings the benchmarks use leave it off)
+            STATIC_ROOT=str(VAR / "staticfiles"),
+        )
+        self.url = f"http://127.0.0.1:{port}"
+        wait_for(self._answers, what=f"the web server at {self.url}", processes=self.processes)
+        return self.url
+
+    def _answers(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/healthz", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
     def worker(self, *, concurrency: int = 4) -> Process:
         return self.processes.start(
             "worker",

@@ -120,7 +120,10 @@ while :; do
     t_answer=$(since)
     say "console and API answer after ${t_answer} s"
     # A launch before the regions are connected: accepted, pending, with a message saying why.
-    sleep 2  # the banner's token line
+    for _ in $(seq 1 60); do  # the banner (and its token line) follows the first answer run.sh sees
+      grep -q '^ *API token: ' "$TMP/make-run.log" && break
+      sleep 0.5
+    done
     launched=$(api POST /instances '{"name": "first-run", "instance_type": "gpu-h100x1", "region": "us-east-1", "image": "pytorch"}' || true)
     instance=$(field id <<<"$launched")
     [[ -n $instance ]] || fail "the launch was refused: $launched"
