@@ -61,8 +61,8 @@ def main() -> int:
     path = common.RESULTS / f"{run['date'].replace(':', '')}.json"
     path.write_text(json.dumps(run, indent=2, default=str) + "\n")
     print(f"[bench] results: {path.relative_to(common.REPO)}", flush=True)
-    if args.merge:
-        report.merge_docs(run, ORDER)
+    if args.merge:  # only what succeeded replaces an earlier figure
+        report.merge_docs({**run, "benchmarks": {k: v for k, v in run["benchmarks"].items() if v["ok"]}}, ORDER)
         print(f"[bench] merged {', '.join(names)} into {report.DOCS_MD.relative_to(common.REPO)}", flush=True)
     elif args.docs or (names == ORDER and args.n is None):
         report.write_docs(run)

@@ -118,11 +118,13 @@ def load_average() -> list[float]:
 
 
 def machine() -> dict[str, Any]:
-    from django.db import connection
+    from bench import db
 
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        (pg_version,) = cursor.fetchone()
+    # Through the server's maintenance database: the benchmark database may not exist yet (a fresh machine,
+    # or an interrupted run that dropped it); each benchmark recreates it first.
+    with db.admin_connection() as admin:
+        row = admin.execute("SHOW server_version").fetchone()
+    pg_version = row[0] if row else "unknown"
     return {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),

@@ -22,7 +22,7 @@ from bench.common import REPO
 TEMPLATE_SUFFIX = "_template"
 
 
-def _admin() -> psycopg.Connection[Any]:
+def admin_connection() -> psycopg.Connection[Any]:
     db = settings.DATABASES["default"]
     return psycopg.connect(
         host=db["HOST"] or "127.0.0.1",
@@ -56,7 +56,7 @@ def _template_comment(cur: psycopg.Cursor[Any], name: str) -> str | None:
 def ensure_template(name: str, progress: Any) -> str:
     template = name + TEMPLATE_SUFFIX
     digest = migrations_digest()
-    with _admin() as admin, admin.cursor() as cur:
+    with admin_connection() as admin, admin.cursor() as cur:
         if _template_comment(cur, template) == digest:
             return template
         progress(f"migrating the template database {template} (migrations changed or first run)")
@@ -66,7 +66,7 @@ def ensure_template(name: str, progress: Any) -> str:
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True
     )
-    with _admin() as admin, admin.cursor() as cur:
+    with admin_connection() as admin, admin.cursor() as cur:
         cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [template])
         cur.execute(f"COMMENT ON DATABASE \"{template}\" IS '{digest}'")
     return template
@@ -79,7 +79,7 @@ def reset(progress: Any) -> None:
         raise RuntimeError(f"refusing to drop {name!r}: not the benchmark database (use bench.settings)")
     template = ensure_template(name, progress)
     connections.close_all()
-    with _admin() as admin, admin.cursor() as cur:
+    with admin_connection() as admin, admin.cursor() as cur:
         _drop(cur, name)
         cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     progress(f"database {name} recreated from {template}")

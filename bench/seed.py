@@ -25,6 +25,7 @@ BIG_QUOTA = {
     "max_vcpu": 1000000,
     "max_memory_gib": 10000000,
     "max_volume_gib": 1000000,
+    "max_object_storage_gib": 1000000,
 }
 
 

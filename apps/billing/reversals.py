@@ -41,7 +41,8 @@ def credit_reversal_settle(
     if withdrawn < 0 or withdrawn != withdrawn.quantize(CENTS):
         raise ValueError(f"withdrawn must be 0 or more in cents, not {withdrawn}")
     # The grant row is the lock: movements of one grant are decided one at a time.
-    locked = CreditGrant.objects.select_for_update().select_related("tenant").get(pk=grant.pk)
+    # of=("self",): the grant row only, not its tenant (a joined row would be locked FOR UPDATE as well).
+    locked = CreditGrant.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=grant.pk)
     movements = CreditReversal.objects.filter(grant=locked)
     of_source = movements.filter(source_id=source_id)
     before = of_source.aggregate(total=Sum("amount"))["total"] or ZERO

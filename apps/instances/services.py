@@ -271,8 +271,12 @@ def instance_launch(*, actor: User, tenant: Tenant, req: LaunchRequest) -> Insta
 
 
 def _locked(instance: Instance) -> Instance:
+    # of=("self",): the instance row only. A bare FOR UPDATE locks every joined row too, so each action
+    # would hold its tenant, region and instance type FOR UPDATE: every action in a region queued behind
+    # one another, and a launch's deferred foreign-key check (FOR KEY SHARE on the tenant at COMMIT)
+    # deadlocked against a stop of the same tenant (found by bench/serve_load.py).
     return (
-        Instance.objects.select_for_update()
+        Instance.objects.select_for_update(of=("self",))
         .select_related("tenant", "region", "instance_type")
         .get(pk=instance.pk)
     )
