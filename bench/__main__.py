@@ -62,7 +62,8 @@ def main() -> int:
     path.write_text(json.dumps(run, indent=2, default=str) + "\n")
     print(f"[bench] results: {path.relative_to(common.REPO)}", flush=True)
     if args.merge:  # only what succeeded replaces an earlier figure
-        report.merge_docs({**run, "benchmarks": {k: v for k, v in run["benchmarks"].items() if v["ok"]}}, ORDER)
+        succeeded = {name: r for name, r in run["benchmarks"].items() if r["ok"]}
+        report.merge_docs({**run, "benchmarks": succeeded}, ORDER)
         print(f"[bench] merged {', '.join(names)} into {report.DOCS_MD.relative_to(common.REPO)}", flush=True)
     elif args.docs or (names == ORDER and args.n is None):
         report.write_docs(run)
