@@ -9,7 +9,8 @@
 # in the figures). Then runs `make run` there and records the seconds until the console and the API answer,
 # until the regions are connected and until object storage is ready; stops everything it started (by PID
 # and PID files) and deletes the folder (KEEP=1 keeps it). Fails if the console does not answer within
-# FIRST_RUN_ANSWER_LIMIT seconds (180) or the regions are not connected within FIRST_RUN_TIMEOUT (3600).
+# FIRST_RUN_ANSWER_LIMIT seconds (180), or the regions and object storage are not up within FIRST_RUN_TIMEOUT
+# (3600).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -99,6 +100,10 @@ data = json.load(open(sys.argv[1]))
 sys.exit(0 if any(p["name"] == sys.argv[2] and p["state"] in ("done", "cached") for p in data["pieces"]) else 1)
 EOF
 }
+piece_states() {  # "name state, ..." from the bring-up's status file
+  python3 -c 'import json,sys; print(", ".join(p["name"] + " " + p["state"] for p in json.load(open(sys.argv[1]))["pieces"]))' \
+    "$REPO/var/build-status.json" 2>/dev/null || echo "no status file"
+}
 piece_failed() {
   grep -q '"state": "failed"' "$REPO/var/build-status.json" 2>/dev/null
 }
@@ -140,7 +145,7 @@ while :; do
   piece_failed && { tail -n 40 "$REPO/var/log/bring-up.log" >&2; fail "a piece of the bring-up failed"; }
   elapsed=$(since)
   (( elapsed > 600 )) && [[ -z $t_answer ]] && fail "the console did not answer within 600 s"
-  (( elapsed > TIMEOUT )) && fail "the regions were not connected within $TIMEOUT s"
+  (( elapsed > TIMEOUT )) && fail "not up within $TIMEOUT s: regions ${t_regions:-not connected}, object storage ${t_s3:-not ready} ($(piece_states))"
   sleep 1
 done
 sleep 3  # the last line of make run's output
