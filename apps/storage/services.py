@@ -21,8 +21,8 @@ from apps.catalog.models import Region
 from apps.core import request_context
 from apps.core.errors import Conflict
 from apps.core.funds import require_funds
+from apps.core.validation import check_name, invalid
 from apps.instances.states import State
-from apps.instances.validation import check_name, invalid
 from apps.quotas.services import Demand, admit
 from apps.storage import validation
 from apps.storage.models import ATTACHABLE, Volume, VolumeAttachment, VolumeEvent, VolumeState

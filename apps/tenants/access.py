@@ -36,7 +36,7 @@ def access_membership(*, user: Any, tenant_slug: str, token: ApiToken | None = N
 
 
 def _token_membership(token: ApiToken) -> Membership | None:
-    """The membership the token's authentication read along with it (accounts.authentication), as of this
+    """The membership the token's authentication read along with it (tenants/authentication.py), as of this
     request; None when the token was loaded some other way, or its user has left the tenant."""
     if getattr(token, "membership_id", None) is None:
         return None

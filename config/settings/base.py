@@ -192,7 +192,7 @@ IDEMPOTENCY_KEY_TTL_HOURS = 24
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Bearer first: its WWW-Authenticate header turns "not authenticated" into 401, not 403.
-        "apps.accounts.authentication.BearerTokenAuthentication",
+        "apps.tenants.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -212,7 +212,7 @@ REST_FRAMEWORK = {
         "anon": env_str("API_ANON_THROTTLE_RATE", "60/min"),
     },
     "EXCEPTION_HANDLER": "apps.core.errors.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "apps.core.schema.GpucloudAutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "apps.tenants.api.schema.TenantAutoSchema",
     "DEFAULT_VERSIONING_CLASS": None,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",

@@ -1,3 +1,6 @@
+"""The tenant's audit log over the API: here, not in apps/audit, because it needs tenant access (audit sits
+below accounts and tenants, since everything writes to it)."""
+
 import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema

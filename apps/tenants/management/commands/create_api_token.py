@@ -4,10 +4,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from apps.accounts import services
 from apps.accounts.models import User
 from apps.core import request_context
 from apps.core.errors import DomainError
+from apps.tenants import tokens
 from apps.tenants.models import Membership
 
 
@@ -39,7 +39,7 @@ class Command(BaseCommand):
         expires_at = timezone.now() + timedelta(days=days) if days else None
         try:
             with request_context.bind(via="command"):
-                _token, plaintext = services.token_create(
+                _token, plaintext = tokens.token_create(
                     user=user,
                     membership=membership,
                     name=options["name"],

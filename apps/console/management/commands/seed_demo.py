@@ -15,6 +15,7 @@ from apps.billing.models import CreditKind
 from apps.billing.services import credit_grant_create
 from apps.core import request_context
 from apps.tenants import services as tenant_services
+from apps.tenants import tokens
 from apps.tenants.models import Membership, Tenant
 
 DEMO_CREDIT = Decimal("100.00")
@@ -64,7 +65,7 @@ class Command(BaseCommand):
             previous = ApiToken.objects.filter(tenant=tenant, user=owner, name="demo", revoked_at=None)
             for old in previous:
                 services.token_revoke(actor=owner, token=old)
-            _token, plaintext = services.token_create(
+            _token, plaintext = tokens.token_create(
                 user=owner, membership=membership, name="demo", scopes=list(scopes.ALL_SCOPES)
             )
         self.stdout.write(

@@ -4,7 +4,7 @@ from rest_framework import generics
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.accounts import selectors, services
+from apps.accounts import services
 from apps.accounts.acting import acting_user
 from apps.accounts.api.serializers import (
     ApiTokenCreatedSerializer,
@@ -16,6 +16,7 @@ from apps.accounts.api.serializers import (
 )
 from apps.accounts.models import ApiToken, SshKey
 from apps.core.idempotency import idempotent
+from apps.tenants import selectors, tokens
 from apps.tenants.access import check_permission
 from apps.tenants.api.base import TenantAPIView
 from apps.tenants.roles import Perm
@@ -73,7 +74,7 @@ class TokenListView(TenantAPIView):
     def post(self, request: Request, tenant_slug: str) -> Response:
         serializer = ApiTokenCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        token, plaintext = services.token_create(
+        token, plaintext = tokens.token_create(
             user=acting_user(request),
             membership=self.membership,
             parent=self.token,  # made with a token: bounded by it, and revoked with it

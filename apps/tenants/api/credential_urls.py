@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.accounts.api import views
+from apps.tenants.api import credentials as views
 
 urlpatterns = [
     path("me", views.MeView.as_view(), name="me"),
