@@ -1,12 +1,13 @@
 from typing import Any
 
 from django.contrib.postgres.fields import ArrayField
-from django.db.models import CharField, JSONField, Prefetch, QuerySet, UUIDField
+from django.db.models import CharField, Count, JSONField, Prefetch, Q, QuerySet, Sum, UUIDField
 from django.db.models.expressions import RawSQL
 
 from apps.accounts.models import SshKey
 from apps.catalog.models import GpuType, InstanceType, Region
 from apps.instances.models import Instance, InstanceEvent
+from apps.instances.states import LIVE
 from apps.storage.models import Volume, VolumeAttachment
 
 
@@ -74,6 +75,48 @@ def _api_columns() -> dict[str, RawSQL]:
 
 
 _API_COLUMNS = _api_columns()
+
+
+def quota_usage_of(tenant: Any) -> dict[str, Any]:
+    """What the tenant's instances count against its quota (apps/quotas/usage.py; registered in
+    InstancesConfig.ready): live instances, and the GPUs, vCPU and memory of those holding compute."""
+    instances = Instance.objects.filter(tenant=tenant)
+    holds = Q(holds_compute=True)
+    totals = instances.aggregate(
+        instances=Count("id", filter=Q(state__in=list(LIVE))),
+        gpus=Sum("gpu_count", filter=holds, default=0),
+        vcpu=Sum("vcpu", filter=holds, default=0),
+        memory_gib=Sum("memory_gib", filter=holds, default=0),
+    )
+    rows = (
+        instances.filter(holds, gpu_type__isnull=False)
+        .values("gpu_type_id", "region_id")
+        .annotate(n=Sum("gpu_count"))
+    )
+    by_type = {(row["gpu_type_id"], row["region_id"]): row["n"] for row in rows}
+    return {**totals, "gpus_by_type_region": by_type}
+
+
+def held_by_pool(*, region_id: Any = None, gpu_type_id: Any = None) -> dict[tuple[Any, Any], dict[str, int]]:
+    """(region_id, gpu_type_id or None) -> GPUs, vCPU and memory held by every tenant's instances, narrowed
+    to one region and GPU type when given: what the catalog's availability subtracts (apps/catalog/holdings.py
+    asks it; registered in InstancesConfig.ready)."""
+    held = Instance.objects.filter(holds_compute=True)
+    if region_id is not None:
+        held = held.filter(region_id=region_id)
+    if gpu_type_id is not None:
+        held = held.filter(gpu_type_id=gpu_type_id)
+    rows = held.values("region_id", "gpu_type_id").annotate(
+        gpus=Sum("gpu_count"), vcpu=Sum("vcpu"), memory_gib=Sum("memory_gib")
+    )
+    return {
+        (r["region_id"], r["gpu_type_id"]): {
+            "gpus": r["gpus"],
+            "vcpu": r["vcpu"],
+            "memory_gib": r["memory_gib"],
+        }
+        for r in rows
+    }
 
 
 def events_of(*, instance: Instance) -> QuerySet[InstanceEvent]:

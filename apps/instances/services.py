@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from apps.accounts.models import SshKey, User
 from apps.audit.services import audit_record
-from apps.billing.limits import require_funds
+from apps.core.funds import require_funds
 from apps.catalog import selectors as catalog
 from apps.catalog.models import Image, ImagePolicy, InstanceType, Region
 from apps.catalog.registries import registry_refusal

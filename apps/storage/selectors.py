@@ -1,9 +1,9 @@
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, QuerySet, Sum
 
 from apps.instances.states import State
-from apps.storage.models import Volume, VolumeAttachment, VolumeEvent
+from apps.storage.models import HOLDS_STORAGE, Volume, VolumeAttachment, VolumeEvent
 
 
 def volumes_of(*, tenant: Any) -> QuerySet[Volume]:
@@ -14,6 +14,13 @@ def volumes_of(*, tenant: Any) -> QuerySet[Volume]:
         .select_related("region")
         .prefetch_related(Prefetch("attachments", queryset=live, to_attr="live_attachments"))
     )
+
+
+def quota_usage_of(tenant: Any) -> dict[str, Any]:
+    """What the tenant's volumes count against its quota (apps/quotas/usage.py; registered in
+    StorageConfig.ready): the GiB of those holding storage."""
+    held = Volume.objects.filter(tenant=tenant, state__in=list(HOLDS_STORAGE))
+    return {"volume_gib": held.aggregate(total=Sum("size_gib", default=0))["total"]}
 
 
 def events_of(*, volume: Volume) -> QuerySet[VolumeEvent]:
