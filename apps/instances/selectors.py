@@ -6,6 +6,7 @@ from django.db.models.expressions import RawSQL
 
 from apps.accounts.models import SshKey
 from apps.catalog.models import GpuType, InstanceType, Region
+from apps.instances import logs
 from apps.instances.models import Instance, InstanceEvent
 from apps.instances.states import LIVE
 from apps.storage.models import Volume, VolumeAttachment
@@ -133,22 +134,6 @@ def recent_events_of(*, tenant: Any, limit: int = 10) -> QuerySet[InstanceEvent]
 
 
 def pod_log_tail(*, instance: Instance, tail_lines: int = 200) -> str | None:
-    """The last lines of the instance's pod log, or None when there is none to read: no logs kubeconfig for
-    the region, no pod, or any error or timeout on the way (kwok pods have no logs). Never raises. Reads
-    with the region's logs credential (`get pods/log` in tenant namespaces only), never the operator's."""
-    from apps.instances.kube import names
-    from apps.instances.kube.client import has_logs_credential, logs_api_client
-    from apps.instances.kube.cluster import Cluster
-
-    if not has_logs_credential(instance.region):
-        return None
-    try:
-        cluster = Cluster(logs_api_client(instance.region))
-        text = cluster.read_pod_log(
-            names.namespace_name(instance.tenant_id, instance.tenant.slug),
-            names.instance_object_name(instance.pk),
-            tail_lines=tail_lines,
-        )
-    except Exception:  # logs are a convenience: any failure reads as "no logs yet"
-        return None
-    return text or None
+    """The last lines of the instance's pod log, or None when there is none to read (apps/instances/logs.py:
+    the operator app reads them). Never raises."""
+    return logs.pod_log_tail(instance=instance, tail_lines=tail_lines)

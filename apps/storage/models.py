@@ -103,9 +103,23 @@ class VolumeEvent(models.Model):
         return f"{self.volume_id}:{self.name}:{self.size_gib}"
 
 
+# The state of an instance that holds its volumes no more (apps.instances.states.State.TERMINATED). Storage
+# sits below instances in the layer order, so it names the one state it reads through the attachment's
+# foreign key rather than importing instances (tests/storage/test_attachments.py pins that the two agree).
+INSTANCE_TERMINATED = "terminated"
+
+
+class LiveAttachments(models.QuerySet["VolumeAttachment"]):
+    def live(self) -> LiveAttachments:
+        """Attachments to instances that are not terminated: what holds a volume."""
+        return self.exclude(instance__state=INSTANCE_TERMINATED)
+
+
 class VolumeAttachment(models.Model):
     """A volume mounted into an instance, from launch for the instance's whole life. It stops counting
     (the volume is free again) once the instance is terminated."""
+
+    objects = LiveAttachments.as_manager()
 
     id = models.BigAutoField(primary_key=True)
     instance = models.ForeignKey(

@@ -2,13 +2,12 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet, Sum
 
-from apps.instances.states import State
 from apps.storage.models import HOLDS_STORAGE, Volume, VolumeAttachment, VolumeEvent
 
 
 def volumes_of(*, tenant: Any) -> QuerySet[Volume]:
     """The tenant's volumes, each with its attachments to instances that are not terminated."""
-    live = VolumeAttachment.objects.exclude(instance__state=State.TERMINATED).select_related("instance")
+    live = VolumeAttachment.objects.live().select_related("instance")
     return (
         Volume.objects.filter(tenant=tenant)
         .select_related("region")

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "apps.billing.invoices",
     "apps.storage",
     "apps.storage.objects",
+    "apps.operator",
     "apps.console",
 ]
 
@@ -165,7 +166,7 @@ CELERY_BEAT_SCHEDULER = "apps.core.beat:LeaderScheduler"
 BEAT_LEASE_SECONDS = env_int("BEAT_LEASE_SECONDS", 30)
 BEAT_KEY_PREFIX = env_str("BEAT_KEY_PREFIX", "gpucloud:beat")
 # Several operators may run: per region, a standby takes over at most this long after the leader is gone
-# (apps/instances/kube/leader.py, docs/operator.md "Leader election").
+# (apps/operator/leader.py, docs/operator.md "Leader election").
 OPERATOR_LEASE_SECONDS = env_int("OPERATOR_LEASE_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-idempotency-keys": {
