@@ -119,8 +119,6 @@ class VolumeAttachment(models.Model):
     """A volume mounted into an instance, from launch for the instance's whole life. It stops counting
     (the volume is free again) once the instance is terminated."""
 
-    objects = LiveAttachments.as_manager()
-
     id = models.BigAutoField(primary_key=True)
     instance = models.ForeignKey(
         "instances.Instance", on_delete=models.CASCADE, related_name="volume_attachments"
@@ -130,6 +128,8 @@ class VolumeAttachment(models.Model):
     # Asked for with terminate(delete_volumes=true): the volume is deleted once the instance is gone.
     delete_with_instance = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = LiveAttachments.as_manager()
 
     class Meta:
         ordering = ["mount_path"]
