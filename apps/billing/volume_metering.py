@@ -1,8 +1,8 @@
-"""Volume GB-hours into the usage ledger, the way instances are metered (apps/billing/metering.py) and with
-the same pure cutting (apps/billing/intervals.py): a volume is billed from its creation until its deletion
-is asked for or its claim is lost, whatever its instance does (stopped or detached included), at size x its
-frozen price per GiB-hour. A resize starts a new price, so windows are cut there. Idempotent: deterministic
-row ids."""
+"""Volume GB-hours into the usage ledger, read from storage's volumes and their events, the way instances
+are metered (metering.py) and with the same pure cutting (intervals.py): a volume is billed from its
+creation until its deletion is asked for or its claim is lost, whatever its instance does (stopped or
+detached included), at size x its frozen price per GiB-hour. A resize starts a new price, so windows are
+cut there. Idempotent: deterministic row ids."""
 
 from __future__ import annotations
 
