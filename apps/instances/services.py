@@ -102,16 +102,16 @@ def _event(
         request_id=ctx.request_id if ctx.request_id != "-" else "",
         billable=instance.billing_since is not None,
     )
-    # Announced once this commits; billing meters a billed interval that began or ended (the periodic task
-    # would too).
-    announced = {
-        "instance_id": str(instance.pk),
-        "event": name,
-        "from_state": from_state,
-        "to_state": instance.state,
-        "billing_changed": billing_changed,
-    }
-    transaction.on_commit(lambda: instance_state_changed.send(sender=Instance, **announced))
+    # Announced in this transaction, so a receiver that writes does so atomically with it; one that acts
+    # outside the database waits for the commit (billing meters a billed interval that began or ended).
+    instance_state_changed.send(
+        sender=Instance,
+        instance_id=str(instance.pk),
+        event=name,
+        from_state=from_state,
+        to_state=instance.state,
+        billing_changed=billing_changed,
+    )
 
 
 def _require_active_tenant(tenant: Tenant, doing: str) -> None:

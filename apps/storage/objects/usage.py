@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.utils import timezone
 
@@ -53,4 +54,5 @@ def sample_buckets(*, now: datetime | None = None) -> int:
     if not samples:
         return 0
     results = buckets_sampled.send(sender=Bucket, samples=samples, now=now)
-    return sum(written for _receiver, written in results if isinstance(written, int))
+    written: list[Any] = [result for _receiver, result in results]
+    return sum(result for result in written if isinstance(result, int))
