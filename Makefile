@@ -58,6 +58,7 @@ run: venv-run services
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports  # the apps' layer order (.importlinter, docs/architecture.md)
 
 typecheck: venv
 	$(VENV)/bin/mypy apps config gpucloud_cli

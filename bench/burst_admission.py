@@ -184,7 +184,7 @@ def run(n: int, progress: Progress) -> dict[str, Any]:
 
 
 def namespace_of(who: Any) -> str:
-    from apps.instances.kube import names
+    from apps.operator import names
 
     return names.namespace_name(who.tenant.pk, who.tenant.slug)
 
@@ -200,7 +200,7 @@ def wait_empty(core: Any, progress: Progress) -> None:
     """Until no gpucloud pod is left on the cluster (the tenants' namespaces are being deleted)."""
     import json
 
-    from apps.instances.kube.names import managed_selector
+    from apps.operator.names import managed_selector
 
     deadline = time.monotonic() + TIMEOUT
     while True:

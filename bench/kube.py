@@ -1,6 +1,6 @@
 """Kubernetes for the benchmarks: the sandbox instance `bench` (the standard fleet; `make bench` starts it),
 a dedicated cluster of the benchmark's own (the instance `bench-dedicated`, started and stopped here), and
-the baseline's pods: the operator's own pod manifest (apps/instances/kube/manifests.make_pod) created
+the baseline's pods: the operator's own pod manifest (apps/operator/manifests.make_pod) created
 directly with the kubernetes client.
 
 Neither is make run's instance (`default`) nor the tests' (`test`) (docs/sandbox.md, "Instances"): a
@@ -119,7 +119,7 @@ def dedicated_cluster(name: str, *, cpu_nodes: int, progress: Any) -> Iterator[t
 
 def baseline_namespace(api: client.ApiClient) -> str:
     """A plain namespace with the ServiceAccount the pod spec names; nothing of gpucloud's in it."""
-    from apps.instances.kube import manifests
+    from apps.operator import manifests
 
     name = f"gpucloud-bench-{uuid.uuid4().hex[:8]}"
     create_namespace(api, name, labels={"gpucloud-bench": "baseline"})
@@ -133,9 +133,9 @@ def baseline_namespace(api: client.ApiClient) -> str:
 def baseline_pod(instance_id: Any, namespace: str, name: str) -> dict[str, Any]:
     """The operator's manifest of this instance's pod, renamed into the baseline namespace and without
     gpucloud's labels (the operator neither watches nor collects it)."""
-    from apps.instances.kube import manifests
-    from apps.instances.kube.reconciler import load_instance
-    from apps.instances.kube.specs import spec_from_instance
+    from apps.operator import manifests
+    from apps.operator.reconciler import load_instance
+    from apps.operator.specs import spec_from_instance
 
     instance = load_instance(instance_id)
     if instance is None:

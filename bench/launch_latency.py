@@ -142,7 +142,7 @@ def run(n: int, progress: Progress, *, instance_type: str = "gpu-h100x1") -> dic
 
 
 def who_namespace(who: Any) -> str:
-    from apps.instances.kube import names
+    from apps.operator import names
 
     return names.namespace_name(who.tenant.pk, who.tenant.slug)
 

@@ -30,7 +30,7 @@ def _watch_running(api: Any, seen: dict[str, float], stop: threading.Event) -> N
     """Record when each gpucloud pod is first seen Running (wall clock, as the database's timestamps)."""
     from kubernetes import client, watch
 
-    from apps.instances.kube import names
+    from apps.operator import names
 
     core = client.CoreV1Api(api)
     while not stop.is_set():
@@ -58,10 +58,10 @@ def run(n: int, progress: Progress) -> dict[str, Any]:
     from kubernetes import client
 
     from apps.catalog.models import InstanceType, Region
-    from apps.instances.kube.client import api_client as region_client
-    from apps.instances.kube.cluster import Cluster
-    from apps.instances.kube.operator_loop import OperatorConfig, RegionOperator
     from apps.instances.models import Instance, InstanceEvent
+    from apps.operator.client import api_client as region_client
+    from apps.operator.cluster import Cluster
+    from apps.operator.operator_loop import OperatorConfig, RegionOperator
     from bench import db, kube, seed
     from bench.stack import Stack, rss_kib, wait_operator_leads
     from tests.support.processes import wait_for
@@ -171,7 +171,7 @@ def run(n: int, progress: Progress) -> dict[str, Any]:
             operator_thread.lock.release()
         core = client.CoreV1Api(api)
         t0 = time.perf_counter()
-        from apps.instances.kube import names
+        from apps.operator import names
 
         listed = json.loads(
             core.list_pod_for_all_namespaces(

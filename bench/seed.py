@@ -52,7 +52,7 @@ def catalog(fleet: Path = FLEET) -> list[str]:
 def connect_region(slug: str, kubeconfig_path: Path) -> Any:
     """The catalog region `slug` gets the cluster of this kubeconfig (stored encrypted, as in production)."""
     from apps.catalog.models import Region
-    from apps.instances.kube.client import kubeconfig_from_file
+    from apps.operator.client import kubeconfig_from_file
 
     region = Region.objects.get(slug=slug)
     region.set_kubeconfig(kubeconfig_from_file(str(kubeconfig_path)))

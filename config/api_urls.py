@@ -2,8 +2,6 @@
 
 from django.urls import include, path
 
-from apps.accounts.api import urls as accounts_urls
-from apps.audit.api import urls as audit_urls
 from apps.billing.api import urls as billing_urls
 from apps.billing.invoices.api import urls as invoices_urls
 from apps.billing.stripe.api import urls as stripe_urls
@@ -13,6 +11,7 @@ from apps.instances.api import urls as instances_urls
 from apps.quotas.api import urls as quotas_urls
 from apps.storage.api import urls as storage_urls
 from apps.storage.objects.api import urls as object_storage_urls
+from apps.tenants.api import credential_urls
 from apps.tenants.api import urls as tenants_urls
 
 app_name = "api"
@@ -21,9 +20,8 @@ urlpatterns = [
     path("schema/", SchemaView.as_view(), name="schema"),
     path("docs/", SwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("redoc/", RedocView.as_view(url_name="api:schema"), name="redoc"),
-    path("", include(accounts_urls)),
+    path("", include(credential_urls)),  # /me, tokens and SSH keys
     path("", include(tenants_urls)),
-    path("", include(audit_urls)),
     path("", include(catalog_urls)),
     path("", include(quotas_urls)),
     path("", include(instances_urls)),

@@ -5,7 +5,6 @@ from django.db import transaction
 from django.forms import ModelForm
 from django.http import HttpRequest
 
-from apps.accounts.acting import acting_user
 from apps.audit.services import audit_record
 
 
@@ -26,13 +25,13 @@ class AuditedModelAdmin(admin.ModelAdmin):
             }
             action = f"admin.{obj._meta.model_name}.{'change' if change else 'create'}"
             audit_record(
-                actor=acting_user(request), action=action, target=obj, tenant=_tenant_of(obj), changes=changed
+                actor=request.user, action=action, target=obj, tenant=_tenant_of(obj), changes=changed
             )
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         with transaction.atomic():
             audit_record(
-                actor=acting_user(request),
+                actor=request.user,  # the admin is behind staff log-in
                 action=f"admin.{obj._meta.model_name}.delete",
                 target=obj,
                 tenant=_tenant_of(obj),

@@ -1,8 +1,9 @@
+from typing import Any
+
 from django.db.models import QuerySet
 
 from apps.audit.models import AuditEvent
-from apps.tenants.models import Tenant
 
 
-def audit_events_of(*, tenant: Tenant) -> QuerySet[AuditEvent]:
+def audit_events_of(*, tenant: Any) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(tenant=tenant)

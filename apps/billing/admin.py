@@ -11,8 +11,10 @@ from django.forms import ModelForm
 from django.http import HttpRequest
 
 from apps.accounts.acting import acting_user
+from apps.audit.admin_mixins import AuditedModelAdmin
 from apps.billing import services
 from apps.billing.models import BillingAccount, BillingMode, CreditGrant, CreditReversal
+from apps.catalog.models import InstanceType
 from apps.core.errors import DomainError
 
 
@@ -114,3 +116,24 @@ class BillingAccountAdmin(admin.ModelAdmin):
         )
         obj.pk = account.pk
         obj._state.adding = False
+
+
+@admin.register(InstanceType)
+class InstanceTypeAdmin(AuditedModelAdmin):
+    """The catalog's instance types, registered by billing: a price change is a price version (billing's),
+    recorded through its service."""
+
+    list_display = ["slug", "name", "gpu_type", "gpu_count", "vcpu", "memory_gib", "price_per_hour", "active"]
+    list_filter = ["active", "gpu_type"]
+    list_editable = ["price_per_hour", "active"]
+
+    def save_model(self, request: HttpRequest, obj: InstanceType, form: Any, change: bool) -> None:
+        # A price change is a new price version from now on (billing rates usage at the version in force).
+        new_price = obj.price_per_hour
+        if change and "price_per_hour" in form.changed_data:
+            obj.price_per_hour = InstanceType.objects.get(pk=obj.pk).price_per_hour
+            super().save_model(request, obj, form, change)
+            services.price_change(actor=request.user, instance_type=obj, price_per_hour=new_price)
+            obj.refresh_from_db()
+            return
+        super().save_model(request, obj, form, change)

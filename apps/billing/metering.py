@@ -114,7 +114,7 @@ def meter_instance(instance: Instance, *, now: datetime | None = None) -> int:
 
 def meter_all(*, now: datetime | None = None) -> int:
     """The periodic task: meter billed instances, and any that changed within the catch-up horizon (so an
-    outage of the worker shorter than that loses nothing), then volumes (apps/storage/metering.py).
+    outage of the worker shorter than that loses nothing), then volumes (volume_metering.py).
     Returns how many rows were new."""
     now = now or timezone.now()
     horizon = now - timedelta(hours=settings.BILLING_CATCH_UP_HOURS)
@@ -122,6 +122,8 @@ def meter_all(*, now: datetime | None = None) -> int:
         Q(billing_since__isnull=False) | Q(updated_at__gte=horizon)
     )
     written = sum(meter_instance(instance, now=now) for instance in candidates)
-    from apps.storage.metering import meter_volumes  # volumes are billed like instance time
+    from apps.billing.volume_metering import (
+        meter_volumes,  # volumes are billed like instance time (it imports this)
+    )
 
     return written + meter_volumes(now=now)

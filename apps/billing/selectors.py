@@ -35,8 +35,8 @@ from apps.billing.models import (
     PriceVersion,
     UsageRecord,
 )
+from apps.billing.volume_metering import SIZE_EVENTS
 from apps.instances.models import Instance
-from apps.storage.metering import SIZE_EVENTS
 from apps.storage.models import Volume, VolumeEvent, VolumeState
 from apps.tenants.models import Tenant
 
@@ -133,7 +133,7 @@ def _ledger_ends(tenant_ids: Collection[Any], resource_type: str, ids: list[Any]
 
 def _open_volume_usage(tenant_ids: Collection[Any], now: datetime) -> dict[Any, list[OpenUsage]]:
     """Open storage time per tenant id: each volume still billed (not deleting, deleted or failed; see
-    apps/storage/metering.py), from the end of its last ledger row or its creation until now, at size x its
+    volume_metering.py), from the end of its last ledger row or its creation until now, at size x its
     frozen price per GiB-hour, cut at windows and resizes like the ledger. Three queries at most."""
     live = list(
         Volume.objects.filter(tenant_id__in=tenant_ids)

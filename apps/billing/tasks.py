@@ -4,6 +4,8 @@ from celery import shared_task
 
 from apps.billing import metering
 from apps.instances.models import Instance
+from apps.tenants.models import Membership
+from apps.tenants.roles import Role
 
 
 @shared_task(acks_late=True)
@@ -38,8 +40,6 @@ def send_budget_alert_email(alert_id: int) -> int:
     from django.core.mail import send_mail
 
     from apps.billing.models import BudgetAlert
-    from apps.tenants.models import Membership
-    from apps.tenants.roles import Role
 
     alert = BudgetAlert.objects.select_related("tenant").filter(pk=alert_id).first()
     if alert is None:

@@ -10,7 +10,6 @@ from apps.catalog.models import (
     GpuType,
     Image,
     ImagePolicy,
-    InstanceType,
     Region,
     RegionCapacity,
     RegionNode,
@@ -151,26 +150,6 @@ class RegionAdmin(AuditedModelAdmin):
 @admin.register(GpuType)
 class GpuTypeAdmin(AuditedModelAdmin):
     list_display = ["slug", "vendor", "model", "memory_gib", "product_label", "resource_name"]
-
-
-@admin.register(InstanceType)
-class InstanceTypeAdmin(AuditedModelAdmin):
-    list_display = ["slug", "name", "gpu_type", "gpu_count", "vcpu", "memory_gib", "price_per_hour", "active"]
-    list_filter = ["active", "gpu_type"]
-    list_editable = ["price_per_hour", "active"]
-
-    def save_model(self, request: HttpRequest, obj: InstanceType, form: Any, change: bool) -> None:
-        # A price change is a new price version from now on (billing rates usage at the version in force).
-        new_price = obj.price_per_hour
-        if change and "price_per_hour" in form.changed_data:
-            from apps.billing.services import price_change
-
-            obj.price_per_hour = InstanceType.objects.get(pk=obj.pk).price_per_hour
-            super().save_model(request, obj, form, change)
-            price_change(actor=request.user, instance_type=obj, price_per_hour=new_price)
-            obj.refresh_from_db()
-            return
-        super().save_model(request, obj, form, change)
 
 
 @admin.register(Image)

@@ -8,9 +8,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import QuerySet, Sum
+from django.db.models import QuerySet
 from django.utils import timezone
 
+from apps.catalog import holdings
 from apps.catalog.models import (
     GpuType,
     Image,
@@ -21,7 +22,6 @@ from apps.catalog.models import (
     RegionNode,
     RegionStatus,
 )
-from apps.instances.models import Instance
 
 
 def regions() -> QuerySet[Region]:
@@ -38,23 +38,6 @@ def active_instance_types() -> QuerySet[InstanceType]:
 
 def images_in(*, region: Region) -> QuerySet[Image]:
     return Image.objects.filter(active=True, regions=region)
-
-
-def _held_by_pool() -> dict[tuple[Any, Any], dict[str, int]]:
-    """(region_id, gpu_type_id or None) -> GPUs, vCPU and memory held by every tenant's instances."""
-    rows = (
-        Instance.objects.filter(holds_compute=True)
-        .values("region_id", "gpu_type_id")
-        .annotate(gpus=Sum("gpu_count"), vcpu=Sum("vcpu"), memory_gib=Sum("memory_gib"))
-    )
-    return {
-        (r["region_id"], r["gpu_type_id"]): {
-            "gpus": r["gpus"],
-            "vcpu": r["vcpu"],
-            "memory_gib": r["memory_gib"],
-        }
-        for r in rows
-    }
 
 
 def _fits(pool: RegionCapacity, held: dict[str, int], instance_type: InstanceType) -> int:
@@ -74,7 +57,7 @@ def availability() -> dict[tuple[Any, Any], int]:
     From each pool's capacity (declared by staff, or observed by the operator) minus what instances hold.
     A region in maintenance offers its types with none available. Four queries, whatever the catalog size.
     """
-    held = _held_by_pool()
+    held = holdings.held_by_pool()
     closed = set(Region.objects.filter(status=RegionStatus.MAINTENANCE).values_list("pk", flat=True))
     pools_by_gpu_type: dict[Any, list[RegionCapacity]] = defaultdict(list)
     for pool in RegionCapacity.objects.all():
@@ -95,10 +78,8 @@ def available_count(*, region: Region, instance_type: InstanceType) -> int:
     pool = RegionCapacity.objects.filter(region=region, gpu_type=instance_type.gpu_type_id).first()
     if pool is None:
         return 0
-    held = Instance.objects.filter(
-        holds_compute=True, region=region, gpu_type=instance_type.gpu_type_id
-    ).aggregate(gpus=Sum("gpu_count"), vcpu=Sum("vcpu"), memory_gib=Sum("memory_gib"))
-    return _fits(pool, held, instance_type)
+    held = holdings.held_by_pool(region_id=region.pk, gpu_type_id=instance_type.gpu_type_id)
+    return _fits(pool, held.get((region.pk, instance_type.gpu_type_id), {}), instance_type)
 
 
 # --- staff: capacity overview ---------------------------------------------------------------------------
@@ -244,14 +225,9 @@ def capacity_overview(*, now: datetime | None = None) -> list[RegionOverview]:
         )
         if overview.observed_at is None or row.observed_at < overview.observed_at:
             overview.observed_at = row.observed_at
-    held = (
-        Instance.objects.filter(holds_compute=True, gpu_type__isnull=False)
-        .values("region_id", "gpu_type_id")
-        .annotate(gpus=Sum("gpu_count"))
-    )
-    for item in held:
-        if item["region_id"] in overviews and item["gpus"]:
-            pool(item["region_id"], item["gpu_type_id"]).used_by_instances += item["gpus"]
+    for (region_id, gpu_type_id), held in holdings.held_by_pool().items():
+        if gpu_type_id is not None and region_id in overviews and held["gpus"]:
+            pool(region_id, gpu_type_id).used_by_instances += held["gpus"]
     for (region_id, _), entry in sorted(by_type.items(), key=lambda item: item[1].label):
         overviews[region_id].gpu_types.append(entry)
     for overview in overviews.values():

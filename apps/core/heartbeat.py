@@ -3,7 +3,7 @@
 Each touches the file named by HEARTBEAT_FILE whenever its main loop goes round (at least every
 INTERVAL_SECONDS): the worker's event loop (a timer of `WorkerHeartbeat`, config/celery.py), beat's tick
 (apps/core/beat.py) and the operator's supervising loop, which touches it only while every region thread
-is alive and going round (apps/instances/kube/operator_loop.py). Unset: no file (development, tests).
+is alive and going round (apps/operator/operator_loop.py). Unset: no file (development, tests).
 
 The chart's exec probes run `python -m apps.core.heartbeat FILE MAX_AGE_SECONDS`, which exits 0 when FILE
 was touched within MAX_AGE_SECONDS and 1 otherwise (missing included). It imports neither Django nor

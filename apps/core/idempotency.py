@@ -21,7 +21,6 @@ from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.accounts.acting import acting_user
 from apps.core.errors import InvalidInput, Unprocessable
 from apps.core.models import IdempotencyKey
 
@@ -35,9 +34,17 @@ def request_fingerprint(request: Request) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def _user(request: Request) -> Any:
+    """The signed-in user: create endpoints are behind IsAuthenticated."""
+    user = request.user
+    if not getattr(user, "is_authenticated", False):
+        raise TypeError("@idempotent needs an authenticated request")
+    return user
+
+
 def _scope(view: Any, request: Request) -> str:
     tenant = getattr(view, "tenant", None)
-    return f"tenant:{tenant.pk}" if tenant is not None else f"user:{acting_user(request).pk}"
+    return f"tenant:{tenant.pk}" if tenant is not None else f"user:{_user(request).pk}"
 
 
 def _read_key(request: Request) -> str | None:
@@ -108,7 +115,7 @@ def _run(
                 record = IdempotencyKey.objects.create(
                     scope=scope,
                     key=key,
-                    user=acting_user(request),
+                    user=_user(request),
                     method=request.method or "",
                     path=request.path[:500],
                     request_hash=fingerprint,

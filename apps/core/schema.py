@@ -3,7 +3,8 @@
 The additions are made on the finished operation (`get_operation`), so they apply whether or not a view
 overrides responses or descriptions with @extend_schema:
 - the error responses every operation can give, in the one Error schema;
-- for tenant-scoped operations, the permission, the roles holding it and the token scope it needs;
+- for tenant-scoped operations, the permission, the roles holding it and the token scope it needs (added by
+  the subclass in apps/tenants/api/schema.py, which settings name: core cannot know roles);
 - the Idempotency-Key header on POSTs whose handler is @idempotent;
 - a request example built from the serializer when the view gives none;
 - list views (paginated GETs on a collection path) documented as paginated lists with their filters.
@@ -16,8 +17,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
-
-from apps.tenants.roles import PERM_SCOPE, ROLE_PERMISSIONS
 
 _ERROR = inline_serializer(
     name="Error",
@@ -143,20 +142,8 @@ class GpucloudAutoSchema(AutoSchema):
         return params
 
     def _stand_ins(self) -> None:
-        """Views resolve the user and the tenant per request; the generator's fake request has neither, so
-        its view gets unsaved stand-ins (querysets stay lazy: nothing is read) to find the model and
-        document the filters."""
-        from apps.accounts.models import User
-        from apps.tenants.api.base import TenantScopedMixin
-        from apps.tenants.models import Membership, Tenant
-        from apps.tenants.roles import Role
-
-        request = getattr(self.view, "request", None)
-        if request is not None and not getattr(request.user, "is_authenticated", False):
-            request.user = User(pk=0, email="example@example.com")
-        if isinstance(self.view, TenantScopedMixin) and not hasattr(self.view, "tenant"):
-            self.view.tenant = Tenant(slug="example")
-            self.view.membership = Membership(tenant=self.view.tenant, role=Role.OWNER)
+        """Give the view what it resolves per request, which the generator's fake request lacks (the
+        tenants app's schema class, apps/tenants/api/schema.py, gives it a user and a tenant)."""
 
     def get_operation(self, *args: Any, **kwargs: Any) -> Any:
         self._stand_ins()
@@ -169,16 +156,7 @@ class GpucloudAutoSchema(AutoSchema):
         return operation
 
     def _add_requirement(self, operation: dict[str, Any]) -> None:
-        perm = self._method_perm()
-        if perm is None:
-            return
-        roles = sorted(role.value for role, perms in ROLE_PERMISSIONS.items() if perm in perms)
-        needs = (
-            f"**Requires** permission `{perm.value}` (roles: {', '.join(roles)}); "
-            f"API tokens need the scope `{PERM_SCOPE[perm]}`."
-        )
-        description = operation.get("description", "")
-        operation["description"] = f"{description}\n\n{needs}" if description else needs
+        """Document the permission and scope an operation needs (apps/tenants/api/schema.py)."""
 
     def _add_errors(self, operation: dict[str, Any]) -> None:
         errors = dict(_COMMON_ERRORS)

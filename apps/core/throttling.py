@@ -30,12 +30,8 @@ class PrincipalRateThrottle(_RetryAfterAlways):
     def get_cache_key(self, request: Request, view: "APIView") -> str | None:
         if not request.user or not request.user.is_authenticated:
             return None
-        from apps.accounts.models import ApiToken
-
-        if isinstance(request.auth, ApiToken):
-            ident = f"token:{request.auth.pk}"
-        else:
-            ident = f"user:{request.user.pk}"
+        # request.auth is the API token under Bearer authentication, None under the session.
+        ident = f"token:{request.auth.pk}" if request.auth is not None else f"user:{request.user.pk}"
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
 

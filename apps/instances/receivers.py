@@ -15,6 +15,11 @@ def stop_instances_of_suspended_tenant(
     return [{"id": str(instance.pk), "name": instance.name} for instance in stopped]
 
 
+def terminate_instances_of_closed_tenant(sender: Any, *, tenant: Any, actor: Any, **kwargs: Any) -> None:
+    """A closed tenant runs nothing and is billed for nothing more (apps.tenants.signals.tenant_closing)."""
+    services.instances_terminate_for_closed_tenant(tenant=tenant, actor=actor)
+
+
 def start_instances_of_connected_region(sender: Any, *, region: Any, **kwargs: Any) -> int:
     """Launches that waited for the region's cluster start now (apps.catalog.signals.region_connected)."""
     return services.instances_reconcile_pending(region=region)

@@ -1,12 +1,14 @@
 from typing import Any
 
 from django.contrib.postgres.fields import ArrayField
-from django.db.models import CharField, JSONField, Prefetch, QuerySet, UUIDField
+from django.db.models import CharField, Count, JSONField, Prefetch, Q, QuerySet, Sum, UUIDField
 from django.db.models.expressions import RawSQL
 
 from apps.accounts.models import SshKey
 from apps.catalog.models import GpuType, InstanceType, Region
+from apps.instances import logs
 from apps.instances.models import Instance, InstanceEvent
+from apps.instances.states import LIVE
 from apps.storage.models import Volume, VolumeAttachment
 
 
@@ -76,6 +78,48 @@ def _api_columns() -> dict[str, RawSQL]:
 _API_COLUMNS = _api_columns()
 
 
+def quota_usage_of(tenant: Any) -> dict[str, Any]:
+    """What the tenant's instances count against its quota (apps/quotas/usage.py; registered in
+    InstancesConfig.ready): live instances, and the GPUs, vCPU and memory of those holding compute."""
+    instances = Instance.objects.filter(tenant=tenant)
+    holds = Q(holds_compute=True)
+    totals = instances.aggregate(
+        instances=Count("id", filter=Q(state__in=list(LIVE))),
+        gpus=Sum("gpu_count", filter=holds, default=0),
+        vcpu=Sum("vcpu", filter=holds, default=0),
+        memory_gib=Sum("memory_gib", filter=holds, default=0),
+    )
+    rows = (
+        instances.filter(holds, gpu_type__isnull=False)
+        .values("gpu_type_id", "region_id")
+        .annotate(n=Sum("gpu_count"))
+    )
+    by_type = {(row["gpu_type_id"], row["region_id"]): row["n"] for row in rows}
+    return {**totals, "gpus_by_type_region": by_type}
+
+
+def held_by_pool(*, region_id: Any = None, gpu_type_id: Any = None) -> dict[tuple[Any, Any], dict[str, int]]:
+    """(region_id, gpu_type_id or None) -> GPUs, vCPU and memory held by every tenant's instances, narrowed
+    to one region and GPU type when given: what the catalog's availability subtracts (apps/catalog/holdings.py
+    asks it; registered in InstancesConfig.ready)."""
+    held = Instance.objects.filter(holds_compute=True)
+    if region_id is not None:
+        held = held.filter(region_id=region_id)
+    if gpu_type_id is not None:
+        held = held.filter(gpu_type_id=gpu_type_id)
+    rows = held.values("region_id", "gpu_type_id").annotate(
+        gpus=Sum("gpu_count"), vcpu=Sum("vcpu"), memory_gib=Sum("memory_gib")
+    )
+    return {
+        (r["region_id"], r["gpu_type_id"]): {
+            "gpus": r["gpus"],
+            "vcpu": r["vcpu"],
+            "memory_gib": r["memory_gib"],
+        }
+        for r in rows
+    }
+
+
 def events_of(*, instance: Instance) -> QuerySet[InstanceEvent]:
     return InstanceEvent.objects.filter(instance=instance)
 
@@ -90,22 +134,6 @@ def recent_events_of(*, tenant: Any, limit: int = 10) -> QuerySet[InstanceEvent]
 
 
 def pod_log_tail(*, instance: Instance, tail_lines: int = 200) -> str | None:
-    """The last lines of the instance's pod log, or None when there is none to read: no logs kubeconfig for
-    the region, no pod, or any error or timeout on the way (kwok pods have no logs). Never raises. Reads
-    with the region's logs credential (`get pods/log` in tenant namespaces only), never the operator's."""
-    from apps.instances.kube import names
-    from apps.instances.kube.client import has_logs_credential, logs_api_client
-    from apps.instances.kube.cluster import Cluster
-
-    if not has_logs_credential(instance.region):
-        return None
-    try:
-        cluster = Cluster(logs_api_client(instance.region))
-        text = cluster.read_pod_log(
-            names.namespace_name(instance.tenant_id, instance.tenant.slug),
-            names.instance_object_name(instance.pk),
-            tail_lines=tail_lines,
-        )
-    except Exception:  # logs are a convenience: any failure reads as "no logs yet"
-        return None
-    return text or None
+    """The last lines of the instance's pod log, or None when there is none to read (apps/instances/logs.py:
+    the operator app reads them). Never raises."""
+    return logs.pod_log_tail(instance=instance, tail_lines=tail_lines)

@@ -1,7 +1,8 @@
 """Writes for instances: launch, customer actions, and what the operator observes.
 
 Lock order, everywhere: the tenant's quota row, then the instance row. Each change that the operator must act
-on bumps `generation` and queues `reconcile_instance` once the transaction commits.
+on bumps `generation` and sends `instance_changed` once the transaction commits (the operator reconciles);
+each timeline line sends `instance_state_changed` (billing meters). See apps/instances/signals.py.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from django.utils import timezone
 
 from apps.accounts.models import SshKey, User
 from apps.audit.services import audit_record
-from apps.billing.limits import require_funds
 from apps.catalog import selectors as catalog
 from apps.catalog.models import Image, ImagePolicy, InstanceType, Region
 from apps.catalog.registries import registry_refusal
 from apps.core import metrics, request_context
 from apps.core.errors import Conflict, Forbidden
+from apps.core.funds import require_funds
 from apps.instances import notifications, validation
 from apps.instances.models import DesiredState, Instance, InstanceEvent, frozen_terms
+from apps.instances.signals import instance_changed, instance_state_changed
 from apps.instances.states import (
     ACTIONS,
     STARTS_BILLING,
@@ -66,10 +68,9 @@ class InvalidState(Conflict):
 
 
 def _queue_reconcile(instance: Instance) -> None:
-    from apps.instances.tasks import reconcile_instance
-
+    """Once this commits, the operator reconciles the instance (apps.operator handles instance_changed)."""
     instance_id = str(instance.pk)
-    transaction.on_commit(lambda: reconcile_instance.delay(instance_id))
+    transaction.on_commit(lambda: instance_changed.send(sender=Instance, instance_id=instance_id))
 
 
 def _event(
@@ -101,12 +102,16 @@ def _event(
         request_id=ctx.request_id if ctx.request_id != "-" else "",
         billable=instance.billing_since is not None,
     )
-    if billing_changed:
-        # A billed interval began or ended: meter it once this commits (the periodic task would too).
-        from apps.billing.tasks import meter_instance
-
-        instance_id = str(instance.pk)
-        transaction.on_commit(lambda: meter_instance.delay(instance_id))
+    # Announced in this transaction, so a receiver that writes does so atomically with it; one that acts
+    # outside the database waits for the commit (billing meters a billed interval that began or ended).
+    instance_state_changed.send(
+        sender=Instance,
+        instance_id=str(instance.pk),
+        event=name,
+        from_state=from_state,
+        to_state=instance.state,
+        billing_changed=billing_changed,
+    )
 
 
 def _require_active_tenant(tenant: Tenant, doing: str) -> None:

@@ -1,17 +1,14 @@
 from celery import shared_task
 
-from apps.instances import reconcile
+from apps.instances import timers
 
-
-@shared_task(acks_late=True)
-def reconcile_instance(instance_id: str) -> None:
-    """The one entry point through which every change reaches the operator."""
-    reconcile.reconcile_instance(instance_id)
+# reconcile_instance, queued on every change the operator acts on, is in apps/operator/tasks.py (its Celery
+# name is still apps.instances.tasks.reconcile_instance).
 
 
 @shared_task
 def enforce_instance_timers() -> int:
-    return reconcile.enforce_timers()
+    return timers.enforce_timers()
 
 
 @shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from apps.core.errors import InvalidInput
+from apps.core.validation import NAME_RE, check_name, invalid
 
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+__all__ = ["NAME_RE", "check_command", "check_env", "check_name", "image_registry", "invalid"]
+
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Ours, the cluster's and the GPU runtime's; LD_ because the dynamic linker obeys LD_PRELOAD, LD_LIBRARY_PATH
 # and LD_AUDIT in every process of the image, the daemons it was built to run included.
@@ -23,18 +24,6 @@ IMAGE_RE = re.compile(
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
-
-
-def invalid(field: str, message: str) -> InvalidInput:
-    return InvalidInput(f"{field}: {message}", fields={field: [message]})
-
-
-def check_name(name: str) -> str:
-    if not NAME_RE.match(name):
-        raise invalid(
-            "name", "Use 1-63 lowercase letters, digits and hyphens, starting and ending alphanumeric."
-        )
-    return name
 
 
 def check_env(env: Any) -> dict[str, str]:

@@ -1,17 +1,16 @@
-"""What a tenant's instances hold right now, counted from the instances themselves (never a counter that
-could drift)."""
+"""What a tenant holds right now, counted from the resources themselves (never a counter that could drift).
+
+The apps that own the resources count them: quotas sits below instances and storage in the layer order, so
+they register their counts here at start-up (their AppConfig.ready) instead of quotas importing them.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, Q, Sum
-
-from apps.instances.models import Instance
-from apps.instances.states import LIVE
+from django.core.exceptions import ImproperlyConfigured
 
 
 @dataclass
@@ -30,24 +29,24 @@ class Usage:
         )
 
 
+# Who counts which fields of Usage: instances count instances, GPUs, vCPU and memory; storage the volume GiB.
+# Each contributor returns {field: value} for a tenant.
+_CONTRIBUTORS: dict[str, Callable[[Any], dict[str, Any]]] = {}
+
+
+def register_usage(name: str, contributor: Callable[[Any], dict[str, Any]]) -> None:
+    _CONTRIBUTORS[name] = contributor
+
+
 def usage_of(tenant: Any) -> Usage:
-    instances = Instance.objects.filter(tenant=tenant)
-    holds = Q(holds_compute=True)
-    totals = instances.aggregate(
-        instances=Count("id", filter=Q(state__in=list(LIVE))),
-        gpus=Sum("gpu_count", filter=holds, default=0),
-        vcpu=Sum("vcpu", filter=holds, default=0),
-        memory_gib=Sum("memory_gib", filter=holds, default=0),
-    )
-    by_type: dict[tuple[Any, Any], int] = defaultdict(int)
-    rows = (
-        instances.filter(holds, gpu_type__isnull=False)
-        .values("gpu_type_id", "region_id")
-        .annotate(n=Sum("gpu_count"))
-    )
-    for row in rows:
-        by_type[(row["gpu_type_id"], row["region_id"])] = row["n"]
-    return Usage(gpus_by_type_region=dict(by_type), volume_gib=_volume_gib(tenant), **totals)
+    if not _CONTRIBUTORS:
+        # Counting nothing would admit everything: a configuration error, never free capacity.
+        raise ImproperlyConfigured("No usage is registered (apps.instances and apps.storage register it).")
+    usage = Usage()
+    for contribute in _CONTRIBUTORS.values():
+        for name, value in contribute(tenant).items():
+            setattr(usage, name, value)
+    return usage
 
 
 # Usage that an app above quotas measures itself, by resource: storage registers "object_storage_gib" (the
@@ -64,11 +63,3 @@ def measured(resource: str, tenant: Any) -> int:
     if measure is None:
         raise LookupError(f"No usage measure is registered for {resource}.")
     return measure(tenant)
-
-
-def _volume_gib(tenant: Any) -> int:
-    from apps.storage.models import HOLDS_STORAGE, Volume
-
-    return Volume.objects.filter(tenant=tenant, state__in=list(HOLDS_STORAGE)).aggregate(
-        total=Sum("size_gib", default=0)
-    )["total"]

@@ -103,6 +103,18 @@ class VolumeEvent(models.Model):
         return f"{self.volume_id}:{self.name}:{self.size_gib}"
 
 
+# The state of an instance that holds its volumes no more (apps.instances.states.State.TERMINATED). Storage
+# sits below instances in the layer order, so it names the one state it reads through the attachment's
+# foreign key rather than importing instances (tests/storage/test_attachments.py pins that the two agree).
+INSTANCE_TERMINATED = "terminated"
+
+
+class LiveAttachments(models.QuerySet["VolumeAttachment"]):
+    def live(self) -> LiveAttachments:
+        """Attachments to instances that are not terminated: what holds a volume."""
+        return self.exclude(instance__state=INSTANCE_TERMINATED)
+
+
 class VolumeAttachment(models.Model):
     """A volume mounted into an instance, from launch for the instance's whole life. It stops counting
     (the volume is free again) once the instance is terminated."""
@@ -116,6 +128,8 @@ class VolumeAttachment(models.Model):
     # Asked for with terminate(delete_volumes=true): the volume is deleted once the instance is gone.
     delete_with_instance = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = LiveAttachments.as_manager()
 
     class Meta:
         ordering = ["mount_path"]

@@ -2,7 +2,8 @@
 the operator observes of the claims.
 
 Lock order, as for instances: the tenant's quota row, then volume rows (by primary key), then instance rows.
-Each change the operator must act on queues `reconcile_volume` once the transaction commits.
+Each change the operator must act on sends `volume_changed` once the transaction commits
+(apps/storage/signals.py).
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from apps.catalog.models import Region
 from apps.core import request_context
 from apps.core.errors import Conflict
 from apps.core.funds import require_funds
-from apps.instances.states import State
-from apps.instances.validation import check_name, invalid
+from apps.core.validation import check_name, invalid
 from apps.quotas.services import Demand, admit
 from apps.storage import validation
 from apps.storage.models import ATTACHABLE, Volume, VolumeAttachment, VolumeEvent, VolumeState
+from apps.storage.signals import volume_bound, volume_changed
 from apps.tenants.models import Tenant
 
 
@@ -45,10 +46,9 @@ TENANT_CLOSED_REASON = "tenant closed"
 
 
 def _queue_reconcile(volume: Volume) -> None:
-    from apps.storage.tasks import reconcile_volume
-
+    """Once this commits, the operator reconciles the volume (apps.operator handles volume_changed)."""
     volume_id = str(volume.pk)
-    transaction.on_commit(lambda: reconcile_volume.delay(volume_id))
+    transaction.on_commit(lambda: volume_changed.send(sender=Volume, volume_id=volume_id))
 
 
 def _event(volume: Volume, *, name: str, from_state: str, actor: User | None, message: str = "") -> None:
@@ -65,7 +65,7 @@ def _event(volume: Volume, *, name: str, from_state: str, actor: User | None, me
 
 def live_attachments(volume: Volume) -> Any:
     """Attachments to instances that are not terminated: what holds the volume."""
-    return VolumeAttachment.objects.filter(volume=volume).exclude(instance__state=State.TERMINATED)
+    return VolumeAttachment.objects.filter(volume=volume).live()
 
 
 def _settled_state(volume: Volume) -> str:
@@ -395,9 +395,11 @@ def volume_observe(
 
 
 def _queue_instances_waiting_for(volume: Volume) -> None:
-    """Instances launched with this volume wait for its claim before their pod is made: go on now."""
-    from apps.instances.tasks import reconcile_instance
-
-    for instance_id in live_attachments(volume).values_list("instance_id", flat=True):
-        text = str(instance_id)
-        transaction.on_commit(lambda text=text: reconcile_instance.delay(text))  # type: ignore[misc]
+    """Instances launched with this volume wait for its claim before their pod is made: go on now (the
+    operator reconciles them on volume_bound, once this commits)."""
+    waiting = [str(i) for i in live_attachments(volume).values_list("instance_id", flat=True)]
+    if waiting:
+        volume_id = str(volume.pk)
+        transaction.on_commit(
+            lambda: volume_bound.send(sender=Volume, volume_id=volume_id, instance_ids=waiting)
+        )

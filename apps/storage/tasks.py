@@ -1,13 +1,10 @@
 from celery import shared_task
 
-from apps.storage import closing, reconcile
+from apps.storage import closing
 from apps.storage.objects.services import StorageUnavailable
 
-
-@shared_task(acks_late=True)
-def reconcile_volume(volume_id: str) -> None:
-    """The one entry point through which volume changes reach the cluster."""
-    reconcile.reconcile_volume(volume_id)
+# reconcile_volume, queued on every change the cluster must follow, is apps/operator/tasks.py's (its Celery
+# name is still apps.storage.tasks.reconcile_volume).
 
 
 @shared_task(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from apps.instances.validation import invalid
+from apps.core.validation import invalid
 
 MIN_SIZE_GIB = 1
 MAX_SIZE_GIB = 65536  # 64 TiB

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from apps.accounts.models import ApiToken
+from apps.accounts.scopes import expand
 from apps.core import request_context
 from apps.core.errors import Forbidden, NotFound
 from apps.tenants.models import Membership, Tenant, TenantStatus
@@ -36,7 +37,7 @@ def access_membership(*, user: Any, tenant_slug: str, token: ApiToken | None = N
 
 
 def _token_membership(token: ApiToken) -> Membership | None:
-    """The membership the token's authentication read along with it (accounts.authentication), as of this
+    """The membership the token's authentication read along with it (tenants/authentication.py), as of this
     request; None when the token was loaded some other way, or its user has left the tenant."""
     if getattr(token, "membership_id", None) is None:
         return None
@@ -57,8 +58,6 @@ def check_permission(*, membership: Membership, perm: Perm, token: ApiToken | No
             code="role_forbidden",
         )
     if token is not None:
-        from apps.accounts.scopes import expand
-
         scope = PERM_SCOPE[perm]
         if scope not in expand(token.scopes):
             raise Forbidden(f"This API token lacks the scope '{scope}'.", code="missing_scope")

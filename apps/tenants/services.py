@@ -13,13 +13,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from apps.accounts.models import User
+from apps.accounts.models import ApiToken, User
 from apps.audit.services import audit_record, diff
 from apps.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from apps.tenants import notifications
 from apps.tenants.models import Invitation, Membership, Tenant, TenantStatus
 from apps.tenants.roles import Role, can_grant_role
-from apps.tenants.signals import tenant_status_changed, tenant_suspended
+from apps.tenants.signals import tenant_closing, tenant_created, tenant_status_changed, tenant_suspended
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +58,8 @@ def tenant_create(*, user: User, name: str, slug: str | None = None) -> Tenant:
             "This slug is already taken.", fields={"slug": ["This slug is already taken."]}
         ) from exc
     membership = Membership.objects.create(tenant=tenant, user=user, role=Role.OWNER)
-    from apps.quotas.services import quota_for
-
-    quota_for(tenant)  # the default limits from settings, visible to staff from day one
-    from apps.billing.services import signup_credit_grant
-
-    signup_credit_grant(tenant=tenant, actor=user)  # settings.BILLING_SIGNUP_CREDIT, none when 0
+    # Its default quota (visible to staff from day one) and its sign-up credit, from the apps that own them.
+    tenant_created.send(sender=Tenant, tenant=tenant, actor=user)
     audit_record(
         actor=user,
         action="tenant.create",
@@ -195,19 +191,13 @@ def tenant_close(*, actor: User | None, tenant: Tenant, reason: str = "") -> Ten
         actor=actor, tenant_id=tenant.pk, status=TenantStatus.CLOSED, reason=reason, action="tenant.close"
     )
     # A closed tenant keeps its data for billing and audit, but nothing may act for it any more.
-    from apps.accounts.models import ApiToken
-
     ApiToken.objects.filter(tenant=tenant, revoked_at__isnull=True).update(revoked_at=timezone.now())
     Invitation.objects.filter(tenant=tenant, accepted_at__isnull=True, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
-    from apps.instances.services import instances_terminate_for_closed_tenant
-    from apps.storage.closing import tenant_storage_close
-
-    # Its instances stop running (and billing) now; the operator deletes their pods and the namespace.
-    instances_terminate_for_closed_tenant(tenant=tenant, actor=actor)
-    # Volumes' deletion begins now; storage access keys are revoked by a task once this commits.
-    tenant_storage_close(tenant=tenant)
+    # Its instances stop running (and billing) now, the operator deletes their pods and the namespace; its
+    # volumes' deletion begins now, and its storage access keys are revoked by a task once this commits.
+    tenant_closing.send(sender=Tenant, tenant=tenant, actor=actor)
     return tenant
 
 
@@ -269,8 +259,6 @@ def membership_remove(*, actor: User, actor_role: str, membership: Membership) -
         metadata={"user": membership.user.email, "role": membership.role},
     )
     # A former member's tokens must stop working at once.
-    from apps.accounts.models import ApiToken
-
     ApiToken.objects.filter(tenant=tenant, user_id=membership.user_id, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )

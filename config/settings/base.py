@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "apps.billing.invoices",
     "apps.storage",
     "apps.storage.objects",
+    "apps.operator",
     "apps.console",
 ]
 
@@ -165,7 +166,7 @@ CELERY_BEAT_SCHEDULER = "apps.core.beat:LeaderScheduler"
 BEAT_LEASE_SECONDS = env_int("BEAT_LEASE_SECONDS", 30)
 BEAT_KEY_PREFIX = env_str("BEAT_KEY_PREFIX", "gpucloud:beat")
 # Several operators may run: per region, a standby takes over at most this long after the leader is gone
-# (apps/instances/kube/leader.py, docs/operator.md "Leader election").
+# (apps/operator/leader.py, docs/operator.md "Leader election").
 OPERATOR_LEASE_SECONDS = env_int("OPERATOR_LEASE_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-idempotency-keys": {
@@ -192,7 +193,7 @@ IDEMPOTENCY_KEY_TTL_HOURS = 24
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Bearer first: its WWW-Authenticate header turns "not authenticated" into 401, not 403.
-        "apps.accounts.authentication.BearerTokenAuthentication",
+        "apps.tenants.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -212,7 +213,7 @@ REST_FRAMEWORK = {
         "anon": env_str("API_ANON_THROTTLE_RATE", "60/min"),
     },
     "EXCEPTION_HANDLER": "apps.core.errors.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "apps.core.schema.GpucloudAutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "apps.tenants.api.schema.TenantAutoSchema",
     "DEFAULT_VERSIONING_CLASS": None,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",

@@ -11,8 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from apps.accounts.authentication import LAST_USED_RESOLUTION
 from apps.accounts.models import ApiToken
+from apps.tenants.authentication import LAST_USED_RESOLUTION
 from apps.tenants.models import Membership
 from apps.tenants.roles import Role
 from tests.conftest import Actor

@@ -31,13 +31,13 @@ from kubernetes import client
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from apps.billing.services import credit_grant_create
-from apps.instances.kube import names
-from apps.instances.kube.operator_loop import Operator, OperatorConfig
+from apps.operator import names
+from apps.operator.operator_loop import Operator, OperatorConfig
 from apps.tenants.models import Tenant
 from tests.factories import PASSWORD, MembershipFactory, TenantFactory, UserFactory
 from tests.fixtures.kube import Sandbox, delete_namespace
 from tests.instances.helpers import Catalog, ed25519_public_key, seed
-from tests.instances.kube.sandbox_support import connect, wait_for
+from tests.operator.sandbox_support import connect, wait_for
 
 CHROMIUM = os.environ.get("GPUCLOUD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

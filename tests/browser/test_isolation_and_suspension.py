@@ -15,7 +15,7 @@ from apps.tenants.models import Tenant, TenantStatus
 from tests.browser.conftest import Console, log_in, owner_with_tenant, shoot, sidenav
 from tests.conftest import totp_code, totp_device
 from tests.factories import UserFactory
-from tests.instances.kube.sandbox_support import wait_for
+from tests.operator.sandbox_support import wait_for
 
 
 def launched(user: object, tenant: Tenant, name: str) -> Instance:

@@ -2,7 +2,7 @@
 name an https server (plain http, or skipping TLS verification, only for a region marked as a sandbox).
 
 The refusals are table-tested here; tests/catalog/test_region_kubeconfig.py covers the admin form,
-test_seed_catalog.py the regions index, and tests/instances/kube/test_client_kubeconfig.py the client."""
+test_seed_catalog.py the regions index, and tests/operator/test_client_kubeconfig.py the client."""
 
 from __future__ import annotations
 

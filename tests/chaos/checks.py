@@ -16,9 +16,9 @@ from kubernetes.client.rest import ApiException
 
 from apps.billing import metering
 from apps.billing.models import UsageRecord
-from apps.instances.kube import manifests, names, observe
 from apps.instances.models import Instance, InstanceEvent
 from apps.instances.states import State
+from apps.operator import manifests, names, observe
 from apps.tenants.models import Tenant
 from tests.chaos.churn import Churn
 from tests.chaos.stack import OPERATOR_RESYNC_SECONDS, Stack

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from apps.instances.kube import names
+from apps.operator import names
 from apps.tenants.roles import Role
 from tests.chaos.stack import Stack
 from tests.conftest import Actor
 from tests.fixtures.kube import Sandbox, delete_namespace
 from tests.instances.helpers import Catalog, seed
-from tests.instances.kube.sandbox_support import connect
+from tests.operator.sandbox_support import connect
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[Any]) -> None:

@@ -13,8 +13,8 @@ import pytest
 from django.utils import timezone
 from kubernetes import client
 
-from apps.instances.kube.leader import lock_holder, lock_key
 from apps.instances.models import Instance, InstanceEvent
+from apps.operator.leader import lock_holder, lock_key
 from tests.chaos.drill import churns_for, finish, full_stack, settle_and_check, summary
 from tests.chaos.outages import restart_postgres
 from tests.chaos.stack import Stack

@@ -23,14 +23,14 @@ import pytest
 import requests
 from kubernetes import client
 
-from apps.instances.kube import names
-from apps.instances.kube.operator_loop import Operator, OperatorConfig
+from apps.operator import names
+from apps.operator.operator_loop import Operator, OperatorConfig
 from apps.tenants.models import Tenant
 from apps.tenants.roles import Role
 from tests.conftest import Actor
 from tests.fixtures.kube import Sandbox, delete_namespace
 from tests.instances.helpers import Catalog, seed
-from tests.instances.kube.sandbox_support import connect
+from tests.operator.sandbox_support import connect
 from tests.support.processes import PYTHON, Processes, free_port, wait_for
 
 GPUCLOUD = Path(sys.executable).parent / "gpucloud"

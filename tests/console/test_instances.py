@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.instances import selectors, services
-from apps.instances.kube.cluster import Cluster
 from apps.instances.models import Instance
 from apps.instances.states import Observation
+from apps.operator.cluster import Cluster
 from apps.tenants.models import TenantStatus
 from apps.tenants.roles import Role
 from tests.console.helpers import client_for, make_instance, page, seed
@@ -316,8 +316,8 @@ def test_logs_are_shown_when_the_cluster_has_them(owner: Any, monkeypatch: pytes
 def test_pod_log_tail_reads_the_pod_and_swallows_errors(owner: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from kubernetes.client.rest import ApiException
 
-    from apps.instances.kube import client as kube_client
-    from apps.instances.kube import names
+    from apps.operator import client as kube_client
+    from apps.operator import names
 
     instance = make_instance(owner.tenant, created_by=owner.user)
     monkeypatch.setattr(kube_client, "has_logs_credential", lambda region: True)
@@ -361,7 +361,7 @@ def test_pod_logs_are_read_with_the_logs_credential_in_a_process_without_the_ope
     from cryptography.fernet import Fernet
 
     from apps.core import crypto
-    from apps.instances.kube import client as kube_client
+    from apps.operator import client as kube_client
 
     settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
     settings.LOGS_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
@@ -392,7 +392,7 @@ def test_pod_logs_are_read_with_the_logs_credential_in_a_process_without_the_ope
 
 
 def test_no_pod_logs_without_a_logs_credential_even_with_the_operators(owner: Any) -> None:
-    from apps.instances.kube import client as kube_client
+    from apps.operator import client as kube_client
 
     instance = make_instance(owner.tenant, created_by=owner.user)
     instance.region.set_kubeconfig(OPERATOR_KUBECONFIG)

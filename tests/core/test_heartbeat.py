@@ -1,5 +1,5 @@
 """Heartbeat files, the liveness of worker and beat (apps/core/heartbeat.py; the operator's in
-tests/instances/kube/test_operator_heartbeat.py, the chart's probes in tests/helm/test_chart_render.py)."""
+tests/operator/test_operator_heartbeat.py, the chart's probes in tests/helm/test_chart_render.py)."""
 
 from __future__ import annotations
 

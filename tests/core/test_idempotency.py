@@ -13,10 +13,10 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from apps.accounts import services as account_services
 from apps.accounts.models import ApiToken
 from apps.core import tasks
 from apps.core.models import IdempotencyKey
+from apps.tenants import tokens as token_services
 from apps.tenants.models import Invitation, Membership, Tenant
 from tests.conftest import Actor
 from tests.factories import MembershipFactory, UserFactory, make_token
@@ -252,7 +252,7 @@ def test_two_concurrent_requests_with_one_key_create_one_object(monkeypatch: pyt
 
     # Whoever wins the key holds its transaction open until the other request is blocked on that key, so
     # the two really overlap (bounded: without a waiter it goes on after a while, and the test still holds).
-    real_create = account_services.token_create
+    real_create = token_services.token_create
 
     def slow_create(**kwargs: Any) -> Any:
         created = real_create(**kwargs)
@@ -262,7 +262,7 @@ def test_two_concurrent_requests_with_one_key_create_one_object(monkeypatch: pyt
             threading.Event().wait(0.05)
         return created
 
-    monkeypatch.setattr(account_services, "token_create", slow_create)
+    monkeypatch.setattr(token_services, "token_create", slow_create)
 
     start = threading.Barrier(2)
     responses: list[Any] = []

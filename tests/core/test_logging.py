@@ -22,7 +22,7 @@ from apps.accounts.scopes import INSTANCES_READ
 from apps.catalog.models import Region
 from apps.core import request_context
 from apps.core.logging import REDACTED, redact
-from apps.instances.reconcile import reconcile_instance
+from apps.operator.reconcile_instances import reconcile_instance
 from config.settings.observability import logging_settings
 from tests.conftest import Actor
 from tests.instances.helpers import Catalog, instance_row, seed
@@ -161,7 +161,7 @@ def test_loading_a_kubeconfig_and_failing_to_reach_its_cluster_logs_no_credentia
     )
     reconcile_instance(instance.pk)  # logs the failure; the operator's resync retries
     log.assert_absent(bearer, region.kubeconfig_encrypted)
-    failure = next(line for line in log.lines() if line["logger"] == "apps.instances.reconcile")
+    failure = next(line for line in log.lines() if line["logger"] == "apps.operator.reconcile_instances")
     assert failure["level"] == "WARNING" and failure["instance_id"] == str(instance.pk)
     assert "gone-1" in failure["message"]
 

@@ -28,14 +28,14 @@ from apps.billing.stripe.models import MeterEventOutbox, StripeEvent
 from apps.catalog.models import Region, RegionCapacity
 from apps.core import metrics
 from apps.instances import metrics as instance_metrics
-from apps.instances.kube.reconciler import reconcile
-from apps.instances.kube.watcher import watch_forever
+from apps.operator.reconciler import reconcile
+from apps.operator.watcher import watch_forever
 from apps.quotas.services import quota_for
 from tests.conftest import Actor
 from tests.factories import TenantFactory
 from tests.fixtures.kube import Sandbox, wait_until
 from tests.instances.helpers import Catalog, instance_row, launch_body, seed
-from tests.instances.kube.sandbox_support import SandboxTenant, connect
+from tests.operator.sandbox_support import SandboxTenant, connect
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

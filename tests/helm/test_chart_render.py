@@ -157,7 +157,7 @@ def test_only_the_operator_holds_a_kubernetes_token(docs: list[dict[str, Any]]) 
 
 
 def test_operator_cluster_role_is_exactly_what_the_code_uses(default_docs: list[dict[str, Any]]) -> None:
-    # Derived in templates/operator-rbac.yaml from apps/instances/kube/*.py; a change here must be deliberate.
+    # Derived in templates/operator-rbac.yaml from apps/operator/*.py; a change here must be deliberate.
     role = one(default_docs, "ClusterRole", "operator")["rules"]
     rules = {
         (group, resource): sorted(rule["verbs"])

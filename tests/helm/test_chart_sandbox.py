@@ -209,7 +209,7 @@ def test_install_runs_every_component(installed: Installed) -> None:
     assert role.returncode == 0, role.stderr
 
 
-# What the operator does (apps/instances/kube; see templates/operator-rbac.yaml), in tenant namespaces that
+# What the operator does (apps/operator; see templates/operator-rbac.yaml), in tenant namespaces that
 # do not exist yet ("-A": in every namespace).
 OPERATOR_MAY = [
     ("create", "namespaces"),

@@ -16,10 +16,10 @@ from django.utils import timezone
 from apps.billing import metering
 from apps.billing.models import UsageRecord
 from apps.billing.selectors import wallet_of
-from apps.instances import reconcile, services
-from apps.instances.kube.watcher import KubeEventHandler
+from apps.instances import services, timers
 from apps.instances.models import Instance, InstanceEvent
 from apps.instances.states import Action, Observation
+from apps.operator.watcher import KubeEventHandler
 
 pytestmark = pytest.mark.django_db
 
@@ -157,10 +157,10 @@ def test_not_ready_within_the_timeout_fails_stops_billing_and_emails(
     services.instance_observe(instance_id=instance.pk, observation=Observation.POD_STARTED, started_at=start)
 
     clock.at = start + timedelta(seconds=599)
-    assert reconcile.enforce_timers(now=clock.at) == 0
+    assert timers.enforce_timers(now=clock.at) == 0
     clock.at = start + timedelta(seconds=600)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        assert reconcile.enforce_timers(now=clock.at) == 1
+        assert timers.enforce_timers(now=clock.at) == 1
 
     instance.refresh_from_db()
     assert (instance.state, instance.failure_reason, instance.billing_since) == ("failed", "not_ready", None)
@@ -178,7 +178,7 @@ def test_not_ready_within_the_timeout_fails_stops_billing_and_emails(
     (email,) = mail.outbox
     assert email.to == [tenant_owner.user.email]
     assert "not_ready" in email.subject and "never became ready" in email.body
-    assert reconcile.enforce_timers(now=clock.at + timedelta(hours=1)) == 0  # failed: nothing more
+    assert timers.enforce_timers(now=clock.at + timedelta(hours=1)) == 0  # failed: nothing more
 
 
 def test_the_timeout_counts_from_entering_starting(instance, clock, settings) -> None:
@@ -186,8 +186,8 @@ def test_the_timeout_counts_from_entering_starting(instance, clock, settings) ->
     services.instance_observe(instance_id=instance.pk, observation=Observation.POD_READY, started_at=clock.at)
     clock.at += timedelta(hours=3)
     services.instance_act(actor=None, instance=instance, action=Action.RESTART)  # starting from here
-    assert reconcile.enforce_timers(now=clock.at + timedelta(seconds=599)) == 0
-    assert reconcile.enforce_timers(now=clock.at + timedelta(seconds=600)) == 1
+    assert timers.enforce_timers(now=clock.at + timedelta(seconds=599)) == 0
+    assert timers.enforce_timers(now=clock.at + timedelta(seconds=600)) == 1
     assert Instance.objects.get(pk=instance.pk).failure_reason == "not_ready"
 
 
@@ -197,7 +197,7 @@ def test_pending_and_running_instances_are_not_timed_out(tenant_owner, make_inst
     tenant, user = tenant_owner.tenant, tenant_owner.user
     pending = make_instance(tenant, created_by=user, state="pending", state_changed_at=long_ago)
     running = make_instance(tenant, created_by=user, state_changed_at=long_ago, running_since=long_ago)
-    assert reconcile.enforce_timers() == 0
+    assert timers.enforce_timers() == 0
     assert set(Instance.objects.filter(pk__in=[pending.pk, running.pk]).values_list("state", flat=True)) == {
         "pending",
         "running",
@@ -217,7 +217,7 @@ def test_timers_count_billed_time_while_not_ready(tenant_owner, make_instance, s
         auto_stop_after=3600,
         billing_since=now - timedelta(seconds=3600),
     )
-    assert reconcile.enforce_timers(now=now) == 1
+    assert timers.enforce_timers(now=now) == 1
     provisioning.refresh_from_db()
     assert provisioning.state == "stopping"
     assert InstanceEvent.objects.get(instance=provisioning).reason == "auto_stop_after"

@@ -8,8 +8,8 @@ import pytest
 
 from apps.audit.models import AuditEvent
 from apps.catalog.models import RegionCapacity
-from apps.instances import tasks
 from apps.instances.models import Instance, InstanceEvent
+from apps.operator import tasks
 from apps.quotas.models import TenantQuota
 from apps.quotas.services import quota_for
 from apps.tenants.models import TenantStatus

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.catalog.models import Region
-from apps.instances import reconcile, services
+from apps.instances import services, timers
 from apps.instances.models import Instance, InstanceEvent
 from apps.instances.states import Observation
 from apps.quotas.models import TenantQuota
@@ -486,7 +486,7 @@ def test_enforce_timers_stops_instances_past_auto_stop_after(tenant_owner, make_
     )
     no_timer = make_instance(tenant, created_by=user, running_since=now - timedelta(days=30))
 
-    assert reconcile.enforce_timers(now=now) == 1
+    assert timers.enforce_timers(now=now) == 1
 
     states = dict(Instance.objects.values_list("pk", "state"))
     assert states[due.pk] == "stopping"
@@ -516,7 +516,7 @@ def test_enforce_timers_stops_instances_past_max_runtime_in_total(tenant_owner, 
         running_since=now - timedelta(seconds=199),
     )
 
-    assert reconcile.enforce_timers(now=now) == 1
+    assert timers.enforce_timers(now=now) == 1
 
     due.refresh_from_db()
     not_yet.refresh_from_db()
@@ -536,8 +536,8 @@ def test_enforce_timers_never_deletes_and_ignores_instances_not_running(
     )
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert reconcile.enforce_timers(now=now) == 1
-    assert reconcile.enforce_timers(now=now) == 0  # already stopped: nothing more to do
+        assert timers.enforce_timers(now=now) == 1
+    assert timers.enforce_timers(now=now) == 0  # already stopped: nothing more to do
 
     due.refresh_from_db()
     stopped.refresh_from_db()

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from apps.audit.models import AuditEvent
 from apps.catalog.models import GpuType, Region
 from apps.core.errors import DomainError
-from apps.instances import reconcile, services
+from apps.instances import services
 from apps.instances.models import Instance, InstanceEvent
 from apps.instances.states import (
     HOLDS_COMPUTE,
@@ -41,6 +41,7 @@ from apps.instances.states import (
     after_observation,
     desired_after,
 )
+from apps.operator import reconcile_instances
 from apps.quotas.models import GpuQuota, TenantQuota
 from apps.quotas.usage import usage_of
 from apps.tenants.roles import Role
@@ -338,7 +339,7 @@ class Runner:
                 return
 
     def reconcile(self, model: Model) -> None:
-        reconcile.reconcile_instance(model.pk)
+        reconcile_instances.reconcile_instance(model.pk)
         if model.state in (State.STOPPING, State.TERMINATING):  # no cluster: the pod is gone at once
             new_state = after_observation(model.state, Observation.POD_GONE)
             assert new_state is not None

@@ -3,7 +3,7 @@
 policy. Real requests with their own client certificates against the real apiserver, not impersonation:
 what they may not do is refused by RBAC or by the ValidatingAdmissionPolicy.
 
-The operator tests (tests/instances/kube/*_sandbox.py) connect regions with these identities, so what they
+The operator tests (tests/operator/*_sandbox.py) connect regions with these identities, so what they
 prove about the operator holds under this boundary.
 """
 
@@ -16,9 +16,9 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from apps.instances.kube import manifests, names
-from apps.instances.kube.cluster import Cluster
-from apps.instances.kube.specs import LogsReader, TenantNamespaceSpec
+from apps.operator import manifests, names
+from apps.operator.cluster import Cluster
+from apps.operator.specs import LogsReader, TenantNamespaceSpec
 from tests.fixtures.kube import Sandbox, delete_namespace, wait_until
 from tests.helm.support import one, render
 

@@ -45,9 +45,9 @@ from tests.fixtures.kube import (
     open_session,
     wait_until,
 )
-from tests.instances.kube.sandbox_support import SandboxTenant, connect, drive, state_is
-from tests.instances.kube.test_capacity_sandbox import assert_capacity_rows_follow_the_cluster
-from tests.instances.kube.test_node_loss_sandbox import Nodes
+from tests.operator.sandbox_support import SandboxTenant, connect, drive, state_is
+from tests.operator.test_capacity_sandbox import assert_capacity_rows_follow_the_cluster
+from tests.operator.test_node_loss_sandbox import Nodes
 
 RUN_INSTANCE = os.environ.get("GPUCLOUD_SANDBOX_RUN_INSTANCE", sandbox_paths.DEFAULT_INSTANCE)
 REGION = "us-east-1"

@@ -1,5 +1,5 @@
 """The volume parts of the manifest builders: the claim (golden files in tests/storage/golden/, refreshed
-with UPDATE_GOLDEN=1 like tests/instances/kube/golden/) and the pod that mounts claims, which stays
+with UPDATE_GOLDEN=1 like tests/operator/golden/) and the pod that mounts claims, which stays
 `restricted`."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient
 
-from apps.instances.kube import manifests, names
-from apps.instances.kube.specs import VolumeClaimSpec, VolumeMountSpec
+from apps.operator import manifests, names
+from apps.operator.specs import VolumeClaimSpec, VolumeMountSpec
 from apps.storage.validation import mount_path_problem
-from tests.instances.kube.test_manifests import FORBIDDEN_KEYS, GPU_POD, NAMESPACE, TENANT_ID, walk
+from tests.operator.test_manifests import FORBIDDEN_KEYS, GPU_POD, NAMESPACE, TENANT_ID, walk
 
 GOLDEN = Path(__file__).parent / "golden"
 VOLUME_ID = "0d9c3b1a-7e6f-4a5b-9c8d-1e2f3a4b5c6d"

@@ -10,9 +10,9 @@ import pytest
 from django.utils import timezone
 
 from apps.billing import metering as billing_metering
+from apps.billing import volume_metering as metering
 from apps.billing.invoices.services import draft_lines
 from apps.billing.models import UsageRecord
-from apps.storage import metering
 from apps.storage import services as storage_services
 from apps.storage.models import Volume, VolumeEvent
 from apps.tenants.models import Tenant, TenantStatus

@@ -21,16 +21,16 @@ from kubernetes.client.rest import ApiException
 
 from apps.billing import metering
 from apps.billing.models import UsageRecord
-from apps.instances.kube import names
-from apps.instances.kube.manifests import RESOURCE_QUOTA
-from apps.instances.kube.operator_loop import Operator, OperatorConfig
 from apps.instances.models import Instance
+from apps.operator import names
+from apps.operator.manifests import RESOURCE_QUOTA
+from apps.operator.operator_loop import Operator, OperatorConfig
 from apps.quotas.services import quota_for
 from apps.storage.models import Volume, VolumeEvent
 from apps.tenants.roles import Role
 from tests.fixtures.kube import Sandbox
 from tests.instances.helpers import seed
-from tests.instances.kube.sandbox_support import SandboxTenant, connect, wait_for
+from tests.operator.sandbox_support import SandboxTenant, connect, wait_for
 from tests.storage.volume_helpers import VolumeApi
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -36,8 +36,8 @@ from apps.tenants.models import Tenant
 logger = logging.getLogger(__name__)
 
 INSTANCE_METER_PREFIX = "instance_seconds:"
-VOLUME_METER_PREFIX = "volume_gib_hours:"  # apps/storage/metering.py
-OBJECT_STORAGE_METER = "object_storage_gib_hours"  # apps/storage/objects/usage.py
+VOLUME_METER_PREFIX = "volume_gib_hours:"  # apps/billing/volume_metering.py
+OBJECT_STORAGE_METER = "object_storage_gib_hours"  # apps/billing/bucket_metering.py
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ from django.db import transaction
 
 from apps.billing.models import BillingMode
 from apps.billing.selectors import wallet_of
+from apps.instances.services import instances_stop_all
 from apps.tenants.models import Tenant, TenantStatus
+from apps.tenants.services import tenant_reactivate, tenant_suspend
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +29,6 @@ def suspend_for_non_payment(*, tenant: Tenant, reason: str, stop_reason: str) ->
     """Suspend the tenant (when active): the suspension stops every instance it runs (apps.instances
     handles tenant_suspended), each stop recording `stop_reason`. A tenant staff already suspended has
     anything still running stopped all the same."""
-    from apps.instances.services import instances_stop_all
-    from apps.tenants.services import tenant_suspend
-
     if tenant.status == TenantStatus.ACTIVE:
         tenant_suspend(actor=None, tenant=tenant, reason=reason, stop_reason=stop_reason)
     else:
@@ -55,8 +54,6 @@ def reactivate_if_paid_up(*, tenant: Tenant) -> bool:
     """After money came in (a top-up, a dispute won): a tenant suspended because a reversal left it below
     zero is reactivated once the balance is zero or more. Other suspensions are left alone. Returns True if
     it was reactivated now."""
-    from apps.tenants.services import tenant_reactivate
-
     tenant.refresh_from_db(fields=["status", "status_reason"])
     if tenant.status != TenantStatus.SUSPENDED or tenant.status_reason != REVERSED_REASON:
         return False

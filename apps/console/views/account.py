@@ -19,7 +19,6 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from apps.accounts import scopes as scope_defs
-from apps.accounts import selectors as account_selectors
 from apps.accounts import services as account_services
 from apps.accounts.api.serializers import ApiTokenCreateSerializer
 from apps.audit.selectors import audit_events_of
@@ -42,8 +41,10 @@ from apps.quotas import services as quota_services
 from apps.quotas.api.serializers import QuotaRequestCreateSerializer
 from apps.quotas.models import QuotaResource
 from apps.tenants import access
+from apps.tenants import selectors as account_selectors
 from apps.tenants import selectors as tenant_selectors
 from apps.tenants import services as tenant_services
+from apps.tenants import tokens as token_services
 from apps.tenants.api.serializers import InvitationCreateSerializer, MembershipUpdateSerializer
 from apps.tenants.models import Membership, Tenant
 from apps.tenants.roles import Perm, Role, can_grant_role, grantable_scopes
@@ -144,7 +145,7 @@ def tokens(page: TenantPage) -> HttpResponse:
             page.require_status()
             expires_on = _parse_date(form["expires_at"], "expires_at")
             data = _validated(ApiTokenCreateSerializer, {"name": form["name"], "scopes": form["scopes"]})
-            token, secret = account_services.token_create(
+            token, secret = token_services.token_create(
                 user=page.user,
                 membership=page.membership,
                 name=data["name"],

@@ -18,7 +18,6 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from apps.accounts import selectors as account_selectors
 from apps.billing.limits import require_funds
 from apps.catalog import selectors as catalog
 from apps.catalog.models import ImagePolicy, InstanceType, Region
@@ -31,6 +30,7 @@ from apps.instances.states import Action, State, allowed_actions
 from apps.quotas.selectors import quota_overview
 from apps.storage import selectors as storage_selectors
 from apps.storage.models import ATTACHABLE
+from apps.tenants import selectors as account_selectors
 from apps.tenants.models import TenantStatus
 from apps.tenants.roles import Perm
 

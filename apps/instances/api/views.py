@@ -8,6 +8,7 @@ from rest_framework.response import Response
 
 from apps.accounts.acting import acting_user
 from apps.core import filters, request_context
+from apps.core.errors import InvalidInput
 from apps.core.idempotency import idempotent
 from apps.instances import selectors, services
 from apps.instances.api.serializers import (
@@ -166,8 +167,6 @@ def _flag(request: Request, name: str) -> bool:
         return True
     if raw.lower() in ("false", "0"):
         return False
-    from apps.core.errors import InvalidInput
-
     raise InvalidInput(f"{name}: use true or false.", fields={name: ["Use true or false."]})
 
 
@@ -178,8 +177,6 @@ class InstanceActionView(InstanceObjectMixin):
     def post(self, request: Request, tenant_slug: str, instance_id: str) -> Response:
         instance = self.get_object()  # another tenant's instance answers 404 whatever the body
         if request.data:
-            from apps.core.errors import InvalidInput
-
             raise InvalidInput(
                 "This action takes no body.", fields={name: ["Unknown field."] for name in request.data}
             )

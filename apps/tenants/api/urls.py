@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.tenants.api import views
+from apps.tenants.api import audit, views
 
 T = "tenants/<slug:tenant_slug>"
 
@@ -15,5 +15,6 @@ urlpatterns = [
         views.InvitationDetailView.as_view(),
         name="invitation-detail",
     ),
+    path(f"{T}/audit-events", audit.AuditEventListView.as_view(), name="audit-event-list"),
     path("invitations/accept", views.InvitationAcceptView.as_view(), name="invitation-accept"),
 ]

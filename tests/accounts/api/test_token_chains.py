@@ -15,6 +15,7 @@ from apps.accounts import services
 from apps.accounts.models import ApiToken, User
 from apps.audit.models import AuditEvent
 from apps.core.errors import Conflict
+from apps.tenants import tokens
 from apps.tenants.roles import Role
 from tests.conftest import Actor, login_staff
 from tests.factories import make_token
@@ -155,7 +156,7 @@ def test_a_revoked_token_cannot_add_a_child(owner: Actor) -> None:
     services.token_revoke(actor=owner.user, token=parent)
 
     with pytest.raises(Conflict):
-        services.token_create(
+        tokens.token_create(
             user=owner.user, membership=owner.membership, name="late", scopes=["tenant:read"], parent=parent
         )
     assert not ApiToken.objects.filter(name="late").exists()

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
 
+from apps.billing import bucket_metering
 from apps.billing.invoices.services import draft_lines
 from apps.billing.models import UsageRecord
 from apps.storage.objects import usage
@@ -41,11 +42,11 @@ def test_sampling_writes_one_row_per_bucket_and_window(
     admin_s3.put_object(Bucket=other.physical_name, Key="a", Body=b"z")
     # One minute into a window that starts at least 20 minutes after the creation, so the window that ended
     # last lies after it and "30 s later" stays in the same window whatever the clock says.
-    _, boundary = usage.window_ending_before(full.created_at + timedelta(minutes=30), 600)
+    _, boundary = bucket_metering.window_ending_before(full.created_at + timedelta(minutes=30), 600)
     later = boundary + timedelta(minutes=1)
 
     assert usage.sample_buckets(now=later) == 2  # the empty bucket costs nothing and writes nothing
-    start, end = usage.window_ending_before(later, 600)
+    start, end = bucket_metering.window_ending_before(later, 600)
     row = UsageRecord.objects.get(resource_id=str(full.pk))
     assert row.id == f"bucket:{full.pk}:object_storage_gib_hours:{int(start.timestamp())}"
     assert (row.tenant_id, row.resource_type, row.meter) == (
@@ -73,7 +74,9 @@ def test_sampling_writes_one_row_per_bucket_and_window(
     assert UsageRecord.objects.filter(resource_id=str(full.pk)).count() == 2
 
     line = next(
-        x for x in draft_lines(tenant=a.tenant, month=start.date().replace(day=1)) if x.meter == usage.METER
+        x
+        for x in draft_lines(tenant=a.tenant, month=start.date().replace(day=1))
+        if x.meter == bucket_metering.METER
     )
     assert line.description == "Object storage hours (per started GiB)"
 
@@ -85,25 +88,25 @@ def test_a_row_bills_started_gib_and_is_cut_at_creation(owner: Actor, settings: 
     end = start + timedelta(minutes=10)
     bucket = bucket_row(owner.tenant, created_at=start - timedelta(days=1))
 
-    row = usage.usage_row(bucket, 3 * GIB + 1, start, end)
+    row = bucket_metering.usage_row(bucket, 3 * GIB + 1, start, end)
     assert row is not None
     assert (row.unit_price_per_hour, row.quantity_seconds, row.amount) == (
         Decimal("0.0004"),
         600,
         Decimal("0.000067"),
     )
-    assert usage.usage_row(bucket, 0, start, end) is None
+    assert bucket_metering.usage_row(bucket, 0, start, end) is None
 
     bucket.created_at = start + timedelta(minutes=4)
-    cut = usage.usage_row(bucket, GIB, start, end)
+    cut = bucket_metering.usage_row(bucket, GIB, start, end)
     assert cut is not None and cut.quantity_seconds == 360 and cut.period.lower == bucket.created_at
     bucket.created_at = end
-    assert usage.usage_row(bucket, GIB, start, end) is None
+    assert bucket_metering.usage_row(bucket, GIB, start, end) is None
 
 
 def test_windows_are_aligned() -> None:
     now = datetime(2026, 3, 1, 12, 7, 31, tzinfo=UTC)
-    assert usage.window_ending_before(now, 600) == (
+    assert bucket_metering.window_ending_before(now, 600) == (
         datetime(2026, 3, 1, 11, 50, tzinfo=UTC),
         datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
     )
@@ -114,4 +117,4 @@ def test_a_price_with_more_than_four_places_is_refused(settings: Any) -> None:
 
     settings.OBJECT_STORAGE_PRICE_PER_GIB_HOUR = Decimal("0.00003")
     with pytest.raises(ImproperlyConfigured):
-        usage.price_per_gib_hour()
+        bucket_metering.price_per_gib_hour()

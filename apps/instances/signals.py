@@ -1,0 +1,15 @@
+"""Signals instances send, so the apps above them (the operator, billing) act on an instance's change without
+instances importing them."""
+
+from django.dispatch import Signal
+
+# Sent once the change has committed, with `instance_id`: something the operator acts on changed (a launch,
+# an action, a failure whose pod must go, a region connected under a pending launch). apps.operator queues
+# the instance's reconcile.
+instance_changed = Signal()
+
+# Sent with every timeline line (an action or an observation), inside the transaction that writes it, with
+# `instance_id`, `event` (the line's name), `from_state`, `to_state` and `billing_changed` (a billed interval
+# began or ended with it). A receiver that acts outside the database defers to transaction.on_commit:
+# apps.billing queues the instance's metering, once committed, when `billing_changed`.
+instance_state_changed = Signal()

@@ -1,0 +1,20 @@
+from django.apps import AppConfig
+
+
+class OperatorConfig(AppConfig):
+    name = "apps.operator"
+    label = "operator"
+    verbose_name = "Kubernetes operator"
+
+    def ready(self) -> None:
+        from apps.instances import logs
+        from apps.instances.signals import instance_changed
+        from apps.operator import pod_logs, receivers
+        from apps.storage.signals import volume_bound, volume_changed
+
+        # Instances and storage announce their changes; the cluster follows them here.
+        instance_changed.connect(receivers.reconcile_changed_instance, dispatch_uid="operator-instance")
+        volume_changed.connect(receivers.reconcile_changed_volume, dispatch_uid="operator-volume")
+        volume_bound.connect(receivers.reconcile_instances_of_bound_volume, dispatch_uid="operator-bound")
+        # The instance's log page asks through its port (apps/instances/logs.py) for what only this app reads.
+        logs.register(pod_logs.pod_log_tail)

@@ -1,0 +1,24 @@
+"""What the operator does when instances and storage announce a change (connected in OperatorConfig.ready):
+each is sent once the change has committed, and queues the reconcile that brings the cluster to it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apps.operator.tasks import reconcile_instance, reconcile_volume
+
+
+def reconcile_changed_instance(sender: Any, *, instance_id: str, **kwargs: Any) -> None:
+    """apps.instances.signals.instance_changed"""
+    reconcile_instance.delay(instance_id)
+
+
+def reconcile_changed_volume(sender: Any, *, volume_id: str, **kwargs: Any) -> None:
+    """apps.storage.signals.volume_changed"""
+    reconcile_volume.delay(volume_id)
+
+
+def reconcile_instances_of_bound_volume(sender: Any, *, instance_ids: list[str], **kwargs: Any) -> None:
+    """apps.storage.signals.volume_bound: instances launched with the volume waited for its claim."""
+    for instance_id in instance_ids:
+        reconcile_instance.delay(instance_id)

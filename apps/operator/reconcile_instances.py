@@ -1,0 +1,76 @@
+"""Bringing an instance's observed state to its desired state.
+
+`reconcile_instance` is level-triggered and idempotent: it may run any number of times for the same change.
+Regions connected to a Kubernetes cluster are reconciled against it (reconciler.py).
+A region without a cluster connection can hold no pod, so stopping and terminating complete at once there
+and launches stay pending, with a state message saying why, until the region is connected. An `in_cluster`
+region is left to the operator by a process that holds no ServiceAccount token (the worker's on-commit task,
+with the chart): the operator's resync reconciles it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kubernetes.client.rest import ApiException
+from kubernetes.config.config_exception import ConfigException
+from urllib3.exceptions import HTTPError
+
+from apps.core import build_status, request_context
+from apps.instances import services
+from apps.instances.models import Instance
+from apps.instances.states import Observation, State
+from apps.operator import reconciler
+from apps.operator.client import has_cluster, reachable_here
+
+logger = logging.getLogger(__name__)
+
+CLUSTER_ERRORS = (ApiException, ConfigException, HTTPError, OSError)
+
+
+def reconcile_instance(instance_id: Any) -> None:
+    with request_context.bind(instance_id=str(instance_id)):  # every line it logs names the instance
+        _reconcile_instance(instance_id)
+
+
+def _reconcile_instance(instance_id: Any) -> None:
+    instance = Instance.objects.select_related("region").filter(pk=instance_id).first()
+    if instance is None:
+        return
+    if has_cluster(instance.region):
+        if not reachable_here(instance.region):
+            # Not a failure: this process was never meant to reach that cluster, and the operator's resync
+            # does the work (within operator.resyncSeconds). Not counted as a reconcile error either.
+            logger.debug(
+                "reconcile of instance %s skipped: region %s is in-cluster and this process has no "
+                "ServiceAccount token; the operator reconciles it",
+                instance.pk,
+                instance.region.slug,
+            )
+            return
+        try:
+            reconciler.reconcile(instance.pk)
+        except CLUSTER_ERRORS as exc:
+            # Unreachable or refusing: the operator's resync retries, so nothing is lost by giving up now.
+            logger.warning(
+                "reconcile of instance %s in region %s failed: %s",
+                instance.pk,
+                instance.region.slug,
+                type(exc).__name__,
+            )
+        return
+    if instance.state in (State.STOPPING, State.TERMINATING):
+        # Without a cluster there is no pod to wait for.
+        services.instance_observe(instance_id=instance.pk, observation=Observation.POD_GONE)
+    elif instance.state == State.PENDING:
+        # It starts once the region is connected (catalog.signals.region_connected); meanwhile say why.
+        services.instance_note_waiting(instance_id=instance.pk, message=waiting_message(instance.region.slug))
+
+
+def waiting_message(region_slug: str) -> str:
+    """Why a launch in a region without a cluster connection waits: the local bring-up's estimate when it
+    is what will connect the region (`make run` on a fresh machine), else the plain fact."""
+    return build_status.region_note(region_slug) or (
+        f"Region {region_slug} has no cluster connection yet; the instance starts once it is connected."
+    )

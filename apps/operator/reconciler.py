@@ -1,0 +1,354 @@
+"""Reconcile one instance with its region's cluster: read desired state, read the cluster, apply the
+difference, record what is observed. Level-triggered and idempotent: safe to run any number of times,
+from the on-commit task, the operator's watch, or the periodic resync."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from kubernetes.client.rest import ApiException
+from kubernetes.utils import parse_quantity
+
+from apps.catalog.models import GpuType, Region
+from apps.instances import services
+from apps.instances.metrics import timed_reconcile
+from apps.instances.models import DesiredState, Instance
+from apps.instances.states import Observation, State
+from apps.operator import applied, concurrently, manifests, names, observe
+from apps.operator.client import api_client
+from apps.operator.cluster import Cluster
+from apps.operator.observed import Observed
+from apps.operator.specs import (
+    InstancePodSpec,
+    claim_spec_for,
+    logs_reader_from,
+    namespace_spec_for,
+    spec_from_instance,
+)
+from apps.quotas.services import quota_for
+from apps.storage import services as storage
+from apps.storage.models import Volume, VolumeState
+from apps.tenants.models import Tenant, TenantStatus
+
+logger = logging.getLogger(__name__)
+
+
+def _loading() -> Any:
+    return Instance.objects.select_related("tenant", "region", "gpu_type", "instance_type").prefetch_related(
+        "ssh_keys", "volume_attachments__volume__tenant"
+    )
+
+
+def load_instance(instance_id: Any) -> Instance | None:
+    return _loading().filter(pk=instance_id).first()
+
+
+def load_instances(instance_ids: list[Any]) -> list[Instance]:
+    """Several at once, in the given order (the resync loads a batch in a few queries, not three each)."""
+    found = {str(instance.pk): instance for instance in _loading().filter(pk__in=instance_ids)}
+    return [found[str(pk)] for pk in instance_ids if str(pk) in found]
+
+
+def ensure_namespace(cluster: Cluster, instance: Instance) -> None:
+    ensure_tenant_namespace(cluster, instance.tenant, instance.region)
+
+
+def ensure_tenant_namespace(
+    cluster: Cluster, tenant: Tenant, region: Region, *, refresh: bool = False
+) -> None:
+    """The tenant's namespace and its guard rails. Sent only when they differ from what this process applied
+    recently (applied.py), unless `refresh` (the operator's resync), which applies them whatever it knows."""
+    spec = namespace_spec_for(
+        tenant,
+        region,
+        quota_for(tenant),
+        gpu_types=GpuType.objects.all(),
+        gpu_quotas=tenant.gpu_quotas.all(),
+        logs_reader=logs_reader_from(settings.LOGS_READER_CLUSTER_ROLE or "", settings.LOGS_READER_SUBJECTS),
+    )
+    for manifest in manifests.make_namespace_objects(spec):
+        try:
+            if refresh:
+                cluster.apply(manifest)
+            else:
+                cluster.apply_changed(manifest)
+        except ApiException as exc:
+            if manifest["kind"] != "RoleBinding" or exc.status != 403:
+                raise
+            # Pod logs are a convenience: a cluster whose operator may not bind the logs role yet (RBAC or
+            # admission policy not updated, docs/operations.md "Upgrading") still runs instances.
+            logger.warning(
+                "region %s: the logs reader's RoleBinding in %s was refused (%s); no pod logs there",
+                region.slug,
+                spec.namespace,
+                exc.reason,
+            )
+
+
+def _connection(
+    cluster: Cluster, instance: Instance, spec: InstancePodSpec, pod: dict[str, Any], seen: Observed | None
+) -> dict[str, Any]:
+    service = (seen.service if seen else cluster.recent_service)(spec.namespace, spec.name) or {}
+    ports = (service.get("spec") or {}).get("ports") or []
+    port = next((p.get("nodePort") for p in ports if p.get("nodePort")), None)
+    host = instance.region.ssh_host or None
+    node_name = (pod.get("spec") or {}).get("nodeName")
+    if host is None and node_name:
+        node = (seen.node if seen else cluster.recent_node)(node_name) or {}
+        addresses = {
+            a.get("type"): a.get("address") for a in (node.get("status") or {}).get("addresses") or []
+        }
+        host = addresses.get("ExternalIP") or addresses.get("InternalIP") or node_name
+    if (service.get("spec") or {}).get("type") == "LoadBalancer":
+        ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        if ingress:
+            host, port = ingress[0].get("ip") or ingress[0].get("hostname"), 22
+    return observe.connection_info(host=host, port=port)
+
+
+def record_pod(
+    instance: Instance,
+    pod: dict[str, Any],
+    cluster: Cluster,
+    spec: InstancePodSpec,
+    seen: Observed | None = None,
+) -> None:
+    """Turn what the pod shows into an observation of the instance (no-op when nothing changed)."""
+    reading = observe.read_pod(pod, now=timezone.now())
+    if reading.observation is None:
+        return
+    ready = reading.observation == Observation.POD_READY
+    connection = _connection(cluster, instance, spec, pod, seen) if ready else None
+    if reading.observation == Observation.POD_READY and instance.state == State.RUNNING:
+        # Still running, perhaps on a new pod on another node: keep the ssh command true.
+        if connection and connection != instance.connection:
+            services.instance_update_connection(instance_id=instance.pk, connection=connection)
+        return
+    if reading.observation == Observation.POD_READY and instance.state == State.PENDING:
+        services.instance_observe(instance_id=instance.pk, observation=Observation.POD_CREATED)
+    services.instance_observe(
+        instance_id=instance.pk,
+        observation=reading.observation,
+        reason=reading.reason,
+        message=reading.message,
+        connection=connection,
+        started_at=reading.started_at,
+    )
+
+
+def _pod_is_current(pod: dict[str, Any], instance: Instance) -> bool:
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    return (
+        annotations.get(names.GENERATION_KEY) == str(instance.generation) or instance.state == State.RUNNING
+    )
+
+
+RUN_STATES = (State.PENDING, State.PROVISIONING, State.STARTING, State.RUNNING)
+
+
+def _unchanged(instance: Instance) -> bool:
+    """Whether the row still says what a batch read earlier: what the reconciler acts on (one small query,
+    where reading it again takes three)."""
+    return Instance.objects.filter(
+        pk=instance.pk,
+        state=instance.state,
+        desired_state=instance.desired_state,
+        generation=instance.generation,
+    ).exists()
+
+
+@timed_reconcile("instance")
+def reconcile(instance_id: Any, seen: Observed | None = None, loaded: Instance | None = None) -> None:
+    """`seen`: the resync's lists (observed.py), read instead of one GET per object; `loaded`: the instance
+    as the resync's batch read it a moment ago, used only if the row has not changed since."""
+    if loaded is not None and not _unchanged(loaded):
+        loaded = None  # stopped, started, restarted or observed since: acting on the old row could undo that
+    instance = loaded if loaded is not None else load_instance(instance_id)
+    if instance is None:
+        return
+    cluster = Cluster(api_client(instance.region))
+    spec = spec_from_instance(instance)
+    if instance.desired_state == DesiredState.RUNNING and instance.state in RUN_STATES:
+        _run(cluster, instance, spec, seen)
+    elif instance.desired_state == DesiredState.RUNNING and instance.state == State.FAILED:
+        cluster.delete("Pod", spec.namespace, spec.name)  # a failed instance holds no GPU
+    elif instance.desired_state == DesiredState.STOPPED:
+        cluster.delete("Pod", spec.namespace, spec.name)
+        if cluster.read_pod(spec.namespace, spec.name) is None:
+            services.instance_observe(instance_id=instance.pk, observation=Observation.POD_GONE)
+    elif instance.desired_state == DesiredState.TERMINATED:
+        for kind, name in (
+            ("Pod", spec.name),
+            ("Service", spec.name),
+            ("Secret", names.ssh_secret_name(instance.pk)),
+        ):
+            cluster.delete(kind, spec.namespace, name)
+        if cluster.read_pod(spec.namespace, spec.name) is None:
+            services.instance_observe(instance_id=instance.pk, observation=Observation.POD_GONE)
+
+
+def _run(cluster: Cluster, instance: Instance, spec: InstancePodSpec, seen: Observed | None) -> None:
+    try:
+        _converge(cluster, instance, spec, seen)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        # Only applying into, or creating a pod in, a namespace that is gone answers 404 here (reads and
+        # deletes take 404 as "absent"): this process remembered applying it. Forget, apply it all, once.
+        applied.cache.forget_namespace(cluster.cluster_id, spec.namespace)
+        _converge(cluster, instance, spec, None)
+
+
+def _converge(cluster: Cluster, instance: Instance, spec: InstancePodSpec, seen: Observed | None) -> None:
+    if seen is None:
+        ensure_namespace(cluster, instance)  # a resync (with `seen`) applied every tenant's namespace first
+    # The Service and the Secret go out alongside the pod's read and creation, not before them: a launch
+    # waits for two round trips, not four. A pod whose Secret is not there yet waits for it (the kubelet
+    # retries the mount), and a failed apply still fails this pass once the pod's part is done.
+    secret_due = _secret_due(instance, seen.pod(spec.namespace, spec.name) if seen else None, seen)
+    with concurrently.calls(partial(_ensure_access, cluster, spec, seen), [secret_due]):
+        _converge_pod(cluster, instance, spec, seen)
+
+
+FORCE, CHANGED = "force", "changed"
+
+
+def _secret_due(instance: Instance, pod: dict[str, Any] | None, seen: Observed | None) -> str | None:
+    """Whether the SSH Secret is to be applied: FORCE whenever a pod may be made now (it mounts the Secret,
+    and nothing else tells whether someone deleted it: the operator may not list Secrets), CHANGED while the
+    instance is not running yet (unless this process applied the same Secret lately), else not at all (a
+    running pod has its keys, which never change after launch)."""
+    if seen is None or pod is None or _must_go(pod, instance):
+        return FORCE
+    return CHANGED if instance.state != State.RUNNING else None
+
+
+def _ensure_access(
+    cluster: Cluster, spec: InstancePodSpec, seen: Observed | None, secret_due: str | None
+) -> None:
+    """The instance's Service, then its SSH Secret owned by that Service, so that Kubernetes deletes the
+    Secret with the Service (the owner reference needs the Service's uid: hence this order)."""
+    service_manifest = manifests.make_service(spec)
+    service = None
+    if not cluster.is_applied(service_manifest):
+        service = cluster.apply(service_manifest)
+        secret_due = FORCE  # a Service made again has a new uid: its Secret is gone or must be re-owned
+    if secret_due is None:
+        return
+    if service is None:
+        service = (seen.service if seen else cluster.recent_service)(spec.namespace, spec.name)
+    if service is None or not (service.get("metadata") or {}).get("uid"):
+        service = cluster.apply(service_manifest)  # listed a moment ago, gone since
+    meta = service["metadata"]
+    secret = manifests.owned_by(
+        manifests.make_ssh_secret(spec), api_version="v1", kind="Service", name=meta["name"], uid=meta["uid"]
+    )
+    if secret_due == FORCE:
+        cluster.apply(secret)
+    else:
+        cluster.apply_changed(secret)
+
+
+def _converge_pod(cluster: Cluster, instance: Instance, spec: InstancePodSpec, seen: Observed | None) -> None:
+    pod = seen.pod(spec.namespace, spec.name) if seen else None
+    if pod is None or _must_go(pod, instance):
+        # Read before creating (even for a launch: with its pod in place, the namespace's ResourceQuota would
+        # refuse a second creation with 403 before the name clash could answer 409), and before deleting:
+        # the resync's list is older than this decision, and pod names do not change across restarts.
+        pod, seen = cluster.read_pod(spec.namespace, spec.name), None
+    if pod is None and not _claims_bound(cluster, instance):
+        # A pod on an unbound claim would sit unschedulable (and be failed as no_capacity): wait for the
+        # binding; the volume's `bound` observation reconciles this instance again.
+        return
+    if pod is None:
+        created = cluster.create_pod(manifests.make_pod(spec))
+        pod = created or cluster.read_pod(spec.namespace, spec.name)
+        seen = None  # the lists do not know the new pod's Service and node
+    if pod is not None and _must_go(pod, instance):
+        # Its node is gone or it was evicted, or the instance restarted: the pod goes, and the next pass (its
+        # deletion event, or the resync) creates one, on a node that fits.
+        cluster.delete("Pod", spec.namespace, spec.name)
+        return
+    if pod is not None:
+        record_pod(instance, pod, cluster, spec, seen)
+
+
+def _must_go(pod: dict[str, Any], instance: Instance) -> bool:
+    return observe.disrupted(pod) or not _pod_is_current(pod, instance)
+
+
+# ---- volumes --------------------------------------------------------------------------------------------
+
+
+def _claims_bound(cluster: Cluster, instance: Instance) -> bool:
+    """Apply the claims of the instance's volumes (idempotent); True when every one is bound."""
+    bound = True
+    for attachment in instance.volume_attachments.all():
+        claim = ensure_claim(cluster, attachment.volume)
+        bound = bound and claim_phase(claim) == "Bound"
+    return bound
+
+
+def ensure_claim(cluster: Cluster, volume: Volume) -> dict[str, Any] | None:
+    """Create the volume's claim, or grow it to the volume's size (server-side apply). Only a bound claim
+    may grow: an unbound one is left to its provisioner, and grown on a later pass."""
+    spec = claim_spec_for(volume)
+    claim = cluster.read_pvc(spec.namespace, spec.name)
+    if claim is None and volume.state != VolumeState.CREATING:
+        return None  # it existed and is gone: a new, empty claim would hide the loss (see reconcile_volume)
+    if claim is not None and claim_phase(claim) != "Bound":
+        return claim
+    if claim is None or (_gib(_requests(claim).get("storage")) or 0) < spec.size_gib:
+        cluster.apply(manifests.make_pvc(spec))
+        claim = cluster.read_pvc(spec.namespace, spec.name)
+    return claim
+
+
+def _requests(claim: dict[str, Any]) -> dict[str, Any]:
+    return ((claim.get("spec") or {}).get("resources") or {}).get("requests") or {}
+
+
+def _gib(quantity: Any) -> int | None:
+    return int(parse_quantity(quantity) // (1 << 30)) if quantity else None
+
+
+def claim_phase(claim: dict[str, Any] | None) -> str | None:
+    return ((claim or {}).get("status") or {}).get("phase")
+
+
+def claim_capacity_gib(claim: dict[str, Any] | None) -> int | None:
+    return _gib((((claim or {}).get("status") or {}).get("capacity") or {}).get("storage"))
+
+
+@timed_reconcile("volume")
+def reconcile_volume(volume_id: Any) -> None:
+    """Create, grow or delete the volume's claim and record what it shows. Level-triggered: the on-commit
+    task and every operator resync (leader only) call it; each pass converges a step."""
+    volume = Volume.objects.select_related("tenant", "region").filter(pk=volume_id).first()
+    if volume is None or volume.state in (VolumeState.DELETED, VolumeState.FAILED):
+        return
+    cluster = Cluster(api_client(volume.region))
+    spec = claim_spec_for(volume)
+    if volume.state == VolumeState.DELETING:
+        # The claim's protection finalizer keeps it until no pod mounts it; then it goes, and with it the PV.
+        cluster.delete("PersistentVolumeClaim", spec.namespace, spec.name)
+        if cluster.read_pvc(spec.namespace, spec.name) is None:
+            storage.volume_observe(volume_id=volume.pk, observation="gone")
+        return
+    if volume.tenant.status == TenantStatus.CLOSED:
+        return  # its namespace is being collected (gc.py); a claim made now would bring it back
+    if volume.state == VolumeState.CREATING:
+        ensure_tenant_namespace(cluster, volume.tenant, volume.region)  # the claim may be the first object
+    claim = ensure_claim(cluster, volume)
+    phase, capacity = claim_phase(claim), claim_capacity_gib(claim)
+    if claim is None or phase == "Lost":
+        message = "The claim lost its volume." if claim else "The claim was deleted from the cluster."
+        storage.volume_observe(volume_id=volume.pk, observation="lost", message=message)
+    elif phase == "Bound" and volume.state == VolumeState.CREATING:
+        storage.volume_observe(volume_id=volume.pk, observation="bound", capacity_gib=capacity)
+    elif phase == "Bound" and volume.state == VolumeState.RESIZING and (capacity or 0) >= volume.size_gib:
+        storage.volume_observe(volume_id=volume.pk, observation="resized", capacity_gib=capacity)

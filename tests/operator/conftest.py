@@ -1,0 +1,28 @@
+"""Fixtures shared by the sandbox tests of this directory (a test module's own `tenant` fixture, where it
+needs the catalog connected first, takes precedence), and the instances' fixtures these tests launch with
+(they lived under tests/instances/ until the operator became an app of its own)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from apps.tenants.roles import Role
+from tests.instances.conftest import catalog, launch, make_instance, ssh_key, tenant_owner
+from tests.operator.sandbox_support import SandboxTenant
+
+__all__ = ["catalog", "launch", "make_instance", "ssh_key", "tenant", "tenant_owner"]
+
+
+@pytest.fixture
+def tenant(
+    make_actor: Callable[..., Any], kube_clients: dict[str, client.ApiClient]
+) -> Iterator[SandboxTenant]:
+    """An owner of a fresh tenant whose us-east-1 namespace is deleted after the test."""
+    sandbox_tenant = SandboxTenant(make_actor(Role.OWNER), kube_clients)
+    sandbox_tenant.regions.add("us-east-1")
+    yield sandbox_tenant
+    sandbox_tenant.cleanup()

@@ -1,0 +1,162 @@
+"""observe.read_pod: a pod's status (the API's JSON) -> the observation it implies. Pure, no cluster."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from apps.instances.states import FailureReason, Observation
+from apps.operator.observe import connection_info, read_pod
+
+CREATED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def pod(
+    phase: str = "Pending",
+    conditions: list[dict[str, Any]] | None = None,
+    waiting: str | None = None,
+    waiting_message: str = "",
+    status_message: str = "",
+) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": phase, "conditions": conditions or []}
+    if waiting:
+        status["containerStatuses"] = [
+            {"name": "main", "state": {"waiting": {"reason": waiting, "message": waiting_message}}}
+        ]
+    if status_message:
+        status["message"] = status_message
+    return {"metadata": {"creationTimestamp": "2026-01-01T12:00:00Z"}, "status": status}
+
+
+SCHEDULED = {"type": "PodScheduled", "status": "True"}
+UNSCHEDULABLE = {
+    "type": "PodScheduled",
+    "status": "False",
+    "reason": "Unschedulable",
+    "message": "0/11 nodes are available: 11 Insufficient nvidia.com/gpu.",
+}
+READY = {"type": "Ready", "status": "True"}
+NOT_READY = {"type": "Ready", "status": "False"}
+
+
+@pytest.mark.parametrize(
+    ("case", "the_pod", "after", "expected"),
+    [
+        ("brand new, nothing yet", pod(), 0, (None, "", "")),
+        ("scheduled, creating", pod(conditions=[SCHEDULED]), 5, (Observation.POD_CREATED, "", "")),
+        (
+            "container creating",
+            pod(conditions=[SCHEDULED], waiting="ContainerCreating"),
+            5,
+            (Observation.POD_CREATED, "", ""),
+        ),
+        (
+            "running but not ready: its container started, so it holds its GPUs",
+            pod("Running", [SCHEDULED, NOT_READY]),
+            5,
+            (Observation.POD_STARTED, "", ""),
+        ),
+        ("running and ready", pod("Running", [SCHEDULED, READY]), 5, (Observation.POD_READY, "", "")),
+        (
+            "unschedulable inside the timeout: nothing yet, the reason is kept as message",
+            pod(conditions=[UNSCHEDULABLE]),
+            59,
+            (None, "", UNSCHEDULABLE["message"]),
+        ),
+        (
+            "unschedulable at the timeout",
+            pod(conditions=[UNSCHEDULABLE]),
+            60,
+            (Observation.FAILED, FailureReason.NO_CAPACITY, UNSCHEDULABLE["message"]),
+        ),
+        (
+            "image pull error inside the grace",
+            pod(conditions=[SCHEDULED], waiting="ErrImagePull", waiting_message="not found"),
+            119,
+            (Observation.POD_CREATED, "", ""),
+        ),
+        (
+            "image pull back-off past the grace",
+            pod(conditions=[SCHEDULED], waiting="ImagePullBackOff", waiting_message="Back-off pulling"),
+            120,
+            (Observation.FAILED, FailureReason.IMAGE_PULL_ERROR, "Back-off pulling"),
+        ),
+        (
+            "invalid image name past the grace, no message: the reason stands in",
+            pod(conditions=[SCHEDULED], waiting="InvalidImageName"),
+            300,
+            (Observation.FAILED, FailureReason.IMAGE_PULL_ERROR, "InvalidImageName"),
+        ),
+        (
+            "crash loop: at once",
+            pod(
+                "Running", [SCHEDULED, NOT_READY], waiting="CrashLoopBackOff", waiting_message="back-off 10s"
+            ),
+            1,
+            (Observation.FAILED, FailureReason.CRASH_LOOP, "back-off 10s"),
+        ),
+        (
+            "pod failed",
+            pod("Failed", [SCHEDULED], status_message="OOMKilled"),
+            5,
+            (Observation.FAILED, FailureReason.INTERNAL, "OOMKilled"),
+        ),
+        (
+            "main process exited",
+            pod("Succeeded", [SCHEDULED]),
+            5,
+            (Observation.FAILED, FailureReason.INTERNAL, "The instance's main process exited."),
+        ),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_read_pod(case: str, the_pod: dict[str, Any], after: int, expected: tuple[Any, str, str]) -> None:
+    reading = read_pod(the_pod, now=CREATED + timedelta(seconds=after))
+    assert (reading.observation, reading.reason, reading.message) == expected
+
+
+def _running(started: str | None, *, ready: bool) -> dict[str, Any]:
+    the_pod = pod("Running", [SCHEDULED, READY if ready else NOT_READY])
+    state = {"running": {"startedAt": started}} if started else {"waiting": {"reason": "ContainerCreating"}}
+    the_pod["status"]["containerStatuses"] = [{"name": "instance", "state": state}]
+    return the_pod
+
+
+@pytest.mark.parametrize("ready", [False, True], ids=["not ready", "ready"])
+def test_a_started_container_dates_the_start_of_billing(ready: bool) -> None:
+    """Billing starts when the container started, as the kubelet stamped it, not when we looked."""
+    reading = read_pod(_running("2026-01-01T12:00:07Z", ready=ready), now=CREATED + timedelta(minutes=9))
+    assert reading.observation == (Observation.POD_READY if ready else Observation.POD_STARTED)
+    assert reading.started_at == CREATED + timedelta(seconds=7)
+
+
+def test_without_a_start_time_billing_starts_when_seen() -> None:
+    now = CREATED + timedelta(seconds=30)
+    assert read_pod(_running(None, ready=False), now=now).started_at == now
+    assert read_pod(pod(conditions=[SCHEDULED]), now=now).started_at is None  # scheduled only: not billed
+
+
+def test_timeouts_count_from_creation_not_from_now() -> None:
+    """The same unschedulable pod is fine at 30 s and failed at 61 s: only its age decides."""
+    unschedulable = pod(conditions=[UNSCHEDULABLE])
+    assert read_pod(unschedulable, now=CREATED + timedelta(seconds=30)).observation is None
+    assert read_pod(unschedulable, now=CREATED + timedelta(seconds=61)).observation == Observation.FAILED
+
+
+def test_a_pod_without_creation_time_is_treated_as_new() -> None:
+    unschedulable = pod(conditions=[UNSCHEDULABLE])
+    del unschedulable["metadata"]["creationTimestamp"]
+    assert read_pod(unschedulable, now=CREATED + timedelta(days=1)).observation is None
+
+
+def test_connection_info() -> None:
+    assert connection_info(host="10.0.0.5", port=30022) == {
+        "host": "10.0.0.5",
+        "port": 30022,
+        "user": "gpucloud",
+        "ssh_command": "ssh -p 30022 gpucloud@10.0.0.5",
+    }
+    assert connection_info(host=None, port=30022) == {}
+    assert connection_info(host="node-1", port=None) == {}
