@@ -28,8 +28,8 @@ from apps.billing import services as billing_services
 from apps.billing.api.serializers import BudgetSerializer
 from apps.billing.invoices.selectors import invoices_of
 from apps.billing.models import BudgetAlert
+from apps.billing.stripe import checkout as stripe_checkout
 from apps.billing.stripe import gateway as stripe_gateway
-from apps.billing.stripe import services as stripe_services
 from apps.billing.stripe.api.serializers import TopupRequestSerializer
 from apps.billing.stripe.selectors import billing_status_of, card_on_file
 from apps.catalog.models import GpuType, InstanceType, Region
@@ -454,7 +454,7 @@ def billing_topup(page: TenantPage) -> HttpResponse:
     try:
         page.require_status(cleanup=True)  # a suspended tenant must still be able to pay, as in the API
         data = _validated(TopupRequestSerializer, form)
-        opened = stripe_services.checkout_topup_create(
+        opened = stripe_checkout.checkout_topup_create(
             actor=page.user, tenant=page.tenant, amount=data["amount"]
         )
     except stripe_gateway.StripeNotConfigured:
@@ -468,7 +468,7 @@ def billing_topup(page: TenantPage) -> HttpResponse:
 def billing_card(page: TenantPage) -> HttpResponse:
     try:
         page.require_status(cleanup=True)
-        opened = stripe_services.checkout_card_setup_create(actor=page.user, tenant=page.tenant)
+        opened = stripe_checkout.checkout_card_setup_create(actor=page.user, tenant=page.tenant)
     except stripe_gateway.StripeNotConfigured:
         return _payments_off(page, form_name="card")
     except DomainError as exc:
