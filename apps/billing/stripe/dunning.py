@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record
+from apps.billing.stops import StopReason
 from apps.billing.stripe import gateway as gw
 from apps.billing.stripe import standing
 from apps.billing.stripe.customers import customer_by_id
@@ -34,7 +35,7 @@ def enforce_past_due(*, now: datetime | None = None) -> int:
     for customer in due:
         with transaction.atomic():
             standing.suspend_for_non_payment(
-                tenant=customer.tenant, reason=PAST_DUE_REASON, stop_reason="payment_past_due"
+                tenant=customer.tenant, reason=PAST_DUE_REASON, stop_reason=StopReason.PAYMENT_PAST_DUE
             )
             customer.billing_status = BillingStatus.SUSPENDED
             customer.save(update_fields=["billing_status", "updated_at"])
