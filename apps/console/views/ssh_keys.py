@@ -17,7 +17,8 @@ from apps.accounts import selectors as account_selectors
 from apps.accounts import services as account_services
 from apps.accounts.api.serializers import SshKeyCreateSerializer
 from apps.accounts.models import SshKey
-from apps.console.views.tenant import TenantPage, tenant_page, validated
+from apps.console.views.page_helpers import validated
+from apps.console.views.tenant import TenantPage, tenant_page
 from apps.core.errors import DomainError
 from apps.tenants.roles import Perm
 
