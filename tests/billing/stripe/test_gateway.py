@@ -148,9 +148,9 @@ def test_a_failed_call_is_logged_with_structure_and_without_secrets(settings, ow
         customers.customer_for(tenant=owner.tenant)
     assert raised.value.status_code == 503
     record = next(r for r in caplog.records if r.getMessage() == "stripe call failed")
-    assert record.stripe_operation == "customer.create"  # type: ignore[attr-defined]
-    assert record.stripe_error == "APIConnectionError"  # type: ignore[attr-defined]
-    assert record.stripe_tenant_id == str(owner.tenant.pk)  # type: ignore[attr-defined]
+    assert record.stripe_operation == "customer.create"
+    assert record.stripe_error == "APIConnectionError"
+    assert record.stripe_tenant_id == str(owner.tenant.pk)
     assert API_KEY not in repr(record.__dict__)
     assert not StripeCustomer.objects.exists()
 
