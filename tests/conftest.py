@@ -19,6 +19,24 @@ from tests.factories import MembershipFactory, TenantFactory, UserFactory, make_
 
 pytest_plugins = ["tests.fixtures.kube"]
 
+# What a test needs beyond PostgreSQL and Redis, marked from the fixtures it uses (directly or through other
+# fixtures), so a new test is marked the day it asks for one: `make unit` deselects them all. Tests that need
+# the sandbox's build without its fixtures (tests/helm: the helm binary) carry the mark themselves.
+MARKS_BY_FIXTURE = {
+    "sandbox": "sandbox",  # the Kubernetes sandbox (tests/fixtures/kube.py)
+    "stripe_mock_url": "stripe",  # stripe-mock (tests/billing/stripe/conftest.py)
+    "s3_server": "s3",  # SeaweedFS (tests/storage/objects/conftest.py)
+    "browser": "browser",  # Chromium through Playwright (tests/browser/conftest.py)
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for fixture, mark in MARKS_BY_FIXTURE.items():
+            if fixture in used:
+                item.add_marker(getattr(pytest.mark, mark))
+
 
 @dataclass
 class Actor:
