@@ -16,6 +16,8 @@ from apps.accounts.models import ApiToken, User
 from apps.tenants.models import Membership, Tenant
 from apps.tenants.roles import Role
 from tests.factories import MembershipFactory, TenantFactory, UserFactory, make_token
+from tests.support import factories
+from tests.support.factories import Catalog, seed
 
 pytest_plugins = ["tests.fixtures.kube"]
 
@@ -82,6 +84,19 @@ def make_actor(db: Any) -> Callable[..., Actor]:
 @pytest.fixture
 def owner(make_actor: Callable[..., Actor]) -> Actor:
     return make_actor(Role.OWNER)
+
+
+@pytest.fixture
+def catalog(db: Any) -> Catalog:
+    """The starter catalog of sandbox/fleet.yaml (tests/support/factories.py), not connected to any cluster.
+    Under a test that asks for transactional_db or live_server, pytest-django makes `db` transactional too."""
+    return seed()
+
+
+@pytest.fixture
+def make_instance(catalog: Catalog) -> Callable[..., Any]:
+    """Instance rows written directly (no admission), in any state: `factories.make_instance`."""
+    return factories.make_instance
 
 
 @pytest.fixture
