@@ -10,14 +10,42 @@ export GPUCLOUD_SANDBOX_PYTHON ?= $(abspath $(PY))
 
 -include sandbox/sandbox.mk
 
-.PHONY: help venv venv-run services migrate seed run test lint typecheck pytest lock clean stripe-mock browser s3 chart bench fuzz chaos first-run-check
+.PHONY: help venv venv-run services migrate run test unit lint typecheck pytest lock clean stripe-mock browser s3 chart \
+	bench fuzz chaos first-run-check
 
+# Every public target, one line each (tests/config/test_make_help.py checks that none is missing).
 help:
-	@echo "make run    - set up everything and serve http://127.0.0.1:8000 with a worker and beat"
-	@echo "make test   - set up everything and run ruff, mypy and pytest against PostgreSQL and Redis"
-	@echo "make lock   - refresh requirements/constraints.txt from a fresh resolve"
-	@echo "make sandbox / sandbox-stop / sandbox-status - the local Kubernetes regions (docs/sandbox.md);"
-	@echo "             SANDBOX_INSTANCE=test for the tests' own instance"
+	@echo "Usage: make <target> [VARIABLE=value ...]"
+	@echo "  run                 set up everything and serve http://127.0.0.1:8000 with a worker, beat and the operator"
+	@echo "  test                set up everything and run ruff, mypy and the whole test suite"
+	@echo "  unit                the tests that need only PostgreSQL and Redis (no sandbox, stripe-mock, S3, browser)"
+	@echo "  pytest              pytest alone against the tests' sandbox instance (PYTEST_ARGS=...)"
+	@echo "  lint                ruff check and ruff format --check"
+	@echo "  typecheck           mypy on apps, config, gpucloud_cli and tests"
+	@echo "  venv                the virtualenv with the locked runtime and dev dependencies"
+	@echo "  venv-run            the virtualenv with the runtime dependencies only (what make run needs)"
+	@echo "  services            install and start PostgreSQL and Redis on 127.0.0.1 when missing"
+	@echo "  migrate             apply the database migrations"
+	@echo "  lock                refresh requirements/constraints.txt from a fresh resolve"
+	@echo "  clean               remove the virtualenv, var/ and the tools' caches"
+	@echo "  stripe-mock         start stripe-mock on 127.0.0.1:12111 for the Stripe contract tests"
+	@echo "  s3                  start SeaweedFS (S3 and IAM) on 127.0.0.1:18333 for object storage"
+	@echo "  browser             install Debian's Chromium for the browser tests (tests/browser/)"
+	@echo "  chart               helm lint, template and a server-side dry run of helm/gpucloud"
+	@echo "  bench               every benchmark (or BENCH=<name> [SIZE=<n>]), then fuzz (docs/benchmarks.md)"
+	@echo "  fuzz                schemathesis against the API schema, FUZZ_EXAMPLES per operation"
+	@echo "  chaos               the resilience drills (tests/chaos, docs/resilience.md)"
+	@echo "  first-run-check     time make run on a fresh clone with empty caches (slow: a cold Go build)"
+	@echo "  sandbox             build what is missing and start the local Kubernetes regions (docs/sandbox.md)"
+	@echo "  sandbox-build       only build the sandbox's binaries (kubernetes, etcd, kwok, helm, stripe-mock)"
+	@echo "  sandbox-start       start the sandbox's regions (SANDBOX_INSTANCE=default unless given)"
+	@echo "  sandbox-stop        stop the sandbox's processes"
+	@echo "  sandbox-status      each region's processes and /readyz"
+	@echo "  sandbox-env         shell exports for the sandbox (eval \"\$$(make -s sandbox-env)\")"
+	@echo "  test-sandbox        start the tests' own sandbox instance (TEST_SANDBOX_INSTANCE=test)"
+	@echo "  test-sandbox-reset  start the tests' sandbox instance afresh (make test does)"
+	@echo "  bench-sandbox       start the benchmarks' sandbox instance"
+	@echo "  help                this list"
 
 # uv installs the locked dependencies (parallel downloads: 36 s instead of pip's 2 min 18 s for the runtime
 # ones on a fresh machine, docs/sandbox.md "First run"); pip only installs uv itself.
@@ -61,12 +89,19 @@ lint: venv
 	$(VENV)/bin/lint-imports  # the apps' layer order (.importlinter, docs/architecture.md)
 
 typecheck: venv
-	$(VENV)/bin/mypy apps config gpucloud_cli
+	$(VENV)/bin/mypy apps config gpucloud_cli tests
 
 # The tests' own sandbox instance (docs/sandbox.md, "Instances"): never make run's.
 pytest: venv services
 	GPUCLOUD_SANDBOX_INSTANCE=$(TEST_SANDBOX_INSTANCE) DJANGO_SETTINGS_MODULE=config.settings.test \
 		$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The fast loop: every test that needs only PostgreSQL and Redis. Tests that use the sandbox, stripe-mock, S3
+# or a browser are marked from their fixtures (tests/conftest.py), the chaos drills and fuzzing by hand.
+UNIT_MARKS := not sandbox and not stripe and not s3 and not browser and not chaos and not fuzz
+unit: venv services
+	DJANGO_SETTINGS_MODULE=config.settings.test $(VENV)/bin/pytest -q -p no:cacheprovider -m "$(UNIT_MARKS)" \
+		$(PYTEST_ARGS)
 
 # stripe-mock on 127.0.0.1:12111 for the Stripe contract tests (scripts/stripe_mock.sh; stop: `... stop`).
 stripe-mock:

@@ -16,8 +16,28 @@ from apps.accounts.models import ApiToken, User
 from apps.tenants.models import Membership, Tenant
 from apps.tenants.roles import Role
 from tests.factories import MembershipFactory, TenantFactory, UserFactory, make_token
+from tests.support import factories
+from tests.support.factories import Catalog, seed
 
 pytest_plugins = ["tests.fixtures.kube"]
+
+# What a test needs beyond PostgreSQL and Redis, marked from the fixtures it uses (directly or through other
+# fixtures), so a new test is marked the day it asks for one: `make unit` deselects them all. Tests that need
+# the sandbox's build without its fixtures (tests/helm: the helm binary) carry the mark themselves.
+MARKS_BY_FIXTURE = {
+    "sandbox": "sandbox",  # the Kubernetes sandbox (tests/fixtures/kube.py)
+    "stripe_mock_url": "stripe",  # stripe-mock (tests/billing/stripe/conftest.py)
+    "s3_server": "s3",  # SeaweedFS (tests/storage/objects/conftest.py)
+    "browser": "browser",  # Chromium through Playwright (tests/browser/conftest.py)
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for fixture, mark in MARKS_BY_FIXTURE.items():
+            if fixture in used:
+                item.add_marker(getattr(pytest.mark, mark))
 
 
 @dataclass
@@ -64,6 +84,19 @@ def make_actor(db: Any) -> Callable[..., Actor]:
 @pytest.fixture
 def owner(make_actor: Callable[..., Actor]) -> Actor:
     return make_actor(Role.OWNER)
+
+
+@pytest.fixture
+def catalog(db: Any) -> Catalog:
+    """The starter catalog of sandbox/fleet.yaml (tests/support/factories.py), not connected to any cluster.
+    Under a test that asks for transactional_db or live_server, pytest-django makes `db` transactional too."""
+    return seed()
+
+
+@pytest.fixture
+def make_instance(catalog: Catalog) -> Callable[..., Any]:
+    """Instance rows written directly (no admission), in any state: `factories.make_instance`."""
+    return factories.make_instance
 
 
 @pytest.fixture

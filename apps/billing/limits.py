@@ -15,10 +15,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record
+from apps.billing import stops
 from apps.billing.models import AMOUNT_PLACES, BillingAccount, BillingMode, BudgetAlert
 from apps.billing.selectors import Wallet, month_start, wallet_of
 from apps.core import metrics
 from apps.core.errors import PaymentRequired
+from apps.instances.models import Instance
+from apps.instances.services import STOPPABLE_STATES
 from apps.tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -146,25 +149,19 @@ def must_stop(w: Wallet, *, grace_seconds: int) -> bool:
 def enforce_limits(*, now: datetime | None = None) -> int:
     """The burn-down loop: stop (never delete) the instances of tenants whose runway has ended. Returns how
     many instances were asked to stop."""
-    from apps.instances import services as instance_services
-    from apps.instances.models import Instance
-
     now = now or timezone.now()
     grace = int(settings.BILLING_STOP_GRACE_SECONDS)
     stopped = 0
     tenant_ids = set(
-        Instance.objects.filter(state__in=instance_services.STOPPABLE_STATES)
-        .values_list("tenant_id", flat=True)
-        .distinct()
+        Instance.objects.filter(state__in=STOPPABLE_STATES).values_list("tenant_id", flat=True).distinct()
     )
     for tenant in Tenant.objects.filter(pk__in=tenant_ids).order_by("pk"):
         w = wallet_of(tenant, now)
         if not must_stop(w, grace_seconds=grace):
             continue
         logger.info("billing: stopping instances of %s (balance %s)", tenant.slug, w.balance)
-        stopped += len(
-            instance_services.instances_stop_all(tenant=tenant, actor=None, reason="insufficient_funds")
-        )
+        stopping = stops.tenant_instances_stop(tenant=tenant, reason=stops.StopReason.INSUFFICIENT_FUNDS)
+        stopped += len(stopping)
     return stopped
 
 

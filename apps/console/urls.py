@@ -2,7 +2,6 @@ from django.urls import path
 
 from apps.console import views
 from apps.console.views import (
-    account,
     instances,
     ssh_keys,
     staff,
@@ -12,6 +11,7 @@ from apps.console.views import (
     storage_volumes,
     tenant,
 )
+from apps.console.views.account import audit, billing, members, quotas, tokens
 
 app_name = "console"
 
@@ -95,26 +95,32 @@ urlpatterns = [
         storage_buckets.access_key_revoke,
         name="access_key_revoke",
     ),
-    # Tenant account pages (apps/console/views/account.py)
-    path("t/<slug:tenant_slug>/tokens/", account.tokens, name="tokens"),
-    path("t/<slug:tenant_slug>/tokens/<uuid:token_id>/revoke/", account.token_revoke, name="token_revoke"),
-    path("t/<slug:tenant_slug>/members/", account.members, name="members"),
-    path("t/<slug:tenant_slug>/members/<uuid:member_id>/role/", account.member_role, name="member_role"),
+    # Tenant account pages (apps/console/views/account/)
+    path("t/<slug:tenant_slug>/tokens/", tokens.tokens, name="tokens"),
     path(
-        "t/<slug:tenant_slug>/members/<uuid:member_id>/remove/", account.member_remove, name="member_remove"
+        "t/<slug:tenant_slug>/tokens/<uuid:token_id>/revoke/",
+        tokens.token_revoke,
+        name="token_revoke",
     ),
-    path("t/<slug:tenant_slug>/invitations/", account.invite, name="invite"),
+    path("t/<slug:tenant_slug>/members/", members.members, name="members"),
+    path("t/<slug:tenant_slug>/members/<uuid:member_id>/role/", members.member_role, name="member_role"),
+    path(
+        "t/<slug:tenant_slug>/members/<uuid:member_id>/remove/",
+        members.member_remove,
+        name="member_remove",
+    ),
+    path("t/<slug:tenant_slug>/invitations/", members.invite, name="invite"),
     path(
         "t/<slug:tenant_slug>/invitations/<uuid:invitation_id>/revoke/",
-        account.invitation_revoke,
+        members.invitation_revoke,
         name="invitation_revoke",
     ),
-    path("t/<slug:tenant_slug>/quotas/", account.quotas, name="quotas"),
-    path("t/<slug:tenant_slug>/billing/", account.billing, name="billing"),
-    path("t/<slug:tenant_slug>/billing/topup/", account.billing_topup, name="billing_topup"),
-    path("t/<slug:tenant_slug>/billing/card/", account.billing_card, name="billing_card"),
-    path("t/<slug:tenant_slug>/billing/budget/", account.billing_budget, name="billing_budget"),
-    path("t/<slug:tenant_slug>/audit/", account.audit, name="audit"),
+    path("t/<slug:tenant_slug>/quotas/", quotas.quotas, name="quotas"),
+    path("t/<slug:tenant_slug>/billing/", billing.billing, name="billing"),
+    path("t/<slug:tenant_slug>/billing/topup/", billing.billing_topup, name="billing_topup"),
+    path("t/<slug:tenant_slug>/billing/card/", billing.billing_card, name="billing_card"),
+    path("t/<slug:tenant_slug>/billing/budget/", billing.billing_budget, name="billing_budget"),
+    path("t/<slug:tenant_slug>/audit/", audit.audit, name="audit"),
     # Staff pages (apps/console/views/staff_*.py): anyone but staff gets 404
     path("staff/capacity/", staff_capacity.staff_capacity, name="staff_capacity"),
     path("staff/", staff_tenants.tenants, name="staff_tenants"),

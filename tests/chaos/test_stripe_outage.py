@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from apps.billing.models import UsageRecord
 from apps.billing.stripe.models import MeterEventOutbox, StripeCustomer
-from apps.billing.stripe.services import event_name_for, hour_floor, outbox_identifier
+from apps.billing.stripe.usage_export import event_name_for, hour_floor, outbox_identifier
 from config.celery import app
 from tests.chaos.outages import CountingProxy, PrivateStripeMock
 from tests.chaos.stack import Stack

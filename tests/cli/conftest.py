@@ -29,7 +29,7 @@ from apps.tenants.models import Tenant
 from apps.tenants.roles import Role
 from tests.conftest import Actor
 from tests.fixtures.kube import Sandbox, delete_namespace
-from tests.instances.helpers import Catalog, seed
+from tests.instances.helpers import Catalog
 from tests.operator.sandbox_support import connect
 from tests.support.processes import PYTHON, Processes, free_port, wait_for
 
@@ -124,11 +124,6 @@ def cli(server: str, tmp_path: Path, transactional_db: Any) -> Cli:
     home = tmp_path / "home"
     home.mkdir()
     return Cli(home=home, api_url=server)
-
-
-@pytest.fixture
-def catalog(transactional_db: Any) -> Catalog:
-    return seed()
 
 
 @pytest.fixture

@@ -102,7 +102,7 @@ def test_the_spinner_writes_only_to_a_terminal() -> None:
         (ApiError(500, "server_error", "m"), 1),
         (TransportError("m"), 1),
         (WaitTimeout("m"), 9),
-        (InstanceEnded("m", {}), 1),  # type: ignore[arg-type]
+        (InstanceEnded("m", {}), 1),
         (NotLoggedIn("m"), 3),
         (NotReady("m"), 8),
     ],

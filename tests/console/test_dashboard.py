@@ -16,15 +16,10 @@ from apps.instances import services
 from apps.quotas.models import GpuQuota
 from apps.tenants.models import TenantStatus
 from apps.tenants.roles import Role
-from tests.console.helpers import client_for, make_instance, page, seed
+from tests.console.helpers import client_for, make_instance, page
 from tests.factories import MembershipFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def catalog(db: Any) -> Any:
-    return seed()
 
 
 def test_the_dashboard_shows_running_instances_gpus_money_and_events(

@@ -19,18 +19,13 @@ from apps.console import charts
 from apps.quotas.models import GpuQuota
 from apps.tenants.roles import Role
 from tests.billing.wallet_helpers import usage
-from tests.console.helpers import client_for, make_instance, page, seed
+from tests.console.helpers import client_for, make_instance, page
 from tests.console.html_tree import Node, parse
 from tests.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db
 
 MakeActor = Callable[..., Any]
-
-
-@pytest.fixture
-def catalog(db: Any) -> Any:
-    return seed()
 
 
 def dashboard(actor: Any) -> tuple[Any, Node]:

@@ -30,7 +30,7 @@ from django.utils.http import urlsafe_base64_encode
 
 from apps.accounts import services as account_services
 from apps.quotas import services as quota_services
-from apps.storage.models import Volume, VolumeAttachment
+from apps.storage.models import VolumeAttachment
 from apps.tenants import services as tenant_services
 from apps.tenants.roles import Role
 from tests.billing.wallet_helpers import usage
@@ -39,6 +39,7 @@ from tests.console.helpers import client_for, ed25519_public_key, make_instance,
 from tests.console.html_tree import Node, parse
 from tests.factories import UserFactory
 from tests.storage.objects.helpers import access_key_row, bucket_row
+from tests.support.factories import volume_row
 
 pytestmark = pytest.mark.django_db
 
@@ -75,15 +76,8 @@ def data(make_actor: Callable[..., Actor]) -> Data:
         actor=owner.user, tenant=tenant, resource="gpus", amount=16, reason="a bigger training run"
     )
     usage(tenant, "1.500000", end=timezone.now() - timedelta(hours=1))
-    volume = Volume.objects.create(
-        tenant=tenant,
-        region=running.region,
-        name="datasets",
-        size_gib=100,
-        access_mode="ReadWriteOnce",
-        price_per_gib_hour="0.0002",
-        state="in_use",
-        created_by=owner.user,
+    volume = volume_row(
+        tenant, region=running.region, name="datasets", size_gib=100, state="in_use", created_by=owner.user
     )
     VolumeAttachment.objects.create(instance=running, volume=volume, mount_path="/mnt/datasets")
     bucket = bucket_row(tenant, name="checkpoints", created_by=owner.user)

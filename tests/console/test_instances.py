@@ -20,7 +20,7 @@ from apps.instances.states import Observation
 from apps.operator.cluster import Cluster
 from apps.tenants.models import TenantStatus
 from apps.tenants.roles import Role
-from tests.console.helpers import client_for, make_instance, page, seed
+from tests.console.helpers import client_for, make_instance, page
 from tests.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db
@@ -31,11 +31,6 @@ CONNECTION = {
     "user": "root",
     "ssh_command": "ssh -p 30022 root@203.0.113.7",
 }
-
-
-@pytest.fixture
-def catalog(db: Any) -> Any:
-    return seed()
 
 
 @pytest.fixture

@@ -19,15 +19,10 @@ from apps.quotas.models import GpuQuota
 from apps.quotas.services import quota_for
 from apps.tenants.models import TenantStatus
 from apps.tenants.roles import Role
-from tests.console.helpers import client_for, ed25519_public_key, make_instance, page, seed
+from tests.console.helpers import client_for, ed25519_public_key, make_instance, page
 from tests.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def catalog(db: Any) -> Any:
-    return seed()
 
 
 @pytest.fixture

@@ -18,16 +18,11 @@ from apps.storage import services as storage_services
 from apps.storage.models import Volume, VolumeAttachment, VolumeState
 from apps.tenants.models import TenantStatus
 from apps.tenants.roles import Role
-from tests.console.helpers import client_for, make_instance, page, seed
+from tests.console.helpers import client_for, make_instance, page
 from tests.console.html_tree import parse
 from tests.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def catalog(db: Any) -> Any:
-    return seed()
 
 
 @pytest.fixture

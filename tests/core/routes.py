@@ -190,20 +190,11 @@ def _quota_request_id(world: World) -> Any:
 
 def _volume_id(world: World) -> Any:
     from apps.catalog.models import Region
-    from apps.storage.models import Volume
-    from tests.instances.helpers import seed
+    from tests.support.factories import seed, volume_row
 
     if not Region.objects.filter(slug="us-east-1").exists():
         seed()
-    return Volume.objects.create(
-        tenant=world.tenant,
-        region=Region.objects.get(slug="us-east-1"),
-        name=f"isolation-{uuid.uuid4().hex[:8]}",
-        size_gib=10,
-        access_mode="ReadWriteOnce",
-        price_per_gib_hour="0.0002",
-        state="available",
-    ).pk
+    return volume_row(world.tenant, name=f"isolation-{uuid.uuid4().hex[:8]}").pk
 
 
 def _bucket_name(world: World) -> Any:

@@ -34,7 +34,7 @@ from apps.quotas.services import quota_for
 from tests.conftest import Actor
 from tests.factories import TenantFactory
 from tests.fixtures.kube import Sandbox, wait_until
-from tests.instances.helpers import Catalog, instance_row, launch_body, seed
+from tests.instances.helpers import Catalog, instance_row, launch_body
 from tests.operator.sandbox_support import SandboxTenant, connect
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -57,11 +57,6 @@ def scrape(**extra: Any) -> Samples:
     assert response.status_code == 200, response.content
     assert response["Content-Type"].startswith("text/plain")
     return parse(response.content.decode())
-
-
-@pytest.fixture
-def catalog(db: Any) -> Catalog:
-    return seed()
 
 
 # ---- who may scrape ------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ from tests.helm.support import (
     render,
 )
 
+pytestmark = pytest.mark.sandbox  # helm (and kubectl) come from the sandbox build
+
 DOCS = REPO_ROOT / "docs" / "operations.md"
 VALUES_FILES: dict[str, list[Path]] = {"default": [], "production": [PRODUCTION_VALUES]}
 

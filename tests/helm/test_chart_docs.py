@@ -10,6 +10,8 @@ import pytest
 
 from tests.helm.support import CHART, REPO_ROOT, render
 
+pytestmark = pytest.mark.sandbox  # helm (and kubectl) come from the sandbox build
+
 DOCS = REPO_ROOT / "docs" / "operations.md"
 KINDS = {"deploy": "Deployment", "job": "Job", "svc": "Service"}
 

@@ -27,6 +27,8 @@ from tests.helm.support import (
     render,
 )
 
+pytestmark = pytest.mark.sandbox  # helm (and kubectl) come from the sandbox build
+
 VALUES_FILES = {"default": [], "production": ["-f", str(PRODUCTION_VALUES)]}
 
 

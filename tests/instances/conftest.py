@@ -1,10 +1,10 @@
 """Shared fixtures for the catalog, instance and SSH key tests (issue 4).
 
-- `catalog`: the starter catalog seeded from sandbox/fleet.yaml (regions us-east-1 and eu-west-1).
 - `tenant_owner`: an owner of a fresh tenant, with a full-scope token.
 - `ssh_key`: a shared ed25519 key of that tenant.
 - `launch`: POST a launch for an actor with a valid default body, overridable per field.
-- `make_instance`: an instance row written directly (no admission), in any state, for listing and counting.
+
+`catalog` and `make_instance` (instance rows written directly, in any state) are in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -17,19 +17,11 @@ from rest_framework.response import Response
 
 from apps.accounts import services as account_services
 from apps.accounts.models import SshKey
-from apps.catalog.models import Region
-from apps.instances.models import Instance
-from apps.tenants.models import Tenant
 from apps.tenants.roles import Role
 from tests.conftest import Actor
-from tests.instances.helpers import Catalog, ed25519_public_key, instance_row, launch_body, seed
+from tests.instances.helpers import Catalog, ed25519_public_key, launch_body, seed
 
 __all__ = ["Catalog", "ed25519_public_key", "launch_body", "seed"]
-
-
-@pytest.fixture
-def catalog(db: Any) -> Catalog:
-    return seed()
 
 
 @pytest.fixture
@@ -52,31 +44,3 @@ def launch(catalog: Catalog) -> Callable[..., Response]:
         )
 
     return do
-
-
-@pytest.fixture
-def make_instance(catalog: Catalog) -> Callable[..., Instance]:
-    counter = iter(range(1, 1_000_000))
-
-    def make(
-        tenant: Tenant,
-        *,
-        created_by: Any,
-        state: str = "running",
-        instance_type: str = "gpu-h100x1",
-        region: Region | None = None,
-        name: str | None = None,
-        **fields: Any,
-    ) -> Instance:
-        itype = catalog.instance_type(instance_type)
-        return instance_row(
-            tenant=tenant,
-            name=name or f"made-{next(counter)}",
-            region=region or catalog.us_east,
-            instance_type=itype,
-            state=state,
-            created_by=created_by,
-            **fields,
-        )
-
-    return make

@@ -11,10 +11,10 @@ import pytest
 from kubernetes import client
 
 from apps.tenants.roles import Role
-from tests.instances.conftest import catalog, launch, make_instance, ssh_key, tenant_owner
+from tests.instances.conftest import launch, ssh_key, tenant_owner
 from tests.operator.sandbox_support import SandboxTenant
 
-__all__ = ["catalog", "launch", "make_instance", "ssh_key", "tenant", "tenant_owner"]
+__all__ = ["launch", "ssh_key", "tenant", "tenant_owner"]  # catalog and make_instance: tests/conftest.py
 
 
 @pytest.fixture

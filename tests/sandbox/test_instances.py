@@ -49,6 +49,8 @@ from tests.operator.sandbox_support import SandboxTenant, connect, drive, state_
 from tests.operator.test_capacity_sandbox import assert_capacity_rows_follow_the_cluster
 from tests.operator.test_node_loss_sandbox import Nodes
 
+pytestmark = pytest.mark.sandbox  # the scratch instance is a sandbox of its own, without the fixture
+
 RUN_INSTANCE = os.environ.get("GPUCLOUD_SANDBOX_RUN_INSTANCE", sandbox_paths.DEFAULT_INSTANCE)
 REGION = "us-east-1"
 H100 = "NVIDIA-H100-80GB-HBM3"

@@ -9,9 +9,9 @@ import logging
 
 from django.db import transaction
 
+from apps.billing import stops
 from apps.billing.models import BillingMode
 from apps.billing.selectors import wallet_of
-from apps.instances.services import instances_stop_all
 from apps.tenants.models import Tenant, TenantStatus
 from apps.tenants.services import tenant_reactivate, tenant_suspend
 
@@ -25,14 +25,15 @@ REVERSED_REASON = (
 
 
 @transaction.atomic
-def suspend_for_non_payment(*, tenant: Tenant, reason: str, stop_reason: str) -> None:
+def suspend_for_non_payment(*, tenant: Tenant, reason: str, stop_reason: stops.StopReason) -> None:
     """Suspend the tenant (when active): the suspension stops every instance it runs (apps.instances
-    handles tenant_suspended), each stop recording `stop_reason`. A tenant staff already suspended has
-    anything still running stopped all the same."""
+    handles tenant_suspended), each stop recording `stop_reason`, and records what it stopped. A tenant
+    staff already suspended has anything still running stopped all the same, through billing's stop."""
     if tenant.status == TenantStatus.ACTIVE:
-        tenant_suspend(actor=None, tenant=tenant, reason=reason, stop_reason=stop_reason)
+        stop_reason = stops.StopReason(stop_reason)  # billing's reasons only, as on the other path
+        tenant_suspend(actor=None, tenant=tenant, reason=reason, stop_reason=stop_reason.value)
     else:
-        instances_stop_all(tenant=tenant, actor=None, reason=stop_reason)
+        stops.tenant_instances_stop(tenant=tenant, reason=stop_reason)
 
 
 @transaction.atomic
@@ -45,7 +46,9 @@ def suspend_if_below_zero(*, tenant: Tenant) -> bool:
     if w.mode != BillingMode.PREPAID or w.balance >= 0 or tenant.status != TenantStatus.ACTIVE:
         return False
     logger.info("billing: suspending %s, balance %s after a reversal", tenant.slug, w.balance)
-    suspend_for_non_payment(tenant=tenant, reason=REVERSED_REASON, stop_reason="payment_reversed")
+    suspend_for_non_payment(
+        tenant=tenant, reason=REVERSED_REASON, stop_reason=stops.StopReason.PAYMENT_REVERSED
+    )
     return True
 
 

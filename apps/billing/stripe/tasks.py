@@ -7,7 +7,7 @@ from datetime import UTC, timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from apps.billing.stripe import gateway, services
+from apps.billing.stripe import dunning, events, gateway, usage_export
 from apps.billing.stripe.models import StripeEvent
 
 MAX_EVENT_ATTEMPTS = 10
@@ -15,7 +15,7 @@ MAX_EVENT_ATTEMPTS = 10
 
 @shared_task(acks_late=True)
 def process_event(event_id: str) -> bool:
-    return services.webhook_event_process(event_id=event_id)
+    return events.webhook_event_process(event_id=event_id)
 
 
 @shared_task(acks_late=True)
@@ -25,17 +25,17 @@ def retry_events() -> int:
     ids = StripeEvent.objects.filter(
         processed_at__isnull=True, received_at__lte=stale, attempts__lt=MAX_EVENT_ATTEMPTS
     ).values_list("id", flat=True)[:100]
-    return sum(1 for event_id in list(ids) if services.webhook_event_process(event_id=event_id))
+    return sum(1 for event_id in list(ids) if events.webhook_event_process(event_id=event_id))
 
 
 @shared_task(acks_late=True)
 def outbox_fill() -> int:
-    return services.outbox_fill()
+    return usage_export.outbox_fill()
 
 
 @shared_task(acks_late=True)
 def outbox_drain() -> int:
-    return services.outbox_drain().sent
+    return usage_export.outbox_drain().sent
 
 
 @shared_task(acks_late=True)
@@ -44,9 +44,9 @@ def reconcile() -> int:
     if not gateway.is_configured():
         return 0
     end = timezone.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return len(services.reconcile(start=end - timedelta(days=1), end=end))
+    return len(usage_export.reconcile(start=end - timedelta(days=1), end=end))
 
 
 @shared_task(acks_late=True)
 def enforce_past_due() -> int:
-    return services.enforce_past_due()
+    return dunning.enforce_past_due()

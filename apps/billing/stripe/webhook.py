@@ -12,7 +12,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from apps.billing.stripe import gateway, services
+from apps.billing.stripe import events, gateway
 from apps.core.errors import error_body
 
 
@@ -38,5 +38,5 @@ class StripeWebhookView(View):
             return JsonResponse(
                 error_body("invalid_signature", "The Stripe-Signature header does not verify."), status=400
             )
-        created = services.webhook_event_store(event=event)
+        created = events.webhook_event_store(event=event)
         return JsonResponse({"received": True, "duplicate": not created})

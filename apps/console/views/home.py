@@ -7,7 +7,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.console.build_banner import POLL_TRIGGER, current_banner
-from apps.console.views.tenant import validated
+from apps.console.views.page_helpers import validated
 from apps.core.errors import DomainError
 from apps.tenants import selectors, services
 from apps.tenants.api.serializers import TenantCreateSerializer

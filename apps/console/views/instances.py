@@ -21,7 +21,8 @@ from django.urls import reverse
 from apps.billing.limits import require_funds
 from apps.catalog import selectors as catalog
 from apps.catalog.models import ImagePolicy, InstanceType, Region
-from apps.console.views.tenant import TenantPage, tenant_page, validated
+from apps.console.views.page_helpers import validated
+from apps.console.views.tenant import TenantPage, tenant_page
 from apps.core.errors import DomainError
 from apps.instances import selectors, services
 from apps.instances.api.serializers import InstanceLaunchSerializer

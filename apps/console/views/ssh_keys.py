@@ -16,7 +16,8 @@ from django.shortcuts import redirect
 from apps.accounts import services as account_services
 from apps.accounts.api.serializers import SshKeyCreateSerializer
 from apps.accounts.models import SshKey
-from apps.console.views.tenant import TenantPage, tenant_page, validated
+from apps.console.views.page_helpers import validated
+from apps.console.views.tenant import TenantPage, tenant_page
 from apps.core.errors import DomainError
 from apps.tenants import selectors as account_selectors
 from apps.tenants.roles import Perm

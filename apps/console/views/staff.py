@@ -12,8 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
-from django.core.paginator import Page, Paginator
-from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
@@ -21,6 +19,7 @@ from django.views.decorators.http import require_http_methods
 from apps.accounts import two_factor
 from apps.catalog.models import Region
 from apps.console import staff_selectors
+from apps.console.views.page_helpers import form_error, paginate
 from apps.core.errors import DomainError, InvalidInput
 from apps.instances.states import State
 from apps.quotas import services as quota_services
@@ -55,18 +54,6 @@ def staff_page(
         return wrapper
 
     return decorate
-
-
-def paginate(request: HttpRequest, items: QuerySet[Any], size: int) -> tuple[Page[Any], str]:
-    """The requested page, and the other query parameters for the page links."""
-    page_obj = Paginator(items, size).get_page(request.GET.get("page"))
-    kept = request.GET.copy()
-    kept.pop("page", None)
-    return page_obj, kept.urlencode()
-
-
-def form_error(exc: DomainError) -> dict[str, Any]:
-    return {"error": exc.message, "field_errors": exc.fields}
 
 
 def choice(value: str, allowed: list[str], field: str) -> str:

@@ -4,7 +4,7 @@ service."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import datetime
 from typing import Any
 
 from django.contrib import messages
@@ -15,7 +15,8 @@ from django.utils import timezone
 from apps.billing import services as billing_services
 from apps.billing.models import CreditKind
 from apps.console import staff_selectors
-from apps.console.views.staff import choice, form_error, paginate, staff_page
+from apps.console.views.page_helpers import day_start, form_error, paginate, parse_day
+from apps.console.views.staff import choice, staff_page
 from apps.core.errors import DomainError, InvalidInput
 from apps.quotas import services as quota_services
 from apps.quotas.selectors import quota_overview, quota_requests_of
@@ -154,15 +155,10 @@ def _status_message(action: str, name: str, stopped: list[dict[str, str]]) -> st
 
 def _expiry(raw: str) -> datetime | None:
     """An expiry day as UTC midnight at its start, like token expiries; it must lie ahead."""
-    raw = raw.strip()
-    if not raw:
+    day = parse_day(raw, "expires_at")
+    if day is None:
         return None
-    try:
-        moment = datetime.combine(date.fromisoformat(raw), time.min, tzinfo=UTC)
-    except ValueError as exc:
-        raise InvalidInput(
-            "expires_at: enter a date as YYYY-MM-DD.", fields={"expires_at": ["Enter a date as YYYY-MM-DD."]}
-        ) from exc
+    moment = day_start(day)
     if moment <= timezone.now():
         raise InvalidInput(
             "expires_at: must be in the future.", fields={"expires_at": ["Must be in the future."]}

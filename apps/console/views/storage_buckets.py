@@ -19,7 +19,8 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.utils import timezone
 
-from apps.console.views.tenant import TenantPage, tenant_page, validated
+from apps.console.views.page_helpers import validated
+from apps.console.views.tenant import TenantPage, tenant_page
 from apps.core import build_status
 from apps.core.errors import DomainError
 from apps.storage.objects import s3, selectors, services

@@ -22,7 +22,8 @@ from django.urls import reverse
 
 from apps.catalog import selectors as catalog
 from apps.catalog.models import StorageAccessMode
-from apps.console.views.tenant import TenantPage, tenant_page, validated
+from apps.console.views.page_helpers import validated
+from apps.console.views.tenant import TenantPage, tenant_page
 from apps.core.errors import DomainError
 from apps.storage import selectors, services
 from apps.storage.api.serializers import VolumeCreateSerializer, VolumeUpdateSerializer

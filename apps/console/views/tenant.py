@@ -18,12 +18,11 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 from django_htmx.middleware import HtmxDetails
-from rest_framework import serializers
 
 from apps.billing.selectors import wallet_of
 from apps.catalog.models import GpuType
 from apps.console import charts
-from apps.core.errors import Forbidden, InvalidInput, NotFound, flatten_field_errors
+from apps.core.errors import Forbidden, NotFound
 from apps.instances import selectors as instance_selectors
 from apps.instances.states import State
 from apps.quotas.selectors import quota_overview
@@ -82,19 +81,6 @@ class TenantPage:
 
     def render(self, template: str, context: dict[str, Any] | None = None, status: int = 200) -> HttpResponse:
         return render(self.request, template, self.context(**(context or {})), status=status)
-
-
-def validated(serializer_class: type[serializers.Serializer], data: dict[str, Any]) -> dict[str, Any]:
-    """The API's own validation of the same input; its field errors become an InvalidInput for the form."""
-    serializer = serializer_class(data=data)
-    if serializer.is_valid():
-        return dict(serializer.validated_data)
-    fields: dict[str, list[str]] = {}
-    for key, problems in flatten_field_errors(serializer.errors).items():
-        fields.setdefault(key.split(".")[0], []).extend(problems)  # "ssh_key_ids.0" is the ssh_key_ids field
-    name, problems = next(iter(fields.items()))
-    message = problems[0] if name == "non_field_errors" else f"{name}: {problems[0]}"
-    raise InvalidInput(message, fields=fields)
 
 
 def forbidden(request: HttpRequest, exc: Forbidden, membership: Membership | None = None) -> HttpResponse:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from apps.billing.stripe import gateway, services
+from apps.billing.stripe import checkout, customers, gateway, usage_export
 from apps.billing.stripe.models import CheckoutKind, CheckoutSession, StripeCustomer, StripeMeter
 from apps.catalog.models import InstanceType
 from tests.billing.stripe.conftest import API_KEY
@@ -51,8 +51,8 @@ def test_only_the_gateway_imports_stripe() -> None:
 
 
 def test_customer_is_created_once_per_tenant(stripe_on, owner, create_calls) -> None:
-    first = services.customer_for(tenant=owner.tenant)
-    second = services.customer_for(tenant=owner.tenant)
+    first = customers.customer_for(tenant=owner.tenant)
+    second = customers.customer_for(tenant=owner.tenant)
     assert first.pk == second.pk
     assert first.customer_id.startswith("cus_")
     assert create_calls == [f"gpucloud-customer:{owner.tenant.pk}"]  # deterministic Idempotency-Key
@@ -68,7 +68,7 @@ def test_topup_checkout_is_mode_payment_in_cents(stripe_on, owner, monkeypatch) 
         return original(self, **kwargs)
 
     monkeypatch.setattr(gateway.StripeGateway, "create_payment_checkout", spy)
-    opened = services.checkout_topup_create(actor=owner.user, tenant=owner.tenant, amount=Decimal("12.34"))
+    opened = checkout.checkout_topup_create(actor=owner.user, tenant=owner.tenant, amount=Decimal("12.34"))
     assert seen["amount_cents"] == 1234
     assert opened.url.startswith("https://")
     assert opened.record.session_id.startswith("cs_")
@@ -77,10 +77,10 @@ def test_topup_checkout_is_mode_payment_in_cents(stripe_on, owner, monkeypatch) 
 
 
 def test_card_setup_checkout_and_portal(stripe_on, owner) -> None:
-    opened = services.checkout_card_setup_create(actor=owner.user, tenant=owner.tenant)
+    opened = checkout.checkout_card_setup_create(actor=owner.user, tenant=owner.tenant)
     assert opened.url.startswith("https://")
     assert CheckoutSession.objects.get(session_id=opened.record.session_id).kind == CheckoutKind.CARD_SETUP
-    assert services.portal_session_create(actor=owner.user, tenant=owner.tenant).startswith("https://")
+    assert checkout.portal_session_create(actor=owner.user, tenant=owner.tenant).startswith("https://")
 
 
 def test_meters_and_metered_prices_per_instance_type_once(stripe_on, monkeypatch) -> None:
@@ -93,11 +93,11 @@ def test_meters_and_metered_prices_per_instance_type_once(stripe_on, monkeypatch
         return original(self, **kwargs)
 
     monkeypatch.setattr(gateway.StripeGateway, "create_meter_with_price", spy)
-    meters = services.ensure_meters()
+    meters = usage_export.ensure_meters()
     slugs = set(InstanceType.objects.values_list("slug", flat=True))
     assert {m.meter_key for m in meters} == {f"instance_seconds:{slug}" for slug in slugs}
     assert all(m.meter_id and m.price_id for m in meters)
-    services.ensure_meters()
+    usage_export.ensure_meters()
     assert len(created) == len(slugs) == StripeMeter.objects.count()
     h100 = InstanceType.objects.get(slug="gpu-h100x1")
     per_second = dict(created)["instance_seconds:gpu-h100x1"]
@@ -110,7 +110,7 @@ def test_meters_and_metered_prices_per_instance_type_once(stripe_on, monkeypatch
 
 def test_meter_events_and_summaries(stripe_on, owner) -> None:
     client = gateway.gateway()
-    customer = services.customer_for(tenant=owner.tenant)
+    customer = customers.customer_for(tenant=owner.tenant)
     hour = datetime(2026, 11, 1, 10, tzinfo=UTC)
     sent = client.send_meter_event(
         event_name="gpucloud_instance_seconds_gpu_h100x1",
@@ -145,12 +145,12 @@ def test_a_failed_call_is_logged_with_structure_and_without_secrets(settings, ow
         caplog.at_level(logging.WARNING, logger="apps.billing.stripe.gateway"),
         pytest.raises(gateway.StripeUnavailable) as raised,
     ):
-        services.customer_for(tenant=owner.tenant)
+        customers.customer_for(tenant=owner.tenant)
     assert raised.value.status_code == 503
     record = next(r for r in caplog.records if r.getMessage() == "stripe call failed")
-    assert record.stripe_operation == "customer.create"  # type: ignore[attr-defined]
-    assert record.stripe_error == "APIConnectionError"  # type: ignore[attr-defined]
-    assert record.stripe_tenant_id == str(owner.tenant.pk)  # type: ignore[attr-defined]
+    assert record.stripe_operation == "customer.create"
+    assert record.stripe_error == "APIConnectionError"
+    assert record.stripe_tenant_id == str(owner.tenant.pk)
     assert API_KEY not in repr(record.__dict__)
     assert not StripeCustomer.objects.exists()
 
@@ -174,7 +174,7 @@ def test_meter_events_carry_their_identifier_as_idempotency_key(stripe_on, owner
         return original(self, params, options)
 
     monkeypatch.setattr(MeterEventService, "create", spy)
-    customer = services.customer_for(tenant=owner.tenant)
+    customer = customers.customer_for(tenant=owner.tenant)
     gateway.gateway().send_meter_event(
         event_name="gpucloud_x",
         customer_id=customer.customer_id,

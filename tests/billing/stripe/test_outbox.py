@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
 
 from apps.billing.models import UsageRecord
-from apps.billing.stripe import services
+from apps.billing.stripe import usage_export
 from apps.billing.stripe.models import MeterEventOutbox, StripeCustomer, StripeMeter
 from tests.factories import TenantFactory
 
@@ -58,8 +58,9 @@ def closed_after(hour: datetime, settings) -> datetime:
 
 def test_fill_writes_one_row_per_tenant_meter_and_closed_hour(ledger, settings) -> None:
     a, b = ledger
-    assert services.outbox_fill(now=closed_after(HOUR, settings) - timedelta(seconds=1)) == 0  # not settled
-    assert services.outbox_fill(now=closed_after(HOUR, settings)) == 3
+    not_settled = closed_after(HOUR, settings) - timedelta(seconds=1)
+    assert usage_export.outbox_fill(now=not_settled) == 0
+    assert usage_export.outbox_fill(now=closed_after(HOUR, settings)) == 3
     rows = {(r.tenant_id, r.meter): r for r in MeterEventOutbox.objects.all()}
     epoch = int(HOUR.timestamp())
     assert rows[(a.pk, H100)].value == 180
@@ -68,21 +69,21 @@ def test_fill_writes_one_row_per_tenant_meter_and_closed_hour(ledger, settings) 
     assert rows[(b.pk, H100)].value == 45
     assert all(r.hour_start == HOUR and r.sent_at is None for r in rows.values())
     # Idempotent: re-running adds nothing; the next hour appears once it is closed.
-    assert services.outbox_fill(now=closed_after(HOUR, settings)) == 0
-    assert services.outbox_fill(now=closed_after(HOUR + timedelta(hours=1), settings)) == 1
+    assert usage_export.outbox_fill(now=closed_after(HOUR, settings)) == 0
+    assert usage_export.outbox_fill(now=closed_after(HOUR + timedelta(hours=1), settings)) == 1
     assert MeterEventOutbox.objects.count() == 4
 
 
 def test_backoff_is_exponential_and_capped(settings) -> None:
     settings.STRIPE_OUTBOX_BACKOFF_BASE_SECONDS = 30
     settings.STRIPE_OUTBOX_BACKOFF_MAX_SECONDS = 3600
-    assert [services.backoff_seconds(n) for n in range(1, 9)] == [30, 60, 120, 240, 480, 960, 1920, 3600]
-    assert services.backoff_seconds(50) == 3600
+    assert [usage_export.backoff_seconds(n) for n in range(1, 9)] == [30, 60, 120, 240, 480, 960, 1920, 3600]
+    assert usage_export.backoff_seconds(50) == 3600
 
 
 def test_without_stripe_keys_rows_wait_and_nothing_breaks(ledger, settings, stripe_off) -> None:
-    services.outbox_fill(now=closed_after(HOUR, settings))
-    assert services.outbox_drain().sent == 0
+    usage_export.outbox_fill(now=closed_after(HOUR, settings))
+    assert usage_export.outbox_drain().sent == 0
     assert MeterEventOutbox.objects.filter(sent_at__isnull=True, attempts=0).count() == 3
 
 
@@ -91,28 +92,28 @@ def test_an_outage_loses_nothing_and_each_event_is_sent_exactly_once(
 ) -> None:
     settings.STRIPE_OUTBOX_BACKOFF_BASE_SECONDS = 30
     now = closed_after(HOUR, settings)
-    services.outbox_fill(now=now)
+    usage_export.outbox_fill(now=now)
 
     # stripe-mock is down.
-    result = services.outbox_drain(now=now)
+    result = usage_export.outbox_drain(now=now)
     assert (result.sent, result.failed) == (0, 3)
     rows = list(MeterEventOutbox.objects.all())
     assert all(r.sent_at is None and r.attempts == 1 for r in rows)
     assert all(r.next_attempt_at == now + timedelta(seconds=30) for r in rows)
     assert all("Stripe did not complete" in r.last_error for r in rows)
-    assert services.outbox_drain(now=now + timedelta(seconds=29)).failed == 0  # not due yet: untouched
+    assert usage_export.outbox_drain(now=now + timedelta(seconds=29)).failed == 0  # not due yet: untouched
     later = now + timedelta(seconds=30)
-    assert services.outbox_drain(now=later).failed == 3
+    assert usage_export.outbox_drain(now=later).failed == 3
     assert {r.next_attempt_at for r in MeterEventOutbox.objects.all()} == {later + timedelta(seconds=60)}
     assert sent_meter_events.identifiers == []
 
     # It is back: every row is sent once, and draining again sends nothing more.
     private_stripe_mock.start()
-    result = services.outbox_drain(now=later + timedelta(hours=1))
+    result = usage_export.outbox_drain(now=later + timedelta(hours=1))
     assert (result.sent, result.failed) == (3, 0)
-    assert services.outbox_drain(now=later + timedelta(hours=2)).sent == 0
-    services.outbox_fill(now=closed_after(HOUR, settings))  # refilling the same hour changes nothing
-    assert services.outbox_drain(now=later + timedelta(hours=3)).sent == 0
+    assert usage_export.outbox_drain(now=later + timedelta(hours=2)).sent == 0
+    usage_export.outbox_fill(now=closed_after(HOUR, settings))  # refilling the same hour changes nothing
+    assert usage_export.outbox_drain(now=later + timedelta(hours=3)).sent == 0
     identifiers = sorted(MeterEventOutbox.objects.values_list("identifier", flat=True))
     assert sorted(sent_meter_events.identifiers) == identifiers
     assert len(set(sent_meter_events.identifiers)) == 3
@@ -124,7 +125,7 @@ def test_an_outage_loses_nothing_and_each_event_is_sent_exactly_once(
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_drainers_skip_locked_rows(ledger, settings, stripe_on, sent_meter_events) -> None:
     now = closed_after(HOUR, settings)
-    services.outbox_fill(now=now)
+    usage_export.outbox_fill(now=now)
     locked = threading.Event()
     release = threading.Event()
     first = MeterEventOutbox.objects.order_by("pk").first()
@@ -143,12 +144,12 @@ def test_concurrent_drainers_skip_locked_rows(ledger, settings, stripe_on, sent_
     holder.start()
     try:
         assert locked.wait(timeout=30)
-        assert services.outbox_drain(now=now).sent == 2  # the locked row is skipped, not waited for
+        assert usage_export.outbox_drain(now=now).sent == 2  # the locked row is skipped, not waited for
     finally:
         release.set()
         holder.join()
     assert first.identifier not in sent_meter_events.identifiers
-    assert services.outbox_drain(now=now).sent == 1
+    assert usage_export.outbox_drain(now=now).sent == 1
     assert sorted(sent_meter_events.identifiers) == sorted(
         MeterEventOutbox.objects.values_list("identifier", flat=True)
     )
@@ -157,10 +158,10 @@ def test_concurrent_drainers_skip_locked_rows(ledger, settings, stripe_on, sent_
 def test_compare_totals_reports_each_difference() -> None:
     ledger = {("t1", H100): 3600, ("t1", L40S): 60, ("t2", H100): 10}
     stripe = {("t1", H100): 3600.0, ("t1", L40S): 30.0, ("t3", H100): 5.0}
-    assert services.compare_totals(ledger, stripe) == [
-        services.Difference("t1", L40S, 60, 30.0),
-        services.Difference("t2", H100, 10, 0.0),
-        services.Difference("t3", H100, 0, 5.0),
+    assert usage_export.compare_totals(ledger, stripe) == [
+        usage_export.Difference("t1", L40S, 60, 30.0),
+        usage_export.Difference("t2", H100, 10, 0.0),
+        usage_export.Difference("t3", H100, 0, 5.0),
     ]
 
 
@@ -168,8 +169,8 @@ def test_reconcile_compares_ledger_totals_with_stripes_summaries(ledger, setting
     """stripe-mock's summaries are fixtures (aggregated_value 25 for any query), so the real call's shape is
     exercised and a ledger total of 25 is the one that matches."""
     a, b = ledger
-    services.outbox_fill(now=closed_after(HOUR, settings))
-    services.outbox_drain(now=closed_after(HOUR, settings))
+    usage_export.outbox_fill(now=closed_after(HOUR, settings))
+    usage_export.outbox_drain(now=closed_after(HOUR, settings))
     # A correction after the export: tenant b's 45 s become 25 s in the ledger (a reversing row).
     UsageRecord.objects.create(
         id=f"correction:{b.pk}",
@@ -183,8 +184,8 @@ def test_reconcile_compares_ledger_totals_with_stripes_summaries(ledger, setting
         amount=Decimal("-0.02"),
         kind="reversal",
     )
-    assert services.ledger_totals(start=HOUR, end=HOUR + timedelta(hours=1))[(str(b.pk), H100)] == 25
-    differences = services.reconcile(start=HOUR, end=HOUR + timedelta(hours=1))
+    assert usage_export.ledger_totals(start=HOUR, end=HOUR + timedelta(hours=1))[(str(b.pk), H100)] == 25
+    differences = usage_export.reconcile(start=HOUR, end=HOUR + timedelta(hours=1))
     assert {(d.tenant_id, d.meter, d.ledger_seconds) for d in differences} == {
         (str(a.pk), H100, 180),
         (str(a.pk), L40S, 30),
@@ -196,10 +197,10 @@ def test_reconcile_compares_ledger_totals_with_stripes_summaries(ledger, setting
 
 
 def test_reconcile_ignores_what_was_not_exported_yet(ledger, settings, private_stripe_mock) -> None:
-    services.outbox_fill(now=closed_after(HOUR, settings))
-    services.outbox_drain(now=closed_after(HOUR, settings))  # Stripe down: nothing sent
+    usage_export.outbox_fill(now=closed_after(HOUR, settings))
+    usage_export.outbox_drain(now=closed_after(HOUR, settings))  # Stripe down: nothing sent
     private_stripe_mock.start()
-    assert services.reconcile(start=HOUR, end=HOUR + timedelta(hours=1)) == []
+    assert usage_export.reconcile(start=HOUR, end=HOUR + timedelta(hours=1)) == []
 
 
 def test_the_periodic_tasks(ledger, settings, stripe_on, sent_meter_events) -> None:
@@ -212,9 +213,9 @@ def test_the_periodic_tasks(ledger, settings, stripe_on, sent_meter_events) -> N
     assert tasks.outbox_fill.delay().get() == 4  # both hours are closed by now
     assert tasks.outbox_drain.delay().get() == 4
     assert len(sent_meter_events.identifiers) == 4
-    # The daily reconciliation covers the previous UTC day, as services.reconcile computes it.
+    # The daily reconciliation covers the previous UTC day, as usage_export.reconcile computes it.
     today = timezone.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    expected = len(services.reconcile(start=today - timedelta(days=1), end=today))
+    expected = len(usage_export.reconcile(start=today - timedelta(days=1), end=today))
     assert tasks.reconcile.delay().get() == expected
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from apps.billing.stripe import services
+from apps.billing.stripe import dunning
 from apps.billing.stripe.models import BillingStatus, StripeCustomer
 from apps.instances.models import Instance, InstanceEvent
 from apps.tenants.models import Tenant, TenantStatus
@@ -51,11 +51,11 @@ def stop_reasons(instance: Instance) -> list[str]:
 def test_past_due_suspends_and_the_suspension_stops_and_records_the_instances(make_actor: Any) -> None:
     tenant, running = past_due_tenant(make_actor)
 
-    assert services.enforce_past_due() == 1
+    assert dunning.enforce_past_due() == 1
 
     tenant.refresh_from_db()
     running.refresh_from_db()
-    assert (tenant.status, tenant.status_reason) == (TenantStatus.SUSPENDED, services.PAST_DUE_REASON)
+    assert (tenant.status, tenant.status_reason) == (TenantStatus.SUSPENDED, dunning.PAST_DUE_REASON)
     assert running.desired_state == "stopped" and stop_reasons(running) == ["payment_past_due"]
     assert tenant.suspension_stopped_instances == [{"id": str(running.pk), "name": "trainer"}]
 
@@ -64,7 +64,7 @@ def test_a_tenant_staff_suspended_earlier_is_stopped_all_the_same(make_actor: An
     # Suspended before suspensions stopped instances: something still runs.
     tenant, running = past_due_tenant(make_actor, status=TenantStatus.SUSPENDED, status_reason="Abuse")
 
-    assert services.enforce_past_due() == 1
+    assert dunning.enforce_past_due() == 1
 
     tenant.refresh_from_db()
     running.refresh_from_db()

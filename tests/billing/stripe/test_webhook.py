@@ -18,7 +18,7 @@ import pytest
 from django.utils import timezone
 
 from apps.billing.models import CreditGrant
-from apps.billing.stripe import selectors, services, tasks
+from apps.billing.stripe import checkout, customers, dunning, selectors, tasks
 from apps.billing.stripe.models import BillingStatus, CheckoutSession, StripeEvent
 from apps.instances.models import Instance
 from apps.tenants.models import TenantStatus
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def topup(stripe_on, owner) -> CheckoutSession:
-    return services.checkout_topup_create(actor=owner.user, tenant=owner.tenant, amount="50.00").record
+    return checkout.checkout_topup_create(actor=owner.user, tenant=owner.tenant, amount="50.00").record
 
 
 def paid(session: CheckoutSession, stripe_says: Callable[..., Any]) -> None:
@@ -124,7 +124,7 @@ def test_the_webhook_needs_no_credentials_nor_csrf_and_only_takes_post(stripe_on
 
 
 def test_card_setup_marks_the_card_on_file(stripe_on, owner, stripe_says, post_event) -> None:
-    opened = services.checkout_card_setup_create(actor=owner.user, tenant=owner.tenant)
+    opened = checkout.checkout_card_setup_create(actor=owner.user, tenant=owner.tenant)
     stripe_says(
         opened.record.session_id, mode="setup", status="complete", payment_status="no_payment_required"
     )
@@ -137,14 +137,14 @@ def test_card_setup_marks_the_card_on_file(stripe_on, owner, stripe_says, post_e
 
 
 def test_setup_intent_succeeded_marks_the_card_on_file(stripe_on, owner, stripe_says, post_event) -> None:
-    customer = services.customer_for(tenant=owner.tenant)
+    customer = customers.customer_for(tenant=owner.tenant)
     stripe_says("seti_1", status="succeeded", customer_id=customer.customer_id)
     post_event(event_payload("setup_intent.succeeded", "seti_1", event_id="evt_si", obj="setup_intent"))
     assert selectors.card_on_file(tenant=owner.tenant)
 
 
 def test_subscription_changes_are_recorded(stripe_on, owner, stripe_says, post_event) -> None:
-    customer = services.customer_for(tenant=owner.tenant)
+    customer = customers.customer_for(tenant=owner.tenant)
     stripe_says("sub_1", customer_id=customer.customer_id, status="past_due")
     post_event(event_payload("customer.subscription.updated", "sub_1", event_id="evt_su", obj="subscription"))
     customer.refresh_from_db()
@@ -159,7 +159,7 @@ def test_payment_failed_then_grace_suspends_and_stops_then_paid_restores(
     stripe_on, owner, stripe_says, post_event, settings
 ) -> None:
     settings.BILLING_PAST_DUE_GRACE_HOURS = 72
-    customer = services.customer_for(tenant=owner.tenant)
+    customer = customers.customer_for(tenant=owner.tenant)
     running = Instance.objects.get(pk=KWARG_FACTORIES["instance_id"](_world_of(owner)))
     other = make_world()  # another tenant, in good standing, keeps running
     other_instance = Instance.objects.get(pk=KWARG_FACTORIES["instance_id"](other))
@@ -171,12 +171,12 @@ def test_payment_failed_then_grace_suspends_and_stops_then_paid_restores(
     assert selectors.launch_block_reason(tenant=owner.tenant) is not None
     assert selectors.launch_block_reason(tenant=other.tenant) is None
 
-    assert services.enforce_past_due(now=timezone.now() + timedelta(hours=71)) == 0  # within the grace
+    assert dunning.enforce_past_due(now=timezone.now() + timedelta(hours=71)) == 0  # within the grace
     owner.tenant.refresh_from_db()
     assert owner.tenant.status == TenantStatus.ACTIVE
     assert tasks.enforce_past_due.delay().get() == 0
 
-    assert services.enforce_past_due(now=timezone.now() + timedelta(hours=73)) == 1
+    assert dunning.enforce_past_due(now=timezone.now() + timedelta(hours=73)) == 1
     owner.tenant.refresh_from_db()
     running.refresh_from_db()
     other_instance.refresh_from_db()
@@ -195,7 +195,7 @@ def test_payment_failed_then_grace_suspends_and_stops_then_paid_restores(
 
 
 def test_a_late_payment_failed_after_paid_changes_nothing(stripe_on, owner, stripe_says, post_event) -> None:
-    customer = services.customer_for(tenant=owner.tenant)
+    customer = customers.customer_for(tenant=owner.tenant)
     stripe_says("in_2", customer_id=customer.customer_id, status="paid")  # re-fetched: already paid
     post_event(event_payload("invoice.payment_failed", "in_2", event_id="evt_late", obj="invoice"))
     customer.refresh_from_db()

@@ -6,7 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts.acting import acting_user
-from apps.billing.stripe import services
+from apps.billing.stripe import checkout
 from apps.billing.stripe.api.serializers import CheckoutSerializer, PortalSerializer, TopupRequestSerializer
 from apps.core.idempotency import idempotent
 from apps.tenants.api.base import TenantAPIView
@@ -39,7 +39,7 @@ class TopupView(TenantAPIView):
     def post(self, request: Request, tenant_slug: str) -> Response:
         serializer = TopupRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        opened = services.checkout_topup_create(
+        opened = checkout.checkout_topup_create(
             actor=acting_user(request), tenant=self.tenant, amount=serializer.validated_data["amount"]
         )
         return Response({"checkout_url": opened.url, "session_id": opened.record.session_id}, status=201)
@@ -58,7 +58,7 @@ class CardSetupView(TenantAPIView):
     )
     @idempotent
     def post(self, request: Request, tenant_slug: str) -> Response:
-        opened = services.checkout_card_setup_create(actor=acting_user(request), tenant=self.tenant)
+        opened = checkout.checkout_card_setup_create(actor=acting_user(request), tenant=self.tenant)
         return Response({"checkout_url": opened.url, "session_id": opened.record.session_id}, status=201)
 
 
@@ -74,5 +74,5 @@ class PortalView(TenantAPIView):
         responses={200: PortalSerializer, 503: _NOT_CONFIGURED},
     )
     def post(self, request: Request, tenant_slug: str) -> Response:
-        url = services.portal_session_create(actor=acting_user(request), tenant=self.tenant)
+        url = checkout.portal_session_create(actor=acting_user(request), tenant=self.tenant)
         return Response({"portal_url": url})
