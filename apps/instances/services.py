@@ -39,7 +39,7 @@ from apps.instances.states import (
     holds_compute_after,
 )
 from apps.quotas.services import Demand, admit
-from apps.storage import services as storage
+from apps.storage import attachments as storage
 from apps.tenants.models import Tenant, TenantStatus
 
 logger = logging.getLogger(__name__)
