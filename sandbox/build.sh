@@ -78,16 +78,11 @@ build_kwok() {
   finish "$out" kwok "$start"
 }
 
-build_kubernetes() {
-  local out=$K8S_BIN start=$SECONDS
-  local b
-  if [[ -f $out/.complete ]]; then
-    log "kubernetes $K8S_VERSION: cached ($out)"; return
-  fi
-  log "kubernetes $K8S_VERSION: building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl"
-  log "  (wrapper module; a cold build takes a long time on 2 cores)"
-  local mod="$WORK/kubernetes-$K8S_VERSION"
-  mkdir -p "$mod" "$out"
+# Writes the wrapper module of k8s.io/kubernetes@K8S_VERSION (its staging modules pinned to their published
+# versions) and sets K8S_MOD and K8S_LDFLAGS. Idempotent: the control plane and the node binaries share it.
+k8s_wrapper_module() {
+  K8S_MOD="$WORK/kubernetes-$K8S_VERSION"
+  mkdir -p "$K8S_MOD"
   local json gomod
   json=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION")
   gomod=$(sed -n 's/.*"GoMod": "\(.*\)",*/\1/p' <<<"$json")
@@ -98,21 +93,36 @@ build_kubernetes() {
   replaces=$(awk -v v="$staging" '$2=="=>" && $3 ~ /^\.\/staging\// {printf "\t%s => %s %s\\n", $1, $1, v}' "$gomod")
   [[ -n $replaces ]] || die "no staging replace lines found in $gomod"
   godebug=$(awk '$1=="godebug"{print; exit}' "$gomod")
-  awk -v r="$replaces" -v g="$godebug" -v go="$(go_line "$gomod")" -v k="$K8S_VERSION" '
-    { gsub(/@GO_LINE@/, go); gsub(/@GODEBUG_LINE@/, g); gsub(/@K8S_VERSION@/, k)
-      if ($0 == "@REPLACES@") { gsub(/\\n$/, "", r); n = split(r, a, /\\n/); for (i = 1; i <= n; i++) print a[i]; next }
-      print }' "$SANDBOX_SRC/templates/kubernetes.go.mod.in" >"$mod/go.mod"
-  log "  wrapper go.mod: $mod/go.mod ($(grep -c '=> k8s.io/' "$mod/go.mod") staging replaces at $staging)"
+  if [[ ! -f $K8S_MOD/go.mod ]]; then
+    awk -v r="$replaces" -v g="$godebug" -v go="$(go_line "$gomod")" -v k="$K8S_VERSION" '
+      { gsub(/@GO_LINE@/, go); gsub(/@GODEBUG_LINE@/, g); gsub(/@K8S_VERSION@/, k)
+        if ($0 == "@REPLACES@") { gsub(/\\n$/, "", r); n = split(r, a, /\\n/); for (i = 1; i <= n; i++) print a[i]; next }
+        print }' "$SANDBOX_SRC/templates/kubernetes.go.mod.in" >"$K8S_MOD/go.mod"
+  fi
+  log "  wrapper go.mod: $K8S_MOD/go.mod ($(grep -c '=> k8s.io/' "$K8S_MOD/go.mod") staging replaces at $staging)"
   local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
-  local ld="-s -w" key val
+  local key val kv
+  K8S_LDFLAGS="-s -w"
   for kv in "gitVersion=$K8S_VERSION" "gitMajor=1" "gitMinor=$minor" "gitTreeState=clean" \
             "buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"; do
     key=${kv%%=*}; val=${kv#*=}
-    ld+=" -X k8s.io/client-go/pkg/version.$key=$val -X k8s.io/component-base/version.$key=$val"
+    K8S_LDFLAGS+=" -X k8s.io/client-go/pkg/version.$key=$val -X k8s.io/component-base/version.$key=$val"
   done
+}
+
+build_kubernetes() {
+  local out=$K8S_BIN start=$SECONDS
+  local b
+  if [[ -f $out/.complete ]]; then
+    log "kubernetes $K8S_VERSION: cached ($out)"; return
+  fi
+  log "kubernetes $K8S_VERSION: building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl"
+  log "  (wrapper module; a cold build takes a long time on 2 cores)"
+  mkdir -p "$out"
+  k8s_wrapper_module
   log "  downloading modules and compiling (go build -p $GO_P)"
-  (cd "$mod" && with_progress kubernetes go build -mod=mod -p "$GO_P" -trimpath \
-      -tags=selinux,notest,grpcnotrace -ldflags "$ld" -o "$out/" \
+  (cd "$K8S_MOD" && with_progress kubernetes go build -mod=mod -p "$GO_P" -trimpath \
+      -tags=selinux,notest,grpcnotrace -ldflags "$K8S_LDFLAGS" -o "$out/" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
       k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
   for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
@@ -120,6 +130,68 @@ build_kubernetes() {
   done
   "$out/kube-apiserver" --version >&2
   finish "$out" kubernetes "$start"
+}
+
+# ---- real nodes (docs/sandbox.md, "Real nodes") ---------------------------------------------------------
+
+build_kubernetes_node() {  # kubelet and kube-proxy of the control plane's release, from the same wrapper module
+  local out=$K8S_NODE_BIN start=$SECONDS
+  [[ -f $out/.complete ]] && { log "kubelet, kube-proxy $K8S_VERSION: cached ($out)"; return; }
+  log "kubelet, kube-proxy $K8S_VERSION: building (the control plane's wrapper module)"
+  mkdir -p "$out"
+  k8s_wrapper_module
+  (cd "$K8S_MOD" && with_progress kubelet go build -mod=mod -p "$GO_P" -trimpath \
+      -tags=selinux,notest,grpcnotrace -ldflags "$K8S_LDFLAGS" -o "$out/" \
+      k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
+  "$out/kubelet" --version >&2
+  finish "$out" kubernetes-node "$start"
+}
+
+build_containerd() {  # containerd, its runc shim and ctr (to import the locally built images)
+  local out=$CONTAINERD_BIN start=$SECONDS
+  [[ -f $out/.complete ]] && { log "containerd $CONTAINERD_VERSION: cached ($out)"; return; }
+  log "containerd $CONTAINERD_VERSION: building (go install)"
+  mkdir -p "$out"
+  local m=github.com/containerd/containerd/v2
+  GOBIN="$out" with_progress containerd go install -p "$GO_P" -trimpath -tags "no_btrfs no_devmapper" \
+    -ldflags "-s -w -X $m/version.Version=$CONTAINERD_VERSION" \
+    "$m/cmd/containerd@$CONTAINERD_VERSION" "$m/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" \
+    "$m/cmd/ctr@$CONTAINERD_VERSION"
+  finish "$out" containerd "$start"
+}
+
+build_runc() {  # cgo and libseccomp (Debian's libseccomp-dev): the RuntimeDefault seccomp profile needs it
+  local out=$RUNC_BIN start=$SECONDS
+  [[ -f $out/.complete && -x $out/runc ]] && { log "runc $RUNC_VERSION: cached ($out)"; return; }
+  log "runc $RUNC_VERSION: building (cgo, seccomp)"
+  [[ -f /usr/include/seccomp.h ]] || die "runc needs libseccomp-dev (apt-get install libseccomp-dev)"
+  mkdir -p "$out"
+  GOBIN="$out" CGO_ENABLED=1 with_progress runc go install -p "$GO_P" -trimpath -tags seccomp \
+    -ldflags "-s -w -X main.version=${RUNC_VERSION#v}" "github.com/opencontainers/runc@$RUNC_VERSION"
+  finish "$out" runc "$start"
+}
+
+build_cni_plugins() {
+  local out=$CNI_BIN start=$SECONDS
+  [[ -f $out/.complete ]] && { log "CNI plugins $CNI_PLUGINS_VERSION: cached ($out)"; return; }
+  log "CNI plugins $CNI_PLUGINS_VERSION: building bridge, host-local, loopback, portmap"
+  mkdir -p "$out"
+  local m=github.com/containernetworking/plugins/plugins
+  GOBIN="$out" with_progress cni-plugins go install -p "$GO_P" -trimpath -ldflags "-s -w" \
+    "$m/main/bridge@$CNI_PLUGINS_VERSION" "$m/main/loopback@$CNI_PLUGINS_VERSION" \
+    "$m/ipam/host-local@$CNI_PLUGINS_VERSION" "$m/meta/portmap@$CNI_PLUGINS_VERSION"
+  finish "$out" cni-plugins "$start"
+}
+
+build_kube_network_policies() {  # the NetworkPolicy enforcer kind uses (nftables and nfqueue)
+  local out=$KNP_BIN start=$SECONDS
+  [[ -f $out/.complete ]] && { log "kube-network-policies $KUBE_NETWORK_POLICIES_VERSION: cached ($out)"; return; }
+  log "kube-network-policies $KUBE_NETWORK_POLICIES_VERSION: building (go install)"
+  mkdir -p "$out"
+  GOBIN="$out" with_progress kube-network-policies go install -p "$GO_P" -trimpath -ldflags "-s -w" \
+    "sigs.k8s.io/kube-network-policies/cmd@$KUBE_NETWORK_POLICIES_VERSION"
+  mv "$out/cmd" "$out/kube-network-policies"
+  finish "$out" kube-network-policies "$start"
 }
 
 build_helm() {
@@ -164,6 +236,12 @@ for c in "${components[@]}"; do
     kubernetes|k8s) build_kubernetes ;;
     helm) build_helm ;;
     stripe-mock) build_stripe_mock ;;
+    kubernetes-node|kubelet) build_kubernetes_node ;;
+    containerd) build_containerd ;;
+    runc) build_runc ;;
+    cni-plugins) build_cni_plugins ;;
+    kube-network-policies) build_kube_network_policies ;;
+    real-nodes) build_kubernetes_node; build_containerd; build_runc; build_cni_plugins; build_kube_network_policies ;;
     *) die "unknown component $c" ;;
   esac
 done

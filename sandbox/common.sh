@@ -9,5 +9,10 @@ ETCD_BIN="$BIN_ROOT/etcd-$ETCD_VERSION"
 KWOK_BIN="$BIN_ROOT/kwok-$KWOK_VERSION"
 HELM_BIN="$BIN_ROOT/helm-$HELM_VERSION"
 STRIPE_MOCK_BIN="$BIN_ROOT/stripe-mock-$STRIPE_MOCK_VERSION"
+K8S_NODE_BIN="$BIN_ROOT/kubernetes-node-$K8S_VERSION"
+CONTAINERD_BIN="$BIN_ROOT/containerd-$CONTAINERD_VERSION"
+RUNC_BIN="$BIN_ROOT/runc-$RUNC_VERSION"
+CNI_BIN="$BIN_ROOT/cni-plugins-$CNI_PLUGINS_VERSION"
+KNP_BIN="$BIN_ROOT/kube-network-policies-$KUBE_NETWORK_POLICIES_VERSION"
 log() { printf '[sandbox %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
