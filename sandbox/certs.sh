@@ -7,10 +7,15 @@
 #   scheduler.{crt,key}          CN=system:kube-scheduler
 #   operator.{crt,key}           CN=gpucloud-operator: the operator's restricted identity (no group)
 #   logs.{crt,key}               CN=gpucloud-logs: the console's logs reader (no group)
+#   apiserver-kubelet-client.{crt,key}  the apiserver's client cert towards real kubelets (logs, exec)
+#   kube-proxy.{crt,key}         CN=system:kube-proxy (the default binding system:node-proxier)
+#   node-NAME.{crt,key}          O=system:nodes, CN=system:node:NAME: one per real node named after DIR
 #   sa.{key,pub}                 RSA key pair that signs service-account tokens
 # Existing files are kept (idempotent); delete DIR to regenerate.
+# Usage: certs.sh DIR [NODE...]
 set -euo pipefail
-dir=${1:?usage: certs.sh DIR}
+dir=${1:?usage: certs.sh DIR [NODE...]}
+shift
 mkdir -p "$dir"
 cd "$dir"
 umask 077
@@ -53,6 +58,11 @@ sign controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=c
 sign scheduler "/CN=system:kube-scheduler" "extendedKeyUsage=clientAuth"
 sign operator "/CN=gpucloud-operator" "extendedKeyUsage=clientAuth"
 sign logs "/CN=gpucloud-logs" "extendedKeyUsage=clientAuth"
+sign apiserver-kubelet-client "/CN=kube-apiserver-kubelet-client" "extendedKeyUsage=clientAuth"
+sign kube-proxy "/CN=system:kube-proxy" "extendedKeyUsage=clientAuth"
+for node in "$@"; do
+  sign "node-$node" "/O=system:nodes/CN=system:node:$node" "extendedKeyUsage=clientAuth"
+done
 
 if [[ ! -f sa.pub ]]; then
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null

@@ -6,6 +6,9 @@ it does not need the project's virtualenv.
 
     fleet.py regions             region names, one per line, in declaration order
     fleet.py nodes REGION        a JSON v1 List of the region's Node objects (for kubectl apply -f -)
+    fleet.py real-nodes          the real kubelet nodes of every region (pools whose shape says `real: true`),
+                                 one JSON object per line: region, name, index, zone, labels, taints,
+                                 extended (resources the node advertises beside the machine's own)
     fleet.py summary             one line per region: name and node counts
 """
 
@@ -34,7 +37,7 @@ def node(region: dict, pool: dict, shape: dict, index: int) -> dict:
     name = f"{region['name']}-{pool['name']}-{index}"
     zones = region["zones"]
     labels = {
-        "type": "kwok",
+        "type": "real" if shape.get("real") else "kwok",
         "kubernetes.io/hostname": name,
         "kubernetes.io/os": "linux",
         "kubernetes.io/arch": "amd64",
@@ -91,14 +94,44 @@ def node(region: dict, pool: dict, shape: dict, index: int) -> dict:
 
 
 def nodes(fleet: dict, region_name: str) -> list[dict]:
+    """The region's kwok nodes (real ones register themselves: see real_nodes)."""
     for region in fleet["regions"]:
         if region["name"] == region_name:
             out = []
             for pool in region["pools"]:
                 shape = fleet["shapes"][pool["shape"]]
+                if shape.get("real"):
+                    continue
                 out.extend(node(region, pool, shape, i) for i in range(int(pool["count"])))
             return out
     raise SystemExit(f"unknown region {region_name!r} in {FLEET}")
+
+
+def real_nodes(fleet: dict) -> list[dict]:
+    """Every real node of the fleet, numbered across regions (the number picks its addresses)."""
+    out = []
+    for region in fleet["regions"]:
+        for pool in region["pools"]:
+            shape = fleet["shapes"][pool["shape"]]
+            if not shape.get("real"):
+                continue
+            for i in range(int(pool["count"])):
+                kwok_like = node(region, pool, shape, i)
+                labels = {k: v for k, v in kwok_like["metadata"]["labels"].items() if k != "kubernetes.io/hostname"}
+                machine = ("cpu", "memory", "ephemeral-storage", "pods")
+                extended = {k: v for k, v in kwok_like["status"]["capacity"].items() if k not in machine}
+                out.append(
+                    {
+                        "region": region["name"],
+                        "name": kwok_like["metadata"]["name"],
+                        "index": len(out),
+                        "zone": labels["topology.kubernetes.io/zone"],
+                        "labels": labels,
+                        "taints": kwok_like["spec"].get("taints", []),
+                        "extended": extended,
+                    }
+                )
+    return out
 
 
 def main(argv: list[str]) -> int:
@@ -108,6 +141,9 @@ def main(argv: list[str]) -> int:
     elif argv[:1] == ["nodes"] and len(argv) == 2:
         json.dump({"apiVersion": "v1", "kind": "List", "items": nodes(fleet, argv[1])}, sys.stdout, indent=1)
         print()
+    elif argv[:1] == ["real-nodes"]:
+        for n in real_nodes(fleet):
+            print(json.dumps(n, sort_keys=True))
     elif argv[:1] == ["summary"]:
         for r in fleet["regions"]:
             parts = [f"{p['count']}x {p['name']}" for p in r["pools"]]

@@ -263,6 +263,9 @@ start_apiserver() {
     --service-cluster-ip-range "${GPUCLOUD_SANDBOX_SERVICE_CIDR:-10.0.0.0/24}" \
     --service-node-port-range "${GPUCLOUD_SANDBOX_NODE_PORT_RANGE:-30000-32767}" \
     --authorization-mode Node,RBAC \
+    --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" \
+    --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
+    --kubelet-preferred-address-types InternalIP \
     --endpoint-reconciler-type none \
     --allow-privileged=true \
     --profiling=false
@@ -482,6 +485,7 @@ cmd_start() {
     ensure_provisioner
     apply_identities
   done
+  start_real_nodes || die "real nodes did not start (logs: $LOGS/real; GPUCLOUD_SANDBOX_REAL_NODES=0 skips them)"
   write_index "${RS[@]}"
   log "sandbox instance $SANDBOX_INSTANCE ready in $((SECONDS - t0)) s: ${RS[*]}"
   log "  kubeconfig: $SANDBOX_DIR/kubeconfig (contexts: ${RS[*]}); per region: $SANDBOX_DIR/<region>/kubeconfig"
@@ -496,6 +500,7 @@ cmd_stop() {
   for d in "$SANDBOX_DIR"/*/pids; do
     [[ -d $d ]] && rs+=("$(basename "$(dirname "$d")")")
   done
+  stop_real_nodes
   [[ ${#rs[@]} -eq 0 ]] || stop_regions "${rs[@]}"
   rm -f "$SANDBOX_DIR/sandbox.json"
   log "sandbox instance $SANDBOX_INSTANCE stopped"
@@ -540,8 +545,12 @@ cmd_status() {
     if api_ready "$R_API"; then state+=" readyz:ok"; else state+=" readyz:no"; ok=1; fi
     echo "$r https://127.0.0.1:$R_API$state"
   done < <(regions)
+  real_nodes_status || ok=1
   return $ok
 }
+
+# shellcheck source=realnodes.sh
+. "$SANDBOX_SRC/realnodes.sh"
 
 all_regions >/dev/null  # read the fleet once
 case "${1:-}" in

@@ -19,6 +19,8 @@ GPU_TYPES = [
     ("a100-80gb", "A100 SXM4 80GB", 80, "NVIDIA-A100-SXM4-80GB", "nvidia.com/gpu"),
     ("l40s-48gb", "L40S 48GB", 48, "NVIDIA-L40S", "nvidia.com/gpu"),
     ("h100-mig-1g10gb", "H100 MIG 1g.10gb slice", 10, "NVIDIA-H100-80GB-HBM3", "nvidia.com/mig-1g.10gb"),
+    # The sandbox's real kubelet nodes (sandbox/fleet.yaml `real: true`): containers really run there, on CPUs.
+    ("sandbox-cpu", "Sandbox CPU (real node)", 0, "SANDBOX-CPU", "nvidia.com/gpu"),
 ]
 
 # slug, gpu type, GPUs, vCPU, memory GiB, disk GiB, price per hour
@@ -32,6 +34,7 @@ INSTANCE_TYPES = [
     ("gpu-l40sx1", "l40s-48gb", 1, 14, 120, 250, "0.9900"),
     ("gpu-l40sx4", "l40s-48gb", 4, 60, 480, 1000, "3.9600"),
     ("gpu-h100-mig-1g10gb", "h100-mig-1g10gb", 1, 4, 32, 100, "0.4500"),
+    ("sandbox-cpu-1x", "sandbox-cpu", 1, 1, 1, 2, "0.0600"),
     ("cpu-4x", None, 0, 4, 16, 50, "0.1200"),
     ("cpu-16x", None, 0, 16, 64, 100, "0.4800"),
 ]
