@@ -31,6 +31,17 @@ SSH_MOUNT_PATH = "/etc/gpucloud/ssh"
 SSH_KEYS_FILE = "authorized_keys"
 SSH_SERVICE_PORT = 22
 RUN_AS = 1000
+# The platform's SSH server (images/sshd/): the init container TOOLS_CONTAINER copies it from the tools image
+# into the emptyDir TOOLS_VOLUME, mounted at TOOLS_PATH in both containers; the instance's container runs it
+# as its first process, with the user's command under it. Its host key is kept in TOOLS_PATH/ssh.
+TOOLS_CONTAINER = "gpucloud-tools"
+TOOLS_VOLUME = "gpucloud-tools"
+TOOLS_PATH = "/gpucloud"
+SSH_SERVER = f"{TOOLS_PATH}/bin/gpucloud-sshd"
+TOOLS_RESOURCES = {"cpu": "100m", "memory": "64Mi", "ephemeral-storage": "64Mi"}
+# The user's writable home (an emptyDir: it lives as long as the pod; volumes are what persists).
+HOME_VOLUME = "home"
+HOME_PATH = "/home/gpucloud"
 PSA_LEVEL = "restricted"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GPU_TAINT_KEY = "nvidia.com/gpu"
@@ -265,46 +276,75 @@ def _env(spec: InstancePodSpec) -> list[dict[str, str]]:
     # Ours win over the tenant's (validation already refuses the GPUCLOUD_ prefix).
     env["GPUCLOUD_INSTANCE_ID"] = spec.instance_id
     env["GPUCLOUD_SSH_PORT"] = str(spec.ssh_port)
+    env["GPUCLOUD_SSH_HOST_KEY_DIR"] = f"{TOOLS_PATH}/ssh"
+    env["HOME"] = HOME_PATH
     return [{"name": key, "value": value} for key, value in sorted(env.items())]
+
+
+def _security_context() -> dict[str, Any]:
+    """Pod Security `restricted` for one container: unprivileged, no capabilities, RuntimeDefault seccomp."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": False,
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _tools_init_container(spec: InstancePodSpec) -> dict[str, Any]:
+    """Copies the platform's static SSH server into the shared emptyDir: the tools image holds nothing but
+    the server, which copies itself (no shell or cp needed). Requests = limits keep the pod Guaranteed."""
+    return {
+        "name": TOOLS_CONTAINER,
+        "image": spec.tools_image,
+        "imagePullPolicy": "Always",
+        "command": ["/gpucloud-sshd", "install", f"{TOOLS_PATH}/bin"],
+        "resources": {"requests": dict(TOOLS_RESOURCES), "limits": dict(TOOLS_RESOURCES)},
+        "securityContext": _security_context(),
+        "volumeMounts": [{"name": TOOLS_VOLUME, "mountPath": TOOLS_PATH}],
+    }
+
+
+def _entrypoint(spec: InstancePodSpec) -> list[str]:
+    """The platform's SSH server first, the user's command (command, then args) under it: its exit status
+    becomes the container's. Without one the server alone runs (a machine to SSH into)."""
+    user = [*spec.command, *spec.args]
+    return [SSH_SERVER, "run", *(["--", *user] if user else [])]
 
 
 def make_pod(spec: InstancePodSpec) -> Manifest:
     """The instance's pod: requests = limits (Guaranteed QoS), restricted security context, no token, no
-    host namespaces or host paths, pinned to the GPU product by nodeSelector and tolerating the GPU taint."""
+    host namespaces or host paths, pinned to the GPU product by nodeSelector and tolerating the GPU taint.
+    The platform brings its own SSH server (an init container copies it in), so any image works."""
     resources = _resources(spec)
-    seccomp = {"type": "RuntimeDefault"}
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": spec.image,
         # Always: the registry checks the pull credentials of every pod, so an image another tenant's pod
         # left in the node's cache cannot be run without them.
         "imagePullPolicy": "Always",
+        "command": _entrypoint(spec),
         "env": _env(spec),
         "ports": [{"name": "ssh", "containerPort": spec.ssh_port, "protocol": "TCP"}],
         "resources": {"requests": dict(resources), "limits": dict(resources)},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "readOnlyRootFilesystem": False,
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "seccompProfile": dict(seccomp),
-        },
+        "securityContext": _security_context(),
         "volumeMounts": [
             {"name": SSH_VOLUME, "mountPath": SSH_MOUNT_PATH, "readOnly": True},
+            {"name": TOOLS_VOLUME, "mountPath": TOOLS_PATH},
+            {"name": HOME_VOLUME, "mountPath": HOME_PATH},
             *({"name": v.claim_name, "mountPath": v.mount_path} for v in spec.volumes),
         ],
+        # Ready means the platform's SSH server answers: an SSH banner on its port, not just an open socket.
         "readinessProbe": {
-            "tcpSocket": {"port": spec.ssh_port},
+            "exec": {"command": [SSH_SERVER, "probe", "--port", str(spec.ssh_port)]},
             "periodSeconds": 5,
+            "timeoutSeconds": 3,
             "failureThreshold": 3,
         },
     }
-    if spec.command:
-        container["command"] = list(spec.command)
-    if spec.args:
-        container["args"] = list(spec.args)
     pod_spec: dict[str, Any] = {
         "serviceAccountName": SERVICE_ACCOUNT,
         "automountServiceAccountToken": False,
@@ -316,14 +356,17 @@ def make_pod(spec: InstancePodSpec) -> Manifest:
             "runAsUser": RUN_AS,
             "runAsGroup": RUN_AS,
             "fsGroup": RUN_AS,
-            "seccompProfile": dict(seccomp),
+            "seccompProfile": {"type": "RuntimeDefault"},
         },
+        "initContainers": [_tools_init_container(spec)],
         "containers": [container],
         "volumes": [
             {
                 "name": SSH_VOLUME,
                 "secret": {"secretName": names.ssh_secret_name(spec.instance_id), "defaultMode": 0o440},
             },
+            {"name": TOOLS_VOLUME, "emptyDir": {"sizeLimit": TOOLS_RESOURCES["ephemeral-storage"]}},
+            {"name": HOME_VOLUME, "emptyDir": {}},
             # persistentVolumeClaim is a volume type the restricted Pod Security level allows; fsGroup above
             # makes the claim's files writable by the unprivileged user.
             *(

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+
 from apps.operator import names
 
 if TYPE_CHECKING:
@@ -29,6 +31,10 @@ WHOLE_GPU_RESOURCE = "nvidia.com/gpu"
 SERVICE_TYPES = ("NodePort", "LoadBalancer", "ClusterIP")
 ACCESS_MODES = ("ReadWriteOnce", "ReadWriteMany")
 DEFAULT_SSH_PORT = 2222
+# The platform's instance tools (its static SSH server, images/sshd/): the image an init container copies
+# the server from. The sandbox's registry serves this name; production sets INSTANCE_TOOLS_IMAGE to a
+# pinned reference of its own registry (docs/operator-objects.md, "The instance pod").
+DEFAULT_TOOLS_IMAGE = "gpucloud/instance-tools:sandbox"
 # Blocked when a region configures none: private and shared address space, where cluster pods, services
 # and nodes live. Link-local (cloud metadata at 169.254.169.254) is blocked always.
 DEFAULT_BLOCKED_EGRESS_CIDRS = ("10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16")
@@ -179,10 +185,13 @@ class InstancePodSpec:
     ssh_port: int = DEFAULT_SSH_PORT
     authorized_keys: tuple[str, ...] = ()
     volumes: tuple[VolumeMountSpec, ...] = ()  # sorted by mount path
+    tools_image: str = DEFAULT_TOOLS_IMAGE
 
     def __post_init__(self) -> None:
         _check_name("namespace", self.namespace)
         _check_name("name", self.name, dns1035=True)
+        if not self.tools_image:
+            raise ValueError("tools_image is required")
         paths = [v.mount_path for v in self.volumes]
         claims = [v.claim_name for v in self.volumes]
         if len(set(paths)) != len(paths) or len(set(claims)) != len(claims):
@@ -219,7 +228,9 @@ def claim_spec_for(volume: Volume) -> VolumeClaimSpec:
     )
 
 
-def spec_from_instance(instance: Instance, *, ssh_port: int = DEFAULT_SSH_PORT) -> InstancePodSpec:
+def spec_from_instance(
+    instance: Instance, *, ssh_port: int = DEFAULT_SSH_PORT, tools_image: str | None = None
+) -> InstancePodSpec:
     """The pod spec of an instance as it is now. Reads instance.tenant, .region, .gpu_type,
     .ssh_keys.all() and .volume_attachments.all(): select_related / prefetch_related them (see the module
     docstring)."""
@@ -245,6 +256,7 @@ def spec_from_instance(instance: Instance, *, ssh_port: int = DEFAULT_SSH_PORT) 
         runtime_class_name=region.runtime_class_name or None,
         service_type=region.access_service_type,
         ssh_port=ssh_port,
+        tools_image=tools_image or settings.INSTANCE_TOOLS_IMAGE,
         authorized_keys=tuple(keys),
         volumes=tuple(
             sorted(

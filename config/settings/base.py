@@ -315,6 +315,10 @@ ENCRYPTION_KEYS_FROM_SECRET_KEY = True
 # there and nowhere else (a RoleBinding to this ClusterRole; docs/operator-objects.md). Subjects are
 # `User:<name>` or `ServiceAccount:<namespace>:<name>`; empty role: no binding (and no pod logs).
 LOGS_READER_CLUSTER_ROLE = env_str("LOGS_READER_CLUSTER_ROLE", "")
+# The image the instance pod's init container copies the platform's SSH server from (images/sshd/,
+# docs/operator-objects.md "The instance pod"): every region's nodes must be able to pull it. The default
+# is the name the sandbox's local registry serves; set a pinned reference of your registry in production.
+INSTANCE_TOOLS_IMAGE = env_str("GPUCLOUD_INSTANCE_TOOLS_IMAGE", "gpucloud/instance-tools:sandbox")
 LOGS_READER_SUBJECTS = env_list("LOGS_READER_SUBJECTS")
 CELERY_BEAT_SCHEDULE["enforce-instance-timers"] = {
     "task": "apps.instances.tasks.enforce_instance_timers",

@@ -231,8 +231,12 @@ def test_pods_are_restricted_and_guaranteed(kind: str) -> None:
     pod = manifests.make_pod(spec)
     body = pod["spec"]
     [container] = body["containers"]
+    [tools] = body["initContainers"]
     resources = resources_of(pod)
     assert resources["requests"] == resources["limits"]
+    # The init container too: a pod is Guaranteed only when every container's requests equal its limits.
+    assert tools["resources"]["requests"] == tools["resources"]["limits"]
+    assert tools["securityContext"] == container["securityContext"]
     assert set(resources["limits"]) >= {"cpu", "memory", "ephemeral-storage"}
     assert body["automountServiceAccountToken"] is False
     assert body["serviceAccountName"] == "tenant"
@@ -243,7 +247,14 @@ def test_pods_are_restricted_and_guaranteed(kind: str) -> None:
     assert container["securityContext"]["runAsNonRoot"] is True
     # Every start asks the registry, so a private image cached on the node needs the credentials again.
     assert container["imagePullPolicy"] == "Always"
-    assert [v["secret"]["secretName"] for v in body["volumes"]] == [names.ssh_secret_name(spec.instance_id)]
+    secrets = [v["secret"]["secretName"] for v in body["volumes"] if "secret" in v]
+    assert secrets == [names.ssh_secret_name(spec.instance_id)]
+    # No hostPath or other volume type restricted Pod Security refuses: a secret, emptyDirs and claims.
+    assert {key for v in body["volumes"] for key in v if key != "name"} <= {
+        "secret",
+        "emptyDir",
+        "persistentVolumeClaim",
+    }
     assert pod["metadata"]["annotations"] == {names.GENERATION_KEY: str(spec.generation)}
 
 
@@ -282,10 +293,48 @@ def test_env_is_sorted_with_ours_and_independent_of_input_order() -> None:
     [container] = manifests.make_pod(GPU_POD)["spec"]["containers"]
     assert [e["name"] for e in container["env"]] == [
         "GPUCLOUD_INSTANCE_ID",
+        "GPUCLOUD_SSH_HOST_KEY_DIR",
         "GPUCLOUD_SSH_PORT",
         "HF_HOME",
+        "HOME",
         "WANDB_PROJECT",
     ]
+
+
+def test_the_platform_ssh_server_runs_first_with_the_users_command_under_it() -> None:
+    """Any image works: the init container copies the static server in, the instance's container starts it
+    with the user's command (command, then args) after `--`, and readiness asks the server itself."""
+    pod = manifests.make_pod(
+        dataclasses.replace(CPU_POD, command=("python3", "train.py"), args=("--epochs", "3"))
+    )
+    [tools] = pod["spec"]["initContainers"]
+    [container] = pod["spec"]["containers"]
+    assert tools["image"] == CPU_POD.tools_image
+    assert tools["command"] == ["/gpucloud-sshd", "install", "/gpucloud/bin"]
+    assert container["command"] == [
+        "/gpucloud/bin/gpucloud-sshd", "run", "--", "python3", "train.py", "--epochs", "3"
+    ]  # fmt: skip
+    assert "args" not in container
+    shared = {m["mountPath"] for m in tools["volumeMounts"]} & {
+        m["mountPath"] for m in container["volumeMounts"]
+    }
+    assert shared == {"/gpucloud"}
+    assert container["readinessProbe"]["exec"]["command"] == [
+        "/gpucloud/bin/gpucloud-sshd", "probe", "--port", str(CPU_POD.ssh_port)
+    ]  # fmt: skip
+    bare = manifests.make_pod(dataclasses.replace(CPU_POD, command=(), args=()))
+    assert bare["spec"]["containers"][0]["command"] == ["/gpucloud/bin/gpucloud-sshd", "run"]
+
+
+@pytest.mark.django_db
+def test_the_tools_image_comes_from_the_settings(
+    make_instance: Callable[..., Instance], tenant_owner: Any, settings: Any
+) -> None:
+    settings.INSTANCE_TOOLS_IMAGE = "registry.example/gpucloud/instance-tools@sha256:" + "a" * 64
+    instance = make_instance(tenant_owner.tenant, created_by=tenant_owner.user, state="pending")
+    spec = spec_from_instance(_loaded(instance))
+    assert spec.tools_image == settings.INSTANCE_TOOLS_IMAGE
+    assert manifests.make_pod(spec)["spec"]["initContainers"][0]["image"] == settings.INSTANCE_TOOLS_IMAGE
 
 
 def test_ssh_secret_holds_the_keys_one_per_line() -> None:
