@@ -210,8 +210,8 @@ build_gpucloud_sshd() {
   else
     log "gpucloud-sshd $hash: building (images/sshd, static)"
     mkdir -p "$out"
-    (cd "$src" && with_progress gpucloud-sshd go build -mod=readonly -p "$GO_P" -trimpath -ldflags "-s -w" \
-      -o "$out/gpucloud-sshd" .)
+    (cd "$src" && with_progress gpucloud-sshd go build -mod=readonly -buildvcs=false -p "$GO_P" -trimpath \
+      -ldflags "-s -w" -o "$out/gpucloud-sshd" .)
     finish "$out" gpucloud-sshd "$start"
   fi
   echo "$out/gpucloud-sshd"

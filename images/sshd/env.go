@@ -8,11 +8,11 @@ import (
 	"syscall"
 )
 
-// userShell is $SHELL if it can be executed, else /bin/bash if the image has it, else /bin/sh. Images differ:
+// userShell is $SHELL if it is an absolute path that can be executed, else /bin/bash if the image has it, else /bin/sh. Images differ:
 // a CUDA image has bash, a minimal one only sh.
 func userShell() string {
 	for _, sh := range []string{os.Getenv("SHELL"), "/bin/bash"} {
-		if sh != "" && executable(sh) {
+		if filepath.IsAbs(sh) && executable(sh) {
 			return sh
 		}
 	}
