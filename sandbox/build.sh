@@ -2,8 +2,10 @@
 # Builds the sandbox's binaries from Go modules with the machine's Go, into a cache keyed by version:
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl  (k8s.io/kubernetes, wrapper module)
 #   etcd (go.etcd.io/etcd/server/v3, wrapper module), kwok (go install), helm, stripe-mock (go install)
+#   gpucloud-sshd (the instances' SSH server, images/sshd in this repository; keyed by a hash of its sources)
 # A component whose binaries are already in the cache is skipped. Usage: sandbox/build.sh [component...]
-# Components: etcd kwok kubernetes helm stripe-mock (default: all).
+# Components: etcd kwok kubernetes helm stripe-mock (default: all), real-nodes (see below), gpucloud-sshd
+# (prints the binary's path on stdout, for the tests).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -194,6 +196,27 @@ build_kube_network_policies() {  # the NetworkPolicy enforcer kind uses (nftable
   finish "$out" kube-network-policies "$start"
 }
 
+# The SSH server every instance runs (docs/ssh-server.md). Keyed by the sources rather than a version, so an
+# edited file rebuilds and an unchanged tree is a cache hit.
+build_gpucloud_sshd() {
+  local src="$SANDBOX_SRC/../images/sshd" start=$SECONDS
+  local files hash
+  files=$(cd "$src" && find . -maxdepth 1 -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) | LC_ALL=C sort)
+  [[ -n $files ]] || die "no Go sources in $src"
+  hash=$(cd "$src" && sha256sum $files | sha256sum | cut -c1-12)
+  local out="$BIN_ROOT/gpucloud-sshd-$hash"
+  if [[ -f $out/.complete && -x $out/gpucloud-sshd ]]; then
+    log "gpucloud-sshd $hash: cached ($out)"
+  else
+    log "gpucloud-sshd $hash: building (images/sshd, static)"
+    mkdir -p "$out"
+    (cd "$src" && with_progress gpucloud-sshd go build -mod=readonly -buildvcs=false -p "$GO_P" -trimpath \
+      -ldflags "-s -w" -o "$out/gpucloud-sshd" .)
+    finish "$out" gpucloud-sshd "$start"
+  fi
+  echo "$out/gpucloud-sshd"
+}
+
 build_helm() {
   local out=$HELM_BIN start=$SECONDS
   [[ -f $out/.complete && -x $out/helm ]] && { log "helm $HELM_VERSION: cached ($out)"; return; }
@@ -241,7 +264,9 @@ for c in "${components[@]}"; do
     runc) build_runc ;;
     cni-plugins) build_cni_plugins ;;
     kube-network-policies) build_kube_network_policies ;;
-    real-nodes) build_kubernetes_node; build_containerd; build_runc; build_cni_plugins; build_kube_network_policies ;;
+    gpucloud-sshd) build_gpucloud_sshd ;;
+    real-nodes) build_kubernetes_node; build_containerd; build_runc; build_cni_plugins; build_kube_network_policies
+      build_gpucloud_sshd ;;
     *) die "unknown component $c" ;;
   esac
 done
