@@ -15,13 +15,15 @@
 IMAGES_CACHE="$GPUCLOUD_CACHE_DIR/images"
 REGISTRY_TIMEOUT="${REGISTRY_TIMEOUT:-30}"
 # What the instance image holds beyond the apt variant (Essential: yes packages and apt). The cache key is a
-# hash of this list, the suite and INSTANCE_DPKG_OPTS, so changing any of them builds a new rootfs.
+# hash of this list, the suite and the options below, so changing any of them builds a new rootfs.
 INSTANCE_PACKAGES=(python3 openssh-client openmpi-bin python3-mpi4py iproute2 procps netcat-openbsd
   ca-certificates bash iputils-ping less)
 # Documentation and translations are most of a minimal image's size; the copyright files stay.
 INSTANCE_DPKG_OPTS=(path-exclude=/usr/share/doc/* path-include=/usr/share/doc/*/copyright
   path-exclude=/usr/share/man/* path-exclude=/usr/share/info/* path-exclude=/usr/share/locale/*
   path-include=/usr/share/locale/locale.alias)
+# No device nodes in the tar (the runtime gives a container its /dev).
+INSTANCE_MMDEBSTRAP_OPTS=(--variant=apt --skip=output/dev)
 # The catalog's stock images (apps/catalog/catalog_seed.py, IMAGES) are aliases of the instance image: a
 # node's containerd asks the local registry for the same repository path (registry host dropped).
 CATALOG_ALIASES=(nvidia/cuda:12.4.1-base-ubuntu22.04 nvidia/pytorch:24.08-py3
@@ -70,7 +72,8 @@ host_debian_sources() {
 build_instance_rootfs() {
   local suite key out tmp sources start=$SECONDS
   suite=$(host_suite) || return 1
-  key=$(printf '%s\n' "$suite" "${INSTANCE_PACKAGES[@]}" "${INSTANCE_DPKG_OPTS[@]}" | sha256sum | cut -c1-12)
+  key=$(printf '%s\n' "$suite" "${INSTANCE_PACKAGES[@]}" "${INSTANCE_DPKG_OPTS[@]}" "${INSTANCE_MMDEBSTRAP_OPTS[@]}" \
+    | sha256sum | cut -c1-12)
   out="$IMAGES_CACHE/instance-debian-$key.tar"
   if [[ -f $out ]]; then
     log "instance rootfs ($suite): cached ($out)"
@@ -86,7 +89,7 @@ build_instance_rootfs() {
   for o in "${INSTANCE_DPKG_OPTS[@]}"; do dpkgopts+=(--dpkgopt="$o"); done
   local include
   include=$(IFS=,; echo "${INSTANCE_PACKAGES[*]}")
-  if ! mmdebstrap --quiet --variant=apt --include="$include" "${dpkgopts[@]}" \
+  if ! mmdebstrap --quiet "${INSTANCE_MMDEBSTRAP_OPTS[@]}" --include="$include" "${dpkgopts[@]}" \
       --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/etc/apt/sources.list "$1"/etc/apt/sources.list.d/*' \
       "$suite" "$tmp" - <<<"$sources" >&2; then
     rm -f "$tmp"
@@ -94,6 +97,8 @@ build_instance_rootfs() {
     return 1
   fi
   chmod 0644 "$tmp" && mv "$tmp" "$out" || return 1
+  # Rootfs tars of earlier package lists (and their gzipped layers) are stale now.
+  find "$IMAGES_CACHE" -maxdepth 1 -name 'instance-debian-*.tar*' ! -name "instance-debian-$key.tar*" -delete
   log "instance rootfs: $(du -h "$out" | cut -f1) in $((SECONDS - start)) s"
   echo "$out"
 }
@@ -169,6 +174,9 @@ start_registry() {
     fi
     log "ERROR: the registry of $state (pid $pid) is not answering on $addr; stop_registry $state first"
     return 1
+  fi
+  if registry_answers "$addr"; then
+    log "ERROR: something else already answers on http://$addr/v2/"; return 1
   fi
   mkdir -p "$state/registry-blobs" "$logs"
   # 8>&- 9>&-: like sandbox.sh's daemons, it must not inherit the callers' lock file descriptors.

@@ -161,11 +161,14 @@ def test_instance_image_has_python_mpi_and_ssh(registry: Registry) -> None:
     assert config["config"]["Cmd"] == ["/bin/bash"]  # type: ignore[index]
     assert any(e.startswith("PATH=/usr/local/sbin:") for e in config["config"]["Env"])  # type: ignore[index]
     members = registry.members(INSTANCE)
-    for path in ("usr/bin/python3", "usr/bin/ssh", "usr/bin/mpirun", "bin/bash", "usr/bin/nc", "sbin/ip"):
+    tools = ("python3", "ssh", "mpirun", "bash", "nc", "ip", "ps", "ping", "less")
+    for path in (f"usr/bin/{tool}" for tool in tools):
         assert path in members, path
     assert any(p.startswith("usr/lib/python3/dist-packages/mpi4py/") and p.endswith(".so") for p in members)
-    # Cleaned: no apt lists, no apt sources of the build host.
-    assert not [p for p in members if p.startswith("var/lib/apt/lists/") and members[p].isfile()]
+    # Cleaned: no apt lists (an empty lock file stays), no apt sources of the build host, no device nodes.
+    assert not [p for p in members if p.startswith("var/lib/apt/lists/") and members[p].size > 0]
+    assert not [p for p in members if p.startswith("dev/")]
+    assert members["bin"].issym()  # merged /usr: /bin/bash is /usr/bin/bash
     assert not [p for p in members if p.startswith("etc/apt/sources.list") and members[p].isfile()]
 
 
@@ -215,6 +218,14 @@ def test_start_registry_is_idempotent(registry: Registry) -> None:
     assert out.returncode == 0, out.stderr
     assert "already running" in out.stderr
     assert (registry.state / "registry.pid").read_text().strip() == pid
+
+
+def test_start_registry_refuses_an_address_another_registry_serves(registry: Registry, tmp_path: Path) -> None:
+    out = bash('start_registry "$1" "$2" "$3"', registry.addr, str(tmp_path / "state"), str(tmp_path / "logs"))
+    assert out.returncode != 0
+    assert "already answers" in out.stderr
+    assert not (tmp_path / "state" / "registry.pid").exists()
+    assert registry.digest("pause:3.10")  # the running one is untouched
 
 
 def test_restart_keeps_blobs_but_not_manifests_and_stop_stops(built: Built, tmp_path: Path) -> None:
