@@ -220,8 +220,9 @@ def test_start_registry_is_idempotent(registry: Registry) -> None:
     assert (registry.state / "registry.pid").read_text().strip() == pid
 
 
-def test_start_registry_refuses_an_address_another_registry_serves(registry: Registry, tmp_path: Path) -> None:
-    out = bash('start_registry "$1" "$2" "$3"', registry.addr, str(tmp_path / "state"), str(tmp_path / "logs"))
+def test_start_registry_refuses_an_address_another_one_serves(registry: Registry, tmp_path: Path) -> None:
+    other_state, other_logs = str(tmp_path / "state"), str(tmp_path / "logs")
+    out = bash('start_registry "$1" "$2" "$3"', registry.addr, other_state, other_logs)
     assert out.returncode != 0
     assert "already answers" in out.stderr
     assert not (tmp_path / "state" / "registry.pid").exists()
