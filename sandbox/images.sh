@@ -215,12 +215,15 @@ stop_registry() {
 
 # ---- pushing ---------------------------------------------------------------------------------------------
 
-crane_() { "$CRANE_BIN/crane" --insecure "$@" >/dev/null; }  # plain http to the local registry
+crane_() {  # crane with plain http to the local registry; quiet unless it fails
+  local err
+  err=$("$CRANE_BIN/crane" --insecure "$@" 2>&1 >/dev/null) || { log "crane $1: $err"; return 1; }
+}
 
 # push_image REF LAYER PLATFORM MUTATE_ARGS...: a one-layer OCI image with the given config.
 push_image() {
   local ref=$1 layer=$2 platform=$3; shift 3
-  crane_ append --oci-empty-base -f "$layer" -t "$ref" 2>/dev/null \
+  crane_ append --oci-empty-base -f "$layer" -t "$ref" \
     && crane_ mutate "$ref" --set-platform "$platform" "$@" -t "$ref" \
     || { log "ERROR: pushing $ref failed"; return 1; }
 }
@@ -246,7 +249,7 @@ push_sandbox_images() {
   push_image "$addr/$INSTANCE_REPO:$(host_suite)" "$layer" "$platform" --cmd /bin/bash --env "$IMAGE_PATH_ENV" \
     || return 1
   for alias in "${CATALOG_ALIASES[@]}"; do
-    crane_ copy "$addr/$INSTANCE_REPO:$(host_suite)" "$addr/$alias" 2>/dev/null \
+    crane_ copy "$addr/$INSTANCE_REPO:$(host_suite)" "$addr/$alias" \
       || { log "ERROR: copying the instance image to $addr/$alias failed"; return 1; }
   done
 
