@@ -4,8 +4,10 @@
 #   etcd (go.etcd.io/etcd/server/v3, wrapper module), kwok (go install), helm, stripe-mock (go install)
 #   gpucloud-sshd (the instances' SSH server, images/sshd in this repository; keyed by a hash of its sources)
 # A component whose binaries are already in the cache is skipped. Usage: sandbox/build.sh [component...]
-# Components: etcd kwok kubernetes helm stripe-mock (default: all), real-nodes (see below), gpucloud-sshd
-# (prints the binary's path on stdout, for the tests).
+# Components: etcd kwok kubernetes helm stripe-mock (default: all); real-nodes = kubernetes-node containerd runc
+# cni-plugins kube-network-policies crane pause gpucloud-sshd (crane: go-containerregistry's CLI; pause:
+# sandbox/images/pause; gpucloud-sshd: images/sshd, which prints the binary's path on stdout; both cached by a
+# hash of their sources).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -217,6 +219,27 @@ build_gpucloud_sshd() {
   echo "$out/gpucloud-sshd"
 }
 
+build_crane() {  # builds the sandbox's images without a daemon and serves the local registry (sandbox/images.sh)
+  local out=$CRANE_BIN start=$SECONDS
+  [[ -f $out/.complete && -x $out/crane ]] && { log "crane $CRANE_VERSION: cached ($out)"; return; }
+  log "crane $CRANE_VERSION: building (go install)"
+  mkdir -p "$out"
+  GOBIN="$out" with_progress crane go install -p "$GO_P" -trimpath -ldflags "-s -w" \
+    "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
+  "$out/crane" version >&2
+  finish "$out" crane "$start"
+}
+
+build_pause() {  # the project's own pause (sandbox/images/pause), PID 1 of every pod sandbox; cached by source hash
+  local out start=$SECONDS
+  out=$(pause_bin_dir)
+  [[ -f $out/.complete && -x $out/pause ]] && { log "pause: cached ($out)"; return; }
+  log "pause: building ($PAUSE_SRC)"
+  mkdir -p "$out"
+  (cd "$PAUSE_SRC" && go build -trimpath -ldflags "-s -w" -o "$out/pause" .)
+  finish "$out" pause "$start"
+}
+
 build_helm() {
   local out=$HELM_BIN start=$SECONDS
   [[ -f $out/.complete && -x $out/helm ]] && { log "helm $HELM_VERSION: cached ($out)"; return; }
@@ -265,8 +288,10 @@ for c in "${components[@]}"; do
     cni-plugins) build_cni_plugins ;;
     kube-network-policies) build_kube_network_policies ;;
     gpucloud-sshd) build_gpucloud_sshd ;;
+    crane) build_crane ;;
+    pause) build_pause ;;
     real-nodes) build_kubernetes_node; build_containerd; build_runc; build_cni_plugins; build_kube_network_policies
-      build_gpucloud_sshd ;;
+      build_crane; build_pause; build_gpucloud_sshd >/dev/null ;;
     *) die "unknown component $c" ;;
   esac
 done

@@ -14,5 +14,12 @@ CONTAINERD_BIN="$BIN_ROOT/containerd-$CONTAINERD_VERSION"
 RUNC_BIN="$BIN_ROOT/runc-$RUNC_VERSION"
 CNI_BIN="$BIN_ROOT/cni-plugins-$CNI_PLUGINS_VERSION"
 KNP_BIN="$BIN_ROOT/kube-network-policies-$KUBE_NETWORK_POLICIES_VERSION"
+CRANE_BIN="$BIN_ROOT/crane-$CRANE_VERSION"
+PAUSE_SRC="$SANDBOX_SRC/images/pause"
+# Components built from the project's own sources are cached by a hash of those sources (12 hex digits).
+src_hash() {  # src_hash DIR
+  (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-12
+}
+pause_bin_dir() { echo "$BIN_ROOT/pause-$(src_hash "$PAUSE_SRC")"; }
 log() { printf '[sandbox %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

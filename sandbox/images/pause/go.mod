@@ -1,0 +1,3 @@
+module gpucloud.local/sandbox/pause
+
+go 1.22
