@@ -255,6 +255,8 @@ push_sandbox_images() {
 
   tools_ref="$addr/$TOOLS_REPO:$(file_hash "$sshd")"
   push_image "$tools_ref" "$tools" "$platform" --entrypoint /gpucloud-sshd || return 1
+  # The name the product's INSTANCE_TOOLS_IMAGE defaults to (apps/operator/specs.py), pulled Always.
+  crane_ tag "$tools_ref" sandbox || return 1
   log "images pushed to $addr in $((SECONDS - start)) s; tools image $tools_ref"
   if [[ -n $ref_file ]]; then
     printf '%s\n' "$tools_ref" >"$ref_file.tmp.$$" && mv "$ref_file.tmp.$$" "$ref_file" || return 1

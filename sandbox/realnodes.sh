@@ -452,7 +452,7 @@ start_real_nodes() {
   fi
   bash "$SANDBOX_SRC/certs.sh" "$PKI" "${names[@]}"
   real_host_network
-  [[ -n ${REAL_SKIP_IMAGES_TMP:-} ]] || real_images
+  real_images || die "the sandbox's images could not be built or pushed (logs: $LOGS/real)"
   local r
   for r in $(printf '%s\n' "${nodes[@]}" | jq -r .region | sort -u); do set_region_vars "$r"; real_rbac; done
   for json in "${nodes[@]}"; do start_real_node "$json" || return 1; done
@@ -531,7 +531,8 @@ real_images() {
   # shellcheck source=images.sh
   . "$SANDBOX_SRC/images.sh"
   local sshd
-  sshd=$("$SANDBOX_SRC/build.sh" --print-path gpucloud-sshd)
-  start_registry "$REAL_REGISTRY" "$REAL_BASE/registry" "$LOGS/real"
-  push_sandbox_images "$REAL_REGISTRY" "$sshd" "$REAL_BASE/tools-image"
+  sshd=$("$SANDBOX_SRC/build.sh" gpucloud-sshd 8>&- 9>&-) || return 1
+  build_instance_rootfs >/dev/null || return 1
+  start_registry "$REAL_REGISTRY" "$REAL_BASE/registry" "$LOGS/real" || return 1
+  push_sandbox_images "$REAL_REGISTRY" "$sshd" "$REAL_BASE/tools-image" >/dev/null || return 1
 }

@@ -34,6 +34,10 @@ func install(dir string) (string, error) {
 		return "", err
 	}
 	defer src.Close()
+	// The emptyDir the init container writes to starts empty: DIR is made (and its parents) as needed.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
 	dest := filepath.Join(dir, "gpucloud-sshd")
 	// Written under a temporary name and renamed, so a restarted init container never leaves the main
 	// container a half-written binary.

@@ -376,15 +376,17 @@ def test_probe_fails_against_a_server_that_is_not_ssh(sshd_bin: Path, echo_serve
 
 
 def test_install_copies_an_executable_copy_of_itself(sshd_bin: Path, tmp_path: Path) -> None:
+    # The pod's emptyDir starts empty: the target directory does not exist yet (the operator names /gpucloud/bin).
+    target = tmp_path / "bin"
     result = subprocess.run(
-        [str(sshd_bin), "install", str(tmp_path)], capture_output=True, text=True, timeout=WAIT, check=False
+        [str(sshd_bin), "install", str(target)], capture_output=True, text=True, timeout=WAIT, check=False
     )
 
     assert result.returncode == 0, result.stderr
-    copied = tmp_path / "gpucloud-sshd"
+    copied = target / "gpucloud-sshd"
     assert stat.S_IMODE(copied.stat().st_mode) == 0o755
     assert copied.read_bytes() == sshd_bin.read_bytes()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpucloud-sshd"]  # no temporary file left
+    assert sorted(p.name for p in target.iterdir()) == ["gpucloud-sshd"]  # no temporary file left
     probe = subprocess.run([str(copied), "probe", "--port", str(free_port())], timeout=WAIT, check=False)
     assert probe.returncode == 1  # it runs, and it is this program
 
