@@ -22,6 +22,7 @@ from apps.tenants.roles import Perm
 MAX_TAIL = 10_000
 DEFAULT_TAIL = 200
 MAX_SINCE = 7 * 24 * 3600
+REASONS = [reason.value for reason in NoLog]  # the schema's InstanceLogReasonEnum (ENUM_NAME_OVERRIDES)
 
 
 class QueryBooleanField(serializers.Field):
@@ -106,7 +107,7 @@ class InstanceLogSerializer(serializers.Serializer):
         help_text="false when there is no log to read; reason and message say why."
     )
     reason = serializers.ChoiceField(
-        choices=[r.value for r in NoLog],
+        choices=REASONS,
         allow_null=True,
         help_text="Why there is no log: terminated (deleted with its pod), logs_unavailable (not in this "
         "region), no_pod (pending or stopped), no_container (not started yet, or no previous container), "
@@ -136,14 +137,25 @@ class InstanceLogView(InstanceObjectMixin):
         "instance you may read: when there is no log (terminated, no pod yet, not in this region) lines is "
         "empty, available is false and reason says why. Unknown or empty parameters are a 400.",
         parameters=[
-            OpenApiParameter("tail", int, description=f"Lines from the end, 1..{MAX_TAIL} (default 200)."),
-            OpenApiParameter("since", int, description="Only lines of the last N seconds (1..604800)."),
+            OpenApiParameter(
+                "tail",
+                {"type": "integer", "minimum": 1, "maximum": MAX_TAIL, "default": DEFAULT_TAIL},
+                description="Lines from the end.",
+            ),
+            OpenApiParameter(
+                "since",
+                {"type": "integer", "minimum": 1, "maximum": MAX_SINCE},
+                description="Only lines of the last N seconds (at most 7 days); not with since_time.",
+            ),
             OpenApiParameter(
                 "since_time",
                 OpenApiTypes.DATETIME,
-                description="Only lines at or after this RFC 3339 time (with its offset); not with since.",
+                description="Only lines at or after this RFC 3339 time, with its offset (Z or +hh:mm); "
+                "not with since.",
             ),
-            OpenApiParameter("previous", bool, description="The previous container's log (after a crash)."),
+            OpenApiParameter(
+                "previous", bool, description="The previous container's log (after a crash or restart)."
+            ),
             OpenApiParameter("timestamps", bool, description="Prefix each line with its RFC 3339 time."),
         ],
         responses={200: InstanceLogSerializer},
