@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 # Bytes per asked line: the kubelet applies limitBytes to the start of the tail, so a cap too small for the
 # tail would drop the newest lines. Between the console's 256 KiB and 8 MiB for the API's 10,000 lines.
-BYTES_PER_LINE = 800
+BYTES_PER_LINE = 1024
 MAX_LIMIT_BYTES = 8 * 1024 * 1024
 
 
@@ -52,7 +52,7 @@ def pod_log(*, instance: Any, query: LogQuery) -> PodLog:
         error = type(exc).__name__
         logger.warning("pod log unreadable", extra={"instance_id": str(instance.pk), "error": error})
         return PodLog(missing=NoLog.ERROR)
-    capped = "limit_bytes" in options and len(text.encode()) >= options["limit_bytes"]
+    capped = len(text.encode()) >= options.get("limit_bytes", cluster_module.POD_LOG_LIMIT_BYTES)
     if capped and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]  # the cap cut the last line in the middle
     if query.since_time is not None:
