@@ -19,7 +19,7 @@ from apps.operator import cluster as cluster_module
 logger = logging.getLogger(__name__)
 
 # Bytes per asked line: the kubelet applies limitBytes to the start of the tail, so a cap too small for the
-# tail would drop the newest lines. Between the console's 256 KiB and 8 MiB for the API's 10,000 lines.
+# tail would drop the newest lines. Between read_pod_log's 256 KiB and 8 MiB for the API's 10,000 lines.
 BYTES_PER_LINE = 1024
 MAX_LIMIT_BYTES = 8 * 1024 * 1024
 
@@ -71,7 +71,7 @@ def kube_options(query: LogQuery, *, now: datetime) -> dict[str, Any] | None:
     options: dict[str, Any] = {}
     if query.tail_lines is not None:
         options["tail_lines"] = query.tail_lines
-        if query.tail_lines > 200:
+        if query.tail_lines * BYTES_PER_LINE > cluster_module.POD_LOG_LIMIT_BYTES:
             options["limit_bytes"] = min(MAX_LIMIT_BYTES, query.tail_lines * BYTES_PER_LINE)
     if query.since_seconds is not None:
         options["since_seconds"] = query.since_seconds
