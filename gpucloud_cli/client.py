@@ -22,7 +22,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, cast
 
 from gpucloud_cli import models
@@ -34,6 +34,7 @@ MAX_BACKOFF = 30.0
 PAGE = 100
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 FINAL_STATES = frozenset({"failed", "terminated"})
+FOLLOW_TAIL = 10_000  # the API's most: a poll two seconds after the last one rarely has more new lines
 
 
 class GpucloudError(Exception):
@@ -355,6 +356,72 @@ class Client:
         key = idempotency_key or new_idempotency_key()
         return cast(models.Instance, self.request(method, path, params=params, idempotency_key=key))
 
+    def instance_logs(
+        self,
+        instance_id: str,
+        *,
+        tail: int | None = None,
+        since: int | None = None,
+        since_time: str | None = None,
+        previous: bool = False,
+        timestamps: bool = False,
+    ) -> models.InstanceLog:
+        """The container's last `tail` lines (the server's default 200), of the last `since` seconds or from
+        `since_time` (RFC 3339, inclusive); `previous`: the crashed container's. No log is not an error:
+        `available` is false and `reason` says why."""
+        params = {
+            "tail": tail,
+            "since": since,
+            "since_time": since_time,
+            "previous": True if previous else None,
+            "timestamps": True if timestamps else None,
+        }
+        return cast(
+            models.InstanceLog, self.request("GET", self._t(f"instances/{instance_id}/logs"), params=params)
+        )
+
+    def follow_logs(
+        self,
+        instance_id: str,
+        *,
+        tail: int | None = None,
+        since: int | None = None,
+        previous: bool = False,
+        interval: float = 2.0,
+        on_unavailable: Callable[[models.InstanceLog], None] | None = None,
+    ) -> Iterator[tuple[str, str]]:
+        """(timestamp, line) for each line of the log, then for each new one, polling every `interval`
+        seconds until the instance is terminated (or the caller stops iterating). Each poll asks from the
+        last timestamp seen, which the server includes again: lines already yielded are dropped.
+        `on_unavailable` hears each change of the reason there is no log (no pod yet, terminated ...)."""
+        log = self.instance_logs(instance_id, tail=tail, since=since, previous=previous, timestamps=True)
+        last: str | None = None
+        at_last: list[str] = []  # the lines already yielded that carry the `last` timestamp
+        reason = None
+        while True:
+            if log["reason"] != reason and log["reason"] is not None and on_unavailable is not None:
+                on_unavailable(log)
+            reason = log["reason"]
+            unmatched = list(at_last)
+            fresh = [line for line in log["lines"] if _is_new(line, last, unmatched)]
+            for line in fresh:
+                stamp, _, text = line.partition(" ")
+                yield stamp, text
+            if fresh and log["last_timestamp"]:
+                last = log["last_timestamp"]
+                at_last = [line for line in log["lines"] if line.partition(" ")[0] == last]
+            if log["reason"] == "terminated":
+                return
+            self.sleep(interval)
+            if last is None:  # nothing yet (no pod, not started): ask as the first time
+                log = self.instance_logs(
+                    instance_id, tail=tail, since=since, previous=previous, timestamps=True
+                )
+            else:
+                log = self.instance_logs(
+                    instance_id, tail=FOLLOW_TAIL, since_time=last, previous=previous, timestamps=True
+                )
+
     def instance_events(self, instance_id: str) -> list[models.InstanceEvent]:
         return self._list(self._t(f"instances/{instance_id}/events"))
 
@@ -496,6 +563,28 @@ class Client:
     def find_access_key(self, ref: str) -> models.AccessKey:
         keys = self.access_keys()
         return _one("access key", ref, _matching(keys, ref, ("id", "name", "access_key_id")))
+
+
+def _stamp_key(stamp: str) -> tuple[str, int]:
+    """Kubernetes' RFC 3339 timestamps compared in order whatever their number of fractional digits
+    ("...05.5Z" is later than "...05.123Z", which string order gets wrong)."""
+    head, _, rest = stamp.partition(".")
+    digits = rest[: len(rest) - len(rest.lstrip("0123456789"))]
+    return head.rstrip("Z"), int(digits.ljust(9, "0")[:9] or 0)
+
+
+def _is_new(line: str, last: str | None, at_last: list[str]) -> bool:
+    """Whether a stamped line comes after what was yielded: later than `last`, or at `last` and not one of
+    the lines already yielded at that time (each of those matches once, for lines repeated at one time)."""
+    if last is None:
+        return True
+    stamp = line.partition(" ")[0]
+    if _stamp_key(stamp) != _stamp_key(last):
+        return _stamp_key(stamp) > _stamp_key(last)
+    if line in at_last:
+        at_last.remove(line)
+        return False
+    return True
 
 
 def _param(value: Any) -> Any:

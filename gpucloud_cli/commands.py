@@ -399,6 +399,38 @@ def wait(ctx: Context) -> int:
     return ctx.emit(instance, lambda: f"{instance['name']}: {instance['state']}")
 
 
+def logs(ctx: Context) -> int:
+    """Print the instance's log; -f keeps printing new lines until Ctrl-C or the instance is terminated.
+    No log (no pod yet, terminated, not in this region) is said on stderr and is not an error, except a
+    cluster that could not be asked (exit 1)."""
+    client = ctx.client
+    instance = client.find_instance(ctx.args.instance)
+    options = {"tail": ctx.opt("tail"), "since": ctx.opt("since"), "previous": bool(ctx.opt("previous"))}
+    if ctx.opt("follow"):
+        interval = ctx.opt("interval") or 2.0
+        for stamp, text in client.follow_logs(
+            instance["id"], interval=interval, on_unavailable=lambda log: note(str(log["message"])), **options
+        ):
+            if ctx.json:
+                ctx.print(output.to_json_line({"timestamp": stamp, "line": text}))
+            else:
+                ctx.print(f"{stamp} {text}" if ctx.opt("timestamps") else text)
+            ctx.stdout.flush()
+        return 0
+    log = client.instance_logs(instance["id"], timestamps=bool(ctx.opt("timestamps")), **options)
+    if log["reason"] == "error":
+        raise GpucloudError(str(log["message"]))
+    if ctx.json:
+        return ctx.emit(log, str)
+    if not log["available"]:
+        note(f"{instance['name']}: {log['message']}")
+    if log["truncated"]:
+        note(f"(older lines left out: --tail {len(log['lines'])})")
+    for line in log["lines"]:
+        ctx.print(line)
+    return 0
+
+
 def ssh(ctx: Context) -> int:
     instance = ctx.client.find_instance(ctx.args.instance)
     command = (instance.get("connection") or {}).get("ssh_command")

@@ -176,6 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
         _wait_options(p, f"it is {target}")
         if action == "terminate":
             p.add_argument("--delete-volumes", action="store_true", help="delete its attached volumes too")
+    p = b.add("logs", commands.logs, "print an instance's log (its container's stdout and stderr)")
+    p.add_argument("instance", metavar="NAME_OR_ID")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)")
+    p.add_argument("--tail", type=int, metavar="N", help="the last N lines, 1..10000 (default 200)")
+    p.add_argument(
+        "--since", type=duration, metavar="DURATION", help="only the last 30s, 10m, 2h ... (<= 7d)"
+    )
+    p.add_argument("--previous", action="store_true", help="the previous container's log (after a crash)")
+    p.add_argument("--timestamps", action="store_true", help="prefix each line with its time (RFC 3339)")
+    p.add_argument("--interval", type=float, default=None, help="seconds between polls with -f (default 2)")
     p = b.add("ssh", commands.ssh, "ssh into a running instance (runs its ssh command)")
     p.add_argument("instance", metavar="NAME_OR_ID")
     p.add_argument("ssh_args", nargs=argparse.REMAINDER, help="passed to ssh, after --")

@@ -289,6 +289,19 @@ class InstanceLaunchRequest(TypedDict):
     volumes: NotRequired[list[VolumeMountRequest]]
 
 
+class InstanceLog(TypedDict):
+    instance: str
+    available: bool
+    reason: InstanceLogReasonEnum | NullEnum | None
+    message: str | None
+    lines: list[str]
+    truncated: bool
+    last_timestamp: str | None
+
+
+InstanceLogReasonEnum = Literal["terminated", "logs_unavailable", "no_pod", "no_container", "error"]
+
+
 InstanceStateEnum = Literal[
     "pending",
     "provisioning",
@@ -417,6 +430,9 @@ MethodEnum = Literal["get", "put"]
 
 
 ModeEnum = Literal["prepaid", "postpaid"]
+
+
+NullEnum = Literal[None]
 
 
 class PaginatedAccessKeyList(TypedDict):

@@ -47,6 +47,11 @@ def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=False, default=str)
 
 
+def to_json_line(data: Any) -> str:
+    """One JSON object on one line (JSON Lines), for streams such as `logs -f --json`."""
+    return json.dumps(data, sort_keys=False, default=str)
+
+
 def duration(seconds: int | float | None) -> str:
     if seconds is None:
         return "-"

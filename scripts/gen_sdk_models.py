@@ -68,6 +68,8 @@ def type_of(node: dict[str, Any]) -> str:
         base = node["$ref"].rsplit("/", 1)[-1]
     elif "allOf" in node and len(node["allOf"]) == 1:
         base = type_of(node["allOf"][0])
+    elif "oneOf" in node:  # a nullable choice: oneOf [its enum, NullEnum]
+        base = " | ".join(dict.fromkeys(type_of(option) for option in node["oneOf"]))
     elif "enum" in node:
         base = "Literal[" + ", ".join(json.dumps(v) for v in node["enum"] if v not in ("", None)) + "]"
     elif node.get("type") == "array":
@@ -85,7 +87,7 @@ def type_of(node: dict[str, Any]) -> str:
 
 
 def _enum(name: str, node: dict[str, Any]) -> list[str]:
-    values = [json.dumps(v) for v in node["enum"] if v not in ("", None)]
+    values = [json.dumps(v) for v in node["enum"] if v not in ("", None)] or ["None"]  # NullEnum
     one_line = f"{name} = Literal[{', '.join(values)}]"
     if len(one_line) <= 110:
         return [one_line]

@@ -8,7 +8,7 @@ from apps.accounts.models import SshKey
 from apps.catalog.models import GpuType, InstanceType, Region
 from apps.instances import logs
 from apps.instances.models import Instance, InstanceEvent
-from apps.instances.states import LIVE
+from apps.instances.states import LIVE, State
 from apps.storage.models import Volume, VolumeAttachment
 
 
@@ -137,3 +137,9 @@ def pod_log_tail(*, instance: Instance, tail_lines: int = 200) -> str | None:
     """The last lines of the instance's pod log, or None when there is none to read (apps/instances/logs.py:
     the operator app reads them). Never raises."""
     return logs.pod_log_tail(instance=instance, tail_lines=tail_lines)
+
+
+def instance_log(*, instance: Instance, query: logs.LogQuery) -> logs.InstanceLog:
+    """The API's view of the pod log (apps/instances/logs.py): a terminated instance has none (its pod went
+    with it), without asking the cluster."""
+    return logs.instance_log(instance=instance, query=query, terminated=instance.state == State.TERMINATED)

@@ -16,5 +16,5 @@ class OperatorConfig(AppConfig):
         instance_changed.connect(receivers.reconcile_changed_instance, dispatch_uid="operator-instance")
         volume_changed.connect(receivers.reconcile_changed_volume, dispatch_uid="operator-volume")
         volume_bound.connect(receivers.reconcile_instances_of_bound_volume, dispatch_uid="operator-bound")
-        # The instance's log page asks through its port (apps/instances/logs.py) for what only this app reads.
-        logs.register(pod_logs.pod_log_tail)
+        # Instances ask for pod logs (the console, the API) through their port (apps/instances/logs.py).
+        logs.register(pod_logs.pod_log)

@@ -15,6 +15,8 @@ from kubernetes.client.rest import ApiException
 from apps.operator import applied, recent
 from apps.operator.client import FIELD_MANAGER, REQUEST_TIMEOUT
 
+POD_LOG_LIMIT_BYTES = 256 * 1024  # the console's 200 lines; the API asks for more with a longer tail
+
 Manifest = dict[str, Any]
 APPLY = "application/apply-patch+yaml"
 
@@ -138,11 +140,30 @@ class Cluster:
     def read_node(self, name: str) -> Manifest | None:
         return self._read(self.core.read_node, name)
 
-    def read_pod_log(self, namespace: str, name: str, *, tail_lines: int = 200, timeout: float = 3) -> str:
-        """The last lines of the pod's log (for the console), with a short timeout: a slow or missing log is
-        the caller's "no logs yet", never a stuck page. Raises ApiException as the API answers."""
+    def read_pod_log(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        tail_lines: int | None = 200,
+        since_seconds: int | None = None,
+        previous: bool = False,
+        timestamps: bool = False,
+        limit_bytes: int = POD_LOG_LIMIT_BYTES,
+        timeout: float = 3,
+    ) -> str:
+        """The pod's log (the last tail_lines lines, those of the last since_seconds, the previous
+        container's, each line after its RFC 3339 timestamp), with a short timeout: a slow or missing log is
+        the caller's "no logs", never a stuck page. Options left at their defaults are not sent. Raises
+        ApiException as the API answers."""
+        options: dict[str, Any] = {"tail_lines": tail_lines, "since_seconds": since_seconds}
+        options = {key: value for key, value in options.items() if value is not None}
+        if previous:
+            options["previous"] = True
+        if timestamps:
+            options["timestamps"] = True
         text = self.core.read_namespaced_pod_log(
-            name, namespace, tail_lines=tail_lines, limit_bytes=256 * 1024, _request_timeout=(2, timeout)
+            name, namespace, limit_bytes=limit_bytes, _request_timeout=(2, timeout), **options
         )
         return text if isinstance(text, str) else ""
 

@@ -234,7 +234,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"InvoiceStatusEnum": "apps.billing.invoices.models.InvoiceStatus"},
+    "ENUM_NAME_OVERRIDES": {
+        "InvoiceStatusEnum": "apps.billing.invoices.models.InvoiceStatus",
+        "InstanceLogReasonEnum": "apps.instances.api.logs.REASONS",
+    },
     "APPEND_COMPONENTS": {
         "securitySchemes": {
             "bearerAuth": {

@@ -26,6 +26,7 @@ ENDPOINTS = [
     ("post", "/instances/{instance}/start", None, WRITE),
     ("post", "/instances/{instance}/restart", None, WRITE),
     ("get", "/instances/{instance}/events", None, READ),
+    ("get", "/instances/{instance}/logs", None, READ),
     ("get", "/ssh-keys", None, READ),
     ("post", "/ssh-keys", "ssh_key", WRITE),
     ("get", "/ssh-keys/{ssh_key}", None, READ),

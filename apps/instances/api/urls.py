@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.instances.api import views
+from apps.instances.api import logs, views
 
 I = "tenants/<slug:tenant_slug>/instances"  # noqa: E741
 
@@ -11,4 +11,5 @@ urlpatterns = [
     path(f"{I}/<uuid:instance_id>/start", views.InstanceStartView.as_view(), name="instance-start"),
     path(f"{I}/<uuid:instance_id>/restart", views.InstanceRestartView.as_view(), name="instance-restart"),
     path(f"{I}/<uuid:instance_id>/events", views.InstanceEventListView.as_view(), name="instance-event-list"),
+    path(f"{I}/<uuid:instance_id>/logs", logs.InstanceLogView.as_view(), name="instance-logs"),
 ]
