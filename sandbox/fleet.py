@@ -117,7 +117,8 @@ def real_nodes(fleet: dict) -> list[dict]:
                 continue
             for i in range(int(pool["count"])):
                 kwok_like = node(region, pool, shape, i)
-                labels = {k: v for k, v in kwok_like["metadata"]["labels"].items() if k != "kubernetes.io/hostname"}
+                labels = dict(kwok_like["metadata"]["labels"])
+                labels.pop("kubernetes.io/hostname")  # the kubelet sets its own
                 machine = ("cpu", "memory", "ephemeral-storage", "pods")
                 extended = {k: v for k, v in kwok_like["status"]["capacity"].items() if k not in machine}
                 out.append(

@@ -16,6 +16,7 @@ Standard library only: it runs with the system python3.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import socket
@@ -77,7 +78,8 @@ def _handler(target_port: int):  # type: ignore[no-untyped-def]
 
 async def serve(netns_path: str, pairs: list[tuple[int, int]]) -> None:
     servers = [
-        await asyncio.start_server(_handler(target), sock=listen_in(netns_path, listen)) for listen, target in pairs
+        await asyncio.start_server(_handler(target), sock=listen_in(netns_path, listen))
+        for listen, target in pairs
     ]
     await asyncio.gather(*(s.serve_forever() for s in servers))
 
@@ -88,10 +90,8 @@ def main(argv: list[str]) -> int:
         return 2
     numbers = [int(a) for a in argv[1:]]
     pairs = list(zip(numbers[::2], numbers[1::2], strict=True))
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(argv[0], pairs))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -36,6 +37,7 @@ from kubernetes.utils import parse_quantity
 PROVISIONER = "sandbox.gpucloud.io/hostpath"
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 TIMEOUT = (5, 30)
+RUN_AS_GROUP = 1000  # apps/operator/manifests.py RUN_AS: the group (fsGroup) of every instance pod
 
 log = logging.getLogger("provisioner")
 
@@ -71,6 +73,11 @@ class Provisioner:
         name = pv_name(claim)
         path = self.data_dir / name
         path.mkdir(parents=True, exist_ok=True)
+        # The kubelet applies a pod's fsGroup to the volume types that support it, not to hostPath: give the
+        # directory the group the instance pods run with (RUN_AS_GROUP) and setgid, as fsGroup would, so an
+        # instance on a real node can write to its volume.
+        os.chown(path, -1, RUN_AS_GROUP)
+        path.chmod(0o2775)
         body = {
             "apiVersion": "v1",
             "kind": "PersistentVolume",

@@ -510,6 +510,18 @@ stop_real_nodes() {
   nft delete table ip "$REAL_NFT_TABLE" 2>/dev/null || true
 }
 
+# What tests and tools need to know of the real nodes (sandbox.json "real_nodes").
+real_nodes_json() {
+  local nodes
+  nodes=$(real_fleet | jq -sc --arg net "$REAL_NODE_NET" --arg pods "$REAL_POD_NET" --arg inst "$SANDBOX_INSTANCE" \
+    'map({name, region, zone, address: "\($net).\(11 + .index)", pod_cidr: "\($pods).\(.index).0/24",
+          netns: "gpucloud-\($inst)-\(.name)"})')
+  jq -nc --argjson nodes "$nodes" --arg inet "$REAL_INET_IP" --arg inetns "$REAL_INET_NS" \
+    --arg registry "$REAL_REGISTRY" --arg host "$REAL_HOST_IP" --arg tools "$(cat "$REAL_BASE/tools-image" 2>/dev/null)" \
+    '{nodes: $nodes, internet: {address: $inet, netns: $inetns}, registry: $registry, host_address: $host,
+      tools_image: $tools}'
+}
+
 real_nodes_status() {  # one line per real node; returns 1 if one is down
   real_nodes_enabled || return 0
   local json c state ok=0

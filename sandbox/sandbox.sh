@@ -420,7 +420,9 @@ write_index() {  # sandbox.json, sandbox.env and a merged kubeconfig with one co
     json+="\n    \"$r\": {\"kubeconfig\": \"$RDIR/kubeconfig\", \"operator_kubeconfig\": \"$RDIR/operator.kubeconfig\", \"logs_kubeconfig\": \"$RDIR/logs.kubeconfig\", \"server\": \"https://127.0.0.1:$R_API\", \"sandbox\": true, \"logs\": \"$LOGS/$r\"}"
     env+="export GPUCLOUD_SANDBOX_KUBECONFIG_$(tr 'a-z-' 'A-Z_' <<<"$r")=\"$RDIR/kubeconfig\"\n"
   done
-  json+="\n  }\n}\n"
+  json+="\n  }"
+  real_nodes_enabled && json+=",\n  \"real_nodes\": $(real_nodes_json)"
+  json+="\n}\n"
   printf "$json" >"$SANDBOX_DIR/sandbox.json.tmp" && mv "$SANDBOX_DIR/sandbox.json.tmp" "$SANDBOX_DIR/sandbox.json"
   printf "$env" >"$SANDBOX_DIR/sandbox.env"
   local files=()
