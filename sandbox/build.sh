@@ -168,7 +168,7 @@ build_runc() {  # cgo and libseccomp (Debian's libseccomp-dev): the RuntimeDefau
   local out=$RUNC_BIN start=$SECONDS
   [[ -f $out/.complete && -x $out/runc ]] && { log "runc $RUNC_VERSION: cached ($out)"; return; }
   log "runc $RUNC_VERSION: building (cgo, seccomp)"
-  [[ -f /usr/include/seccomp.h ]] || die "runc needs libseccomp-dev (apt-get install libseccomp-dev)"
+  ensure_debian_packages /usr/include/seccomp.h:libseccomp-dev
   mkdir -p "$out"
   GOBIN="$out" CGO_ENABLED=1 with_progress runc go install -p "$GO_P" -trimpath -tags seccomp \
     -ldflags "-s -w -X main.version=${RUNC_VERSION#v}" "github.com/opencontainers/runc@$RUNC_VERSION"

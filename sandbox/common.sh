@@ -23,3 +23,24 @@ src_hash() {  # src_hash DIR
 pause_bin_dir() { echo "$BIN_ROOT/pause-$(src_hash "$PAUSE_SRC")"; }
 log() { printf '[sandbox %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+
+# ensure_debian_packages CMD:PACKAGE...: installs (apt-get, as root) the Debian packages whose command or file
+# is missing, e.g. `ensure_debian_packages jq:jq /usr/include/seccomp.h:libseccomp-dev`.
+ensure_debian_packages() {
+  local pair what pkg missing=()
+  for pair in "$@"; do
+    what=${pair%%:*}; pkg=${pair#*:}
+    if [[ $what == /* ]]; then [[ -e $what ]] || missing+=("$pkg"); else command -v "$what" >/dev/null || missing+=("$pkg"); fi
+  done
+  [[ ${#missing[@]} -gt 0 ]] || return 0
+  [[ $(id -u) == 0 ]] || die "missing Debian packages ${missing[*]}: install them as root (apt-get install ${missing[*]})"
+  log "installing Debian packages: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
+    die "apt-get install ${missing[*]} failed"
+}
+
+# What real nodes need from Debian (docs/sandbox.md "Real nodes"): runc's seccomp, the nodes' networking and
+# filtering, the instance image's build.
+REAL_NODE_PACKAGES=(/usr/include/seccomp.h:libseccomp-dev jq:jq nft:nftables iptables:iptables ip:iproute2
+  conntrack:conntrack nsenter:util-linux mmdebstrap:mmdebstrap)

@@ -43,7 +43,13 @@ real_nodes_enabled() {
   [[ $want == 1 ]]
 }
 
-real_fleet() { fleet real-nodes; }  # one JSON object per line
+# The real nodes of the regions this start runs (GPUCLOUD_SANDBOX_REGIONS), one JSON object per line. A
+# node's number (its addresses) stays the one the whole fleet gives it.
+real_fleet() {
+  local wanted
+  wanted=$(regions | jq -Rsc 'split("\n") | map(select(length > 0))')
+  fleet real-nodes | jq -c --argjson wanted "$wanted" 'select(.region as $r | $wanted | index($r))'
+}
 
 # real_node_vars JSON: sets N (name), NI (index), NR (region), NDIR, NNS (netns), NIP, NPODS, NCG (cgroup)
 real_node_vars() {
@@ -442,6 +448,7 @@ finish_real_node() {
 start_real_nodes() {
   real_nodes_enabled || return 0
   [[ $(id -u) == 0 ]] || die "real nodes need root (network and mount namespaces); GPUCLOUD_SANDBOX_REAL_NODES=0 skips them"
+  ensure_debian_packages "${REAL_NODE_PACKAGES[@]}"
   local t0=$SECONDS json nodes=() names=()
   mapfile -t nodes < <(real_fleet)
   [[ ${#nodes[@]} -gt 0 ]] || return 0
@@ -503,7 +510,7 @@ stop_real_nodes() {
   local json
   while read -r json; do
     [[ -n $json ]] && stop_real_node "$json"
-  done < <(real_fleet)
+  done < <(fleet real-nodes)  # every region's: a stop stops the whole instance
   stop_registry "$REAL_BASE/registry" 2>/dev/null || true
   ip netns del "$REAL_INET_NS" 2>/dev/null || true
   ip link del "$REAL_BRIDGE" 2>/dev/null || true
