@@ -62,7 +62,7 @@ def test_gpu_types(owner, catalog):
     body = owner.token_client().get("/api/v1/gpu-types").json()
     by_slug = {g["slug"]: g for g in body["results"]}
 
-    assert set(by_slug) == {"h100-80gb", "a100-80gb", "l40s-48gb", "h100-mig-1g10gb"}
+    assert set(by_slug) == {"h100-80gb", "a100-80gb", "l40s-48gb", "h100-mig-1g10gb", "sandbox-cpu"}
     assert by_slug["h100-80gb"]["product_label"] == "NVIDIA-H100-80GB-HBM3"
     assert by_slug["h100-80gb"]["is_fractional"] is False
     assert by_slug["h100-mig-1g10gb"]["resource_name"] == "nvidia.com/mig-1g.10gb"

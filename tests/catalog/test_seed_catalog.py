@@ -38,9 +38,12 @@ def test_capacity_comes_from_the_fleet_file():
         # one H100 cut into seven MIG 1g.10gb slices
         ("us-east-1", "h100-mig-1g10gb"): (7, 30, 250),
         ("us-east-1", None): (0, 124, 500),
+        # the real kubelet nodes: 2 of them, each nominally 2 GPUs (advertised), 2 cores and 4 GiB
+        ("us-east-1", "sandbox-cpu"): (4, 4, 8),
         ("eu-west-1", "h100-80gb"): (16, 400, 3500),
         ("eu-west-1", "l40s-48gb"): (16, 248, 2000),
         ("eu-west-1", None): (0, 124, 500),
+        ("eu-west-1", "sandbox-cpu"): (2, 2, 4),
     }
 
 
@@ -87,7 +90,7 @@ def test_running_it_again_keeps_staff_settings_of_regions():
 def test_without_a_fleet_file_there_are_types_but_no_regions():
     assert seed_catalog(None) == []
 
-    assert InstanceType.objects.count() == 11
+    assert InstanceType.objects.count() == 12
     assert not Region.objects.exists()
     assert not RegionCapacity.objects.exists()
 
@@ -99,7 +102,7 @@ def test_the_management_command():
     call_command("seed_catalog", "--kubeconfigs", "none", stdout=out)
 
     assert "regions: us-east-1, eu-west-1" in out.getvalue()
-    assert RegionCapacity.objects.count() == 7
+    assert RegionCapacity.objects.count() == 9
 
 
 def test_the_command_connects_regions_from_a_kubeconfig_index(tmp_path):

@@ -168,7 +168,8 @@ def assert_capacity_rows_follow_the_cluster(
         r.gpu_type.slug if r.gpu_type else None: r
         for r in RegionCapacity.objects.filter(region=region).select_related("gpu_type")
     }
-    assert set(pools) == {"h100-80gb", "a100-80gb", "h100-mig-1g10gb", None}
+    # sandbox-cpu: the region's real kubelet nodes (docs/sandbox.md, "Real nodes").
+    assert set(pools) == {"h100-80gb", "a100-80gb", "h100-mig-1g10gb", "sandbox-cpu", None}
     assert pools[None].gpus == 0 and pools[None].vcpu > 0 and pools[None].memory_gib > 0
     assert all(p.observed_at is not None for p in pools.values())
 
