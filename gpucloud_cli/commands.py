@@ -14,7 +14,7 @@ from typing import Any
 
 from gpucloud_cli import output
 from gpucloud_cli.client import ApiError, Client, GpucloudError
-from gpucloud_cli.config import ConfigError, ConfigFile, Profile, Settings, profile_name, resolve
+from gpucloud_cli.config import ConfigError, ConfigFile, Profile, Settings, config_dir, profile_name, resolve
 
 DEFAULT_WAIT_SECONDS = 15 * 60
 ACTION_TARGET = {"stop": "stopped", "start": "running", "restart": "running", "terminate": "terminated"}
@@ -431,6 +431,18 @@ def logs(ctx: Context) -> int:
     return 0
 
 
+def _known_hosts_file(line: str) -> Path:
+    """The CLI's known_hosts file with `line` in it, replacing an older line for the same host and port
+    (another instance may have had that NodePort before)."""
+    path = config_dir() / "known_hosts"
+    host = line.split(" ", 1)[0]
+    lines = path.read_text().splitlines() if path.is_file() else []
+    kept = [existing for existing in lines if existing.split(" ", 1)[0] != host]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{entry}\n" for entry in [*kept, line]))
+    return path
+
+
 def ssh(ctx: Context) -> int:
     instance = ctx.client.find_instance(ctx.args.instance)
     command = (instance.get("connection") or {}).get("ssh_command")
@@ -440,7 +452,15 @@ def ssh(ctx: Context) -> int:
             + ("" if instance["state"] in ("terminated", "failed") else "; try `gpucloud wait` first")
         )
     extra = list(ctx.args.ssh_args)
-    argv = shlex.split(command) + (extra[1:] if extra[:1] == ["--"] else extra)
+    argv = shlex.split(command)
+    known = (instance.get("connection") or {}).get("known_hosts")
+    own_checks = any("StrictHostKeyChecking" in arg or "UserKnownHostsFile" in arg for arg in extra)
+    if known and not own_checks:
+        # The API names the instance's host key: check it strictly, in a known_hosts file of the CLI's own
+        # (the user's ~/.ssh/known_hosts is left alone; a host key that changed is refused, not trusted).
+        checked = f"UserKnownHostsFile={_known_hosts_file(known)}"
+        argv[1:1] = ["-o", checked, "-o", "StrictHostKeyChecking=yes"]
+    argv += extra[1:] if extra[:1] == ["--"] else extra
     if ctx.opt("print_only"):
         ctx.print(shlex.join(argv))
         return 0

@@ -260,6 +260,8 @@ class InstanceConnection(TypedDict):
     port: NotRequired[int]
     user: NotRequired[str]
     ssh_command: NotRequired[str]
+    host_key: NotRequired[str]
+    known_hosts: NotRequired[str]
 
 
 class InstanceEvent(TypedDict):

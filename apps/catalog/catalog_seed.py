@@ -19,7 +19,7 @@ GPU_TYPES = [
     ("a100-80gb", "A100 SXM4 80GB", 80, "NVIDIA-A100-SXM4-80GB", "nvidia.com/gpu"),
     ("l40s-48gb", "L40S 48GB", 48, "NVIDIA-L40S", "nvidia.com/gpu"),
     ("h100-mig-1g10gb", "H100 MIG 1g.10gb slice", 10, "NVIDIA-H100-80GB-HBM3", "nvidia.com/mig-1g.10gb"),
-    # The sandbox's real kubelet nodes (sandbox/fleet.yaml `real: true`): containers really run there, on CPUs.
+    # The sandbox's real kubelet nodes (sandbox/fleet.yaml `real: true`): containers really run there.
     ("sandbox-cpu", "Sandbox CPU (real node)", 0, "SANDBOX-CPU", "nvidia.com/gpu"),
 ]
 

@@ -29,6 +29,7 @@ CONTAINER = "instance"
 SSH_VOLUME = "ssh-authorized-keys"
 SSH_MOUNT_PATH = "/etc/gpucloud/ssh"
 SSH_KEYS_FILE = "authorized_keys"
+SSH_HOST_KEY_FILE = "ssh_host_ed25519_key"  # the server's host key, beside the keys in the same Secret
 SSH_SERVICE_PORT = 22
 RUN_AS = 1000
 # The platform's SSH server (images/sshd/): the init container TOOLS_CONTAINER copies it from the tools image
@@ -245,8 +246,12 @@ def make_namespace_objects(spec: TenantNamespaceSpec) -> list[Manifest]:
 
 
 def make_ssh_secret(spec: InstancePodSpec) -> Manifest:
-    """The instance's authorized_keys, one key per line, mounted read-only into the pod."""
+    """The instance's authorized_keys, one key per line, and its SSH host key (the same across stop and
+    start: apps/operator/host_keys.py), mounted read-only into the pod."""
     content = "".join(f"{key}\n" for key in spec.authorized_keys)
+    data = {SSH_KEYS_FILE: base64.b64encode(content.encode()).decode("ascii")}
+    if spec.host_key:
+        data[SSH_HOST_KEY_FILE] = base64.b64encode(spec.host_key.encode()).decode("ascii")
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -256,7 +261,7 @@ def make_ssh_secret(spec: InstancePodSpec) -> Manifest:
             names.common_labels(spec.tenant_id, spec.instance_id),
         ),
         "type": "Opaque",
-        "data": {SSH_KEYS_FILE: base64.b64encode(content.encode()).decode("ascii")},
+        "data": data,
     }
 
 
@@ -276,7 +281,8 @@ def _env(spec: InstancePodSpec) -> list[dict[str, str]]:
     # Ours win over the tenant's (validation already refuses the GPUCLOUD_ prefix).
     env["GPUCLOUD_INSTANCE_ID"] = spec.instance_id
     env["GPUCLOUD_SSH_PORT"] = str(spec.ssh_port)
-    env["GPUCLOUD_SSH_HOST_KEY_DIR"] = f"{TOOLS_PATH}/ssh"
+    # With a host key in the Secret the server reads it there; without one it makes one in the emptyDir.
+    env["GPUCLOUD_SSH_HOST_KEY_DIR"] = SSH_MOUNT_PATH if spec.host_key else f"{TOOLS_PATH}/ssh"
     env["HOME"] = HOME_PATH
     return [{"name": key, "value": value} for key, value in sorted(env.items())]
 

@@ -107,7 +107,16 @@ def read_pod(pod: dict[str, Any], *, now: datetime) -> PodReading:
     return PodReading(None)
 
 
-def connection_info(*, host: str | None, port: int | None, user: str = "gpucloud") -> dict[str, Any]:
+def connection_info(
+    *, host: str | None, port: int | None, user: str = "gpucloud", host_key: str | None = None
+) -> dict[str, Any]:
+    """How to reach the instance, with its host key (`ssh-ed25519 AAAA...`) and the known_hosts line for
+    it, so a client can check the server instead of trusting it on first use."""
     if not host or not port:
         return {}
-    return {"host": host, "port": port, "user": user, "ssh_command": f"ssh -p {port} {user}@{host}"}
+    command = f"ssh -p {port} {user}@{host}"
+    info: dict[str, Any] = {"host": host, "port": port, "user": user, "ssh_command": command}
+    if host_key:
+        info["host_key"] = host_key
+        info["known_hosts"] = f"[{host}]:{port} {host_key}" if port != 22 else f"{host} {host_key}"
+    return info

@@ -18,7 +18,7 @@ from apps.instances import services
 from apps.instances.metrics import timed_reconcile
 from apps.instances.models import DesiredState, Instance
 from apps.instances.states import Observation, State
-from apps.operator import applied, concurrently, manifests, names, observe
+from apps.operator import applied, concurrently, host_keys, manifests, names, observe
 from apps.operator.client import api_client
 from apps.operator.cluster import Cluster
 from apps.operator.observed import Observed
@@ -107,7 +107,8 @@ def _connection(
         ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
         if ingress:
             host, port = ingress[0].get("ip") or ingress[0].get("hostname"), 22
-    return observe.connection_info(host=host, port=port)
+    host_key = host_keys.host_public_key(instance.pk, secret=settings.SECRET_KEY)
+    return observe.connection_info(host=host, port=port, host_key=host_key)
 
 
 def record_pod(

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from apps.operator import names
+from apps.operator import host_keys, names
 
 if TYPE_CHECKING:
     from apps.catalog.models import GpuType, Region
@@ -186,6 +186,9 @@ class InstancePodSpec:
     authorized_keys: tuple[str, ...] = ()
     volumes: tuple[VolumeMountSpec, ...] = ()  # sorted by mount path
     tools_image: str = DEFAULT_TOOLS_IMAGE
+    # The instance's SSH host key (PKCS#8 PEM; apps/operator/host_keys.py), kept in its
+    # Secret. Not in repr: a spec may be logged.
+    host_key: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         _check_name("namespace", self.namespace)
@@ -257,6 +260,7 @@ def spec_from_instance(
         service_type=region.access_service_type,
         ssh_port=ssh_port,
         tools_image=tools_image or settings.INSTANCE_TOOLS_IMAGE,
+        host_key=host_keys.host_private_key(instance.pk, secret=settings.SECRET_KEY),
         authorized_keys=tuple(keys),
         volumes=tuple(
             sorted(

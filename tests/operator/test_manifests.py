@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from django.conf import settings
 from kubernetes.client import ApiClient
 
 from apps.catalog.models import GpuType
 from apps.instances.models import Instance
-from apps.operator import manifests, names
+from apps.operator import host_keys, manifests, names
 from apps.operator.specs import (
     InstancePodSpec,
     LogsReader,
@@ -337,6 +339,34 @@ def test_the_tools_image_comes_from_the_settings(
     assert manifests.make_pod(spec)["spec"]["initContainers"][0]["image"] == settings.INSTANCE_TOOLS_IMAGE
 
 
+def test_the_host_key_is_the_instances_own_and_stays_the_same() -> None:
+    """Derived from the secret and the instance id: stable across stop and start (no storage), different for
+    every instance and every deployment secret, and its public half is what the API publishes."""
+    one = host_keys.host_private_key("instance-1", secret="s1")
+    assert one == host_keys.host_private_key("instance-1", secret="s1")
+    assert one != host_keys.host_private_key("instance-2", secret="s1")
+    assert one != host_keys.host_private_key("instance-1", secret="s2")
+    assert one.startswith("-----BEGIN PRIVATE KEY-----")
+    private = serialization.load_pem_private_key(one.encode(), password=None)
+    encoding, form = serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    public = private.public_key().public_bytes(encoding, form)
+    assert public.decode() == host_keys.host_public_key("instance-1", secret="s1")
+    with pytest.raises(ValueError):
+        host_keys.host_private_key("instance-1", secret="")
+
+
+def test_the_secret_carries_the_host_key_and_the_server_reads_it_there() -> None:
+    key = host_keys.host_private_key(INSTANCE_ID, secret="test")
+    spec = dataclasses.replace(GPU_POD, host_key=key)
+    secret = manifests.make_ssh_secret(spec)
+    assert base64.b64decode(secret["data"]["ssh_host_ed25519_key"]).decode() == key
+    [container] = manifests.make_pod(spec)["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["GPUCLOUD_SSH_HOST_KEY_DIR"] == "/etc/gpucloud/ssh"  # the Secret's mount
+    assert key not in repr(spec)  # a spec may be logged; the key may not
+    assert "ssh_host_ed25519_key" not in manifests.make_ssh_secret(GPU_POD)["data"]
+
+
 def test_ssh_secret_holds_the_keys_one_per_line() -> None:
     secret = manifests.make_ssh_secret(GPU_POD)
     assert base64.b64decode(secret["data"]["authorized_keys"]).decode() == f"{KEYS[0]}\n{KEYS[1]}\n"
@@ -568,6 +598,7 @@ def test_spec_from_instance_reads_the_instance_without_queries(
         runtime_class_name="gvisor",
         service_type="LoadBalancer",
         authorized_keys=(ssh_key.public_key,),
+        host_key=host_keys.host_private_key(instance.pk, secret=settings.SECRET_KEY),
     )
 
 

@@ -160,3 +160,11 @@ def test_connection_info() -> None:
     }
     assert connection_info(host=None, port=30022) == {}
     assert connection_info(host="node-1", port=None) == {}
+
+
+def test_connection_info_names_the_host_key_and_its_known_hosts_line() -> None:
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH7Qkhf5"
+    info = connection_info(host="10.0.0.5", port=30022, host_key=key)
+    assert info["host_key"] == key
+    assert info["known_hosts"] == f"[10.0.0.5]:30022 {key}"  # OpenSSH's form for a port other than 22
+    assert connection_info(host="lb.example", port=22, host_key=key)["known_hosts"] == f"lb.example {key}"

@@ -41,6 +41,14 @@ class InstanceConnectionSerializer(serializers.Serializer):
     port = serializers.IntegerField(required=False, help_text="Its SSH port there.")
     user = serializers.CharField(required=False)
     ssh_command = serializers.CharField(required=False, help_text="e.g. ssh -p 30022 gpucloud@203.0.113.7")
+    host_key = serializers.CharField(
+        required=False,
+        help_text="The instance's SSH host key (`ssh-ed25519 AAAA...`): the same across stop and start.",
+    )
+    known_hosts = serializers.CharField(
+        required=False,
+        help_text="Its line for a known_hosts file, e.g. `[203.0.113.7]:30022 ssh-ed25519 AAAA...`.",
+    )
 
 
 @extend_schema_field(InstanceConnectionSerializer)
