@@ -186,3 +186,38 @@ def test_the_containers_log_reaches_the_cli_the_api_and_the_console(
     assert console.status_code == 200
     html = console.content.decode()
     assert marker in html and "No logs yet." not in html
+
+
+def test_a_volume_keeps_its_file_across_stop_and_start_on_another_real_node(
+    cli: Cli,
+    user_key: Path,
+    funded: Actor,
+    live_region: Catalog,
+    sandbox: Sandbox,
+    kube_clients: dict[str, client.ApiClient],
+) -> None:
+    core = client.CoreV1Api(kube_clients[REGION])
+    cli.ok("volumes", "create", "real-data", "--region", REGION, "--size", "1")
+
+    def available() -> bool:
+        volumes = cli.ok("volumes", "ls", "--json").json()
+        return [(v["name"], v["state"]) for v in volumes] == [("real-data", "available")]
+
+    until(available, what="volume real-data to be available (its claim bound)")
+    instance = launch(cli, "real-vol", "laptop", "--volume", "real-data:/mnt/data")
+    first = pod_of(kube_clients[REGION], funded, instance["id"]).spec.node_name
+    assert first in real_nodes(sandbox)
+    (other,) = [n for n in real_nodes(sandbox) if n != first]
+    data = f"data-{uuid.uuid4().hex[:8]}"
+    wrote = ssh(cli, "real-vol", user_key, f"echo {data} > /mnt/data/f && sync && cat /mnt/data/f")
+    assert wrote.returncode == 0 and wrote.stdout.strip() == data, str(wrote)
+
+    core.patch_node(first, {"spec": {"unschedulable": True}})
+    try:
+        assert cli.ok("stop", "real-vol", "--wait", "--timeout", WAIT).stdout.strip() == "real-vol: stopped"
+        assert cli.ok("start", "real-vol", "--wait", "--timeout", WAIT).stdout.strip() == "real-vol: running"
+        assert pod_of(kube_clients[REGION], funded, instance["id"]).spec.node_name == other
+        read = ssh(cli, "real-vol", user_key, "cat /mnt/data/f")
+        assert read.returncode == 0 and read.stdout.strip() == data, str(read)
+    finally:
+        core.patch_node(first, {"spec": {"unschedulable": False}})
