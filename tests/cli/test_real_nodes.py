@@ -134,7 +134,7 @@ def test_launch_and_ssh_on_a_real_node_with_the_tenants_key_only(
     stranger_cli.login(stranger)
     stranger_key, stranger_public = keypair(tmp_path / "stranger-keys", "stranger")
     stranger_cli.ok("ssh-keys", "add", "stranger", "--public-key-file", str(stranger_public))
-    assert stranger_cli("ssh", instance["id"]).returncode != 0  # nor does their CLI find the instance
+    assert stranger_cli("ssh", instance["id"]).returncode == 4  # not found: nor does their CLI see it
     wrong_key, _ = keypair(tmp_path / "keys", "never-registered")
     for key in (stranger_key, wrong_key):
         refused = ssh(cli, "real-ssh", key, "uname -a")
