@@ -38,10 +38,11 @@ REGION = "us-east-1"
 WAIT = "5m"  # `--wait --timeout`: image pull, scheduling and readiness on a real node take seconds
 LOG_TIMEOUT = 60.0  # seconds for a line the container printed to reach its log
 # `gpucloud ssh NAME -- <these> COMMAND`: OpenSSH takes options after the destination. Only the given key
-# (no agent, no default keys), no prompt, and no known_hosts file touched.
+# (no agent, no default keys), no prompt. The host key is checked strictly: `gpucloud ssh` writes the API's
+# known_hosts line into a file of its own (under the test's HOME), so a server presenting any other host key
+# than the instance's fails every SSH call here.
 SSH_OPTIONS = (
-    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-    "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR",
+    "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR",
 )  # fmt: skip
 
 
@@ -217,6 +218,9 @@ def test_a_volume_keeps_its_file_across_stop_and_start_on_another_real_node(
         assert cli.ok("stop", "real-vol", "--wait", "--timeout", WAIT).stdout.strip() == "real-vol: stopped"
         assert cli.ok("start", "real-vol", "--wait", "--timeout", WAIT).stdout.strip() == "real-vol: running"
         assert pod_of(kube_clients[REGION], funded, instance["id"]).spec.node_name == other
+        # A new pod on another node, and still the instance's own host key (checked by the ssh below too).
+        again = cli.ok("show", "real-vol", "--json").json()["connection"]
+        assert again["host_key"] == instance["connection"]["host_key"]
         read = ssh(cli, "real-vol", user_key, "cat /mnt/data/f")
         assert read.returncode == 0 and read.stdout.strip() == data, str(read)
     finally:
