@@ -107,7 +107,7 @@ def _connection(
         ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
         if ingress:
             host, port = ingress[0].get("ip") or ingress[0].get("hostname"), 22
-    host_key = host_keys.host_public_key(instance.pk, secret=settings.SECRET_KEY)
+    host_key = host_keys.host_public_key(instance.pk, secret=settings.SECRET_KEY or "")
     return observe.connection_info(host=host, port=port, host_key=host_key)
 
 

@@ -259,8 +259,8 @@ def spec_from_instance(
         runtime_class_name=region.runtime_class_name or None,
         service_type=region.access_service_type,
         ssh_port=ssh_port,
-        tools_image=tools_image or settings.INSTANCE_TOOLS_IMAGE,
-        host_key=host_keys.host_private_key(instance.pk, secret=settings.SECRET_KEY),
+        tools_image=tools_image or settings.INSTANCE_TOOLS_IMAGE or DEFAULT_TOOLS_IMAGE,
+        host_key=host_keys.host_private_key(instance.pk, secret=settings.SECRET_KEY or ""),
         authorized_keys=tuple(keys),
         volumes=tuple(
             sorted(
