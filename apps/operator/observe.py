@@ -42,12 +42,30 @@ def _parse_time(value: Any) -> datetime | None:
     return None
 
 
+def _last_exit(status: dict[str, Any]) -> str:
+    """How the container's previous run ended (lastState.terminated), in words: the exit code is what the
+    user's command returned (the platform's SSH server passes it on, 128+N for a signal) and the reason
+    the runtime's, e.g. OOMKilled when the memory limit killed it. Empty when the kubelet reports none."""
+    terminated = (status.get("lastState") or {}).get("terminated") or {}
+    if terminated.get("exitCode") is None:
+        return ""
+    code, reason = terminated["exitCode"], terminated.get("reason") or ""
+    if reason == "OOMKilled":
+        return f"the container was OOMKilled (exit code {code}): it went past its memory limit"
+    return f"the container exited with code {code}" + (f" ({reason})" if reason else "")
+
+
 def _waiting_reasons(pod: dict[str, Any]) -> list[tuple[str, str]]:
+    """(reason, message) of each waiting container; a crash loop's message leads with its last exit."""
     reasons = []
     for status in (pod.get("status") or {}).get("containerStatuses") or []:
         waiting = (status.get("state") or {}).get("waiting") or {}
         if waiting.get("reason"):
-            reasons.append((waiting["reason"], waiting.get("message") or ""))
+            message = waiting.get("message") or ""
+            last_exit = _last_exit(status) if waiting["reason"] in CRASH_REASONS else ""
+            if last_exit:
+                message = f"{waiting['reason']}: {last_exit}" + (f"; {message}" if message else "")
+            reasons.append((waiting["reason"], message))
     return reasons
 
 

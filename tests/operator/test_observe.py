@@ -168,3 +168,41 @@ def test_connection_info_names_the_host_key_and_its_known_hosts_line() -> None:
     assert info["host_key"] == key
     assert info["known_hosts"] == f"[10.0.0.5]:30022 {key}"  # OpenSSH's form for a port other than 22
     assert connection_info(host="lb.example", port=22, host_key=key)["known_hosts"] == f"lb.example {key}"
+
+
+def _crash_looping(terminated: dict[str, Any]) -> dict[str, Any]:
+    the_pod = pod("Running", [SCHEDULED, NOT_READY])
+    the_pod["status"]["containerStatuses"] = [
+        {
+            "name": "instance",
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s restarting"}},
+            "lastState": {"terminated": terminated},
+        }
+    ]
+    return the_pod
+
+
+@pytest.mark.parametrize(
+    ("terminated", "message"),
+    [
+        (
+            {"exitCode": 3, "reason": "Error"},
+            "CrashLoopBackOff: the container exited with code 3 (Error); back-off 10s restarting",
+        ),
+        (
+            {"exitCode": 137, "reason": "OOMKilled"},
+            "CrashLoopBackOff: the container was OOMKilled (exit code 137): it went past its memory limit; "
+            "back-off 10s restarting",
+        ),
+        ({"exitCode": 0}, "CrashLoopBackOff: the container exited with code 0; back-off 10s restarting"),
+        ({}, "back-off 10s restarting"),
+    ],
+    ids=["exit code", "oom killed", "no reason", "no last state"],
+)
+def test_a_crash_loop_says_how_the_container_last_ended(terminated: dict[str, Any], message: str) -> None:
+    reading = read_pod(_crash_looping(terminated), now=CREATED + timedelta(seconds=5))
+    assert (reading.observation, reading.reason, reading.message) == (
+        Observation.FAILED,
+        FailureReason.CRASH_LOOP,
+        message,
+    )
