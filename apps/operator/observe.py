@@ -69,6 +69,27 @@ def _waiting_reasons(pod: dict[str, Any]) -> list[tuple[str, str]]:
     return reasons
 
 
+def _tools_failure(pod: dict[str, Any], *, now: datetime, created: datetime) -> PodReading | None:
+    """The init container that brings the platform's SSH server (apps/operator/manifests.py) cannot pull its
+    image or keeps failing: the platform's fault, not the user's image or command, so an internal failure
+    that names it (without this the instance would wait in provisioning for nothing)."""
+    for status in (pod.get("status") or {}).get("initContainerStatuses") or []:
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason") or ""
+        pull_failed = reason in IMAGE_PULL_REASONS and now - created >= IMAGE_PULL_GRACE
+        if pull_failed or reason in CRASH_REASONS:
+            detail = _last_exit(status) if reason in CRASH_REASONS else ""
+            message = waiting.get("message") or ""
+            text = "; ".join(part for part in (detail, message) if part)
+            return PodReading(
+                Observation.FAILED,
+                FailureReason.INTERNAL,
+                f"The platform's instance tools ({status.get('name', 'init container')}) did not start: "
+                f"{reason}" + (f": {text}" if text else ""),
+            )
+    return None
+
+
 def container_started_at(pod: dict[str, Any]) -> datetime | None:
     """The earliest start of a running container, or None when none runs."""
     starts = [
@@ -99,6 +120,9 @@ def read_pod(pod: dict[str, Any], *, now: datetime) -> PodReading:
         if now - created >= UNSCHEDULABLE_TIMEOUT:
             return PodReading(Observation.FAILED, FailureReason.NO_CAPACITY, scheduled.get("message") or "")
         return PodReading(None, message=scheduled.get("message") or "")
+    tools = _tools_failure(pod, now=now, created=created)
+    if tools is not None:
+        return tools
     for reason, message in _waiting_reasons(pod):
         if reason in IMAGE_PULL_REASONS and now - created >= IMAGE_PULL_GRACE:
             return PodReading(Observation.FAILED, FailureReason.IMAGE_PULL_ERROR, message or reason)

@@ -206,3 +206,31 @@ def test_a_crash_loop_says_how_the_container_last_ended(terminated: dict[str, An
         FailureReason.CRASH_LOOP,
         message,
     )
+
+
+def _tools_waiting(reason: str, last: dict[str, Any] | None = None) -> dict[str, Any]:
+    the_pod = pod("Pending", [SCHEDULED])
+    waiting = {"reason": reason, "message": "m"}
+    status: dict[str, Any] = {"name": "gpucloud-tools", "state": {"waiting": waiting}}
+    if last:
+        status["lastState"] = {"terminated": last}
+    the_pod["status"]["initContainerStatuses"] = [status]
+    return the_pod
+
+
+def test_the_platforms_tools_failing_is_an_internal_failure_that_names_them() -> None:
+    """The init container bringing the SSH server: a pull error after the grace period, or a crash loop,
+    fails the instance as the platform's fault instead of leaving it provisioning forever."""
+    late, soon = CREATED + timedelta(minutes=5), CREATED + timedelta(seconds=5)
+    pulled = read_pod(_tools_waiting("ImagePullBackOff"), now=late)
+    assert (pulled.observation, pulled.reason) == (Observation.FAILED, FailureReason.INTERNAL)
+    assert pulled.message == (
+        "The platform's instance tools (gpucloud-tools) did not start: ImagePullBackOff: m"
+    )
+    # Within the grace period a pull may still succeed: the pod is only created.
+    assert read_pod(_tools_waiting("ImagePullBackOff"), now=soon).observation == Observation.POD_CREATED
+    crashed = read_pod(_tools_waiting("CrashLoopBackOff", {"exitCode": 1}), now=soon)
+    assert (crashed.observation, crashed.reason) == (Observation.FAILED, FailureReason.INTERNAL)
+    assert "CrashLoopBackOff: the container exited with code 1; m" in crashed.message
+    # Starting (PodInitializing) is no failure.
+    assert read_pod(_tools_waiting("PodInitializing"), now=late).observation == Observation.POD_CREATED
