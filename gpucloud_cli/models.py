@@ -216,6 +216,7 @@ class Image(TypedDict):
     name: str
     reference: str
     description: str
+    command: Any
     regions: list[str]
 
 

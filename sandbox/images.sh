@@ -28,6 +28,7 @@ INSTANCE_MMDEBSTRAP_OPTS=(--variant=apt --skip=output/dev)
 # node's containerd asks the local registry for the same repository path (registry host dropped).
 CATALOG_ALIASES=(nvidia/cuda:12.4.1-base-ubuntu22.04 nvidia/pytorch:24.08-py3
   jupyter/pytorch-notebook:cuda12-python-3.11)
+JUPYTER_ALIAS=jupyter/pytorch-notebook:cuda12-python-3.11  # gets start-notebook.py on top (below)
 INSTANCE_REPO=gpucloud/instance-debian
 TOOLS_REPO=gpucloud/instance-tools
 PAUSE_REF=pause:3.10  # containerd's pinned sandbox image registry.k8s.io/pause:3.10, through the mirror
@@ -103,11 +104,12 @@ build_instance_rootfs() {
   echo "$out"
 }
 
-# layer_of FILE NAME OUT: a one-file layer tar (NAME at the root, mode 0755, owned by root, fixed mtime).
+# layer_of FILE NAME OUT: a one-file layer tar (NAME, a path from the root, mode 0755, owned by root, fixed mtime).
 layer_of() {
   local file=$1 name=$2 out=$3 dir tmp
   dir=$(mktemp -d) || return 1
-  cp "$file" "$dir/$name" && chmod 0755 "$dir/$name" || { rm -rf "$dir"; return 1; }
+  mkdir -p "$dir/$(dirname "$name")" && cp "$file" "$dir/$name" && chmod 0755 "$dir/$name" \
+    || { rm -rf "$dir"; return 1; }
   tmp="$out.tmp.$$"
   if ! tar --create --file "$tmp" --directory "$dir" --owner=0 --group=0 --numeric-owner --mtime=@0 \
       --format=posix --pax-option=delete=atime,delete=ctime "$name"; then
@@ -252,6 +254,13 @@ push_sandbox_images() {
     crane_ copy "$addr/$INSTANCE_REPO:$(host_suite)" "$addr/$alias" \
       || { log "ERROR: copying the instance image to $addr/$alias failed"; return 1; }
   done
+  # The catalog records the command the Jupyter image runs (start-notebook.py): its stand-in gets one more
+  # layer with a stand-in of that command (sandbox/images/start-notebook.py).
+  layer="$IMAGES_CACHE/start-notebook-$(file_hash "$SANDBOX_SRC/images/start-notebook.py").tar"
+  [[ -f $layer ]] || layer_of "$SANDBOX_SRC/images/start-notebook.py" usr/local/bin/start-notebook.py "$layer" \
+    || return 1
+  crane_ append -b "$addr/$INSTANCE_REPO:$(host_suite)" -f "$layer" -t "$addr/$JUPYTER_ALIAS" \
+    || { log "ERROR: pushing $addr/$JUPYTER_ALIAS failed"; return 1; }
 
   tools_ref="$addr/$TOOLS_REPO:$(file_hash "$sshd")"
   push_image "$tools_ref" "$tools" "$platform" --entrypoint /gpucloud-sshd || return 1

@@ -39,10 +39,18 @@ INSTANCE_TYPES = [
     ("cpu-16x", None, 0, 16, 64, 100, "0.4800"),
 ]
 
+# slug, name, reference, command (what the image runs when a launch names none; the CUDA and PyTorch images'
+# own entrypoints only wrap a shell, so they run the SSH server alone; Jupyter's starts its notebook server,
+# which users reach through `ssh -L 8888:localhost:8888`)
 IMAGES = [
-    ("cuda-12", "CUDA 12.4 base (Ubuntu 22.04)", "nvcr.io/nvidia/cuda:12.4.1-base-ubuntu22.04"),
-    ("pytorch", "PyTorch 24.08 (CUDA 12.6)", "nvcr.io/nvidia/pytorch:24.08-py3"),
-    ("jupyter", "Jupyter PyTorch notebook", "quay.io/jupyter/pytorch-notebook:cuda12-python-3.11"),
+    ("cuda-12", "CUDA 12.4 base (Ubuntu 22.04)", "nvcr.io/nvidia/cuda:12.4.1-base-ubuntu22.04", []),
+    ("pytorch", "PyTorch 24.08 (CUDA 12.6)", "nvcr.io/nvidia/pytorch:24.08-py3", []),
+    (
+        "jupyter",
+        "Jupyter PyTorch notebook",
+        "quay.io/jupyter/pytorch-notebook:cuda12-python-3.11",
+        ["start-notebook.py", "--ServerApp.ip=127.0.0.1"],
+    ),
 ]
 
 
@@ -136,7 +144,9 @@ def seed_catalog(fleet_path: Path | None) -> list[str]:
                 RegionCapacity.objects.update_or_create(
                     region=region, gpu_type=gpu_types.get(gpu_slug) if gpu_slug else None, defaults=totals
                 )
-    for slug, name, reference in IMAGES:
-        image, _ = Image.objects.update_or_create(slug=slug, defaults={"name": name, "reference": reference})
+    for slug, name, reference, command in IMAGES:
+        image, _ = Image.objects.update_or_create(
+            slug=slug, defaults={"name": name, "reference": reference, "command": command}
+        )
         image.regions.add(*Region.objects.all())
     return [r.slug for r in regions]

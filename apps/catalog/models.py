@@ -239,6 +239,14 @@ class Image(models.Model):
         max_length=255, help_text="Full reference, e.g. nvcr.io/nvidia/pytorch:24.08-py3"
     )
     description = models.CharField(max_length=300, blank=True)
+    # The instance pod runs the platform's SSH server first and this under it; the operator never reads an
+    # image's configuration from its registry, so staff record here what the image itself would run.
+    command = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="What the image runs when a launch names no command: its ENTRYPOINT and CMD as one list of "
+        'strings, e.g. ["start-notebook.py"]. Empty: the instance runs the SSH server alone.',
+    )
     regions = models.ManyToManyField(Region, related_name="images", blank=True)
     active = models.BooleanField(default=True)
 

@@ -227,6 +227,10 @@ def instance_launch(*, actor: User, tenant: Tenant, req: LaunchRequest) -> Insta
     _check_timer("auto_stop_after", req.auto_stop_after)
     _check_timer("max_runtime", req.max_runtime)
     image, image_reference = _resolve_image(req.image, region)
+    if not command and image is not None:
+        # A curated image's own command, as staff recorded it (docs/operator-objects.md "Per instance"):
+        # frozen on the instance like the rest of its launch terms.
+        command = list(image.command)
     ssh_keys = _resolve_ssh_keys(tenant, actor, req.ssh_key_ids)
     mounts = storage.check_mount_requests(req.volumes)
 

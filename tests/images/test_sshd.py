@@ -376,7 +376,7 @@ def test_probe_fails_against_a_server_that_is_not_ssh(sshd_bin: Path, echo_serve
 
 
 def test_install_copies_an_executable_copy_of_itself(sshd_bin: Path, tmp_path: Path) -> None:
-    # The pod's emptyDir starts empty: the target directory does not exist yet (the operator names /gpucloud/bin).
+    # The pod's emptyDir starts empty: the target directory (the operator names /gpucloud/bin) does not exist.
     target = tmp_path / "bin"
     result = subprocess.run(
         [str(sshd_bin), "install", str(target)], capture_output=True, text=True, timeout=WAIT, check=False

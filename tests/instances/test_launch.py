@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from apps.audit.models import AuditEvent
-from apps.catalog.models import RegionCapacity
+from apps.catalog.models import Image, RegionCapacity
 from apps.instances.models import Instance, InstanceEvent
 from apps.operator import tasks
 from apps.quotas.models import TenantQuota
@@ -254,3 +254,26 @@ def test_suspended_tenant_still_reads_its_instances(tenant_owner, suspended):
 
     assert response.status_code == 200
     assert response.json()["count"] == 2
+
+
+def test_a_curated_images_own_command_runs_when_the_launch_names_none(tenant_owner, ssh_key, launch, catalog):
+    """The operator never reads an image's configuration from its registry: staff record what a curated image
+    runs (Image.command), and a launch without a command of its own freezes that one on the instance."""
+    own = launch(tenant_owner, name="nb-1", image="jupyter", ssh_key_ids=[str(ssh_key.pk)])
+    assert own.status_code == 201, own.json()
+    jupyter = Image.objects.get(slug="jupyter")
+    assert jupyter.command and own.json()["command"] == jupyter.command
+    assert Instance.objects.get(pk=own.json()["id"]).command == jupyter.command
+
+    theirs = launch(tenant_owner, name="nb-2", image="jupyter", command=["python3", "serve.py"])
+    assert theirs.json()["command"] == ["python3", "serve.py"]  # the launch's own command wins
+
+    # An image with no recorded command: the SSH server alone runs.
+    plain = launch(tenant_owner, name="dev-1", image="cuda-12")
+    assert plain.json()["command"] == []
+
+    # Frozen at launch: staff changing the image later does not change an instance's command.
+    recorded = list(jupyter.command)
+    jupyter.command = ["something-else"]
+    jupyter.save()
+    assert Instance.objects.get(pk=own.json()["id"]).command == recorded

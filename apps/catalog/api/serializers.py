@@ -63,7 +63,7 @@ class ImageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Image
-        fields = ["slug", "name", "reference", "description", "regions"]
+        fields = ["slug", "name", "reference", "description", "command", "regions"]
         read_only_fields = fields
 
     def get_regions(self, image: Image) -> list[str]:
