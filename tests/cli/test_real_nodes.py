@@ -13,6 +13,8 @@ assertions.
 
 from __future__ import annotations
 
+import os
+import shlex
 import subprocess
 import time
 import uuid
@@ -31,6 +33,7 @@ from tests.conftest import Actor
 from tests.console.helpers import client_for, page
 from tests.fixtures.kube import Sandbox
 from tests.instances.helpers import Catalog
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -74,9 +77,9 @@ def pod_of(kube: client.ApiClient, actor: Actor, instance_id: str) -> client.V1P
     return client.CoreV1Api(kube).read_namespaced_pod(names.instance_object_name(instance_id), namespace)
 
 
-def launch(cli: Cli, name: str, key_name: str, *extra: str) -> dict[str, Any]:
+def launch(cli: Cli, name: str, key_name: str, *extra: str, image: str = "cuda-12") -> dict[str, Any]:
     launched = cli.ok(
-        "launch", "--name", name, "--region", REGION, "--type", "sandbox-cpu-1x", "--image", "cuda-12",
+        "launch", "--name", name, "--region", REGION, "--type", "sandbox-cpu-1x", "--image", image,
         "--ssh-key", key_name, *extra, "--wait", "--timeout", WAIT, "--json",
     )  # fmt: skip
     instance: dict[str, Any] = launched.json()
@@ -225,3 +228,37 @@ def test_a_volume_keeps_its_file_across_stop_and_start_on_another_real_node(
         assert read.returncode == 0 and read.stdout.strip() == data, str(read)
     finally:
         core.patch_node(first, {"spec": {"unschedulable": False}})
+
+
+def test_a_stock_image_runs_its_own_command_reached_through_an_ssh_tunnel(
+    cli: Cli, user_key: Path, funded: Actor, live_region: Catalog, tmp_path: Path
+) -> None:
+    """The catalog's Jupyter image, launched unmodified and with no command: its own command (the catalog's
+    record, start-notebook.py) runs under the platform's SSH server, listening on the instance's 127.0.0.1,
+    and `ssh -L` through that server reaches it, as a user opens a notebook."""
+    instance = launch(cli, "real-nb", "laptop", image="jupyter")
+    assert instance["command"][0] == "start-notebook.py"
+
+    def serving() -> bool:
+        return "notebook stand-in serving on http://127.0.0.1:8888/" in cli.ok("logs", "real-nb").stdout
+
+    until(serving, what="the notebook server's line in the instance's log")
+    local = free_port()
+    argv = shlex.split(cli.ok("ssh", "--print", "real-nb").stdout.strip())
+    tunnel = subprocess.Popen(
+        [*argv, "-i", str(user_key), *SSH_OPTIONS, "-o", "ExitOnForwardFailure=yes", "-N",
+         "-L", f"127.0.0.1:{local}:127.0.0.1:8888"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "HOME": str(cli.home)},
+    )  # fmt: skip
+    try:
+
+        def page_through_tunnel() -> str:
+            try:
+                return requests.get(f"http://127.0.0.1:{local}/", timeout=5).text
+            except requests.RequestException:
+                return ""
+
+        assert "stand-in for the Jupyter notebook server" in until(page_through_tunnel, what="the tunnel")
+    finally:
+        tunnel.terminate()
+        tunnel.wait(timeout=30)
