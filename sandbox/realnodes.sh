@@ -20,7 +20,8 @@
 # Nothing is forwarded off the machine: the machine drops what the pods send anywhere but the sandbox's own
 # addresses (table gcs<slot> in the machine's nftables).
 #
-# Settings: GPUCLOUD_SANDBOX_REAL_NODES (1 or 0; default 1 for the instances `default` and `test`, else 0).
+# Settings: GPUCLOUD_SANDBOX_REAL_NODES (1 or 0; default 1 for the instances `default` and `test` when run as
+# root, else 0: without root the sandbox has kwok nodes only, and the real-node tests fail).
 
 REAL_BASE="$SANDBOX_DIR/real"
 REAL_S=$SANDBOX_SLOT
@@ -38,7 +39,9 @@ REAL_COMPONENTS=(containerd netns_forward.py kubelet kube-proxy kube-network-pol
 real_nodes_enabled() {
   local want=${GPUCLOUD_SANDBOX_REAL_NODES:-}
   if [[ -z $want ]]; then
-    [[ $SANDBOX_INSTANCE == default || $SANDBOX_INSTANCE == test ]] && want=1 || want=0
+    # By default for make run's and the tests' instances, when this user can make namespaces (root).
+    want=0
+    [[ ($SANDBOX_INSTANCE == default || $SANDBOX_INSTANCE == test) && $(id -u) == 0 ]] && want=1
   fi
   [[ $want == 1 ]]
 }
@@ -446,7 +449,11 @@ finish_real_node() {
 }
 
 start_real_nodes() {
-  real_nodes_enabled || return 0
+  if ! real_nodes_enabled; then
+    [[ $(id -u) == 0 || -n ${GPUCLOUD_SANDBOX_REAL_NODES:-} ]] ||
+      log "real nodes skipped: they need root (network and mount namespaces); kwok nodes only"
+    return 0
+  fi
   [[ $(id -u) == 0 ]] || die "real nodes need root (network and mount namespaces); GPUCLOUD_SANDBOX_REAL_NODES=0 skips them"
   ensure_debian_packages "${REAL_NODE_PACKAGES[@]}"
   local t0=$SECONDS json nodes=() names=()
