@@ -42,6 +42,7 @@ READS = {
     "me", "regions", "gpu_types", "instance_types", "images", "instances", "instance", "instance_events",
     "wait", "ssh_keys", "tokens", "quota", "usage", "balance", "volumes", "volume", "buckets", "access_keys",
     "find_instance", "find_ssh_key", "find_token", "find_volume", "find_access_key", "call", "request",
+    "instance_logs", "follow_logs",
 }  # fmt: skip
 
 

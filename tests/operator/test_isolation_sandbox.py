@@ -212,7 +212,10 @@ def test_tenant_namespace_holds_no_credentials(
 
     secrets = core.list_namespaced_secret(namespace).items
     assert [(s.metadata.name, s.type) for s in secrets] == [(ssh_secret, "Opaque")]
-    assert set(secrets[0].data) == {"authorized_keys"}  # public keys only
+    # The tenant's public keys, and the instance's own SSH host key (apps/operator/host_keys.py: derived for
+    # this instance alone; it lets its holder pose as this instance and nothing else). No credential of the
+    # platform or the cluster.
+    assert set(secrets[0].data) == {"authorized_keys", "ssh_host_ed25519_key"}
 
     account = core.read_namespaced_service_account("tenant", namespace)
     assert account.automount_service_account_token is False

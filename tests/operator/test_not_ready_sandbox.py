@@ -2,9 +2,9 @@
 moment its container started on a node, counts in the wallet's burn rate while it waits, and fails with
 reason not_ready after the (shortened) ready timeout, its pod deleted and its billing stopped there.
 
-kwok runs no processes: the sandbox's stage `pod-running-not-ready` (sandbox/stages/) gives a pod whose
-container command is `sleep infinity` the status a kubelet reports for a process that opens no port (Running,
-Ready false, the container's start time, a readiness-probe Warning). The apiserver, scheduler, watchable
+kwok runs no processes: the sandbox's stage `pod-running-not-ready` (sandbox/stages/) gives a pod whose user
+command (under the platform's SSH server) is `sleep infinity` the status a kubelet reports for a pod whose
+readiness probe keeps failing (Running, Ready false, the container's start time, a readiness-probe Warning). The apiserver, scheduler, watchable
 status and deletion are real; only the timeout is shortened, and the seconds are real seconds.
 """
 
