@@ -4,8 +4,9 @@ reason not_ready after the (shortened) ready timeout, its pod deleted and its bi
 
 kwok runs no processes: the sandbox's stage `pod-running-not-ready` (sandbox/stages/) gives a pod whose user
 command (under the platform's SSH server) is `sleep infinity` the status a kubelet reports for a pod whose
-readiness probe keeps failing (Running, Ready false, the container's start time, a readiness-probe Warning). The apiserver, scheduler, watchable
-status and deletion are real; only the timeout is shortened, and the seconds are real seconds.
+readiness probe keeps failing (Running, Ready false, the container's start time, a readiness-probe Warning).
+The apiserver, scheduler, watchable status and deletion are real; only the timeout is shortened, and the
+seconds are real seconds.
 """
 
 from __future__ import annotations
