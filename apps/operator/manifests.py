@@ -314,6 +314,11 @@ def _tools_init_container(spec: InstancePodSpec) -> dict[str, Any]:
     }
 
 
+def _home_is_a_volume(spec: InstancePodSpec) -> bool:
+    """A volume attached at the home makes a home that persists across stop and start: then no emptyDir."""
+    return any(v.mount_path == HOME_PATH for v in spec.volumes)
+
+
 def _entrypoint(spec: InstancePodSpec) -> list[str]:
     """The platform's SSH server first, the user's command (command, then args) under it: its exit status
     becomes the container's. Without one the server alone runs (a machine to SSH into)."""
@@ -340,7 +345,7 @@ def make_pod(spec: InstancePodSpec) -> Manifest:
         "volumeMounts": [
             {"name": SSH_VOLUME, "mountPath": SSH_MOUNT_PATH, "readOnly": True},
             {"name": TOOLS_VOLUME, "mountPath": TOOLS_PATH},
-            {"name": HOME_VOLUME, "mountPath": HOME_PATH},
+            *([] if _home_is_a_volume(spec) else [{"name": HOME_VOLUME, "mountPath": HOME_PATH}]),
             *({"name": v.claim_name, "mountPath": v.mount_path} for v in spec.volumes),
         ],
         # Ready means the platform's SSH server answers: an SSH banner on its port, not just an open socket.
@@ -372,7 +377,7 @@ def make_pod(spec: InstancePodSpec) -> Manifest:
                 "secret": {"secretName": names.ssh_secret_name(spec.instance_id), "defaultMode": 0o440},
             },
             {"name": TOOLS_VOLUME, "emptyDir": {"sizeLimit": TOOLS_RESOURCES["ephemeral-storage"]}},
-            {"name": HOME_VOLUME, "emptyDir": {}},
+            *([] if _home_is_a_volume(spec) else [{"name": HOME_VOLUME, "emptyDir": {}}]),
             # persistentVolumeClaim is a volume type the restricted Pod Security level allows; fsGroup above
             # makes the claim's files writable by the unprivileged user.
             *(

@@ -13,9 +13,11 @@ MAX_VOLUMES_PER_INSTANCE = 16
 MAX_MOUNT_PATH = 255
 MOUNT_PATH_RE = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
 # Where a volume would hide the image's own files or the system's: refused, and so is anything below them.
-# /etc also holds /etc/gpucloud/ssh, the instance's authorized_keys.
+# /etc also holds /etc/gpucloud/ssh, the instance's authorized_keys; /gpucloud the platform's SSH server
+# (apps/operator/manifests.py TOOLS_PATH). The home, /home/gpucloud, may be a volume: it then persists.
 SYSTEM_PATHS = (
     "/bin",
+    "/gpucloud",
     "/boot",
     "/dev",
     "/etc",

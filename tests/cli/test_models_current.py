@@ -35,6 +35,8 @@ def test_an_instance_types_its_connection() -> None:
         "port": NotRequired[int],
         "user": NotRequired[str],
         "ssh_command": NotRequired[str],  # absent until the instance runs
+        "host_key": NotRequired[str],
+        "known_hosts": NotRequired[str],
     }
 
 

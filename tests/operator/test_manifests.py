@@ -30,6 +30,7 @@ from apps.operator.specs import (
     InstancePodSpec,
     LogsReader,
     TenantNamespaceSpec,
+    VolumeMountSpec,
     logs_reader_from,
     namespace_spec_for,
     spec_from_instance,
@@ -326,6 +327,22 @@ def test_the_platform_ssh_server_runs_first_with_the_users_command_under_it() ->
     ]  # fmt: skip
     bare = manifests.make_pod(dataclasses.replace(CPU_POD, command=(), args=()))
     assert bare["spec"]["containers"][0]["command"] == ["/gpucloud/bin/gpucloud-sshd", "run"]
+
+
+@pytest.mark.django_db
+def test_a_volume_at_the_home_replaces_the_pods_own_home() -> None:
+    """/home/gpucloud is an emptyDir (it lives as long as the pod) unless a volume is attached there: then
+    the home persists across stop and start, and no second mount claims the same path."""
+    plain = manifests.make_pod(CPU_POD)["spec"]
+    assert {"name": "home", "emptyDir": {}} in plain["volumes"]
+    claim = names.volume_claim_name("5f0c6b1e-3a2d-4c8b-9e7f-1a2b3c4d5e6f")
+    at_home = dataclasses.replace(
+        CPU_POD, volumes=(VolumeMountSpec(claim_name=claim, mount_path="/home/gpucloud"),)
+    )
+    spec = manifests.make_pod(at_home)["spec"]
+    mounts = spec["containers"][0]["volumeMounts"]
+    assert [m["name"] for m in mounts if m["mountPath"] == "/home/gpucloud"] == [claim]
+    assert "home" not in {v["name"] for v in spec["volumes"]}
 
 
 @pytest.mark.django_db
