@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +32,7 @@ from tests.conftest import Actor
 from tests.console.helpers import client_for, page
 from tests.fixtures.kube import Sandbox
 from tests.instances.helpers import Catalog
+from tests.operator.sandbox_support import wait_for
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -85,17 +85,6 @@ def launch(cli: Cli, name: str, key_name: str, *extra: str, image: str = "cuda-1
     instance: dict[str, Any] = launched.json()
     assert instance["state"] == "running", str(launched)
     return instance
-
-
-def until(predicate: Callable[[], Any], *, what: str, timeout: float = LOG_TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(1.0)
 
 
 @pytest.fixture
@@ -161,7 +150,7 @@ def test_the_containers_log_reaches_the_cli_the_api_and_the_console(
         lines = cli.ok("logs", "real-logs").stdout.splitlines()
         return lines if marker in lines else []
 
-    lines = until(cli_log, what=f"{marker!r} in `gpucloud logs real-logs`")
+    lines = wait_for(cli_log, timeout=LOG_TIMEOUT, what=f"{marker!r} in `gpucloud logs real-logs`")
     # The platform's SSH server (images/sshd) and the user's command share the container's stdout/stderr.
     assert any(line.startswith("gpucloud-sshd: listening on ") for line in lines), lines
 
@@ -207,7 +196,7 @@ def test_a_volume_keeps_its_file_across_stop_and_start_on_another_real_node(
         volumes = cli.ok("volumes", "ls", "--json").json()
         return [(v["name"], v["state"]) for v in volumes] == [("real-data", "available")]
 
-    until(available, what="volume real-data to be available (its claim bound)")
+    wait_for(available, timeout=LOG_TIMEOUT, what="volume real-data to be available (its claim bound)")
     instance = launch(cli, "real-vol", "laptop", "--volume", "real-data:/mnt/data")
     first = pod_of(kube_clients[REGION], funded, instance["id"]).spec.node_name
     assert first in real_nodes(sandbox)
@@ -242,7 +231,7 @@ def test_a_stock_image_runs_its_own_command_reached_through_an_ssh_tunnel(
     def serving() -> bool:
         return "notebook stand-in serving on http://127.0.0.1:8888/" in cli.ok("logs", "real-nb").stdout
 
-    until(serving, what="the notebook server's line in the instance's log")
+    wait_for(serving, timeout=LOG_TIMEOUT, what="the notebook server's line in the instance's log")
     local = free_port()
     argv = shlex.split(cli.ok("ssh", "--print", "real-nb").stdout.strip())
     tunnel = subprocess.Popen(
@@ -258,7 +247,9 @@ def test_a_stock_image_runs_its_own_command_reached_through_an_ssh_tunnel(
             except requests.RequestException:
                 return ""
 
-        assert "stand-in for the Jupyter notebook server" in until(page_through_tunnel, what="the tunnel")
+        assert "stand-in for the Jupyter notebook server" in wait_for(
+            page_through_tunnel, timeout=LOG_TIMEOUT, what="the tunnel"
+        )
     finally:
         tunnel.terminate()
         tunnel.wait(timeout=30)
