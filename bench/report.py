@@ -149,6 +149,15 @@ def _scale(f: dict[str, Any]) -> list[Row]:
             _x(r.get("cold_start_vs_raw")) if raw else "",
         )
     )
+    if "operator_startup_seconds" in f:
+        rows.append(
+            (
+                "cold start less the operator's startup (idle operator, start to leading) (s)",
+                round(f["cold_start_seconds"] - f["operator_startup_seconds"], 1),
+                raw["seconds"] if raw else "",
+                _x(r.get("cold_start_less_startup_vs_raw")),
+            )
+        )
     negative = f", {lag['negative']} negative (min {lag['min_ms']})" if "negative" in lag else ""
     rows += [
         (
