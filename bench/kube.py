@@ -212,7 +212,7 @@ def load_baseline_instance(instance_id: Any) -> Any:
 def create_raw(core: client.CoreV1Api, manifest: dict[str, Any]) -> None:
     """One create, its answer not turned into a client model (as the operator reads raw JSON)."""
     namespace = manifest["metadata"]["namespace"]
-    fn = {
+    fn: Any = {
         "Secret": core.create_namespaced_secret,
         "Service": core.create_namespaced_service,
         "Pod": core.create_namespaced_pod,
@@ -234,7 +234,7 @@ def create_instance_objects(core: client.CoreV1Api, objects: list[dict[str, Any]
 
 def delete_raw(core: client.CoreV1Api, manifest: dict[str, Any]) -> None:
     meta = manifest["metadata"]
-    fn = {
+    fn: Any = {
         "Secret": core.delete_namespaced_secret,
         "Service": core.delete_namespaced_service,
         "Pod": core.delete_namespaced_pod,
@@ -286,6 +286,7 @@ class PodWatch:
         kw: dict[str, Any] = {"_preload_content": False}
         if self.label_selector:
             kw["label_selector"] = self.label_selector
+        response: Any  # the raw HTTP response (_preload_content=False), not a V1PodList
         if self.namespace:
             response = self.core.list_namespaced_pod(self.namespace, **kw)
         else:
@@ -321,6 +322,7 @@ class PodWatch:
             }
             if self.label_selector:
                 kw["label_selector"] = self.label_selector
+            response: Any  # the raw HTTP response: its lines are the watch's events
             try:
                 if self.namespace:
                     response = self.core.list_namespaced_pod(self.namespace, **kw)

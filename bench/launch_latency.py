@@ -54,7 +54,8 @@ class WaitClient:
                 raise RuntimeError(f"instance {instance_id}: state {state}")
             if self.mode == "wait":
                 asked = time.perf_counter()
-                response = self.http.get(url, params={"wait": "running", "timeout": WAIT_TIMEOUT}, timeout=90)
+                params: dict[str, str | int] = {"wait": "running", "timeout": WAIT_TIMEOUT}
+                response = self.http.get(url, params=params, timeout=90)
                 if response.status_code == 400:
                     self.mode = "poll (the server refused ?wait=)"
                     continue

@@ -53,6 +53,9 @@ def operator_create_concurrency() -> int:
     return 1
 
 
+_DB_HOOK = "_execute_with_wrappers"  # Django's private method under execute() and executemany()
+
+
 @contextmanager
 def time_split() -> Iterator[dict[str, float]]:
     """Time spent in Kubernetes requests and in database queries while the block runs (summed over
@@ -62,7 +65,7 @@ def time_split() -> Iterator[dict[str, float]]:
 
     spent = {"kube_seconds": 0.0, "kube_requests": 0, "db_seconds": 0.0, "db_queries": 0}
     lock = threading.Lock()
-    request, execute = rest.RESTClientObject.request, utils.CursorWrapper._execute_with_wrappers
+    request, execute = rest.RESTClientObject.request, getattr(utils.CursorWrapper, _DB_HOOK)
 
     def timed_request(self: Any, *args: Any, **kwargs: Any) -> Any:
         t0 = time.perf_counter()
@@ -83,12 +86,12 @@ def time_split() -> Iterator[dict[str, float]]:
                 spent["db_queries"] += 1
 
     rest.RESTClientObject.request = timed_request  # type: ignore[method-assign]
-    utils.CursorWrapper._execute_with_wrappers = timed_execute  # type: ignore[method-assign]
+    setattr(utils.CursorWrapper, _DB_HOOK, timed_execute)
     try:
         yield spent
     finally:
         rest.RESTClientObject.request = request  # type: ignore[method-assign]
-        utils.CursorWrapper._execute_with_wrappers = execute  # type: ignore[method-assign]
+        setattr(utils.CursorWrapper, _DB_HOOK, execute)
 
 
 def _raw_cold_start(

@@ -34,7 +34,7 @@ def test_load_settled_below_the_core_count_only() -> None:
 
 
 def test_settle_load_waits_until_the_one_minute_load_is_below_the_cores() -> None:
-    fake, lines = FakeLoad(start=4.5, step=1.0), []
+    fake, lines = FakeLoad(start=4.5, step=1.0), list[str]()
     out = common.settle_load(
         lines.append, max_seconds=300, cores=2, read=fake.read, sleep=fake.sleep, clock=fake.clock
     )
@@ -45,7 +45,7 @@ def test_settle_load_waits_until_the_one_minute_load_is_below_the_cores() -> Non
 
 
 def test_settle_load_gives_up_after_the_maximum_and_says_so() -> None:
-    fake, lines = FakeLoad(start=9.0, step=0.0), []
+    fake, lines = FakeLoad(start=9.0, step=0.0), list[str]()
     out = common.settle_load(
         lines.append, max_seconds=12, cores=2, read=fake.read, sleep=fake.sleep, clock=fake.clock
     )
