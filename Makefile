@@ -32,7 +32,7 @@ help:
 	@echo "  s3                  start SeaweedFS (S3 and IAM) on 127.0.0.1:18333 for object storage"
 	@echo "  browser             install Debian's Chromium for the browser tests (tests/browser/)"
 	@echo "  chart               helm lint, template and a server-side dry run of helm/gpucloud"
-	@echo "  bench               every benchmark (or BENCH=<name> [SIZE=<n>]), then fuzz (docs/benchmarks.md)"
+	@echo "  bench               every benchmark (or BENCH=<name> [SIZE=<n>], SIZES=a,b,c for operator_scale), then fuzz"
 	@echo "  fuzz                schemathesis against the API schema, FUZZ_EXAMPLES per operation"
 	@echo "  chaos               the resilience drills (tests/chaos, docs/resilience.md)"
 	@echo "  first-run-check     time make run on a fresh clone with empty caches (slow: a cold Go build)"
