@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -137,6 +137,17 @@ def _raw_cold_start(
             raise RuntimeError("the raw cold start's pods were never deleted")
         time.sleep(1)
     return {"seconds": round(seconds, 2), "created_seconds": round(created, 2), "pods": len(objects)}
+
+
+def watch_lags(recorded: Iterable[dict[str, Any]], running: dict[str, float]) -> list[float]:
+    """Seconds from our watch's first sighting of Running (`running`: instance id -> epoch seconds) to the
+    operator's running row (`recorded`: instance_id, at), for every instance both saw. Not clamped: negative
+    when the operator's own watch saw it first and its row was written before ours was read."""
+    return [
+        row["at"].timestamp() - running[str(row["instance_id"])]
+        for row in recorded
+        if str(row["instance_id"]) in running
+    ]
 
 
 def _bare_lists(api: Any, region: Any) -> dict[str, Any]:
@@ -266,11 +277,7 @@ def run(n: int, progress: Progress, *, concurrency: int | None = None) -> dict[s
             .values("instance_id")
             .annotate(at=Min("created_at"))
         )
-        lags = [
-            row["at"].timestamp() - watch.running[str(row["instance_id"])]
-            for row in recorded
-            if str(row["instance_id"]) in watch.running
-        ]
+        lags = watch_lags(recorded, watch.running)
         figures["cold_start_seconds"] = round(cold, 1)
         figures["watch_to_db_lag"] = summary_ms(lags) | {
             "samples": len(lags),
