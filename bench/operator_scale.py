@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -139,7 +139,7 @@ def _raw_cold_start(
     return {"seconds": round(seconds, 2), "created_seconds": round(created, 2), "pods": len(objects)}
 
 
-def watch_lags(recorded: Iterable[dict[str, Any]], running: dict[str, float]) -> list[float]:
+def watch_lags(recorded: Iterable[Mapping[str, Any]], running: dict[str, float]) -> list[float]:
     """Seconds from our watch's first sighting of Running (`running`: instance id -> epoch seconds) to the
     operator's running row (`recorded`: instance_id, at), for every instance both saw. Not clamped: negative
     when the operator's own watch saw it first and its row was written before ours was read."""
