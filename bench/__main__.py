@@ -70,7 +70,9 @@ def main() -> int:
         progress = common.Progress(name)
         progress(f"benchmark {position}/{len(names)}")
         run_one = module.run
-        sizes = args.sizes or (module.CURVE_SIZES if full and name == "operator_scale" else None)
+        sizes = None
+        if name == "operator_scale" and (args.sizes or full):  # the only benchmark with a size curve
+            sizes = args.sizes or list(module.CURVE_SIZES)
         if sizes:
             size = max(sizes)
             run_one = partial(_curve, module, sizes)
