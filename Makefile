@@ -32,7 +32,7 @@ help:
 	@echo "  s3                  start SeaweedFS (S3 and IAM) on 127.0.0.1:18333 for object storage"
 	@echo "  browser             install Debian's Chromium for the browser tests (tests/browser/)"
 	@echo "  chart               helm lint, template and a server-side dry run of helm/gpucloud"
-	@echo "  bench               every benchmark (or BENCH=<name> [SIZE=<n>]), then fuzz (docs/benchmarks.md)"
+	@echo "  bench               every benchmark (or BENCH=<name> [SIZE=<n>], SIZES=a,b,c for operator_scale), then fuzz"
 	@echo "  fuzz                schemathesis against the API schema, FUZZ_EXAMPLES per operation"
 	@echo "  chaos               the resilience drills (tests/chaos, docs/resilience.md)"
 	@echo "  first-run-check     time make run on a fresh clone with empty caches (slow: a cold Go build)"
@@ -124,12 +124,16 @@ chart: test-sandbox
 # The tests' sandbox instance is started afresh first (test-sandbox-reset): nothing an earlier run left.
 test: venv services test-sandbox-reset chart stripe-mock s3 browser lint typecheck pytest
 
-# Benchmarks (bench/, docs/benchmarks.md): every one at its default size, then `make fuzz` with its larger
-# example count; or one: BENCH=<name> [SIZE=<n>] (`make bench BENCH=launch_latency SIZE=50`), no fuzzing.
-# Results in var/bench/; a full run rewrites docs/benchmarks.md. Fuzzing runs even if a benchmark failed.
+# Benchmarks (bench/, docs/benchmarks.md): every one at its default size (operator_scale at 1,000, 5,000 and
+# 20,000 pods), then `make fuzz` with its larger example count; or one: BENCH=<name> [SIZE=<n>]
+# (`make bench BENCH=launch_latency SIZE=50`), or operator_scale's size curve: SIZES=1000,5000,20000; no
+# fuzzing then. Each benchmark creates its database first (bench/db.py) and waits for the load average to
+# settle (at most BENCH_SETTLE_SECONDS, 300). Results in var/bench/; a full run rewrites docs/benchmarks.md.
+# Fuzzing runs even if a benchmark failed.
 BENCH ?= all
 bench: venv services bench-sandbox s3 stripe-mock
-	DJANGO_SETTINGS_MODULE=bench.settings $(PY) -m bench $(BENCH) $(if $(SIZE),--n $(SIZE)); status=$$?; \
+	DJANGO_SETTINGS_MODULE=bench.settings $(PY) -m bench $(BENCH) $(if $(SIZE),--n $(SIZE)) \
+		$(if $(SIZES),--sizes $(SIZES)); status=$$?; \
 		$(if $(filter all,$(BENCH)),$(MAKE) fuzz || status=1;) exit $$status
 
 # schemathesis against /api/v1/schema/ (tests/fuzz, docs/api.md "Fuzzing"): `make test` runs it with 25

@@ -136,14 +136,17 @@ def run(n: int, progress: Progress) -> dict[str, Any]:
             small_admitted = Instance.objects.filter(tenant_id__in=small_ids).count()
             stack.processes.stop_all()  # the baseline runs alone on the cluster, as ours did
 
-        baseline_ns = kube.baseline_namespace(api)
-        template = kube.baseline_pod(ids[0], baseline_ns, "template")
+        # Equal work: the same namespace objects (a large-quota tenant's) and, per admitted instance, its
+        # own Secret, Service and pod as the operator builds them.
+        baseline_ns = kube.baseline_namespace(api, tenants[-1].tenant, region)
         pods = len(ids)
-        names = [f"b-{i}" for i in range(pods)]
+        objects = [
+            kube.baseline_objects(kube.load_baseline_instance(instance_id), baseline_ns, f"b-{i}")
+            for i, instance_id in enumerate(ids)
+        ]
 
-        def create(name: str) -> None:
-            pod = {**template, "metadata": {**template["metadata"], "name": name}}
-            core.create_namespaced_pod(baseline_ns, pod)  # type: ignore[arg-type]
+        def create(instance_objects: list[dict[str, Any]]) -> None:
+            kube.create_instance_objects(core, instance_objects)
 
         # Free the nodes first: our instances' pods would otherwise hold the capacity the baseline needs.
         for who in tenants:
@@ -151,7 +154,7 @@ def run(n: int, progress: Progress) -> dict[str, Any]:
         wait_empty(core, progress)
         t0 = time.perf_counter()
         with ThreadPoolExecutor(CLIENTS) as pool:
-            list(pool.map(create, names))
+            list(pool.map(create, objects))
         deadline = time.monotonic() + TIMEOUT
         while (running := count_running(core, baseline_ns)) < pods:
             if time.monotonic() > deadline:

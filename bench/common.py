@@ -117,6 +117,59 @@ def load_average() -> list[float]:
         return []
 
 
+# Between benchmarks: wait until the 1-minute load average is below the number of cores (the previous
+# benchmark's processes and clients have stopped competing), at most this long (BENCH_SETTLE_SECONDS).
+SETTLE_MAX_SECONDS = 300.0
+SETTLE_POLL_SECONDS = 5.0
+
+
+def load_settled(load: Sequence[float], cores: int) -> bool:
+    """Whether the 1-minute load average is below the core count (an unreadable load counts as settled)."""
+    return not load or load[0] < cores
+
+
+def settle_load(
+    progress: Callable[[str], None],
+    *,
+    max_seconds: float | None = None,
+    cores: int | None = None,
+    read: Callable[[], list[float]] = load_average,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """Wait for load_settled (at most max_seconds), printing the load average before and after."""
+    if max_seconds is None:
+        max_seconds = float(os.environ.get("BENCH_SETTLE_SECONDS", SETTLE_MAX_SECONDS))
+    cores = cores or os.cpu_count() or 1
+    start = clock()
+    load = read()
+    progress(
+        f"load average {load} on {cores} cores; waiting (at most {max_seconds:.0f}s) for 1-min < {cores}"
+    )
+    while not load_settled(load, cores) and clock() - start < max_seconds:
+        sleep(SETTLE_POLL_SECONDS)
+        load = read()
+    waited = round(clock() - start, 1)
+    settled = load_settled(load, cores)
+    progress(f"load average {load} after {waited}s" + ("" if settled else " (not settled: going on)"))
+    return {"load_average": load, "waited_seconds": waited, "settled": settled}
+
+
+def parse_sizes(text: str) -> list[int]:
+    """`1000,5000,20000` -> [1000, 5000, 20000]: positive, ascending, no repeats."""
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"sizes must be integers separated by commas, not {text!r}"
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("sizes must be positive integers")
+    if sorted(set(sizes)) != sizes:
+        raise argparse.ArgumentTypeError("sizes must be ascending without repeats")
+    return sizes
+
+
 def machine() -> dict[str, Any]:
     from bench import db
 
@@ -175,6 +228,7 @@ def measure(
 
     from django.db import OperationalError, connections
 
+    settled = settle_load(progress)
     for attempt in (1, 2):
         started = now_utc()
         load_before = load_average()
@@ -199,6 +253,7 @@ def measure(
         "date": started.isoformat(timespec="seconds"),
         "seconds": round(time.monotonic() - t0, 1),
         "load_average_before": load_before,
+        "load_settle": settled,
         "load_average_after": load_average(),
         "attempts": attempt,
         "ok": ok,

@@ -39,7 +39,20 @@ def _launch(f: dict[str, Any]) -> list[Row]:
         )
         for p in ("p50", "p95", "p99")
     ]
+    if "p50_extra_ms" in f:
+        rows.append(("p50 difference (ms)", f["p50_extra_ms"], "", ""))
     rows.append(("p99 difference (ms)", f["p99_extra_ms"], "", ""))
+    if "warmup_launches" in f:
+        rows.append(
+            ("untimed warm-up launches (every web worker and Celery child)", f["warmup_launches"], "", "")
+        )
+    if "client_mode" in f:
+        rows.append(("client: wait endpoint or polling", f["client_mode"], "watch", ""))
+    if "scheduler_client" in f:
+        qps = f["scheduler_client"]
+        rows.append(
+            ("kube-scheduler client QPS / burst (both sides)", f"{qps['qps']} / {qps['burst']}", "", "")
+        )
     server = f["ours_server_side"]
     rows.append(
         (
@@ -105,22 +118,51 @@ def _api(f: dict[str, Any]) -> list[Row]:
 
 def _scale(f: dict[str, Any]) -> list[Row]:
     lag, mem, r = f["watch_to_db_lag"], f["operator_rss_mib"], f["ratio"]
-    return [
+    lists = "one LIST of each kind it reads" if "bare_lists" in f else "bare LIST of the pods"
+    rows: list[Row] = [
         (
             f"full resync of {f['pods']} running instances on {f['nodes']} nodes (s)",
             f["full_resync_seconds"],
-            f"{f['bare_list_seconds']} (bare LIST of the pods)",
+            f"{f['bare_list_seconds']} ({lists})",
             _x(r["resync_vs_bare_list"]),
         ),
+    ]
+    split = f.get("resync_split")
+    if split:
+        rows.append(
+            (
+                "resync split: our code / Kubernetes requests / database queries (s)",
+                f"{split['ours_seconds']} / {split['kube_seconds']} ({split['kube_requests']}) / "
+                f"{split['db_seconds']} ({split['db_queries']})",
+                "",
+                "",
+            )
+        )
+    raw = f.get("raw_cold_start")
+    rows.append(
         (
             "cold start: fresh operator to all running, creating every pod (s)",
             f["cold_start_seconds"],
-            "",
-            "",
-        ),
+            f"{raw['seconds']} (raw Secret + Service + pod, {f['create_concurrency']} at once)"
+            if raw
+            else "",
+            _x(r.get("cold_start_vs_raw")) if raw else "",
+        )
+    )
+    if "operator_startup_seconds" in f:
+        rows.append(
+            (
+                "cold start less the operator's startup (idle operator, start to leading) (s)",
+                round(f["cold_start_seconds"] - f["operator_startup_seconds"], 1),
+                raw["seconds"] if raw else "",
+                _x(r.get("cold_start_less_startup_vs_raw")),
+            )
+        )
+    negative = f", {lag['negative']} negative (min {lag['min_ms']})" if "negative" in lag else ""
+    rows += [
         (
             "watch-to-database lag p50 / p99 (ms)",
-            f"{lag['p50_ms']} / {lag['p99_ms']}",
+            f"{lag['p50_ms']} / {lag['p99_ms']}{negative}",
             "0 (our own watch)",
             "",
         ),
@@ -131,6 +173,56 @@ def _scale(f: dict[str, Any]) -> list[Row]:
             _x(r["steady_rss_vs_idle"]),
         ),
     ]
+    return rows
+
+
+CURVE_COLUMNS = (
+    ("pods", "Pods"),
+    ("nodes", "Nodes"),
+    ("resync_seconds", "Resync (s)"),
+    ("bare_list_seconds", "One LIST each (s)"),
+    ("resync_ours_seconds", "Resync: our code (s)"),
+    ("resync_kube_seconds", "Resync: apiserver requests (s)"),
+    ("resync_db_seconds", "Resync: database (s)"),
+    ("cold_start_seconds", "Cold start (s)"),
+    ("raw_cold_start_seconds", "Raw creation (s)"),
+    ("lag_p99_ms", "Lag p99 (ms)"),
+    ("rss_steady_mib", "Memory (MiB)"),
+)
+
+
+def curve_table(f: dict[str, Any]) -> list[str]:
+    """operator_scale's size curve: one row a size, then how each cost grew against the size (1.0: linear)."""
+    points = f.get("curve") or []
+    if not points:
+        return []
+    out = [
+        "",
+        "## Operator scale: size curve",
+        "",
+        "Each row is a dedicated cluster of that many pods (nodes a tenth). Our code is the resync's wall",
+        "time less the time in Kubernetes requests and database queries (both summed over threads).",
+        "",
+        "| " + " | ".join(title for _, title in CURVE_COLUMNS) + " |",
+        "|" + "---|" * len(CURVE_COLUMNS),
+    ]
+    for point in points:
+        out.append("| " + " | ".join(_cell(point.get(key)) for key, _ in CURVE_COLUMNS) + " |")
+    growth = f.get("curve_growth") or {}
+    if growth:
+        first, last = points[0]["pods"], points[-1]["pods"]
+        out += [
+            "",
+            f"Growth from {first} to {last} pods over the size's growth ({last / first:g}x), 1.0 linear: "
+            + ", ".join(
+                f"{key.removesuffix('_seconds').replace('_', ' ')} {_cell(v)}" for key, v in growth.items()
+            ),
+        ]
+    return out
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
 
 
 def _billing(f: dict[str, Any]) -> list[Row]:
@@ -206,6 +298,9 @@ def render(run: dict[str, Any]) -> str:
         for figure, ours, baseline, ratio in rows_of(f):
             out.append(f"| {title} | {figure} | {ours} | {baseline} | {ratio} |")
         goals += [(title, goal, met) for goal, met in (f.get("goals") or {}).items()]
+    scale = run["benchmarks"].get("operator_scale") or {}
+    if scale.get("ok"):
+        out += curve_table(scale["figures"])
     out += ["", "## Goals", "", "| Benchmark | Goal | Met |", "|---|---|---|"]
     out += [f"| {title} | {goal} | {'yes' if met else '**no**'} |" for title, goal, met in goals]
     out += ["", "## Sizes and durations", "", "| Benchmark | Size | Seconds |", "|---|---|---|"]

@@ -73,7 +73,8 @@ def tenant(slug: str, *, quota: dict[str, int] | None = None) -> BenchTenant:
     row = Tenant.objects.create(name=slug, slug=slug, created_by=user)
     Membership.objects.create(tenant=row, user=user, role=Role.OWNER)
     CreditGrant.objects.create(tenant=row, kind="promotional", amount=CREDIT, reason="benchmark")
-    TenantQuota.objects.update_or_create(tenant=row, defaults=quota or BIG_QUOTA)
+    # A partial quota limits what it names; every other limit is large (no column is left empty).
+    TenantQuota.objects.update_or_create(tenant=row, defaults={**BIG_QUOTA, **(quota or {})})
     secret = token_secrets.generate()
     ApiToken.objects.create(
         user=user,
