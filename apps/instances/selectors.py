@@ -103,8 +103,9 @@ def quota_usage_of(tenant: Any) -> dict[str, Any]:
     totals = {"instances": 0, "gpus": 0, "vcpu": 0, "memory_gib": 0}
     by_type: dict[tuple[Any, Any], int] = {}
     for row in rows:
+        values: dict[str, Any] = dict(row)
         for name in totals:
-            totals[name] += row[name] or 0
+            totals[name] += values[name] or 0
         if row["gpu_type_id"] is not None and row["gpus"] is not None:
             by_type[(row["gpu_type_id"], row["region_id"])] = row["gpus"]
     return {**totals, "gpus_by_type_region": by_type}
