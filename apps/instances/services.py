@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from apps.accounts.models import SshKey, User
@@ -141,9 +142,10 @@ def _resolve_type_and_region(req: LaunchRequest) -> tuple[InstanceType, Region]:
 
 
 def _resolve_image(reference: str, region: Region) -> tuple[Image | None, str]:
-    image = Image.objects.filter(slug=reference, active=True).first()
+    offered = Image.regions.through.objects.filter(image_id=OuterRef("pk"), region_id=region.pk)
+    image = Image.objects.filter(slug=reference, active=True).annotate(offered=Exists(offered)).first()
     if image is not None:
-        if not image.regions.filter(pk=region.pk).exists():
+        if not image.offered:  # the annotation above
             raise validation.invalid(
                 "image", f"Image '{reference}' is not offered in region '{region.slug}'."
             )
