@@ -71,11 +71,17 @@ def availability() -> dict[tuple[Any, Any], int]:
     return result
 
 
-def available_count(*, region: Region, instance_type: InstanceType) -> int:
-    """Availability of one type in one region (what a launch checks)."""
+def available_count(*, region: Region, instance_type: InstanceType, lock: bool = False) -> int:
+    """Availability of one type in one region (what a launch checks).
+
+    `lock`: hold the pool's row FOR UPDATE until the caller's transaction ends, so launches and starts of
+    every tenant into one pool queue there and none sees capacity another is about to take (the quota row is
+    locked first: lock order quota, pool, instance). What instances hold is summed over the pool's rows that
+    hold compute (a partial index), never over terminated history."""
     if region.status == RegionStatus.MAINTENANCE:
         return 0
-    pool = RegionCapacity.objects.filter(region=region, gpu_type=instance_type.gpu_type_id).first()
+    pools = RegionCapacity.objects.select_for_update() if lock else RegionCapacity.objects.all()
+    pool = pools.filter(region=region, gpu_type=instance_type.gpu_type_id).first()
     if pool is None:
         return 0
     held = holdings.held_by_pool(region_id=region.pk, gpu_type_id=instance_type.gpu_type_id)

@@ -104,6 +104,20 @@ class Instance(models.Model):
             models.Index(
                 fields=["state"], condition=~Q(state=State.TERMINATED), name="instance_live_state_idx"
             ),
+            # Admission counts a tenant's live rows (selectors.QUOTA_ROWS) and capacity the rows holding
+            # compute in a pool: partial, so neither grows with terminated history (docs/instances.md).
+            models.Index(
+                fields=["tenant"],
+                condition=~Q(state=State.TERMINATED) | Q(holds_compute=True),
+                include=["gpu_type", "region", "state", "holds_compute", "gpu_count", "vcpu", "memory_gib"],
+                name="instance_quota_rows_idx",
+            ),
+            models.Index(
+                fields=["region", "gpu_type"],
+                condition=Q(holds_compute=True),
+                include=["gpu_count", "vcpu", "memory_gib"],
+                name="instance_pool_holdings_idx",
+            ),
         ]
 
     def __str__(self) -> str:

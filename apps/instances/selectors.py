@@ -8,7 +8,7 @@ from apps.accounts.models import SshKey
 from apps.catalog.models import GpuType, InstanceType, Region
 from apps.instances import logs
 from apps.instances.models import Instance, InstanceEvent
-from apps.instances.states import LIVE, State
+from apps.instances.states import State
 from apps.storage.models import Volume, VolumeAttachment
 
 
@@ -78,23 +78,36 @@ def _api_columns() -> dict[str, RawSQL]:
 _API_COLUMNS = _api_columns()
 
 
+# The rows a tenant's quota counts: live, or (never in practice) terminated but still marked as holding
+# compute. Matches the partial index instance_quota_rows_idx, so counting reads live rows only, never the
+# tenant's terminated history.
+QUOTA_ROWS = ~Q(state=State.TERMINATED) | Q(holds_compute=True)
+
+
 def quota_usage_of(tenant: Any) -> dict[str, Any]:
     """What the tenant's instances count against its quota (apps/quotas/usage.py; registered in
-    InstancesConfig.ready): live instances, and the GPUs, vCPU and memory of those holding compute."""
-    instances = Instance.objects.filter(tenant=tenant)
+    InstancesConfig.ready): live instances, and the GPUs, vCPU and memory of those holding compute. One
+    statement, grouped by GPU type and region."""
     holds = Q(holds_compute=True)
-    totals = instances.aggregate(
-        instances=Count("id", filter=Q(state__in=list(LIVE))),
-        gpus=Sum("gpu_count", filter=holds, default=0),
-        vcpu=Sum("vcpu", filter=holds, default=0),
-        memory_gib=Sum("memory_gib", filter=holds, default=0),
-    )
     rows = (
-        instances.filter(holds, gpu_type__isnull=False)
+        Instance.objects.filter(QUOTA_ROWS, tenant=tenant)
         .values("gpu_type_id", "region_id")
-        .annotate(n=Sum("gpu_count"))
+        .annotate(
+            instances=Count("id", filter=~Q(state=State.TERMINATED)),
+            gpus=Sum("gpu_count", filter=holds),
+            vcpu=Sum("vcpu", filter=holds, default=0),
+            memory_gib=Sum("memory_gib", filter=holds, default=0),
+        )
+        .order_by()
     )
-    by_type = {(row["gpu_type_id"], row["region_id"]): row["n"] for row in rows}
+    totals = {"instances": 0, "gpus": 0, "vcpu": 0, "memory_gib": 0}
+    by_type: dict[tuple[Any, Any], int] = {}
+    for row in rows:
+        values: dict[str, Any] = dict(row)
+        for name in totals:
+            totals[name] += values[name] or 0
+        if row["gpu_type_id"] is not None and row["gpus"] is not None:
+            by_type[(row["gpu_type_id"], row["region_id"])] = row["gpus"]
     return {**totals, "gpus_by_type_region": by_type}
 
 

@@ -1,6 +1,7 @@
 """Writes for instances: launch, customer actions, and what the operator observes.
 
-Lock order, everywhere: the tenant's quota row, then the instance row. Each change that the operator must act
+Lock order, everywhere: the tenant's quota row, then the capacity pool's row (launch and start), then the
+instance row. Each change that the operator must act
 on bumps `generation` and sends `instance_changed` once the transaction commits (the operator reconciles);
 each timeline line sends `instance_state_changed` (billing meters). See apps/instances/signals.py.
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from apps.accounts.models import SshKey, User
@@ -140,9 +142,10 @@ def _resolve_type_and_region(req: LaunchRequest) -> tuple[InstanceType, Region]:
 
 
 def _resolve_image(reference: str, region: Region) -> tuple[Image | None, str]:
-    image = Image.objects.filter(slug=reference, active=True).first()
+    offered = Image.regions.through.objects.filter(image_id=OuterRef("pk"), region_id=region.pk)
+    image = Image.objects.filter(slug=reference, active=True).annotate(offered=Exists(offered)).first()
     if image is not None:
-        if not image.regions.filter(pk=region.pk).exists():
+        if not image.offered:  # the annotation above
             raise validation.invalid(
                 "image", f"Image '{reference}' is not offered in region '{region.slug}'."
             )
@@ -194,7 +197,8 @@ def _require_capacity(region: Region, instance_type: InstanceType) -> None:
         raise Conflict(
             f"Region '{region.slug}' is in maintenance and starts nothing.", code="region_unavailable"
         )
-    if catalog.available_count(region=region, instance_type=instance_type) < 1:
+    # Locks the pool's row (after the quota row): two tenants racing for its last slot queue here.
+    if catalog.available_count(region=region, instance_type=instance_type, lock=True) < 1:
         metrics.refused("no_capacity")
         raise Conflict(
             f"No capacity for {instance_type.slug} in {region.slug} right now; try another region or later.",
@@ -253,14 +257,17 @@ def instance_launch(*, actor: User, tenant: Tenant, req: LaunchRequest) -> Insta
         created_by=actor,
     )
     try:
-        with transaction.atomic():
-            instance.save()
+        # No savepoint of its own: the launch's atomic block is one, and this error rolls all of it back.
+        instance.save()
     except IntegrityError as exc:
         raise validation.invalid(
             "name", f"An instance named '{name}' already exists in this tenant."
         ) from exc
-    instance.ssh_keys.set(ssh_keys)
-    storage.attach_at_launch(instance=instance, pairs=mounts, actor=actor)
+    if ssh_keys:  # one INSERT; ssh_keys.set() would first read the (empty) relation back
+        through = Instance.ssh_keys.through
+        through.objects.bulk_create([through(instance_id=instance.pk, sshkey_id=key.pk) for key in ssh_keys])
+    attachments = storage.attach_at_launch(instance=instance, pairs=mounts, actor=actor)
+    _as_listed(instance, ssh_keys, attachments)
     _event(instance, kind="action", name="launch", from_state="", actor=actor)
     audit_record(
         actor=actor,
@@ -277,6 +284,33 @@ def instance_launch(*, actor: User, tenant: Tenant, req: LaunchRequest) -> Insta
     )
     _queue_reconcile(instance)
     return instance
+
+
+def _as_listed(instance: Instance, ssh_keys: list[SshKey], attachments: list[Any]) -> None:
+    """Give the new instance the columns selectors.instances_for_api adds, from what the launch has in
+    memory, so the API renders it without reading it back (apps/instances/api/representation.py).
+    Two keys or volumes are left to the read: the API lists them in PostgreSQL's collation order, which
+    Python's sort need not match."""
+    if len(ssh_keys) > 1 or len(attachments) > 1:
+        return
+    instance.__dict__.update(
+        region_slug=instance.region.slug,
+        instance_type_slug=instance.instance_type.slug,
+        gpu_type_slug=instance.instance_type.gpu_type.slug if instance.instance_type.gpu_type else None,
+        ssh_key_id_list=[key.pk for key in ssh_keys],
+        attachment_list=[
+            {
+                "volume_id": a.volume_id,
+                "name": a.volume.name,
+                "mount_path": a.mount_path,
+                "size_gib": a.volume.size_gib,
+                "access_mode": a.volume.access_mode,
+                "state": a.volume.state,
+                "delete_with_instance": a.delete_with_instance,
+            }
+            for a in attachments
+        ],
+    )
 
 
 def _locked(instance: Instance) -> Instance:

@@ -21,7 +21,7 @@ from apps.core import metrics
 from apps.core.errors import Conflict, InvalidInput
 from apps.quotas import notifications
 from apps.quotas.models import GpuQuota, QuotaRequest, QuotaRequestStatus, QuotaResource, TenantQuota
-from apps.quotas.usage import Usage, usage_of
+from apps.quotas.usage import usage_of
 
 
 @dataclass(frozen=True)
@@ -61,12 +61,25 @@ def _refuse(resource: str, limit: int, used: int, requested: int, label: str) ->
     )
 
 
-def admit(*, tenant: Any, demand: Demand) -> Usage:
-    """Admit `demand` for `tenant` or raise QuotaExceeded. Call inside a transaction that then writes the
-    instance: the lock is held until that commit."""
+def _locked_quota(tenant: Any) -> TenantQuota:
+    """The tenant's quota row, locked: one statement when it exists (every tenant after its first launch)."""
+    quota = TenantQuota.objects.select_for_update().filter(tenant=tenant).first()
+    if quota is not None:
+        return quota
     quota_for(tenant)
-    quota = TenantQuota.objects.select_for_update().get(tenant=tenant)
-    usage = usage_of(tenant)
+    return TenantQuota.objects.select_for_update().get(tenant=tenant)
+
+
+def admit(*, tenant: Any, demand: Demand) -> None:
+    """Admit `demand` for `tenant` or raise QuotaExceeded. Call inside a transaction that then writes the
+    instance: the lock is held until that commit. Only what the demand asks for is counted (an instance's
+    compute, or a volume's GiB), each in one statement over the tenant's live rows (docs/instances.md
+    "Admission cost")."""
+    quota = _locked_quota(tenant)
+    computes = bool(demand.new_instance or demand.gpus or demand.vcpu or demand.memory_gib)
+    usage = usage_of(
+        tenant, counted_by=[*(["instances"] if computes else []), *(["volumes"] if demand.volume_gib else [])]
+    )
     if demand.new_instance and usage.instances + 1 > quota.max_instances:
         raise _refuse("instances", quota.max_instances, usage.instances, 1, "instances")
     if demand.gpus and usage.gpus + demand.gpus > quota.max_gpus:
@@ -93,7 +106,6 @@ def admit(*, tenant: Any, demand: Demand) -> Usage:
         raise _refuse(
             "volume_gib", quota.max_volume_gib, usage.volume_gib, demand.volume_gib, "volume storage (GiB)"
         )
-    return usage
 
 
 @transaction.atomic

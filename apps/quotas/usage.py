@@ -6,7 +6,7 @@ they register their counts here at start-up (their AppConfig.ready) instead of q
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,12 +38,16 @@ def register_usage(name: str, contributor: Callable[[Any], dict[str, Any]]) -> N
     _CONTRIBUTORS[name] = contributor
 
 
-def usage_of(tenant: Any) -> Usage:
+def usage_of(tenant: Any, *, counted_by: Collection[str] | None = None) -> Usage:
+    """What the tenant holds. `counted_by`: only these contributors ("instances", "volumes"), for an
+    admission that needs only their fields (the others stay 0)."""
     if not _CONTRIBUTORS:
         # Counting nothing would admit everything: a configuration error, never free capacity.
         raise ImproperlyConfigured("No usage is registered (apps.instances and apps.storage register it).")
     usage = Usage()
-    for contribute in _CONTRIBUTORS.values():
+    for name, contribute in _CONTRIBUTORS.items():
+        if counted_by is not None and name not in counted_by:
+            continue
         for name, value in contribute(tenant).items():
             setattr(usage, name, value)
     return usage

@@ -297,3 +297,12 @@ def test_values_at_the_limits_are_accepted(tenant_owner, launch):
 
     assert response.status_code == 201, response.json()
     assert len(response.json()["env_names"]) == 64
+
+
+def test_a_curated_image_not_offered_in_the_region_is_refused(tenant_owner, launch, catalog):
+    image = Image.objects.get(slug="pytorch")
+    image.regions.remove(catalog.us_east)
+    response = launch(tenant_owner, image="pytorch", region="us-east-1")
+    assert_refused(response, "image")
+    assert "not offered in region 'us-east-1'" in response.json()["error"]["message"]
+    assert launch(tenant_owner, image="pytorch", region="eu-west-1").status_code == 201

@@ -91,10 +91,9 @@ class InstanceListView(TenantAPIView):
             tenant=self.tenant,
             req=services.LaunchRequest(**serializer.validated_data),
         )
-        return Response(
-            InstanceSerializer(selectors.instances_for_api(tenant=self.tenant).get(pk=instance.pk)).data,
-            status=201,
-        )
+        if "attachment_list" not in instance.__dict__:  # services._as_listed left it to the read
+            instance = selectors.instances_for_api(tenant=self.tenant).get(pk=instance.pk)
+        return Response(InstanceSerializer(instance).data, status=201)
 
 
 class InstanceObjectMixin(TenantAPIView):
