@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+
 from apps.operator.tasks import reconcile_instance, reconcile_volume
 
 
 def reconcile_changed_instance(sender: Any, *, instance_id: str, **kwargs: Any) -> None:
-    """apps.instances.signals.instance_changed"""
-    reconcile_instance.delay(instance_id)
+    """apps.instances.signals.instance_changed. The region's leader has usually reconciled it already, woken
+    by the change's NOTIFY (changes.py); this task, a few seconds later, covers a moment without a
+    listening leader (docs/operator.md "The launch path")."""
+    reconcile_instance.apply_async((instance_id,), countdown=settings.RECONCILE_FALLBACK_SECONDS)
 
 
 def reconcile_changed_volume(sender: Any, *, volume_id: str, **kwargs: Any) -> None:
