@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 
-from apps.operator.tasks import reconcile_instance, reconcile_volume
+from apps.operator.tasks import apply_tenant_namespaces, reconcile_instance, reconcile_volume
 
 
 def reconcile_changed_instance(sender: Any, *, instance_id: str, **kwargs: Any) -> None:
@@ -26,3 +26,8 @@ def reconcile_instances_of_bound_volume(sender: Any, *, instance_ids: list[str],
     """apps.storage.signals.volume_bound: instances launched with the volume waited for its claim."""
     for instance_id in instance_ids:
         reconcile_instance.delay(instance_id)
+
+
+def apply_namespaces_of_changed_quota(sender: Any, *, tenant_id: str, **kwargs: Any) -> None:
+    """apps.quotas.signals.quota_changed: the tenant's ResourceQuota follows its new limits."""
+    apply_tenant_namespaces.delay(tenant_id)
