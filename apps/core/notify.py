@@ -41,16 +41,14 @@ def notify(channel: str, payload: str) -> None:
 def connect() -> psycopg.Connection[Any]:
     """A connection of its own to the default database, in autocommit (a LISTEN takes effect at once)."""
     db = connection.settings_dict
-    options = {k: v for k, v in (db.get("OPTIONS") or {}).items() if k not in _DJANGO_OPTIONS}
-    params = {
-        "dbname": db.get("NAME"),
-        "user": db.get("USER"),
-        "password": db.get("PASSWORD"),
-        "host": db.get("HOST"),
-        "port": db.get("PORT"),
-    }
-    params = {k: v for k, v in params.items() if v not in (None, "")}
-    return psycopg.connect(autocommit=True, connect_timeout=5, **params, **options)
+    params: dict[str, Any] = {k: v for k, v in (db.get("OPTIONS") or {}).items() if k not in _DJANGO_OPTIONS}
+    for key, setting in (("dbname", "NAME"), ("user", "USER"), ("password", "PASSWORD"), ("host", "HOST")):
+        if db.get(setting):
+            params[key] = db[setting]
+    if db.get("PORT"):
+        params["port"] = db["PORT"]
+    params.setdefault("connect_timeout", 5)
+    return psycopg.connect(autocommit=True, **params)
 
 
 class Listener:
