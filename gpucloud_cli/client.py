@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import re
 import time
 import urllib.error
@@ -34,6 +35,8 @@ MAX_BACKOFF = 30.0
 PAGE = 100
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 FINAL_STATES = frozenset({"failed", "terminated"})
+# Seconds the server holds one waiting request (its most is 60); below the client's own read timeout.
+LONG_POLL_SECONDS = 30
 FOLLOW_TAIL = 10_000  # the API's most: a poll two seconds after the last one rarely has more new lines
 
 
@@ -294,8 +297,13 @@ class Client:
         }
         return self._list(self._t("instances"), params)
 
-    def instance(self, instance_id: str) -> models.Instance:
-        return cast(models.Instance, self.request("GET", self._t(f"instances/{instance_id}")))
+    def instance(
+        self, instance_id: str, *, wait: Iterable[str] | None = None, timeout: int | None = None
+    ) -> models.Instance:
+        """The instance; with `wait`, once it is in one of those states, failed or terminated, or after
+        `timeout` seconds (1 to 60), as it is then (docs/api.md "Waiting for a state")."""
+        params = {"wait": ",".join(sorted(wait)), "timeout": timeout} if wait else None
+        return cast(models.Instance, self.request("GET", self._t(f"instances/{instance_id}"), params=params))
 
     def launch(
         self,
@@ -434,12 +442,15 @@ class Client:
         interval: float = 2.0,
         on_poll: Callable[[models.Instance], None] | None = None,
     ) -> models.Instance:
-        """Poll until the instance is in one of `states`; WaitTimeout after `timeout` seconds, InstanceEnded
-        when it failed or was terminated (unless that is what is awaited)."""
+        """Wait until the instance is in one of `states`; WaitTimeout after `timeout` seconds, InstanceEnded
+        when it failed or was terminated (unless that is what is awaited). Each request is a long-poll
+        (`?wait=...&timeout=...`, docs/api.md "Waiting for a state") that the server answers as soon as the
+        state changes; `interval` paces the requests only against a server that does not hold them (one that
+        answers at once without a change, or refuses with 503 too_many_waiters)."""
         wanted = {states} if isinstance(states, str) else set(states)
         deadline = time.monotonic() + timeout
+        instance = self.instance(instance_id)
         while True:
-            instance = self.instance(instance_id)
             if on_poll is not None:
                 on_poll(instance)
             state = instance["state"]
@@ -459,7 +470,18 @@ class Client:
                     f"{' or '.join(sorted(wanted))}; it is {state}",
                     instance,
                 )
-            self.sleep(min(interval, left))
+            asked = time.monotonic()
+            hold = max(1, min(LONG_POLL_SECONDS, math.ceil(left), int(self.timeout) - 5))
+            try:
+                instance = self.instance(instance_id, wait=wanted, timeout=hold)
+            except ApiError as exc:
+                if exc.status != 503 or exc.code != "too_many_waiters":
+                    raise
+                instance = self.instance(instance_id)
+                self.sleep(min(interval, left))
+                continue
+            if instance["state"] == state and time.monotonic() - asked < min(1.0, hold):
+                self.sleep(min(interval, max(0.0, deadline - time.monotonic())))  # not held: pace
 
     # --- keys and tokens ----------------------------------------------------------------------------------
 

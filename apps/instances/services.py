@@ -22,7 +22,7 @@ from apps.audit.services import audit_record
 from apps.catalog import selectors as catalog
 from apps.catalog.models import Image, ImagePolicy, InstanceType, Region
 from apps.catalog.registries import registry_refusal
-from apps.core import metrics, request_context
+from apps.core import metrics, notify, request_context
 from apps.core.errors import Conflict, Forbidden
 from apps.core.funds import require_funds
 from apps.instances import notifications, validation
@@ -70,8 +70,11 @@ class InvalidState(Conflict):
 
 
 def _queue_reconcile(instance: Instance) -> None:
-    """Once this commits, the operator reconciles the instance (apps.operator handles instance_changed)."""
+    """Once this commits, the operator reconciles the instance: its leader for the region at once (woken by
+    the NOTIFY, which PostgreSQL sends at the commit), and the task apps.operator queues on
+    instance_changed as the fallback (docs/operator.md "The launch path")."""
     instance_id = str(instance.pk)
+    notify.notify(notify.INSTANCE_CHANGED, f"{instance.region_id} {instance_id}")
     transaction.on_commit(lambda: instance_changed.send(sender=Instance, instance_id=instance_id))
 
 
@@ -104,6 +107,8 @@ def _event(
         request_id=ctx.request_id if ctx.request_id != "-" else "",
         billable=instance.billing_since is not None,
     )
+    # Waiters on the instance's state (the API's ?wait=) hear of it once this commits.
+    notify.notify(notify.INSTANCE_STATE, f"{instance.pk} {instance.state}")
     # Announced in this transaction, so a receiver that writes does so atomically with it; one that acts
     # outside the database waits for the commit (billing meters a billed interval that began or ended).
     instance_state_changed.send(

@@ -7,6 +7,7 @@
           pod workers (pod_workers)     PodHandler -> instance observations
           node watch (thread)           node changes -> capacity recomputed
           event watch (thread)          watcher.watch_forever + KubeEventHandler -> instance timeline
+          change listener (threads)     LISTEN gpucloud_instance_changed -> reconcile at once (changes.py)
           resync loop (this thread)     every resync period: reconcile every live instance and volume
                                         (claims), GC, capacity; capacity also within a second of any
                                         pod change
@@ -39,6 +40,7 @@ from apps.instances.models import Instance
 from apps.instances.states import State
 from apps.operator import applied, capacity, capacity_nodes, gc, names, observed
 from apps.operator.backoff import Backoff
+from apps.operator.changes import ChangeListener
 from apps.operator.client import REQUEST_TIMEOUT, api_client, has_cluster
 from apps.operator.cluster import Cluster
 from apps.operator.leader import RegionLock
@@ -83,6 +85,8 @@ class OperatorConfig:
     capacity_min_interval: float = 1.0
     # Threads that record pod events (each holds a database connection while leading).
     pod_workers: int = 4
+    # Threads that reconcile instances as their changes commit (changes.py); 0 leaves it to the task.
+    change_workers: int = 4
     # Liveness (module docstring): how often the heartbeat is touched, and how long a region thread may
     # take to go round its loop once (a full resync of 5,000 instances took 18 s in docs/benchmarks.md).
     heartbeat_seconds: float = heartbeat.INTERVAL_SECONDS
@@ -129,6 +133,7 @@ class RegionOperator(threading.Thread):
         self.resyncs = 0  # completed resyncs while leading (for tests and the log)
         self.resync_failures = 0
         self._capacity_dirty = threading.Event()
+        self.changes: ChangeListener | None = None  # while leading (tests wait for its LISTEN)
         self.went_round = time.monotonic()  # the last time either loop went round (liveness)
 
     def stalled(self, now: float | None = None) -> bool:
@@ -218,6 +223,9 @@ class RegionOperator(threading.Thread):
                     daemon=True,
                 )
             )
+        if self.config.change_workers:
+            self.changes = ChangeListener(region.pk, workers=self.config.change_workers)
+            watchers += self.changes.threads(term, f"operator-{self.slug}-changes")
         for thread in watchers:
             thread.start()
         try:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from apps.operator.tasks import reconcile_instance, reconcile_volume
+from django.conf import settings
+
+from apps.operator.tasks import apply_tenant_namespaces, reconcile_instance, reconcile_volume
 
 
 def reconcile_changed_instance(sender: Any, *, instance_id: str, **kwargs: Any) -> None:
-    """apps.instances.signals.instance_changed"""
-    reconcile_instance.delay(instance_id)
+    """apps.instances.signals.instance_changed. The region's leader has usually reconciled it already, woken
+    by the change's NOTIFY (changes.py); this task, a few seconds later, covers a moment without a
+    listening leader (docs/operator.md "The launch path")."""
+    reconcile_instance.apply_async((instance_id,), countdown=settings.RECONCILE_FALLBACK_SECONDS)
 
 
 def reconcile_changed_volume(sender: Any, *, volume_id: str, **kwargs: Any) -> None:
@@ -22,3 +26,8 @@ def reconcile_instances_of_bound_volume(sender: Any, *, instance_ids: list[str],
     """apps.storage.signals.volume_bound: instances launched with the volume waited for its claim."""
     for instance_id in instance_ids:
         reconcile_instance.delay(instance_id)
+
+
+def apply_namespaces_of_changed_quota(sender: Any, *, tenant_id: str, **kwargs: Any) -> None:
+    """apps.quotas.signals.quota_changed: the tenant's ResourceQuota follows its new limits."""
+    apply_tenant_namespaces.delay(tenant_id)

@@ -19,7 +19,6 @@ from urllib3.exceptions import HTTPError
 
 from apps.core import build_status, request_context
 from apps.instances import services
-from apps.instances.models import Instance
 from apps.instances.states import Observation, State
 from apps.operator import reconciler
 from apps.operator.client import has_cluster, reachable_here
@@ -35,7 +34,7 @@ def reconcile_instance(instance_id: Any) -> None:
 
 
 def _reconcile_instance(instance_id: Any) -> None:
-    instance = Instance.objects.select_related("region").filter(pk=instance_id).first()
+    instance = reconciler.load_instance(instance_id)  # once: the reconcile acts on this very row
     if instance is None:
         return
     if has_cluster(instance.region):
@@ -50,7 +49,7 @@ def _reconcile_instance(instance_id: Any) -> None:
             )
             return
         try:
-            reconciler.reconcile(instance.pk)
+            reconciler.reconcile(instance.pk, fresh=instance)
         except CLUSTER_ERRORS as exc:
             # Unreachable or refusing: the operator's resync retries, so nothing is lost by giving up now.
             logger.warning(

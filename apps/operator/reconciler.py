@@ -53,10 +53,6 @@ def load_instances(instance_ids: list[Any]) -> list[Instance]:
     return [found[str(pk)] for pk in instance_ids if str(pk) in found]
 
 
-def ensure_namespace(cluster: Cluster, instance: Instance) -> None:
-    ensure_tenant_namespace(cluster, instance.tenant, instance.region)
-
-
 def ensure_tenant_namespace(
     cluster: Cluster, tenant: Tenant, region: Region, *, refresh: bool = False
 ) -> None:
@@ -163,12 +159,19 @@ def _unchanged(instance: Instance) -> bool:
 
 
 @timed_reconcile("instance")
-def reconcile(instance_id: Any, seen: Observed | None = None, loaded: Instance | None = None) -> None:
+def reconcile(
+    instance_id: Any,
+    seen: Observed | None = None,
+    loaded: Instance | None = None,
+    *,
+    fresh: Instance | None = None,
+) -> None:
     """`seen`: the resync's lists (observed.py), read instead of one GET per object; `loaded`: the instance
-    as the resync's batch read it a moment ago, used only if the row has not changed since."""
+    as the resync's batch read it a moment ago, used only if the row has not changed since; `fresh`: the
+    instance as the caller read it just now (load_instance), used as it is."""
     if loaded is not None and not _unchanged(loaded):
         loaded = None  # stopped, started, restarted or observed since: acting on the old row could undo that
-    instance = loaded if loaded is not None else load_instance(instance_id)
+    instance = fresh or loaded or load_instance(instance_id)
     if instance is None:
         return
     cluster = Cluster(api_client(instance.region))
@@ -195,20 +198,21 @@ def reconcile(instance_id: Any, seen: Observed | None = None, loaded: Instance |
 def _run(cluster: Cluster, instance: Instance, spec: InstancePodSpec, seen: Observed | None) -> None:
     try:
         _converge(cluster, instance, spec, seen)
-    except ApiException as exc:
-        if exc.status != 404:
+    except (ApiException, QuotaRefused) as exc:
+        if isinstance(exc, ApiException) and exc.status != 404:
             raise
-        # Only applying into, or creating a pod in, a namespace that is gone answers 404 here (reads and
-        # deletes take 404 as "absent"): this process remembered applying it. Forget, apply it all, once.
+        # The tenant's namespace objects are applied when the tenant or its quota changes (tenant_objects.py)
+        # and by the resync, not on every launch. A namespace that is missing (404: only applying into, or
+        # creating a pod in, a namespace that is gone answers 404 here) or whose ResourceQuota refuses the
+        # pod (older than the tenant's quota) gets them all now, and the pass runs once more.
         applied.cache.forget_namespace(cluster.cluster_id, spec.namespace)
+        ensure_tenant_namespace(cluster, instance.tenant, instance.region, refresh=True)
         _converge(cluster, instance, spec, None)
 
 
 def _converge(cluster: Cluster, instance: Instance, spec: InstancePodSpec, seen: Observed | None) -> None:
-    if seen is None:
-        ensure_namespace(cluster, instance)  # a resync (with `seen`) applied every tenant's namespace first
-    # The Service and the Secret go out alongside the pod's read and creation, not before them: a launch
-    # waits for two round trips, not four. A pod whose Secret is not there yet waits for it (the kubelet
+    # The Service and the Secret go out alongside the pod's creation, not before it: a launch waits for
+    # about one round trip, not four. A pod whose Secret is not there yet waits for it (the kubelet
     # retries the mount), and a failed apply still fails this pass once the pod's part is done.
     secret_due = _secret_due(instance, seen.pod(spec.namespace, spec.name) if seen else None, seen)
     with concurrently.calls(partial(_ensure_access, cluster, spec, seen), [secret_due]):
@@ -254,21 +258,22 @@ def _ensure_access(
         cluster.apply_changed(secret)
 
 
+class QuotaRefused(Exception):
+    """The namespace's ResourceQuota refused the pod, and no pod of that name exists."""
+
+
 def _converge_pod(cluster: Cluster, instance: Instance, spec: InstancePodSpec, seen: Observed | None) -> None:
     pod = seen.pod(spec.namespace, spec.name) if seen else None
-    if pod is None or _must_go(pod, instance):
-        # Read before creating (even for a launch: with its pod in place, the namespace's ResourceQuota would
-        # refuse a second creation with 403 before the name clash could answer 409), and before deleting:
-        # the resync's list is older than this decision, and pod names do not change across restarts.
+    if pod is not None and _must_go(pod, instance):
+        # Read before deleting: the resync's list is older than this decision, and pod names do not change
+        # across restarts.
         pod, seen = cluster.read_pod(spec.namespace, spec.name), None
     if pod is None and not _claims_bound(cluster, instance):
         # A pod on an unbound claim would sit unschedulable (and be failed as no_capacity): wait for the
         # binding; the volume's `bound` observation reconciles this instance again.
         return
     if pod is None:
-        created = cluster.create_pod(manifests.make_pod(spec))
-        pod = created or cluster.read_pod(spec.namespace, spec.name)
-        seen = None  # the lists do not know the new pod's Service and node
+        pod, seen = _create_or_read(cluster, spec), None  # the lists do not know the pod's Service and node
     if pod is not None and _must_go(pod, instance):
         # Its node is gone or it was evicted, or the instance restarted: the pod goes, and the next pass (its
         # deletion event, or the resync) creates one, on a node that fits.
@@ -276,6 +281,22 @@ def _converge_pod(cluster: Cluster, instance: Instance, spec: InstancePodSpec, s
         return
     if pod is not None:
         record_pod(instance, pod, cluster, spec, seen)
+
+
+def _create_or_read(cluster: Cluster, spec: InstancePodSpec) -> dict[str, Any] | None:
+    """Create the pod with no read first (a launch's pod does not exist yet); read it only when the
+    creation conflicts: 409 (it exists), or 403 from the namespace's ResourceQuota, which refuses a second
+    pod before the name clash could answer 409."""
+    try:
+        created = cluster.create_pod(manifests.make_pod(spec))
+    except ApiException as exc:
+        if exc.status != 403:
+            raise
+        existing = cluster.read_pod(spec.namespace, spec.name)
+        if existing is None:
+            raise QuotaRefused(exc.reason or "forbidden") from exc
+        return existing
+    return created or cluster.read_pod(spec.namespace, spec.name)
 
 
 def _must_go(pod: dict[str, Any], instance: Instance) -> bool:

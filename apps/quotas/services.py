@@ -21,6 +21,7 @@ from apps.core import metrics
 from apps.core.errors import Conflict, InvalidInput
 from apps.quotas import notifications
 from apps.quotas.models import GpuQuota, QuotaRequest, QuotaRequestStatus, QuotaResource, TenantQuota
+from apps.quotas.signals import quota_changed
 from apps.quotas.usage import usage_of
 
 
@@ -204,6 +205,8 @@ def quota_request_decide(
         metadata={"note": note},
     )
     transaction.on_commit(lambda: notifications.quota_request_decided(request.pk))
+    if approve:
+        _announce(request.tenant_id)
     return request
 
 
@@ -255,4 +258,9 @@ def quota_set(*, actor: User, tenant: Any, limits: dict[str, Any], note: str = "
             changes=changes,
             metadata={"note": note},
         )
+        _announce(tenant.pk)
     return quota
+
+
+def _announce(tenant_id: Any) -> None:
+    transaction.on_commit(lambda: quota_changed.send(sender=TenantQuota, tenant_id=str(tenant_id)))

@@ -168,6 +168,12 @@ BEAT_KEY_PREFIX = env_str("BEAT_KEY_PREFIX", "gpucloud:beat")
 # Several operators may run: per region, a standby takes over at most this long after the leader is gone
 # (apps/operator/leader.py, docs/operator.md "Leader election").
 OPERATOR_LEASE_SECONDS = env_int("OPERATOR_LEASE_SECONDS", 30)
+# The leader reconciles a change as it commits (LISTEN/NOTIFY); the worker's task runs this much later, as
+# the fallback for a moment without a listening leader (docs/operator.md "The launch path").
+RECONCILE_FALLBACK_SECONDS = env_int("RECONCILE_FALLBACK_SECONDS", 5)
+# Requests of one web process that may long-poll an instance's state at once (each holds a server thread and
+# a LISTEN connection, not a pool connection); more are refused with 503 (apps/instances/waiting.py).
+INSTANCE_WAIT_MAX_WAITERS = env_int("INSTANCE_WAIT_MAX_WAITERS", 2)
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-idempotency-keys": {
         "task": "apps.core.tasks.purge_expired_idempotency_keys",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 
 from apps.audit.models import AuditEvent
 from apps.catalog.models import Image, RegionCapacity
@@ -81,8 +82,10 @@ def test_launch_creates_a_pending_instance_with_the_price_frozen(
 def test_launch_queues_reconcile_once_committed(
     tenant_owner, launch, monkeypatch, django_capture_on_commit_callbacks
 ):
-    queued: list[str] = []
-    monkeypatch.setattr(tasks.reconcile_instance, "delay", queued.append)
+    queued: list[tuple[str, int]] = []
+    monkeypatch.setattr(
+        tasks.reconcile_instance, "apply_async", lambda args, countdown: queued.append((args[0], countdown))
+    )
 
     with django_capture_on_commit_callbacks() as callbacks:
         response = launch(tenant_owner)
@@ -90,7 +93,8 @@ def test_launch_queues_reconcile_once_committed(
 
     for callback in callbacks:
         callback()
-    assert queued == [response.json()["id"]]
+    # The fallback, a few seconds after the leader's LISTEN has reconciled it (docs/operator.md).
+    assert queued == [(response.json()["id"], settings.RECONCILE_FALLBACK_SECONDS)]
 
 
 def test_launch_without_a_cluster_stays_pending_after_reconcile(

@@ -72,9 +72,9 @@ def test_with_a_token_mounted_the_reconcile_runs(
     pod_environment.parent.mkdir()
     pod_environment.write_text("a-token")
     called: list[Any] = []
-    monkeypatch.setattr(reconciler, "reconcile", called.append)
+    monkeypatch.setattr(reconciler, "reconcile", lambda pk, *, fresh: called.append((pk, fresh.pk)))
     reconcile_instance(pending.pk)
-    assert called == [pending.pk]
+    assert called == [(pending.pk, pending.pk)]  # handed the row it loaded: not loaded twice
 
 
 def test_reachable_here_by_kubeconfig_or_in_cluster_token(

@@ -10,7 +10,7 @@ from apps.accounts.acting import acting_user
 from apps.core import filters, request_context
 from apps.core.errors import InvalidInput
 from apps.core.idempotency import idempotent
-from apps.instances import selectors, services
+from apps.instances import selectors, services, waiting
 from apps.instances.api.serializers import (
     InstanceEventSerializer,
     InstanceLaunchSerializer,
@@ -119,9 +119,46 @@ class InstanceDetailView(InstanceObjectMixin):
     }
     allowed_when_suspended = frozenset({"DELETE", "PATCH"})
 
-    @extend_schema(summary="Show an instance")
+    @extend_schema(
+        summary="Show an instance, or wait for a state",
+        description=(
+            "With `wait`, a long-poll: answers as soon as the instance is in one of the named states, or is "
+            "`failed` or `terminated` (it cannot get anywhere else by itself), or after `timeout` seconds, "
+            "always 200 with the instance as it is then. The `Gpucloud-Wait` header says which: `reached`, "
+            "`ended` or `timeout`. A server with too many waiting requests answers 503 `too_many_waiters` "
+            'with Retry-After. See docs/api.md "Waiting for a state".'
+        ),
+        parameters=[
+            OpenApiParameter(
+                "wait",
+                str,
+                description="States to wait for, separated by commas (e.g. `running` or `stopped,failed`): "
+                + ", ".join(State),
+            ),
+            OpenApiParameter(
+                "timeout",
+                int,
+                description=f"Seconds to wait, 1 to {waiting.MAX_TIMEOUT_SECONDS} (default "
+                f"{waiting.DEFAULT_TIMEOUT_SECONDS}); only with `wait`.",
+            ),
+        ],
+        responses={200: InstanceSerializer},
+    )
     def get(self, request: Request, tenant_slug: str, instance_id: str) -> Response:
-        return Response(InstanceSerializer(self.get_object()).data)
+        awaited = waiting.parse(request.query_params)
+        instance = self.get_object()
+        if awaited is None:
+            return Response(InstanceSerializer(instance).data)
+        states = selectors.instances_of(tenant=self.tenant).filter(pk=instance.pk)
+        outcome = waiting.wait_for_state(
+            instance.pk,
+            awaited[0],
+            awaited[1],
+            current_state=lambda: states.values_list("state", flat=True).first(),
+        )
+        response = self.render(instance)
+        response[waiting.OUTCOME_HEADER] = outcome.value
+        return response
 
     @extend_schema(
         summary="Rename an instance", request=InstanceRenameSerializer, responses=InstanceSerializer
