@@ -1,4 +1,5 @@
-"""One list of each kind a resync reads, instead of a GET per instance.
+"""What a resync reads of the cluster, instead of a GET per instance: a snapshot of the operator's
+watch-fed stores (stores.py; operator_loop.resync builds it), or one list of each kind (`take`).
 
 A full resync used to read every instance's pod, Service and node one request at a time (plus re-apply its
 namespace): minutes for thousands of pods (docs/benchmarks.md). `take` lists the managed pods and Services

@@ -37,7 +37,7 @@ from apps.catalog.models import Region
 from apps.core import heartbeat
 from apps.instances.models import Instance
 from apps.instances.states import State
-from apps.operator import applied, capacity, capacity_nodes, gc, names, observed
+from apps.operator import applied, capacity, capacity_nodes, gc, observed, stores
 from apps.operator.backoff import Backoff
 from apps.operator.client import REQUEST_TIMEOUT, api_client, has_cluster
 from apps.operator.cluster import Cluster
@@ -48,6 +48,7 @@ from apps.operator.reconciler import (
     reconcile,
     reconcile_volume,
 )
+from apps.operator.stores import ClusterStores
 from apps.operator.watcher import (
     KubeEventHandler,
     PodHandler,
@@ -64,6 +65,8 @@ logger = logging.getLogger(__name__)
 # Instances the resync reads in one go (three queries per batch); each is checked unchanged before it is
 # acted on (reconciler._unchanged), so a stop or start made meanwhile is never undone.
 RESYNC_BATCH = 100
+# How long a resync waits for the stores' first lists (a leader's first pass starts with its watches).
+STORES_SYNC_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -109,14 +112,26 @@ def capacity_interval(minimum: float, last_pass_seconds: float) -> float:
     return max(minimum, last_pass_seconds / CAPACITY_DUTY)
 
 
-def refresh_capacity(cluster: Cluster, region: Region) -> int:
-    nodes = gc.list_json(cluster.core.list_node).get("items") or []
-    pods = gc.list_json(cluster.core.list_pod_for_all_namespaces, field_selector="spec.nodeName!=").get(
-        "items"
-    )
+def refresh_capacity(cluster: Cluster, region: Region, watched: ClusterStores | None = None) -> int:
+    """`watched`: the leader's watch-fed stores (stores.py); without them, nodes and pods are listed now."""
+    if watched is not None:
+        nodes, pods = watched.nodes.items(), watched.pods.items()
+    else:
+        nodes = gc.list_json(cluster.core.list_node).get("items") or []
+        pods = (
+            gc.list_json(cluster.core.list_pod_for_all_namespaces, field_selector="spec.nodeName!=").get(
+                "items"
+            )
+            or []
+        )
+    return _write_capacity(region, nodes, pods)
+
+
+def _write_capacity(region: Region, nodes: list[dict[str, Any]], pods: list[dict[str, Any]]) -> int:
+    pods = [pod for pod in pods if (pod.get("spec") or {}).get("nodeName")]  # scheduled ones hold requests
     held = capacity.held_instance_ids(region)
-    pools = capacity.compute_pools(nodes, pods or [], exclude_instances=held)
-    capacity_nodes.write_nodes(region, capacity_nodes.node_rows(nodes, pods or [], instances=held))
+    pools = capacity.compute_pools(nodes, pods, exclude_instances=held)
+    capacity_nodes.write_nodes(region, capacity_nodes.node_rows(nodes, pods, instances=held))
     return capacity.write_pools(region, pools)
 
 
@@ -130,6 +145,7 @@ class RegionOperator(threading.Thread):
         self.resync_failures = 0
         self._capacity_dirty = threading.Event()
         self.went_round = time.monotonic()  # the last time either loop went round (liveness)
+        self.stores: ClusterStores | None = None  # while leading
 
     def stalled(self, now: float | None = None) -> bool:
         """Dead, or has not gone round its loop for stall_seconds."""
@@ -176,34 +192,29 @@ class RegionOperator(threading.Thread):
         region = Region.objects.get(pk=self.region_id)
         cluster = Cluster(api_client(region))
         term = threading.Event()
+        self.stores = watched = ClusterStores(cluster, self.slug)
         pods = Queued(
             PodHandler(region.pk, cluster, on_change=self._capacity_dirty.set),
             f"pods@{self.slug}",
             workers=self.config.pod_workers,
         )
         watchers = pods.threads(term, f"operator-{self.slug}-pod-worker")
-        watchers.append(
-            threading.Thread(
-                target=_closing_db(watch_forever),
-                args=(cluster.core.list_pod_for_all_namespaces, pods, term),
-                kwargs={
-                    "what": f"pods@{self.slug}",
-                    "timeout_seconds": self.config.watch_timeout_seconds,
-                    "label_selector": names.managed_selector(),
-                },
-                name=f"operator-{self.slug}-pods",
-                daemon=True,
+        timeout = self.config.watch_timeout_seconds
+        # One watch per store; the pod watch (every pod: capacity counts all) also feeds the PodHandler,
+        # the node watch marks capacity dirty.
+        for store, then in (
+            (watched.pods, pods),
+            (watched.nodes, self._node_changed),
+            (watched.services, None),
+            (watched.namespaces, None),
+        ):
+            watchers.append(
+                threading.Thread(
+                    target=_closing_db(store.watch(term, timeout_seconds=timeout, then=then)),
+                    name=f"operator-{store.what.replace('@', '-')}",
+                    daemon=True,
+                )
             )
-        )
-        watchers.append(
-            threading.Thread(
-                target=_closing_db(watch_forever),
-                args=(cluster.core.list_node, self._node_changed, term),
-                kwargs={"what": f"nodes@{self.slug}", "timeout_seconds": self.config.watch_timeout_seconds},
-                name=f"operator-{self.slug}-nodes",
-                daemon=True,
-            )
-        )
         if self.config.watch_events:
             watchers.append(
                 threading.Thread(
@@ -226,6 +237,7 @@ class RegionOperator(threading.Thread):
             term.set()
             for thread in watchers:
                 thread.join(timeout=self.config.watch_timeout_seconds + 20)
+            self.stores = None
 
     def _node_changed(self, kind: str, node: dict[str, Any]) -> None:
         self._capacity_dirty.set()  # allocatable, cordons and removals change capacity
@@ -249,7 +261,7 @@ class RegionOperator(threading.Thread):
                     next_resync = time.monotonic() + self.config.resync_seconds
                 elif self._capacity_dirty.is_set() and now - last_capacity >= capacity_gap:
                     self._capacity_dirty.clear()
-                    refresh_capacity(cluster, region)
+                    refresh_capacity(cluster, region, self.stores)
                     last_capacity = time.monotonic()
                     capacity_gap = capacity_interval(self.config.capacity_min_interval, last_capacity - now)
             except Exception as exc:
@@ -263,8 +275,12 @@ class RegionOperator(threading.Thread):
             self.stop.wait(0.5)
 
     def resync(self, region: Region, cluster: Cluster) -> None:
-        """Reconcile every live instance, collect garbage, recompute capacity."""
+        """Reconcile every live instance, collect garbage, recompute capacity: from the stores the watches
+        keep (stores.py), or, outside a leadership term (the benchmarks), from one list of each kind."""
         client.VersionApi(cluster.api).get_code(_request_timeout=REQUEST_TIMEOUT)  # fail fast when down
+        watched = self.stores or stores.polled(cluster, self.slug)
+        if not watched.wait_synced(STORES_SYNC_SECONDS):
+            raise RuntimeError("the cluster's stores have not listed yet")
         self._capacity_dirty.clear()
         live = list(
             Instance.objects.filter(region_id=region.pk)
@@ -273,7 +289,13 @@ class RegionOperator(threading.Thread):
             .values_list("pk", "tenant_id")
         )
         ids = [pk for pk, _ in live]
-        seen = observed.take(cluster)
+        # One snapshot of each store for the whole pass (a polled store lists once, not per reader).
+        pods, nodes = watched.pods.snapshot(), watched.nodes.snapshot()
+        seen = observed.Observed(
+            pods={ref: pod for ref, pod in pods.items() if stores.managed(pod)},
+            services=watched.services.snapshot(),
+            nodes={name: node for (_, name), node in nodes.items()},
+        )
         # What the list shows is in place (as stamped); what it lacks is applied again below.
         applied.cache.learn(cluster.cluster_id, "Service", seen.services)
         failed = self._refresh_namespaces(region, cluster, {tenant_id for _, tenant_id in live})
@@ -293,8 +315,13 @@ class RegionOperator(threading.Thread):
                         "region %s: reconcile %s failed: %s", self.slug, instance.pk, describe(exc)
                     )
         failed += self._resync_volumes(region)
-        gc.collect(cluster, region, known_tenants_only=self.config.gc_known_tenants_only)
-        refresh_capacity(cluster, region)
+        gc_seen = gc.Seen(
+            pods=list(seen.pods.values()),
+            services=list(seen.services.values()),
+            namespaces=list(watched.namespaces.snapshot().values()),
+        )
+        gc.collect(cluster, region, known_tenants_only=self.config.gc_known_tenants_only, seen=gc_seen)
+        _write_capacity(region, list(nodes.values()), list(pods.values()))
         logger.debug("region %s: resynced %d instances (%d failed)", self.slug, len(ids), failed)
 
     def _refresh_namespaces(self, region: Region, cluster: Cluster, tenant_ids: set[Any]) -> int:

@@ -51,23 +51,32 @@ def describe(exc: BaseException) -> str:
 
 def watch_forever(
     list_fn: Any,
-    handle: Handler,
+    handle: Handler | None,
     stop: threading.Event,
     *,
     what: str,
     timeout_seconds: int = 30,
     resource_version: str | None = None,
+    on_list: Callable[[list[dict[str, Any]]], None] | None = None,
+    on_event: Handler | None = None,
+    on_forbidden: Callable[[], None] | None = None,
     **selectors: Any,
 ) -> None:
     """Runs until `stop` is set. `resource_version` resumes a watch (None: list first); `selectors` are
-    passed to the list call (label_selector, field_selector, namespace for namespaced lists)."""
+    passed to the list call (label_selector, field_selector, namespace for namespaced lists). `on_list`
+    receives every list's items before they are delivered (a store replaces its contents: stores.py),
+    `on_event` every event before it is (the store keeps it), on the watch's own thread; `handle` may be None;
+    `on_forbidden`, if given, is called and the loop returns when the credential may list but not watch."""
     backoff = Backoff()
     while not stop.is_set():
         try:
             if not resource_version:
                 listing = list_json(list_fn, **selectors)
+                if on_list is not None:
+                    on_list(listing.get("items") or [])
                 for item in listing.get("items") or []:
-                    _deliver(handle, "ADDED", item, what, measured=False)
+                    if handle is not None:
+                        _deliver(handle, "ADDED", item, what, measured=False)
                 resource_version = (listing.get("metadata") or {}).get("resourceVersion")
                 logger.debug("%s: listed, watching from %s", what, resource_version)
             stream = watch.Watch()
@@ -83,7 +92,9 @@ def watch_forever(
                 version = (obj.get("metadata") or {}).get("resourceVersion")
                 if version:
                     resource_version = version
-                if event["type"] != "BOOKMARK":
+                if event["type"] in ("ADDED", "MODIFIED", "DELETED") and on_event is not None:
+                    on_event(event["type"], obj)
+                if event["type"] != "BOOKMARK" and handle is not None:
                     _deliver(handle, event["type"], obj, what)
                 if stop.is_set():
                     stream.stop()
@@ -94,6 +105,10 @@ def watch_forever(
                 logger.info("%s: resourceVersion gone (410), listing again", what)
                 resource_version = None
                 continue
+            if exc.status == 403 and resource_version and on_forbidden is not None:
+                logger.warning("%s: listed, but the watch is forbidden; listed again when read", what)
+                on_forbidden()
+                return
             logger.warning("%s: %s; retrying with backoff", what, describe(exc))
             backoff.wait(stop)
         except Exception as exc:
