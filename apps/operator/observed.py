@@ -13,7 +13,7 @@ operator may not list Secrets (a cluster-wide list reads every Secret of the clu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from apps.operator import names
 from apps.operator.cluster import Cluster, Manifest
@@ -27,6 +27,15 @@ def _by_ref(items: list[Manifest]) -> dict[Ref, Manifest]:
         ((i.get("metadata") or {}).get("namespace", ""), (i.get("metadata") or {}).get("name", "")): i
         for i in items
     }
+
+
+class Lookup(Protocol):
+    """Where the reconciler finds an instance's Service and its pod's node without a GET: the resync's
+    snapshot (Observed) or the leader's stores (stores.ClusterStores)."""
+
+    def service(self, namespace: str, name: str) -> Manifest | None: ...
+
+    def node(self, name: str) -> Manifest | None: ...
 
 
 @dataclass

@@ -194,7 +194,7 @@ class RegionOperator(threading.Thread):
         term = threading.Event()
         self.stores = watched = ClusterStores(cluster, self.slug)
         pods = Queued(
-            PodHandler(region.pk, cluster, on_change=self._capacity_dirty.set),
+            PodHandler(region.pk, cluster, on_change=self._capacity_dirty.set, lookup=lambda: self.stores),
             f"pods@{self.slug}",
             workers=self.config.pod_workers,
         )

@@ -128,6 +128,12 @@ class ClusterStores:
         deadline = time.monotonic() + timeout
         return all(store.synced.wait(max(0.0, deadline - time.monotonic())) for store in self.all())
 
+    def service(self, namespace: str, name: str) -> Manifest | None:
+        return self.services.get(namespace, name)
+
+    def node(self, name: str) -> Manifest | None:
+        return self.nodes.get("", name)
+
     def managed_pods(self) -> dict[Ref, Manifest]:
         return {ref: pod for ref, pod in self.pods.snapshot().items() if managed(pod)}
 

@@ -33,6 +33,7 @@ from apps.operator import names, workqueue
 from apps.operator.backoff import Backoff
 from apps.operator.cluster import Cluster
 from apps.operator.gc import list_json
+from apps.operator.observed import Lookup
 from apps.operator.reconciler import RUN_STATES, load_instance, reconcile, record_pod
 from apps.operator.specs import spec_from_instance
 
@@ -213,8 +214,16 @@ def _instance_id(text: str | None) -> uuid.UUID | None:
 
 
 class PodHandler:
-    def __init__(self, region_id: Any, cluster: Cluster, on_change: Callable[[], None] = lambda: None):
-        self.region_id, self.cluster, self.on_change = region_id, cluster, on_change
+    """`lookup`: where the leader's stores are (operator_loop), to read a Service or node from, not GET."""
+
+    def __init__(
+        self,
+        region_id: Any,
+        cluster: Cluster,
+        on_change: Callable[[], None] = lambda: None,
+        lookup: Callable[[], Lookup | None] = lambda: None,
+    ):
+        self.region_id, self.cluster, self.on_change, self.lookup = region_id, cluster, on_change, lookup
 
     def __call__(self, kind: str, pod: dict[str, Any]) -> None:
         meta = pod.get("metadata") or {}
@@ -234,7 +243,7 @@ class PodHandler:
         annotations = meta.get("annotations") or {}
         current = annotations.get(names.GENERATION_KEY) == str(instance.generation)
         if runs and (current or instance.state == State.RUNNING):
-            record_pod(instance, pod, self.cluster, spec_from_instance(instance))
+            record_pod(instance, pod, self.cluster, spec_from_instance(instance), self.lookup())
         else:
             reconcile(instance.pk)
 
