@@ -33,11 +33,11 @@ from typing import Any
 from django.db import close_old_connections, connection
 from kubernetes import client
 
-from apps.catalog.models import Region
+from apps.catalog.models import GpuType, Region
 from apps.core import heartbeat
 from apps.instances.models import Instance
 from apps.instances.states import State
-from apps.operator import applied, capacity, capacity_nodes, gc, observed, stores
+from apps.operator import applied, capacity, capacity_nodes, gc, observed, stores, tenant_namespaces
 from apps.operator.backoff import Backoff
 from apps.operator.client import REQUEST_TIMEOUT, api_client, has_cluster
 from apps.operator.cluster import Cluster
@@ -146,6 +146,7 @@ class RegionOperator(threading.Thread):
         self._capacity_dirty = threading.Event()
         self.went_round = time.monotonic()  # the last time either loop went round (liveness)
         self.stores: ClusterStores | None = None  # while leading
+        self.namespaces_applied = 0  # tenants whose namespace objects the last resync applied (tests, log)
 
     def stalled(self, now: float | None = None) -> bool:
         """Dead, or has not gone round its loop for stall_seconds."""
@@ -202,12 +203,9 @@ class RegionOperator(threading.Thread):
         timeout = self.config.watch_timeout_seconds
         # One watch per store; the pod watch (every pod: capacity counts all) also feeds the PodHandler,
         # the node watch marks capacity dirty.
-        for store, then in (
-            (watched.pods, pods),
-            (watched.nodes, self._node_changed),
-            (watched.services, None),
-            (watched.namespaces, None),
-        ):
+        handlers: dict[Any, Any] = {id(watched.pods): pods, id(watched.nodes): self._node_changed}
+        for store in watched.all():
+            then = handlers.get(id(store))
             watchers.append(
                 threading.Thread(
                     target=_closing_db(store.watch(term, timeout_seconds=timeout, then=then)),
@@ -298,7 +296,7 @@ class RegionOperator(threading.Thread):
         )
         # What the list shows is in place (as stamped); what it lacks is applied again below.
         applied.cache.learn(cluster.cluster_id, "Service", seen.services)
-        failed = self._refresh_namespaces(region, cluster, {tenant_id for _, tenant_id in live})
+        failed = self._refresh_namespaces(region, cluster, {tenant_id for _, tenant_id in live}, watched)
         for start in range(0, len(ids), RESYNC_BATCH):
             # A resync that keeps going through its batches is alive, however long the whole pass takes (a
             # cold start of 5,000 pods took about ten minutes in docs/benchmarks.md): liveness, not speed.
@@ -324,16 +322,31 @@ class RegionOperator(threading.Thread):
         _write_capacity(region, list(nodes.values()), list(pods.values()))
         logger.debug("region %s: resynced %d instances (%d failed)", self.slug, len(ids), failed)
 
-    def _refresh_namespaces(self, region: Region, cluster: Cluster, tenant_ids: set[Any]) -> int:
-        """Apply the namespace objects of every tenant with live instances here, whatever this process
-        remembers (restores deleted or edited guard rails); once per tenant, not per instance."""
+    def _refresh_namespaces(
+        self, region: Region, cluster: Cluster, tenant_ids: set[Any], watched: ClusterStores
+    ) -> int:
+        """The namespace objects of every tenant with live instances here, once per tenant: applied when one
+        is missing or differs from what is due (tenant_namespaces.py), or, without stores of those kinds,
+        whatever this process remembers. Returns the failures."""
         failed = 0
-        tenants = Tenant.objects.filter(pk__in=tenant_ids).exclude(status=TenantStatus.CLOSED)
+        stamps = watched.namespace_objects_snapshot() if watched.knows_namespace_objects() else None
+        gpu_types = list(GpuType.objects.all())
+        tenants = (
+            Tenant.objects.filter(pk__in=tenant_ids)
+            .exclude(status=TenantStatus.CLOSED)
+            .prefetch_related("gpu_quotas")
+        )
+        self.namespaces_applied = 0
         for tenant in tenants.order_by("pk"):
             if self.stop.is_set():
                 break
             try:
+                if stamps is not None and tenant_namespaces.current(
+                    tenant_namespaces.due(tenant, region, gpu_types), stamps
+                ):
+                    continue
                 ensure_tenant_namespace(cluster, tenant, region, refresh=True)
+                self.namespaces_applied += 1
             except Exception as exc:
                 failed += 1
                 logger.warning("region %s: namespace of %s failed: %s", self.slug, tenant.slug, describe(exc))

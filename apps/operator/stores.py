@@ -45,6 +45,7 @@ class Store:
         self._lock = threading.Lock()
         self.synced = threading.Event()  # the first list is in
         self.polled = False  # the watch is forbidden: `snapshot` lists again
+        self.forbidden = False  # even the list is: the store stays empty, and its readers know it
         self.lists = 0  # LIST calls made for this store (tests, the log)
 
     def replace(self, items: list[Manifest]) -> None:
@@ -80,6 +81,13 @@ class Store:
     def mark_polled(self) -> None:
         self.polled = True
 
+    def refused(self, listing: bool) -> None:
+        """The credential may not list (`listing`) or may not watch this kind."""
+        if listing:
+            self.forbidden = True
+        else:
+            self.polled = True
+
     def watch(
         self,
         stop: threading.Event,
@@ -101,7 +109,7 @@ class Store:
                 timeout_seconds=timeout_seconds,
                 resource_version=resource_version,
                 on_list=self.replace,
-                on_forbidden=self.mark_polled,
+                on_forbidden=self.refused,
                 **self.selectors,
             )
             self.synced.set()  # a polled store (or one stopped early) is read by listing
@@ -120,9 +128,34 @@ class ClusterStores:
             f"services@{slug}", core.list_service_for_all_namespaces, label_selector=selector
         )
         self.namespaces = Store(f"namespaces@{slug}", core.list_namespace, label_selector=selector)
+        # What a tenant namespace holds besides pods and Services (manifests.make_namespace_objects), to
+        # compare with what is due by the digest stamped on each (applied.py) instead of applying it all.
+        net, rbac = cluster.net, cluster.rbac
+        self.namespace_objects = {
+            kind: Store(f"{kind}@{slug}", fn, label_selector=selector)
+            for kind, fn in (
+                ("ResourceQuota", core.list_resource_quota_for_all_namespaces),
+                ("LimitRange", core.list_limit_range_for_all_namespaces),
+                ("ServiceAccount", core.list_service_account_for_all_namespaces),
+                ("NetworkPolicy", net.list_network_policy_for_all_namespaces),
+                ("RoleBinding", rbac.list_role_binding_for_all_namespaces),
+            )
+        }
 
     def all(self) -> list[Store]:
-        return [self.pods, self.nodes, self.services, self.namespaces]
+        return [self.pods, self.nodes, self.services, self.namespaces, *self.namespace_objects.values()]
+
+    def knows_namespace_objects(self) -> bool:
+        """Whether every kind of a tenant namespace is watched (or at least listable): a credential whose
+        RBAC predates these reads (docs/operations.md "Upgrading") leaves the resync applying them all."""
+        return not any(store.forbidden for store in [self.namespaces, *self.namespace_objects.values()])
+
+    def namespace_objects_snapshot(self) -> dict[tuple[str, str, str], Manifest]:
+        """(kind, namespace, name) -> object, the Namespaces included, as of now."""
+        found = {("Namespace", ns, name): obj for (ns, name), obj in self.namespaces.snapshot().items()}
+        for kind, store in self.namespace_objects.items():
+            found.update({(kind, ns, name): obj for (ns, name), obj in store.snapshot().items()})
+        return found
 
     def wait_synced(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -145,6 +178,8 @@ def polled(cluster: Cluster, slug: str = "") -> ClusterStores:
     for store in stores.all():
         store.mark_polled()
         store.synced.set()
+    for store in stores.namespace_objects.values():
+        store.forbidden = True  # not listed per pass: the resync applies namespace objects as it did
     return stores
 
 

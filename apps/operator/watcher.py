@@ -60,14 +60,15 @@ def watch_forever(
     resource_version: str | None = None,
     on_list: Callable[[list[dict[str, Any]]], None] | None = None,
     on_event: Handler | None = None,
-    on_forbidden: Callable[[], None] | None = None,
+    on_forbidden: Callable[[bool], None] | None = None,
     **selectors: Any,
 ) -> None:
     """Runs until `stop` is set. `resource_version` resumes a watch (None: list first); `selectors` are
     passed to the list call (label_selector, field_selector, namespace for namespaced lists). `on_list`
     receives every list's items before they are delivered (a store replaces its contents: stores.py),
     `on_event` every event before it is (the store keeps it), on the watch's own thread; `handle` may be None;
-    `on_forbidden`, if given, is called and the loop returns when the credential may list but not watch."""
+    `on_forbidden`, if given, is called and the loop returns when the credential may not list (True) or may
+    list but not watch (False): the store then knows it must be listed when read, or cannot be."""
     backoff = Backoff()
     while not stop.is_set():
         try:
@@ -106,9 +107,9 @@ def watch_forever(
                 logger.info("%s: resourceVersion gone (410), listing again", what)
                 resource_version = None
                 continue
-            if exc.status == 403 and resource_version and on_forbidden is not None:
-                logger.warning("%s: listed, but the watch is forbidden; listed again when read", what)
-                on_forbidden()
+            if exc.status == 403 and on_forbidden is not None:
+                logger.warning("%s: %s is forbidden", what, "the watch" if resource_version else "the list")
+                on_forbidden(not resource_version)
                 return
             logger.warning("%s: %s; retrying with backoff", what, describe(exc))
             backoff.wait(stop)
