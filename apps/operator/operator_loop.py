@@ -26,7 +26,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,16 @@ from apps.catalog.models import GpuType, Region
 from apps.core import heartbeat
 from apps.instances.models import Instance
 from apps.instances.states import State
-from apps.operator import applied, capacity, capacity_nodes, gc, observed, stores, tenant_namespaces
+from apps.operator import (
+    applied,
+    capacity,
+    capacity_nodes,
+    gc,
+    observed,
+    stores,
+    tenant_namespaces,
+    workqueue,
+)
 from apps.operator.backoff import Backoff
 from apps.operator.client import REQUEST_TIMEOUT, api_client, has_cluster
 from apps.operator.cluster import Cluster
@@ -86,6 +95,9 @@ class OperatorConfig:
     capacity_min_interval: float = 1.0
     # Threads that record pod events (each holds a database connection while leading).
     pod_workers: int = 4
+    # Instances a resync reconciles at once (a cold start's pod creations in flight); each thread holds a
+    # database connection while it works, so keep pod_workers + this within the process's pool.
+    resync_workers: int = 8
     # Liveness (module docstring): how often the heartbeat is touched, and how long a region thread may
     # take to go round its loop once (a full resync of 5,000 instances took 18 s in docs/benchmarks.md).
     heartbeat_seconds: float = heartbeat.INTERVAL_SECONDS
@@ -297,21 +309,37 @@ class RegionOperator(threading.Thread):
         # What the list shows is in place (as stamped); what it lacks is applied again below.
         applied.cache.learn(cluster.cluster_id, "Service", seen.services)
         failed = self._refresh_namespaces(region, cluster, {tenant_id for _, tenant_id in live}, watched)
-        for start in range(0, len(ids), RESYNC_BATCH):
-            # A resync that keeps going through its batches is alive, however long the whole pass takes (a
-            # cold start of 5,000 pods took about ten minutes in docs/benchmarks.md): liveness, not speed.
-            self.went_round = time.monotonic()
-            for instance in load_instances(ids[start : start + RESYNC_BATCH]):
-                # A deposed leader stops between steps, before the server can hand its lock to a standby.
-                if self.stop.is_set() or not self.lock.lease_valid():
-                    return
-                try:
-                    reconcile(instance.pk, seen, loaded=instance)
-                except Exception as exc:
-                    failed += 1
-                    logger.warning(
-                        "region %s: reconcile %s failed: %s", self.slug, instance.pk, describe(exc)
-                    )
+        failures: list[Any] = []
+
+        def batches() -> Iterator[Instance]:
+            for start in range(0, len(ids), RESYNC_BATCH):
+                # A resync that keeps going through its batches is alive, however long the whole pass takes
+                # (a cold start of 5,000 pods took about ten minutes in docs/benchmarks.md).
+                self.went_round = time.monotonic()
+                yield from load_instances(ids[start : start + RESYNC_BATCH])
+
+        def one(instance: Instance) -> None:
+            try:
+                reconcile(instance.pk, seen, loaded=instance)
+            except Exception as exc:
+                failures.append(instance.pk)
+                logger.warning("region %s: reconcile %s failed: %s", self.slug, instance.pk, describe(exc))
+            finally:
+                release_connection()  # pooled: back to the pool between instances, for the pod workers
+
+        # Instances `resync_workers` at a time (a cold start creates that many pods at once); a deposed
+        # leader stops between instances, before the server can hand its lock to a standby.
+        workqueue.run_all(
+            batches(),
+            one,
+            workers=self.config.resync_workers,
+            name=f"operator-{self.slug}-resync",
+            should_stop=lambda: self.stop.is_set() or not self.lock.lease_valid(),
+            on_exit=lambda: connection.close(),  # each thread's own connection, at its end
+        )
+        if self.stop.is_set() or not self.lock.lease_valid():
+            return
+        failed += len(failures)
         failed += self._resync_volumes(region)
         gc_seen = gc.Seen(
             pods=list(seen.pods.values()),

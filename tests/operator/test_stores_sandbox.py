@@ -1,12 +1,14 @@
 """stores.Store against the sandbox's real apiserver, nothing mocked: a store follows its watch (added,
 modified, deleted), resumes across server-side timeouts without listing again, lists again on 410 Gone and
 then drops what the new list lacks, and falls back to listing when read if its credential may not watch.
-The operator's resync reads these stores instead of listing (test_operator_sandbox.py counts its requests)."""
+The operator's resync reads these stores instead of listing (counted below), and creates a cold start's
+pods several at once."""
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
@@ -14,13 +16,17 @@ import pytest
 from kubernetes import client
 
 from apps.instances.models import Instance
-from apps.operator.operator_loop import Operator
+from apps.operator import names
+from apps.operator.client import api_client
+from apps.operator.cluster import Cluster
+from apps.operator.operator_loop import Operator, RegionOperator
 from apps.operator.stores import Store
 from tests.fixtures.kube import wait_until
 from tests.instances.helpers import seed
 from tests.operator.sandbox_support import SandboxTenant, connect, wait_for
 from tests.operator.test_operator_sandbox import FAST, TIMEOUT
 from tests.operator.test_watcher_sandbox import plain_pod
+from tests.support.factories import make_instance
 
 JOIN_TIMEOUT = 30.0  # bound for a hung watch, not a performance assertion
 
@@ -118,3 +124,40 @@ def test_a_resync_reads_its_stores_and_lists_nothing_they_watch(
     # Services and namespaces: watched where the credential may; else listed once per pass, not twice.
     assert lists["services"] <= (passes if watched.services.polled else 0), lists
     assert lists["namespaces"] <= (passes if watched.namespaces.polled else 0), lists
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cold_start_creates_every_pending_pod_several_at_once(
+    sandbox: Any, tenant: SandboxTenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Instances written as rows (no launch, so no on-commit reconcile made their pods): what a fresh
+    # leader finds after an outage. Eight stay within the tenant's default quota of ten instances.
+    region = connect(seed().us_east, sandbox)
+    owner = tenant.actor
+    made = [
+        make_instance(owner.tenant, created_by=owner.user, state="pending", instance_type="cpu-4x")
+        for _ in range(8)
+    ]
+    lock, in_flight, most = threading.Lock(), [0], [0]
+    create_pod = Cluster.create_pod
+
+    def counting(self: Cluster, manifest: dict[str, Any]) -> Any:
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            return create_pod(self, manifest)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(Cluster, "create_pod", counting)
+    leader = RegionOperator(region.pk, region.slug, replace(FAST, resync_workers=4), threading.Event())
+    assert leader.lock.try_acquire()
+    try:
+        leader.resync(region, Cluster(api_client(region)))
+    finally:
+        leader.lock.release()
+    pods = tenant.core().list_namespaced_pod(tenant.namespace, label_selector=names.managed_selector())
+    assert {p.metadata.labels[names.INSTANCE_LABEL] for p in pods.items} == {str(i.pk) for i in made}
+    assert 1 < most[0] <= 4  # created concurrently, never more than resync_workers at once

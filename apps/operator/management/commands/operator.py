@@ -36,6 +36,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--pod-workers", type=_positive, default=4, help="Threads recording pod events, per region."
         )
+        parser.add_argument(
+            "--resync-workers",
+            type=_positive,
+            default=8,
+            help="Instances a resync reconciles at once per region (pod creations in flight).",
+        )
         parser.add_argument("--no-events", action="store_true", help="Do not copy Kubernetes Events.")
         parser.add_argument(
             "--gc-unknown-tenants",
@@ -50,6 +56,7 @@ class Command(BaseCommand):
             lock_retry_seconds=options["lock_retry_seconds"],
             watch_timeout_seconds=options["watch_timeout_seconds"],
             pod_workers=options["pod_workers"],
+            resync_workers=options["resync_workers"],
             watch_events=not options["no_events"],
             gc_known_tenants_only=not options["gc_unknown_tenants"],
         )
