@@ -3,13 +3,15 @@
     Operator.run()                      discovers regions (every discover_seconds), one RegionOperator each
       RegionOperator (thread)           competes for the region's advisory lock (leader.py), retrying
         while leading:
-          pod watch (thread)            watcher.watch_forever -> Queued: newest event per instance
+          store watches (threads)       stores.ClusterStores: pods, nodes, Services, namespaces and
+                                        namespace objects, listed once and kept by watches
+          pod watch (thread)            the pod store's watch -> Queued: newest event per instance
           pod workers (pod_workers)     PodHandler -> instance observations
-          node watch (thread)           node changes -> capacity recomputed
+          node watch (thread)           the node store's watch; node changes -> capacity recomputed
           event watch (thread)          watcher.watch_forever + KubeEventHandler -> instance timeline
-          resync loop (this thread)     every resync period: reconcile every live instance and volume
-                                        (claims), GC, capacity; capacity also within a second of any
-                                        pod change
+          resync loop (this thread)     every resync period, from the stores: reconcile every live
+                                        instance (resync_workers at once) and volume (claims), GC,
+                                        capacity; capacity also within a second of any pod change
 
 A stop event ends everything: watches return at their next event or server-side timeout, the lock is
 released, database connections are closed. See docs/operator.md.
