@@ -609,6 +609,48 @@ def instance_fail_not_ready(*, instance: Instance, now: Any, timeout_seconds: in
     return failed
 
 
+# States from which a Ready pod makes the instance running in one statement (instance_observe_running).
+RUNNING_FROM = (State.PROVISIONING, State.STARTING)
+
+
+@transaction.atomic
+def instance_observe_running(*, instance: Instance, connection: dict[str, Any] | None) -> bool:
+    """The operator saw the pod Ready: `instance` (as it just read it) becomes running in one conditional
+    UPDATE and its timeline line, without reading the row again. Only from RUNNING_FROM with the billing
+    clock already started by the container's start (POD_STARTED): anything else (a pod seen Ready at once,
+    which starts billing too) goes through instance_observe. False, changing nothing, when the row has
+    moved on since it was read (stopped, failed, observed by another worker) or is not in that case."""
+    if instance.state not in RUNNING_FROM or instance.billing_since is None:
+        return False
+    now = timezone.now()
+    fields: dict[str, Any] = {
+        "state": State.RUNNING,
+        "holds_compute": holds_compute_after(State.RUNNING, instance.holds_compute),
+        "state_changed_at": now,
+        "running_since": now,
+        "updated_at": now,
+    }
+    if connection:
+        fields["connection"] = connection
+    changed = Instance.objects.filter(
+        pk=instance.pk, state=instance.state, billing_since=instance.billing_since
+    ).update(**fields)
+    if not changed:
+        return False
+    before = instance.state
+    for name, value in fields.items():
+        setattr(instance, name, value)
+    _event(
+        instance,
+        kind="observation",
+        name=Observation.POD_READY.value,
+        from_state=before,
+        actor=None,
+        at=now,
+    )
+    return True
+
+
 @transaction.atomic
 def instance_update_connection(*, instance_id: Any, connection: dict[str, Any]) -> bool:
     """Refresh a running instance's connection details (its pod was recreated elsewhere). True if changed."""

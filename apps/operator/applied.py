@@ -10,10 +10,11 @@ Every applied object carries its manifest's digest as an annotation (`stamped`),
 learns from one list per kind what is in place, also in a process that applied nothing yet (a new leader).
 
 What keeps the cluster right regardless: the operator's resync applies the namespace objects of every
-tenant unconditionally and forgets the Secrets and Services its list no longer shows (restoring what someone
-deleted); a pod creation refused because the namespace is gone forgets the namespace and applies it again;
-deleting an object forgets it; and an entry expires after the TTL anyway. An edit by hand that keeps the
-digest annotation of a Secret or Service is not noticed until its manifest changes.
+tenant whose objects its stores lack or show with another digest (tenant_namespaces.py) and forgets the
+Services its store no longer shows (restoring what someone deleted); a pod creation refused because the
+namespace is gone forgets the namespace and applies it again; deleting an object forgets it; and an entry
+expires after the TTL anyway. An edit by hand that keeps the digest annotation of a Secret or Service is not
+noticed until its manifest changes.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@
 for a cluster shared by several control planes (developers' and CI's test databases on one sandbox).
 A production deployment owns its clusters and leaves it off, so objects of deleted tenants go too.
 
-The cluster is listed before the database is read: an instance's row is committed before its pod can exist
-(the reconciler runs on commit), so a pod listed first always finds its row if it has one.
+The cluster is listed (or the operator's stores read) before the database is read: an instance's row is
+committed before its pod can exist (the reconciler runs on commit), so a pod listed first always finds its
+row if it has one.
 """
 
 from __future__ import annotations
@@ -83,17 +84,33 @@ def _uuid(text: str | None) -> str | None:
         return None
 
 
-def collect(cluster: Cluster, region: Region, *, known_tenants_only: bool = False) -> GcReport:
+@dataclass
+class Seen:
+    """gpucloud's pods, Services and namespaces as the operator's stores hold them (stores.py)."""
+
+    pods: list[dict[str, Any]]
+    services: list[dict[str, Any]]
+    namespaces: list[dict[str, Any]]
+
+
+def collect(
+    cluster: Cluster, region: Region, *, known_tenants_only: bool = False, seen: Seen | None = None
+) -> GcReport:
+    """`seen`: the objects from the operator's stores; without it, each kind is listed now."""
     report = GcReport()
-    core = cluster.core
-    selector = names.managed_selector()
-    listed: list[tuple[str, dict[str, Any]]] = []
-    for kind, fn in (
-        ("Pod", core.list_pod_for_all_namespaces),
-        ("Service", core.list_service_for_all_namespaces),
-    ):
-        listed += [(kind, item) for item in list_json(fn, label_selector=selector).get("items") or []]
-    namespaces = list_json(core.list_namespace, label_selector=selector).get("items") or []
+    if seen is None:
+        core, selector = cluster.core, names.managed_selector()
+
+        def items(fn: Any) -> list[dict[str, Any]]:
+            return list(list_json(fn, label_selector=selector).get("items") or [])
+
+        seen = Seen(
+            pods=items(core.list_pod_for_all_namespaces),
+            services=items(core.list_service_for_all_namespaces),
+            namespaces=items(core.list_namespace),
+        )
+    listed = [("Pod", item) for item in seen.pods] + [("Service", item) for item in seen.services]
+    namespaces = seen.namespaces
 
     def labels(obj: dict[str, Any]) -> dict[str, str]:
         return (obj.get("metadata") or {}).get("labels") or {}

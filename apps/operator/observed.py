@@ -1,4 +1,5 @@
-"""One list of each kind a resync reads, instead of a GET per instance.
+"""What a resync reads of the cluster, instead of a GET per instance: a snapshot of the operator's
+watch-fed stores (stores.py; operator_loop.resync builds it), or one list of each kind (`take`).
 
 A full resync used to read every instance's pod, Service and node one request at a time (plus re-apply its
 namespace): minutes for thousands of pods (docs/benchmarks.md). `take` lists the managed pods and Services
@@ -12,7 +13,7 @@ operator may not list Secrets (a cluster-wide list reads every Secret of the clu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from apps.operator import names
 from apps.operator.cluster import Cluster, Manifest
@@ -26,6 +27,15 @@ def _by_ref(items: list[Manifest]) -> dict[Ref, Manifest]:
         ((i.get("metadata") or {}).get("namespace", ""), (i.get("metadata") or {}).get("name", "")): i
         for i in items
     }
+
+
+class Lookup(Protocol):
+    """Where the reconciler finds an instance's Service and its pod's node without a GET: the resync's
+    snapshot (Observed) or the leader's stores (stores.ClusterStores)."""
+
+    def service(self, namespace: str, name: str) -> Manifest | None: ...
+
+    def node(self, name: str) -> Manifest | None: ...
 
 
 @dataclass

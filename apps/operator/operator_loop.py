@@ -3,14 +3,16 @@
     Operator.run()                      discovers regions (every discover_seconds), one RegionOperator each
       RegionOperator (thread)           competes for the region's advisory lock (leader.py), retrying
         while leading:
-          pod watch (thread)            watcher.watch_forever -> Queued: newest event per instance
+          store watches (threads)       stores.ClusterStores: pods, nodes, Services, namespaces and
+                                        namespace objects, listed once and kept by watches
+          pod watch (thread)            the pod store's watch -> Queued: newest event per instance
           pod workers (pod_workers)     PodHandler -> instance observations
-          node watch (thread)           node changes -> capacity recomputed
+          node watch (thread)           the node store's watch; node changes -> capacity recomputed
           event watch (thread)          watcher.watch_forever + KubeEventHandler -> instance timeline
           change listener (threads)     LISTEN gpucloud_instance_changed -> reconcile at once (changes.py)
-          resync loop (this thread)     every resync period: reconcile every live instance and volume
-                                        (claims), GC, capacity; capacity also within a second of any
-                                        pod change
+          resync loop (this thread)     every resync period, from the stores: reconcile every live
+                                        instance (resync_workers at once) and volume (claims), GC,
+                                        capacity; capacity also within a second of any pod change
 
 A stop event ends everything: watches return at their next event or server-side timeout, the lock is
 released, database connections are closed. See docs/operator.md.
@@ -27,18 +29,27 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import close_old_connections, connection
 from kubernetes import client
 
-from apps.catalog.models import Region
+from apps.catalog.models import GpuType, Region
 from apps.core import heartbeat
 from apps.instances.models import Instance
 from apps.instances.states import State
-from apps.operator import applied, capacity, capacity_nodes, gc, names, observed
+from apps.operator import (
+    applied,
+    capacity,
+    capacity_nodes,
+    gc,
+    observed,
+    stores,
+    tenant_namespaces,
+    workqueue,
+)
 from apps.operator.backoff import Backoff
 from apps.operator.changes import ChangeListener
 from apps.operator.client import REQUEST_TIMEOUT, api_client, has_cluster
@@ -50,6 +61,7 @@ from apps.operator.reconciler import (
     reconcile,
     reconcile_volume,
 )
+from apps.operator.stores import ClusterStores
 from apps.operator.watcher import (
     KubeEventHandler,
     PodHandler,
@@ -66,6 +78,8 @@ logger = logging.getLogger(__name__)
 # Instances the resync reads in one go (three queries per batch); each is checked unchanged before it is
 # acted on (reconciler._unchanged), so a stop or start made meanwhile is never undone.
 RESYNC_BATCH = 100
+# How long a resync waits for the stores' first lists (a leader's first pass starts with its watches).
+STORES_SYNC_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +101,9 @@ class OperatorConfig:
     pod_workers: int = 4
     # Threads that reconcile instances as their changes commit (changes.py); 0 leaves it to the task.
     change_workers: int = 4
+    # Instances a resync reconciles at once (a cold start's pod creations in flight); each thread holds a
+    # database connection while it works, so keep pod_workers + this within the process's pool.
+    resync_workers: int = 8
     # Liveness (module docstring): how often the heartbeat is touched, and how long a region thread may
     # take to go round its loop once (a full resync of 5,000 instances took 18 s in docs/benchmarks.md).
     heartbeat_seconds: float = heartbeat.INTERVAL_SECONDS
@@ -113,14 +130,26 @@ def capacity_interval(minimum: float, last_pass_seconds: float) -> float:
     return max(minimum, last_pass_seconds / CAPACITY_DUTY)
 
 
-def refresh_capacity(cluster: Cluster, region: Region) -> int:
-    nodes = gc.list_json(cluster.core.list_node).get("items") or []
-    pods = gc.list_json(cluster.core.list_pod_for_all_namespaces, field_selector="spec.nodeName!=").get(
-        "items"
-    )
+def refresh_capacity(cluster: Cluster, region: Region, watched: ClusterStores | None = None) -> int:
+    """`watched`: the leader's watch-fed stores (stores.py); without them, nodes and pods are listed now."""
+    if watched is not None:
+        nodes, pods = watched.nodes.items(), watched.pods.items()
+    else:
+        nodes = gc.list_json(cluster.core.list_node).get("items") or []
+        pods = (
+            gc.list_json(cluster.core.list_pod_for_all_namespaces, field_selector="spec.nodeName!=").get(
+                "items"
+            )
+            or []
+        )
+    return _write_capacity(region, nodes, pods)
+
+
+def _write_capacity(region: Region, nodes: list[dict[str, Any]], pods: list[dict[str, Any]]) -> int:
+    pods = [pod for pod in pods if (pod.get("spec") or {}).get("nodeName")]  # scheduled ones hold requests
     held = capacity.held_instance_ids(region)
-    pools = capacity.compute_pools(nodes, pods or [], exclude_instances=held)
-    capacity_nodes.write_nodes(region, capacity_nodes.node_rows(nodes, pods or [], instances=held))
+    pools = capacity.compute_pools(nodes, pods, exclude_instances=held)
+    capacity_nodes.write_nodes(region, capacity_nodes.node_rows(nodes, pods, instances=held))
     return capacity.write_pools(region, pools)
 
 
@@ -135,6 +164,8 @@ class RegionOperator(threading.Thread):
         self._capacity_dirty = threading.Event()
         self.changes: ChangeListener | None = None  # while leading (tests wait for its LISTEN)
         self.went_round = time.monotonic()  # the last time either loop went round (liveness)
+        self.stores: ClusterStores | None = None  # while leading
+        self.namespaces_applied = 0  # tenants whose namespace objects the last resync applied (tests, log)
 
     def stalled(self, now: float | None = None) -> bool:
         """Dead, or has not gone round its loop for stall_seconds."""
@@ -181,34 +212,26 @@ class RegionOperator(threading.Thread):
         region = Region.objects.get(pk=self.region_id)
         cluster = Cluster(api_client(region))
         term = threading.Event()
+        self.stores = watched = ClusterStores(cluster, self.slug)
         pods = Queued(
-            PodHandler(region.pk, cluster, on_change=self._capacity_dirty.set),
+            PodHandler(region.pk, cluster, on_change=self._capacity_dirty.set, lookup=lambda: self.stores),
             f"pods@{self.slug}",
             workers=self.config.pod_workers,
         )
         watchers = pods.threads(term, f"operator-{self.slug}-pod-worker")
-        watchers.append(
-            threading.Thread(
-                target=_closing_db(watch_forever),
-                args=(cluster.core.list_pod_for_all_namespaces, pods, term),
-                kwargs={
-                    "what": f"pods@{self.slug}",
-                    "timeout_seconds": self.config.watch_timeout_seconds,
-                    "label_selector": names.managed_selector(),
-                },
-                name=f"operator-{self.slug}-pods",
-                daemon=True,
+        timeout = self.config.watch_timeout_seconds
+        # One watch per store; the pod watch (every pod: capacity counts all) also feeds the PodHandler,
+        # the node watch marks capacity dirty.
+        handlers: dict[Any, Any] = {id(watched.pods): pods, id(watched.nodes): self._node_changed}
+        for store in watched.all():
+            then = handlers.get(id(store))
+            watchers.append(
+                threading.Thread(
+                    target=_closing_db(store.watch(term, timeout_seconds=timeout, then=then)),
+                    name=f"operator-{store.what.replace('@', '-')}",
+                    daemon=True,
+                )
             )
-        )
-        watchers.append(
-            threading.Thread(
-                target=_closing_db(watch_forever),
-                args=(cluster.core.list_node, self._node_changed, term),
-                kwargs={"what": f"nodes@{self.slug}", "timeout_seconds": self.config.watch_timeout_seconds},
-                name=f"operator-{self.slug}-nodes",
-                daemon=True,
-            )
-        )
         if self.config.watch_events:
             watchers.append(
                 threading.Thread(
@@ -234,6 +257,7 @@ class RegionOperator(threading.Thread):
             term.set()
             for thread in watchers:
                 thread.join(timeout=self.config.watch_timeout_seconds + 20)
+            self.stores = None
 
     def _node_changed(self, kind: str, node: dict[str, Any]) -> None:
         self._capacity_dirty.set()  # allocatable, cordons and removals change capacity
@@ -257,7 +281,7 @@ class RegionOperator(threading.Thread):
                     next_resync = time.monotonic() + self.config.resync_seconds
                 elif self._capacity_dirty.is_set() and now - last_capacity >= capacity_gap:
                     self._capacity_dirty.clear()
-                    refresh_capacity(cluster, region)
+                    refresh_capacity(cluster, region, self.stores)
                     last_capacity = time.monotonic()
                     capacity_gap = capacity_interval(self.config.capacity_min_interval, last_capacity - now)
             except Exception as exc:
@@ -271,8 +295,12 @@ class RegionOperator(threading.Thread):
             self.stop.wait(0.5)
 
     def resync(self, region: Region, cluster: Cluster) -> None:
-        """Reconcile every live instance, collect garbage, recompute capacity."""
+        """Reconcile every live instance, collect garbage, recompute capacity: from the stores the watches
+        keep (stores.py), or, outside a leadership term (the benchmarks), from one list of each kind."""
         client.VersionApi(cluster.api).get_code(_request_timeout=REQUEST_TIMEOUT)  # fail fast when down
+        watched = self.stores or stores.polled(cluster, self.slug)
+        if not watched.wait_synced(STORES_SYNC_SECONDS):
+            raise RuntimeError("the cluster's stores have not listed yet")
         self._capacity_dirty.clear()
         live = list(
             Instance.objects.filter(region_id=region.pk)
@@ -281,40 +309,82 @@ class RegionOperator(threading.Thread):
             .values_list("pk", "tenant_id")
         )
         ids = [pk for pk, _ in live]
-        seen = observed.take(cluster)
+        # One snapshot of each store for the whole pass (a polled store lists once, not per reader).
+        pods, nodes = watched.pods.snapshot(), watched.nodes.snapshot()
+        seen = observed.Observed(
+            pods={ref: pod for ref, pod in pods.items() if stores.managed(pod)},
+            services=watched.services.snapshot(),
+            nodes={name: node for (_, name), node in nodes.items()},
+        )
         # What the list shows is in place (as stamped); what it lacks is applied again below.
         applied.cache.learn(cluster.cluster_id, "Service", seen.services)
-        failed = self._refresh_namespaces(region, cluster, {tenant_id for _, tenant_id in live})
-        for start in range(0, len(ids), RESYNC_BATCH):
-            # A resync that keeps going through its batches is alive, however long the whole pass takes (a
-            # cold start of 5,000 pods took about ten minutes in docs/benchmarks.md): liveness, not speed.
-            self.went_round = time.monotonic()
-            for instance in load_instances(ids[start : start + RESYNC_BATCH]):
-                # A deposed leader stops between steps, before the server can hand its lock to a standby.
-                if self.stop.is_set() or not self.lock.lease_valid():
-                    return
-                try:
-                    reconcile(instance.pk, seen, loaded=instance)
-                except Exception as exc:
-                    failed += 1
-                    logger.warning(
-                        "region %s: reconcile %s failed: %s", self.slug, instance.pk, describe(exc)
-                    )
+        failed = self._refresh_namespaces(region, cluster, {tenant_id for _, tenant_id in live}, watched)
+        failures: list[Any] = []
+
+        def batches() -> Iterator[Instance]:
+            for start in range(0, len(ids), RESYNC_BATCH):
+                # A resync that keeps going through its batches is alive, however long the whole pass takes
+                # (a cold start of 5,000 pods took about ten minutes in docs/benchmarks.md).
+                self.went_round = time.monotonic()
+                yield from load_instances(ids[start : start + RESYNC_BATCH])
+
+        def one(instance: Instance) -> None:
+            try:
+                reconcile(instance.pk, seen, loaded=instance)
+            except Exception as exc:
+                failures.append(instance.pk)
+                logger.warning("region %s: reconcile %s failed: %s", self.slug, instance.pk, describe(exc))
+            finally:
+                release_connection()  # pooled: back to the pool between instances, for the pod workers
+
+        # Instances `resync_workers` at a time (a cold start creates that many pods at once); a deposed
+        # leader stops between instances, before the server can hand its lock to a standby.
+        workqueue.run_all(
+            batches(),
+            one,
+            workers=self.config.resync_workers,
+            name=f"operator-{self.slug}-resync",
+            should_stop=lambda: self.stop.is_set() or not self.lock.lease_valid(),
+            on_exit=lambda: connection.close(),  # each thread's own connection, at its end
+        )
+        if self.stop.is_set() or not self.lock.lease_valid():
+            return
+        failed += len(failures)
         failed += self._resync_volumes(region)
-        gc.collect(cluster, region, known_tenants_only=self.config.gc_known_tenants_only)
-        refresh_capacity(cluster, region)
+        gc_seen = gc.Seen(
+            pods=list(seen.pods.values()),
+            services=list(seen.services.values()),
+            namespaces=list(watched.namespaces.snapshot().values()),
+        )
+        gc.collect(cluster, region, known_tenants_only=self.config.gc_known_tenants_only, seen=gc_seen)
+        _write_capacity(region, list(nodes.values()), list(pods.values()))
         logger.debug("region %s: resynced %d instances (%d failed)", self.slug, len(ids), failed)
 
-    def _refresh_namespaces(self, region: Region, cluster: Cluster, tenant_ids: set[Any]) -> int:
-        """Apply the namespace objects of every tenant with live instances here, whatever this process
-        remembers (restores deleted or edited guard rails); once per tenant, not per instance."""
+    def _refresh_namespaces(
+        self, region: Region, cluster: Cluster, tenant_ids: set[Any], watched: ClusterStores
+    ) -> int:
+        """The namespace objects of every tenant with live instances here, once per tenant: applied when one
+        is missing or differs from what is due (tenant_namespaces.py), or, without stores of those kinds,
+        whatever this process remembers. Returns the failures."""
         failed = 0
-        tenants = Tenant.objects.filter(pk__in=tenant_ids).exclude(status=TenantStatus.CLOSED)
+        stamps = watched.namespace_objects_snapshot() if watched.knows_namespace_objects() else None
+        gpu_types = list(GpuType.objects.all())
+        tenants = (
+            Tenant.objects.filter(pk__in=tenant_ids)
+            .exclude(status=TenantStatus.CLOSED)
+            .prefetch_related("gpu_quotas")
+        )
+        self.namespaces_applied = 0
         for tenant in tenants.order_by("pk"):
             if self.stop.is_set():
                 break
             try:
+                if stamps is not None and tenant_namespaces.current(
+                    tenant_namespaces.due(tenant, region, gpu_types), stamps
+                ):
+                    continue
                 ensure_tenant_namespace(cluster, tenant, region, refresh=True)
+                self.namespaces_applied += 1
             except Exception as exc:
                 failed += 1
                 logger.warning("region %s: namespace of %s failed: %s", self.slug, tenant.slug, describe(exc))

@@ -21,7 +21,7 @@ from apps.instances.states import Observation, State
 from apps.operator import applied, concurrently, host_keys, manifests, names, observe
 from apps.operator.client import api_client
 from apps.operator.cluster import Cluster
-from apps.operator.observed import Observed
+from apps.operator.observed import Lookup, Observed
 from apps.operator.specs import (
     InstancePodSpec,
     claim_spec_for,
@@ -86,15 +86,18 @@ def ensure_tenant_namespace(
 
 
 def _connection(
-    cluster: Cluster, instance: Instance, spec: InstancePodSpec, pod: dict[str, Any], seen: Observed | None
+    cluster: Cluster, instance: Instance, spec: InstancePodSpec, pod: dict[str, Any], seen: Lookup | None
 ) -> dict[str, Any]:
-    service = (seen.service if seen else cluster.recent_service)(spec.namespace, spec.name) or {}
+    """From the stores or the resync's lists (`seen`); what they lack (a Service applied a moment ago by
+    another process) is read, once per process and object (recent.py)."""
+    found = seen.service(spec.namespace, spec.name) if seen else None
+    service = found or cluster.recent_service(spec.namespace, spec.name) or {}
     ports = (service.get("spec") or {}).get("ports") or []
     port = next((p.get("nodePort") for p in ports if p.get("nodePort")), None)
     host = instance.region.ssh_host or None
     node_name = (pod.get("spec") or {}).get("nodeName")
     if host is None and node_name:
-        node = (seen.node if seen else cluster.recent_node)(node_name) or {}
+        node = (seen.node(node_name) if seen else None) or cluster.recent_node(node_name) or {}
         addresses = {
             a.get("type"): a.get("address") for a in (node.get("status") or {}).get("addresses") or []
         }
@@ -112,9 +115,10 @@ def record_pod(
     pod: dict[str, Any],
     cluster: Cluster,
     spec: InstancePodSpec,
-    seen: Observed | None = None,
+    seen: Lookup | None = None,
 ) -> None:
-    """Turn what the pod shows into an observation of the instance (no-op when nothing changed)."""
+    """Turn what the pod shows into an observation of the instance (no-op when nothing changed). Becoming
+    running, the common case, is one UPDATE and its timeline line (services.instance_observe_running)."""
     reading = observe.read_pod(pod, now=timezone.now())
     if reading.observation is None:
         return
@@ -124,6 +128,8 @@ def record_pod(
         # Still running, perhaps on a new pod on another node: keep the ssh command true.
         if connection and connection != instance.connection:
             services.instance_update_connection(instance_id=instance.pk, connection=connection)
+        return
+    if ready and services.instance_observe_running(instance=instance, connection=connection):
         return
     if reading.observation == Observation.POD_READY and instance.state == State.PENDING:
         services.instance_observe(instance_id=instance.pk, observation=Observation.POD_CREATED)

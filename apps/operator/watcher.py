@@ -33,6 +33,7 @@ from apps.operator import names, workqueue
 from apps.operator.backoff import Backoff
 from apps.operator.cluster import Cluster
 from apps.operator.gc import list_json
+from apps.operator.observed import Lookup
 from apps.operator.reconciler import RUN_STATES, load_instance, reconcile, record_pod
 from apps.operator.specs import spec_from_instance
 
@@ -51,23 +52,33 @@ def describe(exc: BaseException) -> str:
 
 def watch_forever(
     list_fn: Any,
-    handle: Handler,
+    handle: Handler | None,
     stop: threading.Event,
     *,
     what: str,
     timeout_seconds: int = 30,
     resource_version: str | None = None,
+    on_list: Callable[[list[dict[str, Any]]], None] | None = None,
+    on_event: Handler | None = None,
+    on_forbidden: Callable[[bool], None] | None = None,
     **selectors: Any,
 ) -> None:
     """Runs until `stop` is set. `resource_version` resumes a watch (None: list first); `selectors` are
-    passed to the list call (label_selector, field_selector, namespace for namespaced lists)."""
+    passed to the list call (label_selector, field_selector, namespace for namespaced lists). `on_list`
+    receives every list's items before they are delivered (a store replaces its contents: stores.py),
+    `on_event` every event before it is (the store keeps it), on the watch's own thread; `handle` may be None;
+    `on_forbidden`, if given, is called and the loop returns when the credential may not list (True) or may
+    list but not watch (False): the store then knows it must be listed when read, or cannot be."""
     backoff = Backoff()
     while not stop.is_set():
         try:
             if not resource_version:
                 listing = list_json(list_fn, **selectors)
+                if on_list is not None:
+                    on_list(listing.get("items") or [])
                 for item in listing.get("items") or []:
-                    _deliver(handle, "ADDED", item, what, measured=False)
+                    if handle is not None:
+                        _deliver(handle, "ADDED", item, what, measured=False)
                 resource_version = (listing.get("metadata") or {}).get("resourceVersion")
                 logger.debug("%s: listed, watching from %s", what, resource_version)
             stream = watch.Watch()
@@ -83,7 +94,9 @@ def watch_forever(
                 version = (obj.get("metadata") or {}).get("resourceVersion")
                 if version:
                     resource_version = version
-                if event["type"] != "BOOKMARK":
+                if event["type"] in ("ADDED", "MODIFIED", "DELETED") and on_event is not None:
+                    on_event(event["type"], obj)
+                if event["type"] != "BOOKMARK" and handle is not None:
                     _deliver(handle, event["type"], obj, what)
                 if stop.is_set():
                     stream.stop()
@@ -94,6 +107,10 @@ def watch_forever(
                 logger.info("%s: resourceVersion gone (410), listing again", what)
                 resource_version = None
                 continue
+            if exc.status == 403 and on_forbidden is not None:
+                logger.warning("%s: %s is forbidden", what, "the watch" if resource_version else "the list")
+                on_forbidden(not resource_version)
+                return
             logger.warning("%s: %s; retrying with backoff", what, describe(exc))
             backoff.wait(stop)
         except Exception as exc:
@@ -198,8 +215,16 @@ def _instance_id(text: str | None) -> uuid.UUID | None:
 
 
 class PodHandler:
-    def __init__(self, region_id: Any, cluster: Cluster, on_change: Callable[[], None] = lambda: None):
-        self.region_id, self.cluster, self.on_change = region_id, cluster, on_change
+    """`lookup`: where the leader's stores are (operator_loop), to read a Service or node from, not GET."""
+
+    def __init__(
+        self,
+        region_id: Any,
+        cluster: Cluster,
+        on_change: Callable[[], None] = lambda: None,
+        lookup: Callable[[], Lookup | None] = lambda: None,
+    ):
+        self.region_id, self.cluster, self.on_change, self.lookup = region_id, cluster, on_change, lookup
 
     def __call__(self, kind: str, pod: dict[str, Any]) -> None:
         meta = pod.get("metadata") or {}
@@ -219,7 +244,7 @@ class PodHandler:
         annotations = meta.get("annotations") or {}
         current = annotations.get(names.GENERATION_KEY) == str(instance.generation)
         if runs and (current or instance.state == State.RUNNING):
-            record_pod(instance, pod, self.cluster, spec_from_instance(instance))
+            record_pod(instance, pod, self.cluster, spec_from_instance(instance), self.lookup())
         else:
             reconcile(instance.pk)
 

@@ -10,13 +10,16 @@ everyone else's. Here, as in client-go's workqueue:
 - a key is handed to one worker at a time, so one instance's events are never handled out of order or
   concurrently; an event for a key being handled waits until that worker is done, then queues again;
 - the queue holds at most one event per key, so its size is bounded by the number of pods.
+
+`run_all` is the resync's bounded concurrency: a cold start with thousands of pending instances creates
+their pods `workers` at a time, not one after another (operator_loop.RegionOperator.resync).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 Event = tuple[Any, ...]  # the arguments of one call of the handler
@@ -70,3 +73,38 @@ def work(queue: KeyedQueue, handle: Callable[..., None], stop: threading.Event) 
             handle(*event)
         finally:
             queue.done(key)
+
+
+def run_all(
+    items: Iterable[Any],
+    handle: Callable[[Any], None],
+    *,
+    workers: int,
+    name: str,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_exit: Callable[[], None] = lambda: None,
+) -> None:
+    """Handle every item of `items` on `workers` threads, at most that many at once, and return when all are
+    handled or `should_stop()` (checked before each item). `items` is read under a lock, so it may be a
+    generator that loads lazily; `handle` must not raise. Each thread calls `on_exit` once as it ends (to
+    hand its database connection back)."""
+    lock = threading.Lock()
+    source: Iterator[Any] = iter(items)
+    done = object()
+
+    def work() -> None:
+        try:
+            while not should_stop():
+                with lock:
+                    item = next(source, done)
+                if item is done:
+                    return
+                handle(item)
+        finally:
+            on_exit()
+
+    threads = [threading.Thread(target=work, name=f"{name}-{i}", daemon=True) for i in range(max(1, workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()

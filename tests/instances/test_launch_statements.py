@@ -35,9 +35,9 @@ from tests.support.factories import volume_row
 pytestmark = pytest.mark.django_db
 
 # The API launch below (token auth, one SSH key, no Idempotency-Key), statements sent to PostgreSQL
-# including the savepoints of the test's own transaction. Measured: 33 before issue 20, 25 after, plus the two
-# NOTIFYs (the operator's wake-up and the state for waiting clients, apps/core/notify.py) that PostgreSQL sends
-# at commit.
+# including the savepoints of the test's own transaction. Measured: 33 before issue 20, 25 after, plus the
+# two NOTIFYs (the operator's wake-up and the state for waiting clients, apps/core/notify.py) that
+# PostgreSQL sends at commit.
 LAUNCH_STATEMENTS = 27
 _ids = itertools.count()
 

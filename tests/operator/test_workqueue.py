@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from apps.operator.workqueue import KeyedQueue, work
+from apps.operator.workqueue import KeyedQueue, run_all, work
 
 JOIN_TIMEOUT = 30.0  # bound for a hung worker, not a performance assertion
 
@@ -76,3 +76,28 @@ def test_workers_never_handle_one_key_twice_at_once_and_end_on_the_newest_event(
     assert not overlaps
     assert last == dict.fromkeys("abcde", 199)
     assert handled < 1000  # events that waited behind a newer one were skipped
+
+
+def test_run_all_handles_every_item_with_at_most_workers_at_once() -> None:
+    lock = threading.Lock()
+    in_flight, most, handled, exits = [0], [0], [], []
+
+    def handle(item: int) -> None:
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        time.sleep(0.02)  # long enough for the others to start theirs
+        with lock:
+            in_flight[0] -= 1
+            handled.append(item)
+
+    run_all((i for i in range(40)), handle, workers=8, name="test", on_exit=lambda: exits.append(1))
+    assert sorted(handled) == list(range(40))
+    assert most[0] == 8  # concurrent, and bounded
+    assert len(exits) == 8  # each thread handed its resources back once
+
+
+def test_run_all_stops_between_items_when_asked() -> None:
+    handled: list[int] = []
+    run_all(range(100), handled.append, workers=2, name="test", should_stop=lambda: len(handled) >= 5)
+    assert 5 <= len(handled) < 100

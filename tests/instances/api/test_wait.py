@@ -147,9 +147,13 @@ def test_waiters_are_bounded(owner: Actor, running: Instance, settings: Any, lat
 def test_a_change_between_the_read_and_the_wait_is_not_lost(running: Instance) -> None:
     """The state is read after LISTEN: a change committed right after the read still wakes the waiter."""
 
+    def stop_in_own_connection() -> None:
+        _stop_fully(running.pk)
+        connection.close()
+
     def read_then_change() -> str | None:
         state = Instance.objects.filter(pk=running.pk).values_list("state", flat=True).first()
-        changer = threading.Thread(target=lambda: (_stop_fully(running.pk), connection.close()))
+        changer = threading.Thread(target=stop_in_own_connection)
         changer.start()
         changer.join()
         return state

@@ -42,6 +42,12 @@ class Command(BaseCommand):
             default=4,
             help="Threads reconciling instances as their changes commit (LISTEN/NOTIFY), per region.",
         )
+        parser.add_argument(
+            "--resync-workers",
+            type=_positive,
+            default=8,
+            help="Instances a resync reconciles at once per region (pod creations in flight).",
+        )
         parser.add_argument("--no-events", action="store_true", help="Do not copy Kubernetes Events.")
         parser.add_argument(
             "--gc-unknown-tenants",
@@ -57,6 +63,7 @@ class Command(BaseCommand):
             watch_timeout_seconds=options["watch_timeout_seconds"],
             pod_workers=options["pod_workers"],
             change_workers=options["change_workers"],
+            resync_workers=options["resync_workers"],
             watch_events=not options["no_events"],
             gc_known_tenants_only=not options["gc_unknown_tenants"],
         )

@@ -1,0 +1,110 @@
+"""Recording `running` (reconciler.record_pod, as the PodHandler calls it with the leader's stores): one
+conditional UPDATE and the timeline line, no second read of the instance, no GET of its Service or node.
+
+The pod and the Service are JSON as the apiserver sends it; the cluster behind `Cluster` is an address where
+nothing listens, so any request it were asked to make would fail the test (the stores are what answer)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from kubernetes import client
+
+from apps.instances.models import Instance, InstanceEvent
+from apps.operator.cluster import Cluster
+from apps.operator.observed import Observed
+from apps.operator.reconciler import load_instance, record_pod
+from apps.operator.specs import spec_from_instance
+from tests.conftest import Actor
+
+pytestmark = pytest.mark.django_db
+
+NODE_PORT = 31022
+
+
+def nowhere() -> Cluster:
+    configuration = client.Configuration()
+    configuration.host = "https://127.0.0.1:9"  # the discard port: nothing answers
+    return Cluster(client.ApiClient(configuration))
+
+
+def ready_pod(namespace: str, name: str, started: Any) -> dict[str, Any]:
+    stamp = started.isoformat().replace("+00:00", "Z")
+    return {
+        "metadata": {"namespace": namespace, "name": name, "creationTimestamp": stamp},
+        "spec": {"nodeName": "gpu-node-1"},
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}],
+            "containerStatuses": [{"name": "main", "state": {"running": {"startedAt": stamp}}}],
+        },
+    }
+
+
+def stores_with_service(namespace: str, name: str) -> Observed:
+    service = {
+        "metadata": {"namespace": namespace, "name": name, "uid": "u"},
+        "spec": {"type": "NodePort", "ports": [{"name": "ssh", "port": 22, "nodePort": NODE_PORT}]},
+    }
+    node = {
+        "metadata": {"name": "gpu-node-1"},
+        "status": {"addresses": [{"type": "InternalIP", "address": "10.1.2.3"}]},
+    }
+    return Observed(services={(namespace, name): service}, nodes={"gpu-node-1": node})
+
+
+def test_recording_running_is_one_update_and_its_event(make_instance: Any, tenant_owner: Actor) -> None:
+    started = timezone.now().replace(microsecond=0) - timedelta(seconds=30)
+    made = make_instance(
+        tenant_owner.tenant, created_by=tenant_owner.user, state="starting", billing_since=started
+    )
+    instance = load_instance(made.pk)
+    assert instance is not None
+    spec = spec_from_instance(instance)
+    pod = ready_pod(spec.namespace, spec.name, started)
+    seen = stores_with_service(spec.namespace, spec.name)
+
+    with CaptureQueriesContext(connection) as queries:
+        record_pod(instance, pod, nowhere(), spec, seen)
+
+    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(statements) == 2, statements
+    assert statements[0].startswith("UPDATE") and "WHERE" in statements[0]  # the conditional UPDATE
+    assert statements[1].startswith("INSERT") and "instances_instanceevent" in statements[1]
+    row = Instance.objects.get(pk=made.pk)
+    assert row.state == "running" and row.running_since is not None
+    assert row.billing_since == started  # the clock the container's start set goes on
+    assert row.connection["port"] == NODE_PORT  # from the Service in the stores
+    assert row.connection["host"] == (instance.region.ssh_host or "10.1.2.3")
+    event = InstanceEvent.objects.get(instance_id=made.pk, name="pod_ready")
+    assert (event.from_state, event.to_state, event.billable) == ("starting", "running", True)
+
+
+def test_an_instance_that_moved_on_since_it_was_read_is_left_alone(
+    make_instance: Any, tenant_owner: Actor
+) -> None:
+    started = timezone.now().replace(microsecond=0) - timedelta(seconds=30)
+    made = make_instance(
+        tenant_owner.tenant, created_by=tenant_owner.user, state="starting", billing_since=started
+    )
+    instance = load_instance(made.pk)
+    assert instance is not None
+    spec = spec_from_instance(instance)
+    # Failed by another worker (say the not-ready timer) after this one read the row.
+    Instance.objects.filter(pk=made.pk).update(state="failed", billing_since=None)
+
+    record_pod(
+        instance,
+        ready_pod(spec.namespace, spec.name, started),
+        nowhere(),
+        spec,
+        stores_with_service(spec.namespace, spec.name),
+    )
+
+    assert Instance.objects.get(pk=made.pk).state == "failed"
+    assert not InstanceEvent.objects.filter(instance_id=made.pk, name="pod_ready").exists()
