@@ -492,6 +492,7 @@ class PaginatedInstanceEventList(TypedDict):
     next: NotRequired[str | None]
     previous: NotRequired[str | None]
     results: list[InstanceEvent]
+    count_exact: bool
 
 
 class PaginatedInstanceList(TypedDict):
@@ -499,6 +500,7 @@ class PaginatedInstanceList(TypedDict):
     next: NotRequired[str | None]
     previous: NotRequired[str | None]
     results: list[Instance]
+    count_exact: bool
 
 
 class PaginatedInstanceTypeList(TypedDict):
