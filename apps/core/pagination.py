@@ -114,13 +114,16 @@ class KeysetPagination(LimitOffsetPagination):
     whatever the cursor says), bound to the list's model and order.
 
     `count` is counted up to COUNT_CAP + 1 rows and capped: a tenant with 100,000 instances does not pay a
-    COUNT(*) over all of them on every page; `count_exact` is false when there are more.
+    COUNT(*) over all of them on every page; `count_exact` is false when there are more than COUNT_CAP.
 
     `offset` still works (clients written for LimitOffsetPagination): with it the page is read by offset
     and `next` and `previous` are offset links, as before."""
 
     cursor_query_param = "cursor"
-    COUNT_CAP = 10_000
+    # Counting is the one cost of a page that grows with the list: up to the cap it is a walk of the same
+    # index as the page (about 1.5 us an entry), so 10,000 would cost a 100,000-instance tenant ~15 ms a
+    # request, 1,000 ~1.5 ms. Past 1,000 a client wants a filter, not a number.
+    COUNT_CAP = 1_000
 
     def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any] | None:
         self.request = request
@@ -132,7 +135,9 @@ class KeysetPagination(LimitOffsetPagination):
             raise InvalidInput(message, fields={self.cursor_query_param: [message]})
         position, backward = self._decode(token, queryset.model) if token is not None else (None, False)
         ordered = queryset.order_by(*(key.term for key in self.keys))
-        capped = ordered.order_by().values("pk")[: self.COUNT_CAP + 1].count()
+        # In the list's order: PostgreSQL then counts along the index that serves the page (the partial
+        # index of live instances, say) instead of picking another and filtering the tenant's history.
+        capped = ordered.values("pk")[: self.COUNT_CAP + 1].count()
         self.count, self.count_exact = min(capped, self.COUNT_CAP), capped <= self.COUNT_CAP
         self.by_offset = self.offset_query_param in request.query_params
         if self.by_offset:
