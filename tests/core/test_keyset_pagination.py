@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from apps.catalog.models import InstanceType, Region
 from apps.core.pagination import CURSOR_SALT, KeysetPagination
-from apps.instances.models import Instance, frozen_terms
+from apps.instances.models import Instance, InstanceEvent, frozen_terms
 
 pytestmark = pytest.mark.django_db
 
@@ -257,3 +257,20 @@ def test_the_page_and_the_count_walk_the_live_instances_index(owner, make_actor,
             cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}")
             plan = json.dumps(cursor.fetchone()[0])
         assert "instance_tenant_live_order_idx" in plan, plan
+
+
+def test_an_instances_events_page_by_cursor_oldest_first(owner, catalog):
+    _bulk(owner, 1)
+    instance = Instance.objects.get(tenant=owner.tenant)
+    at = timezone.now()
+    InstanceEvent.objects.bulk_create(
+        InstanceEvent(instance=instance, kind="system", name=f"e{i}", created_at=at) for i in range(7)
+    )
+    client, url = owner.token_client(), owner.url(f"/instances/{instance.pk}/events")
+    names, body = [], client.get(url, {"limit": "3"}).json()
+    names += [event["name"] for event in body["results"]]
+    while body["next"]:
+        assert "cursor=" in body["next"]
+        body = client.get(body["next"]).json()
+        names += [event["name"] for event in body["results"]]
+    assert names == [f"e{i}" for i in range(7)]  # one created_at: the id keeps them in the order written
