@@ -457,6 +457,7 @@ class PaginatedAuditEventList(TypedDict):
     next: NotRequired[str | None]
     previous: NotRequired[str | None]
     results: list[AuditEvent]
+    count_exact: bool
 
 
 class PaginatedBucketList(TypedDict):
@@ -564,6 +565,7 @@ class PaginatedVolumeList(TypedDict):
     next: NotRequired[str | None]
     previous: NotRequired[str | None]
     results: list[Volume]
+    count_exact: bool
 
 
 class PatchedInstanceRenameRequest(TypedDict):

@@ -16,9 +16,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from apps.audit.services import audit_record
 from apps.catalog.models import InstanceType, Region
 from apps.core.pagination import CURSOR_SALT, KeysetPagination
 from apps.instances.models import Instance, InstanceEvent, frozen_terms
+from tests.support.factories import volume_row
 
 pytestmark = pytest.mark.django_db
 
@@ -274,3 +276,36 @@ def test_an_instances_events_page_by_cursor_oldest_first(owner, catalog):
         body = client.get(body["next"]).json()
         names += [event["name"] for event in body["results"]]
     assert names == [f"e{i}" for i in range(7)]  # one created_at: the id keeps them in the order written
+
+
+def _audit_events(actor: Any, n: int) -> None:
+    for i in range(n):
+        audit_record(actor=actor.user, action="test.event", tenant=actor.tenant, changes={"i": i})
+
+
+def _volumes(actor: Any, n: int) -> None:
+    for i in range(n):
+        volume_row(actor.tenant, name=f"vol-{i}", size_gib=10 + i % 3)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "make", "ordering"),
+    [
+        ("/audit-events", _audit_events, None),
+        ("/volumes", _volumes, "size_gib"),
+        ("/volumes", _volumes, None),
+    ],
+)
+def test_the_audit_log_and_volumes_page_by_cursor(owner, catalog, suffix, make, ordering):
+    make(owner, 7)
+    client, url = owner.token_client(), owner.url(suffix)
+    params = {"limit": "3", **({"ordering": ordering} if ordering else {})}
+    everything = client.get(url, {**params, "limit": "200"}).json()["results"]
+    body = client.get(url, params).json()
+    walked = list(body["results"])
+    while body["next"]:
+        assert "cursor=" in body["next"]
+        body = client.get(body["next"]).json()
+        walked += body["results"]
+    assert [row["id"] for row in walked] == [row["id"] for row in everything]
+    assert len(walked) >= 7 and body["count_exact"] is True
