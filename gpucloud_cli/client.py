@@ -217,17 +217,20 @@ class Client:
         return self.call(method, path, **kwargs)[0]
 
     def _list(self, path: str, params: dict[str, Any] | None = None) -> list[Any]:
-        """Every page of a paginated list."""
+        """Every page of a paginated list, following each page's `next` link: a cursor on the lists that page
+        by position (no row missed or repeated when rows are added between pages), an offset on the others."""
         items: list[Any] = []
-        offset = 0
+        query: dict[str, Any] = {**(params or {}), "limit": PAGE}
         while True:
-            page = self.request("GET", path, params={**(params or {}), "limit": PAGE, "offset": offset})
+            page = self.request("GET", path, params=query)
             if not isinstance(page, dict) or "results" not in page:
                 return list(page or [])
             items.extend(page["results"])
             if not page.get("next") or not page["results"]:
                 return items
-            offset += len(page["results"])
+            # The link carries the filters, the limit and the position; the path stays ours (the server
+            # may sit behind a proxy that rewrites its host).
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(page["next"]).query, keep_blank_values=True)
 
     def _create(self, path: str, body: Any, idempotency_key: str | None = None) -> Any:
         return self.request("POST", path, body=body, idempotency_key=idempotency_key or new_idempotency_key())

@@ -457,6 +457,7 @@ class PaginatedAuditEventList(TypedDict):
     next: NotRequired[str | None]
     previous: NotRequired[str | None]
     results: list[AuditEvent]
+    count_exact: bool
 
 
 class PaginatedBucketList(TypedDict):
@@ -492,6 +493,7 @@ class PaginatedInstanceEventList(TypedDict):
     next: NotRequired[str | None]
     previous: NotRequired[str | None]
     results: list[InstanceEvent]
+    count_exact: bool
 
 
 class PaginatedInstanceList(TypedDict):
@@ -499,6 +501,7 @@ class PaginatedInstanceList(TypedDict):
     next: NotRequired[str | None]
     previous: NotRequired[str | None]
     results: list[Instance]
+    count_exact: bool
 
 
 class PaginatedInstanceTypeList(TypedDict):
@@ -562,6 +565,7 @@ class PaginatedVolumeList(TypedDict):
     next: NotRequired[str | None]
     previous: NotRequired[str | None]
     results: list[Volume]
+    count_exact: bool
 
 
 class PatchedInstanceRenameRequest(TypedDict):

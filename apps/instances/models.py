@@ -100,7 +100,14 @@ class Instance(models.Model):
         ]
         indexes = [
             models.Index(fields=["tenant", "state"]),
-            models.Index(fields=["tenant", "-created_at"]),
+            # The list's keyset order (apps/core/pagination.py): every instance, and the live ones the list
+            # shows by default, so a tenant's terminated history is not scanned past.
+            models.Index(fields=["tenant", "-created_at", "id"], name="instance_tenant_order_idx"),
+            models.Index(
+                fields=["tenant", "-created_at", "id"],
+                condition=~Q(state=State.TERMINATED),
+                name="instance_tenant_live_order_idx",
+            ),
             models.Index(
                 fields=["state"], condition=~Q(state=State.TERMINATED), name="instance_live_state_idx"
             ),

@@ -10,6 +10,7 @@ from apps.accounts.acting import acting_user
 from apps.core import filters, request_context
 from apps.core.errors import InvalidInput
 from apps.core.idempotency import idempotent
+from apps.core.pagination import KeysetPagination
 from apps.instances import selectors, services, waiting
 from apps.instances.api.serializers import (
     InstanceEventSerializer,
@@ -51,6 +52,7 @@ class InstanceListView(TenantAPIView):
     serializer_class = InstanceSerializer
     filterset_class = InstanceFilter
     ordering_fields = ["created_at", "name", "state"]
+    pagination_class = KeysetPagination  # a tenant's instances grow with its history: no deep offsets
 
     def get_queryset(self) -> QuerySet[Instance]:
         return selectors.instances_for_api(tenant=self.tenant)
@@ -264,6 +266,7 @@ class InstanceEventListView(InstanceObjectMixin):
     permission_map = {"GET": Perm.INSTANCES_READ}
     serializer_class = InstanceEventSerializer  # type: ignore[assignment]
     ordering_fields = ["created_at"]
+    pagination_class = KeysetPagination
 
     def get_events(self) -> QuerySet[InstanceEvent]:
         return selectors.events_of(instance=self.get_object())

@@ -9,6 +9,7 @@ from apps.accounts.acting import acting_user
 from apps.core import filters
 from apps.core.errors import InvalidInput
 from apps.core.idempotency import idempotent
+from apps.core.pagination import KeysetPagination
 from apps.storage import selectors, services
 from apps.storage.api.serializers import VolumeCreateSerializer, VolumeSerializer, VolumeUpdateSerializer
 from apps.storage.models import Volume, VolumeState
@@ -43,6 +44,7 @@ class VolumeListView(TenantAPIView):
     serializer_class = VolumeSerializer
     filterset_class = VolumeFilter
     ordering_fields = ["created_at", "name", "size_gib"]
+    pagination_class = KeysetPagination
 
     def get_queryset(self) -> QuerySet[Volume]:
         return selectors.volumes_of(tenant=self.tenant)

@@ -11,6 +11,7 @@ from apps.audit.api.serializers import AuditEventSerializer
 from apps.audit.models import AuditEvent
 from apps.audit.selectors import audit_events_of
 from apps.core import filters
+from apps.core.pagination import KeysetPagination
 from apps.tenants.api.base import TenantAPIView
 from apps.tenants.roles import Perm
 
@@ -44,6 +45,7 @@ class AuditEventListView(TenantAPIView):
     serializer_class = AuditEventSerializer
     filterset_class = AuditEventFilter
     ordering_fields = ["created_at"]
+    pagination_class = KeysetPagination  # append-only, grows with the tenant's history
 
     def get_queryset(self) -> QuerySet[AuditEvent]:
         return audit_events_of(tenant=self.tenant)
