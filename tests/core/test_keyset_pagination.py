@@ -239,6 +239,9 @@ def test_queries_per_request_are_constant(owner, make_actor, catalog):
     assert len(set(counts.values())) == 1, counts
 
 
+LIVE_INDEXES = ("instance_tenant_live_order_idx", "instance_quota_rows_idx")
+
+
 def test_the_page_and_the_count_walk_the_live_instances_index(owner, make_actor, catalog):
     """A tenant whose history is mostly terminated instances, among others with live ones: the default
     list (live only) reads the page and the count along the partial index of the tenant's live instances
@@ -258,7 +261,9 @@ def test_the_page_and_the_count_walk_the_live_instances_index(owner, make_actor,
         with connection.cursor() as cursor:
             cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}")
             plan = json.dumps(cursor.fetchone()[0])
-        assert "instance_tenant_live_order_idx" in plan, plan
+        # Either partial index that leaves terminated rows out (the planner picks by its statistics; the
+        # admission's instance_quota_rows_idx also excludes them), never the tenant's whole history.
+        assert any(index in plan for index in LIVE_INDEXES), plan
 
 
 def test_an_instances_events_page_by_cursor_oldest_first(owner, catalog):
