@@ -443,6 +443,9 @@ def _known_hosts_file(line: str) -> Path:
     return path
 
 
+SSH_CONNECTION_ATTEMPTS = 10
+
+
 def ssh(ctx: Context) -> int:
     instance = ctx.client.find_instance(ctx.args.instance)
     command = (instance.get("connection") or {}).get("ssh_command")
@@ -460,6 +463,11 @@ def ssh(ctx: Context) -> int:
         # (the user's ~/.ssh/known_hosts is left alone; a host key that changed is refused, not trusted).
         checked = f"UserKnownHostsFile={_known_hosts_file(known)}"
         argv[1:1] = ["-o", checked, "-o", "StrictHostKeyChecking=yes"]
+    if not any("ConnectionAttempts" in arg for arg in extra):
+        # `running` means the SSH server in the container answers its probe; the node's port forwarding
+        # (kube-proxy) may follow a moment later, and a client that waited with ?wait=running is there at
+        # once: ssh itself retries a refused connection, once a second (docs/cli.md, `ssh`).
+        argv[1:1] = ["-o", f"ConnectionAttempts={SSH_CONNECTION_ATTEMPTS}"]
     argv += extra[1:] if extra[:1] == ["--"] else extra
     if ctx.opt("print_only"):
         ctx.print(shlex.join(argv))

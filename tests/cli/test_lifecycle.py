@@ -64,13 +64,19 @@ def test_login_launch_wait_ls_ssh_stop_start_restart_terminate(
     cli.ok(
         "ssh", "cli-train", "--", "-o", "StrictHostKeyChecking=no", PATH=f"{tmp_path / 'bin'}:/usr/bin:/bin"
     )
-    assert record.read_text().split("\n")[:-1] == [*ssh_command.split()[1:], "-o", "StrictHostKeyChecking=no"]
+    attempts = ["-o", "ConnectionAttempts=10"]  # a refused connection is retried while kube-proxy catches up
+    assert record.read_text().split("\n")[:-1] == [
+        *attempts,
+        *ssh_command.split()[1:],
+        "-o",
+        "StrictHostKeyChecking=no",
+    ]
     # Without host key options of the user's own, the API's known_hosts line is checked strictly, from a file
     # of the CLI's (the user's ~/.ssh/known_hosts is not touched).
     known_hosts = cli.home / ".config" / "gpucloud" / "known_hosts"
     cli.ok("ssh", "cli-train", "--", "true", PATH=f"{tmp_path / 'bin'}:/usr/bin:/bin")
     assert record.read_text().split("\n")[:-1] == [
-        "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
+        *attempts, "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
         *ssh_command.split()[1:], "true",
     ]  # fmt: skip
     assert known_hosts.read_text() == instance["connection"]["known_hosts"] + "\n"
