@@ -239,13 +239,17 @@ def test_queries_per_request_are_constant(owner, make_actor, catalog):
     assert len(set(counts.values())) == 1, counts
 
 
-LIVE_INDEXES = ("instance_tenant_live_order_idx", "instance_quota_rows_idx")
+# The partial indexes that leave terminated rows out. On a settled table the planner takes
+# instance_tenant_live_order_idx; in the full suite the table carries the dead rows of earlier tests'
+# rolled-back inserts, its estimates change, and it has taken the other two. Any of them keeps the tenant's
+# terminated history out of the list's reads; the full order index or a table scan would not.
+LIVE_INDEXES = ("instance_tenant_live_order_idx", "instance_quota_rows_idx", "instance_live_state_idx")
 
 
 def test_the_page_and_the_count_walk_the_live_instances_index(owner, make_actor, catalog):
     """A tenant whose history is mostly terminated instances, among others with live ones: the default
-    list (live only) reads the page and the count along the partial index of the tenant's live instances
-    in the list's order (migration 0005), without visiting its terminated rows."""
+    list (live only) reads the page and the count along a partial index of live instances (migration 0006
+    adds the one in the list's order), without visiting the tenant's terminated rows."""
     _bulk(make_actor(), 5_000)
     _bulk(owner, 6_000, state="terminated")
     _bulk(owner, 300, start=10_000)
@@ -261,9 +265,8 @@ def test_the_page_and_the_count_walk_the_live_instances_index(owner, make_actor,
         with connection.cursor() as cursor:
             cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}")
             plan = json.dumps(cursor.fetchone()[0])
-        # Either partial index that leaves terminated rows out (the planner picks by its statistics; the
-        # admission's instance_quota_rows_idx also excludes them), never the tenant's whole history.
         assert any(index in plan for index in LIVE_INDEXES), plan
+        assert "instance_tenant_order_idx" not in plan, plan
 
 
 def test_an_instances_events_page_by_cursor_oldest_first(owner, catalog):
