@@ -13,7 +13,8 @@ from django.conf import settings
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import DateTimeRangeField, RangeOperators
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 AMOUNT_PLACES = Decimal("0.000001")
@@ -69,7 +70,12 @@ class UsageRecord(models.Model):
 
     class Meta:
         ordering = ["tenant", "period"]
-        indexes = [models.Index(fields=["tenant", "created_at"]), models.Index(fields=["resource_id"])]
+        indexes = [
+            models.Index(fields=["tenant", "created_at"]),
+            models.Index(fields=["resource_id"]),
+            # The wallet read after a snapshot: the tenant's rows that ended after its cutoff.
+            models.Index(F("tenant"), Upper("period"), name="usage_tenant_period_end_idx"),
+        ]
         constraints = [
             ExclusionConstraint(
                 name="usage_no_overlap_per_resource_meter",
@@ -208,3 +214,34 @@ class BudgetAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id}:{self.month:%Y-%m}:{self.threshold}%"
+
+
+class WalletSnapshot(models.Model):
+    """The tenant's wallet draw-down at an event-time cutoff, so the wallet read at admission replays only
+    what came after it (apps/billing/snapshots.py, docs/billing.md "Wallet snapshots").
+
+    It covers exactly the ledger rows whose period ended at or before `cutoff` and the grants and credit
+    reversals made by then. Every row created before `settled_before` (its computation's start less
+    BILLING_SNAPSHOT_MARGIN_SECONDS) was committed when it was computed; of the rows created since, it counts
+    the ones it holds (`recent_rows`, `recent_reversals`), so a read that finds more knows the snapshot
+    missed a late row and falls back to the full sum. A cache, rewritten by the refresh task; never edited.
+    """
+
+    tenant = models.OneToOneField(
+        "tenants.Tenant", on_delete=models.CASCADE, primary_key=True, related_name="wallet_snapshot"
+    )
+    cutoff = models.DateTimeField()
+    computed_at = models.DateTimeField()
+    settled_before = models.DateTimeField()
+    # When the chain of snapshots this one carries on from last started from the beginning (a rebuild bounds
+    # how long a row committed later than the margin allows can stay missed: BILLING_SNAPSHOT_REBUILD_HOURS).
+    rebuilt_at = models.DateTimeField()
+    # apps.billing.snapshots.state_to_json(wallet.State): per-grant remainders, debt and the totals.
+    state = models.JSONField()
+    # Ledger usage in the UTC month of `cutoff` (rows starting in it and ending by the cutoff): budgets.
+    month_spend = models.DecimalField(max_digits=20, decimal_places=6)
+    recent_rows = models.PositiveIntegerField(default=0)
+    recent_reversals = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}@{self.cutoff:%Y-%m-%dT%H:%M:%S}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import (
     Case,
+    Count,
     DateTimeField,
     DecimalField,
     F,
@@ -39,6 +41,8 @@ from apps.billing.volume_metering import SIZE_EVENTS
 from apps.instances.models import Instance
 from apps.storage.models import Volume, VolumeEvent, VolumeState
 from apps.tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
 
 ZERO = Decimal("0")
 HOUR = Decimal(3600)
@@ -227,44 +231,199 @@ def _bucket_condition(lower: datetime | None, upper: datetime | None, exact: boo
     return condition
 
 
-def wallets_of(tenants: Iterable[Tenant], now: datetime | None = None) -> dict[Any, Wallet]:
-    """The wallets of many tenants at `now`, by tenant id, in the same few queries as one (staff lists)."""
-    now = now or timezone.now()
-    tenant_ids = [t.pk for t in tenants]
-    if not tenant_ids:
-        return {}
-    accounts = {a.tenant_id: a for a in BillingAccount.objects.filter(tenant_id__in=tenant_ids)}
-    grants: dict[Any, list[wallet.Grant]] = {pk: [] for pk in tenant_ids}
+@dataclass
+class LedgerInputs:
+    """What the draw-down of one tenant needs from the database: the grants, ledger usage (summed per
+    bucket) and credit reversals to replay, from `start` (a snapshot's state) or from the beginning."""
+
+    grants: list[wallet.Grant]
+    usage: list[wallet.Usage]
+    reversals: list[wallet.Reversal]
+    start: wallet.State | None
+    month_spend: Decimal  # ledger usage that started at or after mtd_from
+    recent_rows: int = 0  # rows ending by `until` created after `settled_before` (a refresh's count)
+    recent_reversals: int = 0
+
+
+def ledger_inputs(
+    tenant_ids: Collection[Any],
+    *,
+    now: datetime,
+    mtd_from: datetime,
+    snapshots: dict[Any, Any],
+    until: datetime | None = None,
+    settled_before: datetime | None = None,
+) -> tuple[dict[Any, LedgerInputs], set[Any]]:
+    """Three queries for any number of tenants: their grants, credit reversals and ledger sums. A tenant
+    with a snapshot (WalletSnapshot) gets only what came after its cutoff; one whose snapshot turns out to
+    have missed something (a late row, a grant or reversal dated by its cutoff but written after it) is
+    returned in the second set instead, for the caller to read again without it.
+
+    `until` (a snapshot refresh) leaves out everything after it; `settled_before` then counts the rows and
+    reversals created after it that are included (WalletSnapshot.recent_rows)."""
+    starts = {t: snapshot_state(s) for t, s in snapshots.items()}
+    full = [t for t in tenant_ids if t not in snapshots]
+
+    def since(snapshot: Any) -> datetime:
+        # What a snapshot may lack: anything dated after its cutoff, or created after it was settled.
+        return min(snapshot.cutoff, snapshot.settled_before)
+
+    def recent(field: str, when: datetime | None) -> Q:
+        return Q(**{f"{field}__gt": when}) if when is not None else Q(pk__in=[])
+
+    scope = Q(tenant_id__in=full)
+    for t, snap in snapshots.items():
+        scope |= Q(tenant_id=t, created_at__gt=since(snap))
+    bound = Q(created_at__lte=until) if until is not None else Q()
+    grants: dict[Any, list[wallet.Grant]] = {t: [] for t in tenant_ids}
     for tenant_id, pk, amount, created_at, expires_at in (
-        CreditGrant.objects.filter(tenant_id__in=tenant_ids)
+        CreditGrant.objects.filter(scope & bound)
         .order_by("created_at", "pk")
         .values_list("tenant_id", "pk", "amount", "created_at", "expires_at")
     ):
         grants[tenant_id].append(wallet.Grant(str(pk), amount, created_at, expires_at))
-    reversals = reversals_of(tenant_ids)
+    reversals: dict[Any, list[wallet.Reversal]] = {t: [] for t in tenant_ids}
+    reversal_recent: dict[Any, int] = {t: 0 for t in tenant_ids}
+    for tenant_id, grant_id, amount, created_at in (
+        CreditReversal.objects.filter(scope & bound)
+        .order_by("created_at", "sequence", "pk")
+        .values_list("tenant_id", "grant_id", "amount", "created_at")
+    ):
+        reversals[tenant_id].append(wallet.Reversal(created_at, amount, str(grant_id)))
+        if settled_before is not None and created_at > settled_before:
+            reversal_recent[tenant_id] += 1
+
+    stale: set[Any] = set()
+    for t, snap in snapshots.items():
+        known = starts[t].remaining
+        if any(g.granted_at <= snap.cutoff and g.key not in known for g in grants[t]) or (
+            sum(r.at <= snap.cutoff for r in reversals[t]) > snap.recent_reversals
+        ):
+            stale.add(t)
+
     # Each ledger row falls in exactly one (tenant, bucket); the buckets are numbered across tenants so one
-    # grouped query sums them all.
+    # grouped query sums them all. A snapshot's tenant also gets a "late" bucket: rows it should hold,
+    # created after it was settled, counted against the ones it does hold.
+    horizon = until or now
     parts: dict[Any, list[tuple[int, datetime]]] = {}
+    late: dict[int, Any] = {}
     whens: list[When] = []
+    rows = Q(tenant_id__in=full)
     for tenant_id in tenant_ids:
+        snap = snapshots.get(tenant_id)
+        start = starts.get(tenant_id)
+        carried = list(start.active) if start is not None else []
         boundaries = (
             [g.granted_at for g in grants[tenant_id]]
-            + [g.expires_at for g in grants[tenant_id] if g.expires_at is not None and g.expires_at <= now]
-            + [r.at for r in reversals.get(tenant_id, [])]
+            + [
+                g.expires_at
+                for g in [*carried, *grants[tenant_id]]
+                if g.expires_at is not None and g.expires_at <= horizon
+            ]
+            + [r.at for r in reversals[tenant_id]]
+            + ([snap.cutoff] if snap is not None else [])
+            + ([until] if until is not None else [])
         )
         for lower, upper, exact, at in wallet.buckets(boundaries) or [(None, None, False, now)]:
+            if snap is not None and (
+                lower is None or lower < snap.cutoff or (exact and lower == snap.cutoff)
+            ):
+                continue  # held by the snapshot
+            if until is not None and lower is not None and (lower > until or (lower == until and not exact)):
+                continue  # after the refresh's cutoff
             number = len(whens)
             whens.append(When(Q(tenant_id=tenant_id) & _bucket_condition(lower, upper, exact), then=number))
             parts.setdefault(tenant_id, []).append((number, at))
-    mtd_from = month_start(now)
+        if snap is not None:
+            number = len(whens)
+            missed = Q(
+                tenant_id=tenant_id, period__endswith__lte=snap.cutoff, created_at__gt=snap.settled_before
+            )
+            whens.append(When(missed, then=number))
+            late[number] = tenant_id
+            rows |= Q(tenant_id=tenant_id) & (
+                Q(period__endswith__gt=snap.cutoff) | Q(created_at__gt=snap.settled_before)
+            )
+    if until is not None:
+        rows &= Q(period__endswith__lte=until)
     sums = {
         row["bucket"]: row
-        for row in UsageRecord.objects.filter(tenant_id__in=tenant_ids)
+        for row in UsageRecord.objects.filter(rows)
         .annotate(bucket=Case(*whens, default=None, output_field=IntegerField()))
         .values("bucket")
-        .annotate(total=Sum("amount"), mtd=Sum("amount", filter=Q(period__startswith__gte=mtd_from)))
+        .annotate(
+            total=Sum("amount"),
+            mtd=Sum("amount", filter=Q(period__startswith__gte=mtd_from)),
+            count=Count("pk"),
+            recent=Count("pk", filter=recent("created_at", settled_before)),
+        )
         .order_by()
     }
+    recent_rows: dict[Any, int] = {t: 0 for t in tenant_ids}
+    for number, tenant_id in late.items():
+        if number in sums and sums[number]["count"] > snapshots[tenant_id].recent_rows:
+            stale.add(tenant_id)
+        recent_rows[tenant_id] += sums[number]["recent"] if number in sums else 0
+
+    result: dict[Any, LedgerInputs] = {}
+    for tenant_id in tenant_ids:
+        if tenant_id in stale:
+            continue
+        found = [(at, sums[number]) for number, at in parts.get(tenant_id, []) if number in sums]
+        snap = snapshots.get(tenant_id)
+        # The snapshot's month is the month of its cutoff; a month that began since owes it nothing.
+        carried_spend = snap.month_spend if snap is not None and snap.cutoff >= mtd_from else ZERO
+        result[tenant_id] = LedgerInputs(
+            grants=grants[tenant_id],
+            usage=[wallet.Usage(at, row["total"]) for at, row in found if row["total"]],
+            reversals=reversals[tenant_id],
+            start=starts.get(tenant_id),
+            month_spend=carried_spend + sum((row["mtd"] or ZERO for _, row in found), ZERO),
+            recent_rows=recent_rows[tenant_id] + sum(row["recent"] for _, row in found),
+            recent_reversals=reversal_recent[tenant_id],
+        )
+    return result, stale
+
+
+def snapshot_state(snapshot: Any) -> wallet.State:
+    from apps.billing.snapshots import state_from_json
+
+    return state_from_json(snapshot.state)
+
+
+def _accounts_and_snapshots(tenant_ids: Collection[Any]) -> tuple[dict[Any, BillingAccount], dict[Any, Any]]:
+    """The billing accounts and wallet snapshots of the tenants, in one query (both are optional)."""
+    accounts: dict[Any, BillingAccount] = {}
+    snapshots: dict[Any, Any] = {}
+    for tenant in Tenant.objects.filter(pk__in=tenant_ids).select_related(
+        "billing_account", "wallet_snapshot"
+    ):
+        account = getattr(tenant, "billing_account", None)
+        if account is not None:
+            accounts[tenant.pk] = account
+        snapshot = getattr(tenant, "wallet_snapshot", None)
+        if snapshot is not None:
+            snapshots[tenant.pk] = snapshot
+    return accounts, snapshots
+
+
+def wallets_of(tenants: Iterable[Tenant], now: datetime | None = None) -> dict[Any, Wallet]:
+    """The wallets of many tenants at `now`, by tenant id, in the same few queries as one (staff lists).
+
+    A tenant's wallet snapshot (WalletSnapshot, when its cutoff is before `now`) stands for the ledger up to
+    its cutoff, so only the rows after it are summed; a snapshot that missed a row is passed over (three
+    more queries) until the refresh task rewrites it."""
+    now = now or timezone.now()
+    tenant_ids = [t.pk for t in tenants]
+    if not tenant_ids:
+        return {}
+    accounts, snapshots = _accounts_and_snapshots(tenant_ids)
+    mtd_from = month_start(now)
+    usable = {t: s for t, s in snapshots.items() if s.cutoff < now}
+    inputs, stale = ledger_inputs(tenant_ids, now=now, mtd_from=mtd_from, snapshots=usable)
+    if stale:
+        logger.debug("billing: %d wallet snapshot(s) missed late rows; summing the whole ledger", len(stale))
+        inputs.update(ledger_inputs(sorted(stale, key=str), now=now, mtd_from=mtd_from, snapshots={})[0])
     open_usage = _open_usage(tenant_ids, now)
     burning = {t: frozenset(str(o.resource_id) for o in items) for t, items in open_usage.items()}
     for tenant_id, volumes in _open_volume_usage(tenant_ids, now).items():
@@ -272,16 +431,10 @@ def wallets_of(tenants: Iterable[Tenant], now: datetime | None = None) -> dict[A
     return {
         tenant_id: _wallet(
             account=accounts.get(tenant_id),
-            grants=grants[tenant_id],
-            usage=[
-                (at, sums[number]["total"], sums[number]["mtd"])
-                for number, at in parts[tenant_id]
-                if number in sums
-            ],
+            ledger=inputs[tenant_id],
             open_usage=open_usage.get(tenant_id, []),
             now=now,
             mtd_from=mtd_from,
-            reversals=reversals.get(tenant_id, []),
             burning=burning.get(tenant_id, frozenset()),
         )
         for tenant_id in tenant_ids
@@ -306,21 +459,21 @@ def reversals_of(
 def _wallet(
     *,
     account: BillingAccount | None,
-    grants: list[wallet.Grant],
-    usage: list[tuple[datetime, Decimal | None, Decimal | None]],
+    ledger: LedgerInputs,
     open_usage: list[OpenUsage],
     now: datetime,
     mtd_from: datetime,
-    reversals: list[wallet.Reversal],
     burning: frozenset[str],
 ) -> Wallet:
-    drawn_usage = [wallet.Usage(at, total) for at, total, _ in usage if total]
+    drawn_usage = list(ledger.usage)
     open_amount = sum((o.amount for o in open_usage), ZERO)
     if open_amount:
         drawn_usage.append(wallet.Usage(now, open_amount))
-    drawn = wallet.draw_down(grants, drawn_usage, now=now, reversals=reversals)
+    drawn = wallet.draw_down(
+        ledger.grants, drawn_usage, now=now, reversals=ledger.reversals, start=ledger.start
+    )
     # Windows are aligned to the epoch, so no piece crosses the start of a month.
-    closed_this_month = sum((mtd for *_, mtd in usage if mtd), ZERO)
+    closed_this_month = ledger.month_spend
     open_this_month = sum((o.amount_since(mtd_from) for o in open_usage), ZERO)
     burn = sum((o.price_per_hour for o in open_usage), ZERO)
     w = Wallet(

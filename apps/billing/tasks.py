@@ -34,6 +34,13 @@ def check_budgets() -> int:
 
 
 @shared_task(acks_late=True)
+def refresh_wallet_snapshots() -> int:
+    from apps.billing import snapshots
+
+    return snapshots.wallet_snapshots_refresh()
+
+
+@shared_task(acks_late=True)
 def send_budget_alert_email(alert_id: int) -> int:
     """Email the tenant's owners and billing members about a budget threshold."""
     from django.conf import settings

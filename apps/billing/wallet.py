@@ -72,28 +72,87 @@ def _draw_order(grant: Grant) -> tuple[bool, datetime, datetime, str]:
     return (never, grant.expires_at or grant.granted_at, grant.granted_at, grant.key)
 
 
+@dataclass(frozen=True)
+class State:
+    """Where the draw-down stands once every event at or before `at` is counted: enough to carry on from
+    there with the later events only (a wallet snapshot, apps/billing/snapshots.py)."""
+
+    at: datetime
+    remaining: dict[str, Decimal]  # every grant seen (0 once expired or used up), REFUND_KEY included
+    active: tuple[Grant, ...]  # the grants that still count at `at` (arrived, not expired), by key
+    debt: Decimal = ZERO
+    granted: Decimal = ZERO
+    used: Decimal = ZERO
+    expired_unused: Decimal = ZERO
+    reversed: Decimal = ZERO
+
+    def drawdown(self) -> Drawdown:
+        remaining = {k: v for k, v in self.remaining.items() if k != REFUND_KEY}
+        return Drawdown(
+            balance=sum(self.remaining.values(), ZERO) - self.debt,
+            granted=self.granted,
+            used=self.used,
+            expired_unused=self.expired_unused,
+            debt=self.debt,
+            remaining=remaining,
+            reversed=self.reversed,
+        )
+
+
 def draw_down(
     grants: Sequence[Grant],
     usage: Iterable[Usage],
     *,
     now: datetime,
     reversals: Iterable[Reversal] = (),
+    start: State | None = None,
 ) -> Drawdown:
-    """The wallet at `now`: grants expiring at or before `now` have expired."""
+    """The wallet at `now`: grants expiring at or before `now` have expired. From `start` (the state at an
+    earlier cutoff), only the events after `start.at` are replayed; earlier ones passed in are ignored."""
+    return replay(grants, usage, now=now, reversals=reversals, start=start).drawdown()
+
+
+def replay(
+    grants: Sequence[Grant],
+    usage: Iterable[Usage],
+    *,
+    now: datetime,
+    reversals: Iterable[Reversal] = (),
+    start: State | None = None,
+) -> State:
+    """The draw-down state at `now` (see draw_down)."""
+    after = start.at if start is not None else None
+
+    def later(at: datetime) -> bool:
+        return after is None or at > after
+
     events: list[tuple[datetime, int, int, Grant | Usage | Reversal]] = []
+    # Indexes order events of one kind at one instant as the full replay would (input order); the
+    # expiries carried over from `start` come first, which is harmless: expiries at one instant commute.
+    carried = start.active if start is not None else ()
+    for index, grant in enumerate(carried):
+        if grant.expires_at is not None and later(grant.expires_at) and grant.expires_at <= now:
+            events.append((grant.expires_at, _EXPIRE, index - len(carried), grant))
     for index, grant in enumerate(grants):
+        if not later(grant.granted_at):
+            continue
         events.append((grant.granted_at, _ARRIVE, index, grant))
         if grant.expires_at is not None and grant.expires_at <= now:
             events.append((grant.expires_at, _EXPIRE, index, grant))
     for index, reversal in enumerate(reversals):
-        events.append((reversal.at, _REVERSE, index, reversal))
+        if later(reversal.at):
+            events.append((reversal.at, _REVERSE, index, reversal))
     for index, item in enumerate(usage):
-        events.append((item.at, _USE, index, item))
+        if later(item.at):
+            events.append((item.at, _USE, index, item))
     events.sort(key=lambda e: (e[0], e[1], e[2]))
 
-    remaining: dict[str, Decimal] = {}
-    active: dict[str, Grant] = {}
+    remaining: dict[str, Decimal] = dict(start.remaining) if start is not None else {}
+    active: dict[str, Grant] = {g.key: g for g in start.active} if start is not None else {}
     debt = expired_unused = granted = used = reversed_ = ZERO
+    if start is not None:
+        debt, granted, used = start.debt, start.granted, start.used
+        expired_unused, reversed_ = start.expired_unused, start.reversed
     for at, kind, _, event in events:
         if isinstance(event, Reversal):
             reversed_ += event.amount
@@ -146,15 +205,14 @@ def draw_down(
                 remaining[grant.key] -= take
                 owed -= take
             debt += owed
-    balance = sum((v for v in remaining.values()), ZERO) - debt
-    remaining.pop(REFUND_KEY, None)
-    return Drawdown(
-        balance=balance,
+    return State(
+        at=now,
+        remaining=remaining,
+        active=tuple(sorted(active.values(), key=lambda g: g.key)),
+        debt=debt,
         granted=granted,
         used=used,
         expired_unused=expired_unused,
-        debt=debt,
-        remaining=remaining,
         reversed=reversed_,
     )
 

@@ -168,6 +168,12 @@ BEAT_KEY_PREFIX = env_str("BEAT_KEY_PREFIX", "gpucloud:beat")
 # Several operators may run: per region, a standby takes over at most this long after the leader is gone
 # (apps/operator/leader.py, docs/operator.md "Leader election").
 OPERATOR_LEASE_SECONDS = env_int("OPERATOR_LEASE_SECONDS", 30)
+# Connections each Kubernetes client keeps for reuse. An operator leading a region holds one long watch per
+# kind it caches (10) while its pod, change and resync workers (4 + 4 + 8) and the threads that send a
+# Service and Secret alongside a pod (8, concurrently.py) make requests: the client's default (5 per CPU:
+# 10 here) dropped a connection after most requests and opened a new TLS one for the next ("Connection
+# pool is full" in the cold start's log).
+KUBE_CLIENT_POOL_SIZE = env_int("KUBE_CLIENT_POOL_SIZE", 40)
 # The leader reconciles a change as it commits (LISTEN/NOTIFY); the worker's task runs this much later, as
 # the fallback for a moment without a listening leader (docs/operator.md "The launch path").
 RECONCILE_FALLBACK_SECONDS = env_int("RECONCILE_FALLBACK_SECONDS", 5)
@@ -357,6 +363,20 @@ CELERY_BEAT_SCHEDULE["billing-enforce-limits"] = {
 CELERY_BEAT_SCHEDULE["billing-budget-alerts"] = {
     "task": "apps.billing.tasks.check_budgets",
     "schedule": 300.0,
+}
+# Wallet snapshots (docs/billing.md "Wallet snapshots"): the wallet read at admission sums only the ledger
+# rows after a tenant's snapshot. Its cutoff trails now by the lag (more than metering's delay, so rows
+# normally land after it); a row may be committed up to the margin after its created_at (a longer
+# transaction could be missed); the refresh runs this often, over chunks of tenants per transaction.
+BILLING_SNAPSHOT_LAG_SECONDS = env_int("BILLING_SNAPSHOT_LAG_SECONDS", 900)
+BILLING_SNAPSHOT_MARGIN_SECONDS = env_int("BILLING_SNAPSHOT_MARGIN_SECONDS", 300)
+BILLING_SNAPSHOT_REFRESH_SECONDS = env_int("BILLING_SNAPSHOT_REFRESH_SECONDS", 300)
+BILLING_SNAPSHOT_CHUNK = env_int("BILLING_SNAPSHOT_CHUNK", 200)
+# A snapshot carries on from the previous one, and starts from the beginning again after this many hours.
+BILLING_SNAPSHOT_REBUILD_HOURS = env_int("BILLING_SNAPSHOT_REBUILD_HOURS", 24)
+CELERY_BEAT_SCHEDULE["billing-wallet-snapshots"] = {
+    "task": "apps.billing.tasks.refresh_wallet_snapshots",
+    "schedule": float(BILLING_SNAPSHOT_REFRESH_SECONDS),
 }
 
 # Invoices: the previous month is closed on the 1st (UTC), after the metering task has caught up.

@@ -9,7 +9,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.billing.wallet import Grant, Reversal, Usage, buckets, draw_down
+from apps.billing.wallet import Grant, Reversal, Usage, buckets, draw_down, replay
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 D = Decimal
@@ -260,4 +260,62 @@ def test_summing_usage_between_grant_and_reversal_boundaries_gives_the_same_wall
             summed.append(Usage(at, sum((u.amount for u in inside), D(0))))
     assert draw_down(grants, summed, now=now, reversals=reversals) == draw_down(
         grants, usage, now=now, reversals=reversals
+    )
+
+
+# --- carrying on from a snapshot (apps/billing/snapshots.py) ---------------------------------------------
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(grant_st, min_size=1, max_size=6),
+    st.lists(st.tuples(offset, st.decimals(min_value=D("-5"), max_value=D("20"), places=6)), max_size=12),
+    st.lists(st.tuples(offset, money_signed, st.integers(min_value=0, max_value=5)), max_size=5),
+    st.integers(min_value=0, max_value=160),
+    st.integers(min_value=0, max_value=60),
+    st.booleans(),
+)
+def test_drawing_down_from_a_snapshot_at_any_cutoff_gives_the_full_wallet(
+    raw_grants, raw_usage, raw_reversals, cutoff_at, after, pass_everything
+):
+    """The state at a cutoff H (every event at or before H) plus the events after H is the wallet of all
+    events: grants expiring on either side of H, at H itself, usage and reversals at H, credit given back."""
+    grants = _grants(raw_grants)
+    usage = [Usage(h(at), amount) for at, amount in raw_usage]
+    reversals = [Reversal(h(at), amount, grants[i % len(grants)].key) for at, amount, i in raw_reversals]
+    cutoff, now = h(cutoff_at), h(cutoff_at + after)
+    snapshot = replay(
+        [g for g in grants if g.granted_at <= cutoff],
+        [u for u in usage if u.at <= cutoff],
+        now=cutoff,
+        reversals=[r for r in reversals if r.at <= cutoff],
+    )
+    assert snapshot.drawdown() == draw_down(
+        [g for g in grants if g.granted_at <= cutoff],
+        [u for u in usage if u.at <= cutoff],
+        now=cutoff,
+        reversals=[r for r in reversals if r.at <= cutoff],
+    )
+    if pass_everything:  # earlier events passed in again are ignored: the snapshot holds them
+        later_grants, later_usage, later_reversals = grants, usage, reversals
+    else:
+        later_grants = [g for g in grants if g.granted_at > cutoff]
+        later_usage = [u for u in usage if u.at > cutoff]
+        later_reversals = [r for r in reversals if r.at > cutoff]
+    resumed = draw_down(later_grants, later_usage, now=now, reversals=later_reversals, start=snapshot)
+    assert resumed == draw_down(grants, usage, now=now, reversals=reversals)
+
+
+def test_a_snapshot_carries_a_grant_that_expires_after_its_cutoff():
+    promo = Grant("promo", D("5.00"), h(0), expires_at=h(10))
+    paid = Grant("paid", D("10.00"), h(0))
+    snapshot = replay([promo, paid], [Usage(h(1), D("3.00"))], now=h(5))
+    assert snapshot.remaining == {"promo": D("2.00"), "paid": D("10.00")}
+    assert [g.key for g in snapshot.active] == ["paid", "promo"]
+    # After the cutoff: the promotion's 2.00 expire at h(10); later usage comes out of the paid grant.
+    w = draw_down([], [Usage(h(11), D("1.00"))], now=h(12), start=snapshot)
+    assert (w.expired_unused, w.balance, w.remaining) == (
+        D("2.00"),
+        D("9.00"),
+        {"promo": 0, "paid": D("9.00")},
     )
