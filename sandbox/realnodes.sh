@@ -136,9 +136,13 @@ real_inet_network() {  # the internet stand-in: a namespace holding $REAL_INET_I
 }
 
 real_node_network() {  # the node's namespace, its veth on the bridge, and the machine's route to its pods
-  ip netns list | grep -qw "^$NNS" || ip netns add "$NNS"
   local hv="gcs${REAL_S}n$NI"
-  if ! ip link show "$hv" >/dev/null 2>&1; then
+  # Built again unless the namespace's eth0 has the node's address: a namespace once outlived its
+  # deletion (listed without an id, its veth gone) and the kubelet found "network is unreachable".
+  if ! ip -n "$NNS" -4 addr show dev eth0 2>/dev/null | grep -qF " $NIP/"; then
+    ip link del "$hv" 2>/dev/null || true
+    ip netns del "$NNS" 2>/dev/null || true
+    ip netns add "$NNS"
     ip link add "$hv" type veth peer name eth0 netns "$NNS"
     ip link set "$hv" master "$REAL_BRIDGE" up
     ip -n "$NNS" addr add "$NIP/24" dev eth0

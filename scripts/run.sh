@@ -33,15 +33,17 @@ bash scripts/s3.sh prepare
 banner=$($PY manage.py seed_demo ${DEMO_PASSWORD:+--password "$DEMO_PASSWORD"})
 touch "$DB_READY"
 # Database connections per process (docs/operations.md "Database connections"): a worker's pool processes
-# run one task at a time, beat runs none, the operator's threads take turns on a pool of 6 (plus one lock
-# connection per region it leads); web's workers hold one per thread (scripts/web.sh).
+# run one task at a time, beat runs none, the operator's pool holds what its threads may hold at once in
+# the sandbox's two regions, 1 + 2 x (2 + 2 + 4 workers + 2) = 21 (plus per region a lock and a LISTEN
+# connection); web's workers hold one per thread (scripts/web.sh), plus one per long-poll waiter.
 DATABASE_POOL_MAX_SIZE=1 .venv/bin/celery -A config worker --loglevel=INFO --concurrency=2 >var/log/worker.log 2>&1 &
 pids+=($!)
 DATABASE_POOL_MAX_SIZE=1 .venv/bin/celery -A config beat --loglevel=INFO --schedule=var/celerybeat-schedule >var/log/beat.log 2>&1 &
 pids+=($!)
 # The operator drives the regions' clusters (the sandbox unless GPUCLOUD_REGION_KUBECONFIGS says otherwise);
 # it picks up each region once it is connected.
-DATABASE_POOL_MAX_SIZE=6 $PY manage.py operator >var/log/operator.log 2>&1 &
+DATABASE_POOL_MAX_SIZE=21 $PY manage.py operator --pod-workers=2 --change-workers=2 --resync-workers=4 \
+  >var/log/operator.log 2>&1 &
 pids+=($!)
 # As production: gunicorn, static files by whitenoise, DEBUG off (DEBUG=1 make run for debug pages).
 WEB_BIND="127.0.0.1:$PORT" PYTHON=$PY bash scripts/web.sh &

@@ -16,15 +16,20 @@ import tempfile
 import threading
 from typing import Any
 
+from django.conf import settings
 from kubernetes import client, config
+from kubernetes.client.rest import ApiException
 from kubernetes.config import incluster_config
 from kubernetes.config.config_exception import ConfigException
+from urllib3.exceptions import HTTPError
 
 from apps.catalog.kubeconfig import KubeconfigError, check_kubeconfig
 from apps.catalog.models import Region
 
 FIELD_MANAGER = "gpucloud"
 REQUEST_TIMEOUT = (5, 30)  # connect, read (seconds)
+# What a call to a cluster raises when the cluster refuses, is unreachable or is not configured.
+CLUSTER_ERRORS = (ApiException, ConfigException, HTTPError, OSError)
 
 _cache: dict[tuple[Any, str], client.ApiClient] = {}
 _lock = threading.Lock()
@@ -62,11 +67,16 @@ def reachable_here(region: Region) -> bool:
     return region.has_kubeconfig
 
 
+def _pooled(configuration: client.Configuration) -> client.ApiClient:
+    configuration.connection_pool_maxsize = int(settings.KUBE_CLIENT_POOL_SIZE)
+    return client.ApiClient(configuration)
+
+
 def _build(region: Region) -> client.ApiClient:
     if region.in_cluster:
         configuration = client.Configuration()
         config.load_incluster_config(client_configuration=configuration)
-        return client.ApiClient(configuration)
+        return _pooled(configuration)
     kubeconfig = region.get_kubeconfig()
     if not kubeconfig:
         raise RegionNotConnected(f"Region {region.slug} has no cluster connection.")
@@ -91,7 +101,7 @@ def _from_kubeconfig(kubeconfig: str, context: str | None) -> client.ApiClient:
             client_configuration=configuration,
             persist_config=False,
         )
-    return client.ApiClient(configuration)
+    return _pooled(configuration)
 
 
 def api_client(region: Region) -> client.ApiClient:

@@ -8,6 +8,8 @@
           pod watch (thread)            the pod store's watch -> Queued: newest event per instance
           pod workers (pod_workers)     PodHandler -> instance observations
           node watch (thread)           the node store's watch; node changes -> capacity recomputed
+          Service watch (thread)        the Service store's watch; a Service stored -> its pod handled
+                                        again (the SSH port of a pod Ready before its Service arrived)
           event watch (thread)          watcher.watch_forever + KubeEventHandler -> instance timeline
           change listener (threads)     LISTEN gpucloud_instance_changed -> reconcile at once (changes.py)
           resync loop (this thread)     every resync period, from the stores: reconcile every live
@@ -31,6 +33,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.db import close_old_connections, connection
@@ -55,12 +58,7 @@ from apps.operator.changes import ChangeListener
 from apps.operator.client import REQUEST_TIMEOUT, api_client, has_cluster
 from apps.operator.cluster import Cluster
 from apps.operator.leader import RegionLock
-from apps.operator.reconciler import (
-    ensure_tenant_namespace,
-    load_instances,
-    reconcile,
-    reconcile_volume,
-)
+from apps.operator.reconciler import load_instances, reconcile, reconcile_volume
 from apps.operator.stores import ClusterStores
 from apps.operator.watcher import (
     KubeEventHandler,
@@ -75,8 +73,9 @@ from apps.tenants.models import Tenant, TenantStatus
 
 logger = logging.getLogger(__name__)
 
-# Instances the resync reads in one go (three queries per batch); each is checked unchanged before it is
-# acted on (reconciler._unchanged), so a stop or start made meanwhile is never undone.
+# Instances the resync reads in one go (three queries per batch). One is checked unchanged only before the
+# reconciler writes for it (reconciler.CheckedCluster), so a stop or start made meanwhile is never undone
+# and a steady-state pass, which writes nothing, asks the database nothing per instance.
 RESYNC_BATCH = 100
 # How long a resync waits for the stores' first lists (a leader's first pass starts with its watches).
 STORES_SYNC_SECONDS = 120.0
@@ -101,13 +100,33 @@ class OperatorConfig:
     pod_workers: int = 4
     # Threads that reconcile instances as their changes commit (changes.py); 0 leaves it to the task.
     change_workers: int = 4
-    # Instances a resync reconciles at once (a cold start's pod creations in flight); each thread holds a
-    # database connection while it works, so keep pod_workers + this within the process's pool.
+    # Instances a resync reconciles at once (a cold start's pod creations in flight). Every worker may hold
+    # a database connection while it works: the process's pool must cover pool_needed() (the chart's does).
     resync_workers: int = 8
     # Liveness (module docstring): how often the heartbeat is touched, and how long a region thread may
     # take to go round its loop once (a full resync of 5,000 instances took 18 s in docs/benchmarks.md).
     heartbeat_seconds: float = heartbeat.INTERVAL_SECONDS
     stall_seconds: float = 600.0
+
+
+# Threads of a led region that may hold a database connection besides its pod, change and resync workers:
+# the resync loop and the event watch. (Store watches only queue; the leader lock and the change
+# listener's LISTEN are connections of their own, outside the pool.)
+OTHER_REGION_THREADS = 2
+
+
+def pool_needed(config: OperatorConfig, regions: int) -> int:
+    """Pooled connections the process's threads may hold at once while leading `regions` regions: the
+    discovery loop's, and per region its workers' and other threads' (the chart sizes the operator's pool
+    so, helm/gpucloud/templates/_database.tpl)."""
+    per_region = config.pod_workers + config.change_workers + config.resync_workers + OTHER_REGION_THREADS
+    return 1 + regions * per_region
+
+
+def pool_max_size() -> int | None:
+    """The process's DATABASE_POOL_MAX_SIZE (config/settings/database.py); None without the pool."""
+    pool = (connection.settings_dict.get("OPTIONS") or {}).get("pool")
+    return int(pool["max_size"]) if isinstance(pool, dict) else None
 
 
 def _closing_db(target: Any) -> Any:
@@ -222,7 +241,11 @@ class RegionOperator(threading.Thread):
         timeout = self.config.watch_timeout_seconds
         # One watch per store; the pod watch (every pod: capacity counts all) also feeds the PodHandler,
         # the node watch marks capacity dirty.
-        handlers: dict[Any, Any] = {id(watched.pods): pods, id(watched.nodes): self._node_changed}
+        handlers: dict[Any, Any] = {
+            id(watched.pods): pods,
+            id(watched.nodes): self._node_changed,
+            id(watched.services): partial(_service_changed, watched, pods),
+        }
         for store in watched.all():
             then = handlers.get(id(store))
             watchers.append(
@@ -372,6 +395,7 @@ class RegionOperator(threading.Thread):
         tenants = (
             Tenant.objects.filter(pk__in=tenant_ids)
             .exclude(status=TenantStatus.CLOSED)
+            .select_related("quota")  # with the GPU quotas: a few queries per pass, not one per tenant
             .prefetch_related("gpu_quotas")
         )
         self.namespaces_applied = 0
@@ -379,11 +403,11 @@ class RegionOperator(threading.Thread):
             if self.stop.is_set():
                 break
             try:
-                if stamps is not None and tenant_namespaces.current(
-                    tenant_namespaces.due(tenant, region, gpu_types), stamps
-                ):
+                quota = getattr(tenant, "quota", None)  # None: none yet, due() makes the default one
+                objects = tenant_namespaces.due(tenant, region, gpu_types, quota=quota)
+                if stamps is not None and tenant_namespaces.current(objects, stamps):
                     continue
-                ensure_tenant_namespace(cluster, tenant, region, refresh=True)
+                tenant_namespaces.ensure(cluster, tenant, region, refresh=True, objects=objects)
                 self.namespaces_applied += 1
             except Exception as exc:
                 failed += 1
@@ -410,6 +434,19 @@ class RegionOperator(threading.Thread):
         return failed
 
 
+def _service_changed(watched: ClusterStores, pods: Queued, kind: str, service: dict[str, Any]) -> None:
+    """A Service that arrives after its pod was seen Ready (a pod can be Ready before the Service sent
+    alongside it is stored) gives the instance its SSH port now, not at the next resync: its pod is handled
+    again (same name, same queue key, so never beside one of its own events), which records the
+    connection only if it changed."""
+    if kind == "DELETED":
+        return
+    meta = service.get("metadata") or {}
+    pod = watched.pods.get(meta.get("namespace") or "", meta.get("name") or "")
+    if pod is not None:
+        pods.put("MODIFIED", pod, measured=False)
+
+
 class Operator:
     """All regions (or the named ones) of this deployment. `run()` blocks until `stop` is set."""
 
@@ -433,8 +470,24 @@ class Operator:
                 self.threads[region.pk] = thread
                 thread.start()
                 logger.info("region %s: operator thread started", region.slug)
+                self._check_pool(len(self.threads))
         finally:
             release_connection()  # until the next discovery
+
+    def _check_pool(self, regions: int) -> None:
+        """Say so when this process's pool is smaller than its threads may hold leading every region it
+        drives: they would wait for a connection, and give up after DATABASE_POOL_TIMEOUT."""
+        size, needed = pool_max_size(), pool_needed(self.config, regions)
+        if size is not None and size < needed:
+            logger.warning(
+                "operator: DATABASE_POOL_MAX_SIZE is %d, below the %d connections its threads may hold "
+                "leading %d regions (1 + regions x (pod + change + resync workers + %d)); raise it or "
+                "lower the workers",
+                size,
+                needed,
+                regions,
+                OTHER_REGION_THREADS,
+            )
 
     def run(self) -> None:
         backoff = Backoff(base=1.0, cap=30.0)

@@ -13,19 +13,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kubernetes.client.rest import ApiException
-from kubernetes.config.config_exception import ConfigException
-from urllib3.exceptions import HTTPError
-
 from apps.core import build_status, request_context
 from apps.instances import services
 from apps.instances.states import Observation, State
 from apps.operator import reconciler
-from apps.operator.client import has_cluster, reachable_here
+from apps.operator.client import CLUSTER_ERRORS, has_cluster, reachable_here
 
 logger = logging.getLogger(__name__)
-
-CLUSTER_ERRORS = (ApiException, ConfigException, HTTPError, OSError)
 
 
 def reconcile_instance(instance_id: Any) -> None:

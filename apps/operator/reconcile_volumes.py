@@ -9,8 +9,7 @@ import logging
 from typing import Any
 
 from apps.operator import reconciler
-from apps.operator.client import has_cluster, reachable_here
-from apps.operator.reconcile_instances import CLUSTER_ERRORS
+from apps.operator.client import CLUSTER_ERRORS, has_cluster, reachable_here
 from apps.storage import services
 from apps.storage.models import Volume, VolumeState
 

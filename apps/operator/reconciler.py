@@ -5,34 +5,31 @@ from the on-commit task, the operator's watch, or the periodic resync."""
 from __future__ import annotations
 
 import logging
+import threading
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.utils import timezone
 from kubernetes.client.rest import ApiException
 from kubernetes.utils import parse_quantity
 
-from apps.catalog.models import GpuType, Region
 from apps.instances import services
 from apps.instances.metrics import timed_reconcile
 from apps.instances.models import DesiredState, Instance
 from apps.instances.states import Observation, State
-from apps.operator import applied, concurrently, host_keys, manifests, names, observe
+from apps.operator import applied, concurrently, host_keys, manifests, names, observe, tenant_namespaces
 from apps.operator.client import api_client
 from apps.operator.cluster import Cluster
 from apps.operator.observed import Lookup, Observed
 from apps.operator.specs import (
     InstancePodSpec,
     claim_spec_for,
-    logs_reader_from,
-    namespace_spec_for,
     spec_from_instance,
 )
-from apps.quotas.services import quota_for
 from apps.storage import services as storage
 from apps.storage.models import Volume, VolumeState
-from apps.tenants.models import Tenant, TenantStatus
+from apps.tenants.models import TenantStatus
 
 logger = logging.getLogger(__name__)
 
@@ -47,46 +44,37 @@ def load_instance(instance_id: Any) -> Instance | None:
     return _loading().filter(pk=instance_id).first()
 
 
+def load_for_pod(instance_id: Any) -> Instance | None:
+    """What a pod event needs to record what it shows: the row with its tenant and region, in one query.
+    Enough for `record_pod` with `pod_ref`; a reconcile loads the instance in full itself."""
+    return Instance.objects.select_related("tenant", "region").filter(pk=instance_id).first()
+
+
+class PodRef(NamedTuple):
+    namespace: str
+    name: str
+
+
+def pod_ref(instance: Instance) -> PodRef:
+    """Where the instance's pod and Service are (reads instance.tenant)."""
+    return PodRef(
+        names.namespace_name(instance.tenant_id, instance.tenant.slug),
+        names.instance_object_name(instance.pk),
+    )
+
+
 def load_instances(instance_ids: list[Any]) -> list[Instance]:
     """Several at once, in the given order (the resync loads a batch in a few queries, not three each)."""
     found = {str(instance.pk): instance for instance in _loading().filter(pk__in=instance_ids)}
     return [found[str(pk)] for pk in instance_ids if str(pk) in found]
 
 
-def ensure_tenant_namespace(
-    cluster: Cluster, tenant: Tenant, region: Region, *, refresh: bool = False
-) -> None:
-    """The tenant's namespace and its guard rails. Sent only when they differ from what this process applied
-    recently (applied.py), unless `refresh` (the operator's resync), which applies them whatever it knows."""
-    spec = namespace_spec_for(
-        tenant,
-        region,
-        quota_for(tenant),
-        gpu_types=GpuType.objects.all(),
-        gpu_quotas=tenant.gpu_quotas.all(),
-        logs_reader=logs_reader_from(settings.LOGS_READER_CLUSTER_ROLE or "", settings.LOGS_READER_SUBJECTS),
-    )
-    for manifest in manifests.make_namespace_objects(spec):
-        try:
-            if refresh:
-                cluster.apply(manifest)
-            else:
-                cluster.apply_changed(manifest)
-        except ApiException as exc:
-            if manifest["kind"] != "RoleBinding" or exc.status != 403:
-                raise
-            # Pod logs are a convenience: a cluster whose operator may not bind the logs role yet (RBAC or
-            # admission policy not updated, docs/operations.md "Upgrading") still runs instances.
-            logger.warning(
-                "region %s: the logs reader's RoleBinding in %s was refused (%s); no pod logs there",
-                region.slug,
-                spec.namespace,
-                exc.reason,
-            )
-
-
 def _connection(
-    cluster: Cluster, instance: Instance, spec: InstancePodSpec, pod: dict[str, Any], seen: Lookup | None
+    cluster: Cluster,
+    instance: Instance,
+    spec: InstancePodSpec | PodRef,
+    pod: dict[str, Any],
+    seen: Lookup | None,
 ) -> dict[str, Any]:
     """From the stores or the resync's lists (`seen`); what they lack (a Service applied a moment ago by
     another process) is read, once per process and object (recent.py)."""
@@ -114,7 +102,7 @@ def record_pod(
     instance: Instance,
     pod: dict[str, Any],
     cluster: Cluster,
-    spec: InstancePodSpec,
+    spec: InstancePodSpec | PodRef,
     seen: Lookup | None = None,
 ) -> None:
     """Turn what the pod shows into an observation of the instance (no-op when nothing changed). Becoming
@@ -127,8 +115,10 @@ def record_pod(
     if reading.observation == Observation.POD_READY and instance.state == State.RUNNING:
         # Still running, perhaps on a new pod on another node: keep the ssh command true.
         if connection and connection != instance.connection:
+            _confirm(cluster)
             services.instance_update_connection(instance_id=instance.pk, connection=connection)
         return
+    _confirm(cluster)  # an old row could take an old generation's pod for the current one
     if ready and services.instance_observe_running(instance=instance, connection=connection):
         return
     if reading.observation == Observation.POD_READY and instance.state == State.PENDING:
@@ -164,6 +154,49 @@ def _unchanged(instance: Instance) -> bool:
     ).exists()
 
 
+def _confirm(cluster: Cluster) -> None:
+    if isinstance(cluster, CheckedCluster):
+        cluster.confirm()
+
+
+class Stale(Exception):
+    """The row a resync's batch read has changed since (stopped, started, restarted, observed)."""
+
+
+class CheckedCluster(Cluster):
+    """The cluster as a reconcile from a resync's batch sees it: before its first write (an apply, a pod
+    created or deleted; record_pod: an observation recorded) the row the batch read is checked to be
+    unchanged, once, and Stale raised when it is not, so that a stop or start made meanwhile is never
+    undone. A steady-state pass writes nothing and so costs no query. The check runs in the reconcile's own
+    thread: `_converge` makes it before the requests it sends alongside, whose pool threads hold no database
+    connection."""
+
+    def __init__(self, api: Any, instance: Instance):
+        super().__init__(api)
+        self._instance = instance
+        self._confirmed = False
+        self._lock = threading.Lock()
+
+    def confirm(self) -> None:
+        with self._lock:
+            if not self._confirmed:
+                if not _unchanged(self._instance):
+                    raise Stale(str(self._instance.pk))
+                self._confirmed = True
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.confirm()
+        return super().apply(manifest)
+
+    def create_pod(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        self.confirm()
+        return super().create_pod(manifest)
+
+    def delete(self, kind: str, namespace: str | None, name: str) -> bool:
+        self.confirm()
+        return super().delete(kind, namespace, name)
+
+
 @timed_reconcile("instance")
 def reconcile(
     instance_id: Any,
@@ -173,20 +206,31 @@ def reconcile(
     fresh: Instance | None = None,
 ) -> None:
     """`seen`: the resync's lists (observed.py), read instead of one GET per object; `loaded`: the instance
-    as the resync's batch read it a moment ago, used only if the row has not changed since; `fresh`: the
-    instance as the caller read it just now (load_instance), used as it is."""
-    if loaded is not None and not _unchanged(loaded):
-        loaded = None  # stopped, started, restarted or observed since: acting on the old row could undo that
-    instance = fresh or loaded or load_instance(instance_id)
+    as the resync's batch read it a while ago, acted on only if the row has not changed since (checked
+    before the first write: CheckedCluster); `fresh`: the instance as the caller read it just now
+    (load_instance), used as it is."""
+    if fresh is None and loaded is not None:
+        try:
+            _reconcile(CheckedCluster(api_client(loaded.region), loaded), loaded, seen)
+            return
+        except Stale:
+            pass  # stopped, started, restarted or observed since: acting on the old row could undo that
+    instance = fresh or load_instance(instance_id)
     if instance is None:
         return
-    cluster = Cluster(api_client(instance.region))
+    _reconcile(Cluster(api_client(instance.region)), instance, seen)
+
+
+def _reconcile(cluster: Cluster, instance: Instance, seen: Observed | None) -> None:
     spec = spec_from_instance(instance)
     if instance.desired_state == DesiredState.RUNNING and instance.state in RUN_STATES:
         _run(cluster, instance, spec, seen)
     elif instance.desired_state == DesiredState.RUNNING and instance.state == State.FAILED:
-        cluster.delete("Pod", spec.namespace, spec.name)  # a failed instance holds no GPU
+        if not _known_gone(instance, spec, seen, State.FAILED):
+            cluster.delete("Pod", spec.namespace, spec.name)  # a failed instance holds no GPU
     elif instance.desired_state == DesiredState.STOPPED:
+        if _known_gone(instance, spec, seen, State.STOPPED):
+            return
         cluster.delete("Pod", spec.namespace, spec.name)
         if cluster.read_pod(spec.namespace, spec.name) is None:
             services.instance_observe(instance_id=instance.pk, observation=Observation.POD_GONE)
@@ -201,18 +245,25 @@ def reconcile(
             services.instance_observe(instance_id=instance.pk, observation=Observation.POD_GONE)
 
 
+def _known_gone(instance: Instance, spec: InstancePodSpec, seen: Observed | None, settled: State) -> bool:
+    """A stopped (or failed) instance whose pod the resync's snapshot does not show: nothing to delete or
+    record (a steady-state resync sends no DELETE and GET for each). Without a snapshot, or with a pod in
+    it, the pod is deleted and, for a stop, its absence read."""
+    return seen is not None and instance.state == settled and seen.pod(spec.namespace, spec.name) is None
+
+
 def _run(cluster: Cluster, instance: Instance, spec: InstancePodSpec, seen: Observed | None) -> None:
     try:
         _converge(cluster, instance, spec, seen)
     except (ApiException, QuotaRefused) as exc:
         if isinstance(exc, ApiException) and exc.status != 404:
             raise
-        # The tenant's namespace objects are applied when the tenant or its quota changes (tenant_objects.py)
-        # and by the resync, not on every launch. A namespace that is missing (404: only applying into, or
-        # creating a pod in, a namespace that is gone answers 404 here) or whose ResourceQuota refuses the
-        # pod (older than the tenant's quota) gets them all now, and the pass runs once more.
+        # The tenant's namespace objects are applied when the tenant or its quota changes and by the resync
+        # (tenant_namespaces.py), not on every launch. A namespace that is missing (404: only applying into,
+        # or creating a pod in, a namespace that is gone answers 404 here) or whose ResourceQuota refuses
+        # the pod (older than the tenant's quota) gets them all now, and the pass runs once more.
         applied.cache.forget_namespace(cluster.cluster_id, spec.namespace)
-        ensure_tenant_namespace(cluster, instance.tenant, instance.region, refresh=True)
+        tenant_namespaces.ensure(cluster, instance.tenant, instance.region, refresh=True)
         _converge(cluster, instance, spec, None)
 
 
@@ -221,7 +272,17 @@ def _converge(cluster: Cluster, instance: Instance, spec: InstancePodSpec, seen:
     # about one round trip, not four. A pod whose Secret is not there yet waits for it (the kubelet
     # retries the mount), and a failed apply still fails this pass once the pod's part is done.
     secret_due = _secret_due(instance, seen.pod(spec.namespace, spec.name) if seen else None, seen)
-    with concurrently.calls(partial(_ensure_access, cluster, spec, seen), [secret_due]):
+    service_manifest = manifests.make_service(spec)
+    service_due = not cluster.is_applied(service_manifest)
+    if not service_due and secret_due is None:
+        # Nothing to send (a running instance's usual pass): no pool thread handed work it would not do.
+        _converge_pod(cluster, instance, spec, seen)
+        return
+    # Decided here, and checked here, not in the pool thread that sends them (it holds no database
+    # connection): that thread writes nothing this thread has not confirmed.
+    _confirm(cluster)
+    access = partial(_ensure_access, cluster, spec, seen, service_manifest, service_due)
+    with concurrently.calls(access, [secret_due]):
         _converge_pod(cluster, instance, spec, seen)
 
 
@@ -239,13 +300,18 @@ def _secret_due(instance: Instance, pod: dict[str, Any] | None, seen: Observed |
 
 
 def _ensure_access(
-    cluster: Cluster, spec: InstancePodSpec, seen: Observed | None, secret_due: str | None
+    cluster: Cluster,
+    spec: InstancePodSpec,
+    seen: Observed | None,
+    service_manifest: dict[str, Any],
+    service_due: bool,
+    secret_due: str | None,
 ) -> None:
-    """The instance's Service, then its SSH Secret owned by that Service, so that Kubernetes deletes the
-    Secret with the Service (the owner reference needs the Service's uid: hence this order)."""
-    service_manifest = manifests.make_service(spec)
+    """The instance's Service (when `service_due`: not applied lately), then its SSH Secret owned by that
+    Service, so that Kubernetes deletes the Secret with the Service (the owner reference needs the Service's
+    uid: hence this order)."""
     service = None
-    if not cluster.is_applied(service_manifest):
+    if service_due:
         service = cluster.apply(service_manifest)
         secret_due = FORCE  # a Service made again has a new uid: its Secret is gone or must be re-owned
     if secret_due is None:
@@ -370,7 +436,7 @@ def reconcile_volume(volume_id: Any) -> None:
     if volume.tenant.status == TenantStatus.CLOSED:
         return  # its namespace is being collected (gc.py); a claim made now would bring it back
     if volume.state == VolumeState.CREATING:
-        ensure_tenant_namespace(cluster, volume.tenant, volume.region)  # the claim may be the first object
+        tenant_namespaces.ensure(cluster, volume.tenant, volume.region)  # the claim may be the first object
     claim = ensure_claim(cluster, volume)
     phase, capacity = claim_phase(claim), claim_capacity_gib(claim)
     if claim is None or phase == "Lost":

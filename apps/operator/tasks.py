@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from apps.operator import reconcile_instances, reconcile_volumes, tenant_objects
+from apps.operator import reconcile_instances, reconcile_volumes, tenant_namespaces
 
 # The Celery names are those the tasks had before the operator was an app of its own, so messages queued
 # under them (by a process of the previous release, or waiting in the broker) still run.
@@ -21,4 +21,4 @@ def reconcile_volume(volume_id: str) -> None:
 @shared_task(name="apps.operator.tasks.apply_tenant_namespaces", acks_late=True)
 def apply_tenant_namespaces(tenant_id: str) -> None:
     """A tenant's quota changed: its namespace objects follow, in every region where it has something."""
-    tenant_objects.apply_tenant_namespaces(tenant_id)
+    tenant_namespaces.apply_tenant_namespaces(tenant_id)

@@ -34,8 +34,7 @@ from apps.operator.backoff import Backoff
 from apps.operator.cluster import Cluster
 from apps.operator.gc import list_json
 from apps.operator.observed import Lookup
-from apps.operator.reconciler import RUN_STATES, load_instance, reconcile, record_pod
-from apps.operator.specs import spec_from_instance
+from apps.operator.reconciler import RUN_STATES, load_for_pod, pod_ref, reconcile, record_pod
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +231,7 @@ class PodHandler:
         self.on_change()
         if instance_id is None:
             return
-        instance = load_instance(instance_id)
+        instance = load_for_pod(instance_id)  # a reconcile, the rarer case, loads it in full itself
         if instance is None or instance.region_id != self.region_id:
             return  # an orphan: garbage collection removes it
         if kind == "DELETED" or meta.get("name") != names.instance_object_name(instance.pk):
@@ -244,7 +243,7 @@ class PodHandler:
         annotations = meta.get("annotations") or {}
         current = annotations.get(names.GENERATION_KEY) == str(instance.generation)
         if runs and (current or instance.state == State.RUNNING):
-            record_pod(instance, pod, self.cluster, spec_from_instance(instance), self.lookup())
+            record_pod(instance, pod, self.cluster, pod_ref(instance), self.lookup())
         else:
             reconcile(instance.pk)
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from apps.operator.operator_loop import OperatorConfig, pool_needed
 from tests.helm.support import (
     CHART,
     PRODUCTION_VALUES,
@@ -57,6 +58,30 @@ def _pool(pod: dict[str, Any]) -> int:
     return int(env_of(pod["containers"][0])["DATABASE_POOL_MAX_SIZE"]["value"])
 
 
+def _waiters(pod: dict[str, Any]) -> int:
+    return int(env_of(pod["containers"][0])["INSTANCE_WAIT_MAX_WAITERS"]["value"])
+
+
+def _regions(pod: dict[str, Any], values: dict[str, Any]) -> int:
+    command = pod["containers"][0]["command"]
+    return len([a for a in command if a.startswith("--region=")]) or int(values["database"]["regions"])
+
+
+def _operator_config(pod: dict[str, Any]) -> OperatorConfig:
+    """The operator's configuration as the rendered command starts it (the command's defaults otherwise)."""
+    command = pod["containers"][0]["command"]
+    given = {
+        field: _flag(command, flag)
+        for field, flag in (
+            ("pod_workers", "pod-workers"),
+            ("change_workers", "change-workers"),
+            ("resync_workers", "resync-workers"),
+        )
+        if any(arg.startswith(f"--{flag}=") for arg in command)
+    }
+    return OperatorConfig(**given)
+
+
 def peak(docs: list[dict[str, Any]], values: dict[str, Any]) -> dict[str, tuple[int, int, int]]:
     """component -> (pods, connections per pod, connections), from the rendered objects as the docs say:
     pods = the most replicas (the autoscaler's maximum) plus the rolling update's surge."""
@@ -78,13 +103,14 @@ def peak(docs: list[dict[str, Any]], values: dict[str, Any]) -> dict[str, tuple[
         return most + int(surge)
 
     web_command = pods["web"]["containers"][0]["command"]
-    operator_command = pods["operator"]["containers"][0]["command"]
-    regions = len([a for a in operator_command if a.startswith("--region=")]) or values["database"]["regions"]
+    regions = _regions(pods["operator"], values)
     per_pod = {
-        "web": _flag(web_command, "workers") * _flag(web_command, "threads"),
+        # Each gunicorn worker: its pool (its threads) and a LISTEN connection per long-poll waiter.
+        "web": _flag(web_command, "workers") * (_flag(web_command, "threads") + _waiters(pods["web"])),
         "worker": _flag(pods["worker"]["containers"][0]["command"], "concurrency") * _pool(pods["worker"]),
         "beat": _pool(pods["beat"]),
-        "operator": _pool(pods["operator"]) + regions,
+        # Its pool, and per region a lock connection and the change listener's LISTEN connection.
+        "operator": _pool(pods["operator"]) + 2 * regions,
         "migrations": _pool(pods["migrations"]),
     }
     counts = {name: most_pods(name) for name in ("web", "worker", "beat", "operator")} | {"migrations": 1}
@@ -104,7 +130,10 @@ def test_each_component_pools_what_it_runs(values_file: str) -> None:
     assert _pool(pods["web"]) == _flag(web_command, "threads") == values["web"]["gunicorn"]["threads"]
     assert _pool(pods["worker"]) == 1  # a prefork process runs one task at a time
     assert _pool(pods["beat"]) == 1
-    assert _pool(pods["operator"]) == values["operator"]["databasePoolSize"]
+    # What its threads may hold at once leading every region (apps/operator/operator_loop.pool_needed).
+    operator = pods["operator"]
+    assert _pool(operator) == pool_needed(_operator_config(operator), _regions(operator, values))
+    assert _waiters(pods["web"]) == values["web"]["longPollWaiters"]
     assert _pool(pods["migrations"]) == 1
     for name, pod in pods.items():
         timeout = env_of(pod["containers"][0])["DATABASE_POOL_TIMEOUT"]["value"]
@@ -125,16 +154,21 @@ def test_the_docs_table_is_the_default_render() -> None:
     web_max = values["web"]["autoscaling"]["maxReplicas"]
     worker_max = values["worker"]["autoscaling"]["maxReplicas"]
     assert pods["web"] == web_max + math.ceil(web_max / 4)
+    waiters = values["web"]["longPollWaiters"]
     assert rows["web"] == (
-        f"({web_max} + {pods['web'] - web_max}) x {web_workers} x {web_threads} = {figures['web'][2]}"
+        f"({web_max} + {pods['web'] - web_max}) x {web_workers} x ({web_threads} + {waiters}) = "
+        f"{figures['web'][2]}"
     )
     assert rows["worker"] == (
         f"({worker_max} + {pods['worker'] - worker_max}) x {values['worker']['concurrency']} = "
         f"{figures['worker'][2]}"
     )
     assert rows["beat"] == f"{pods['beat']} x 1 = {figures['beat'][2]}"
-    pool, regions = values["operator"]["databasePoolSize"], values["database"]["regions"]
-    assert rows["operator"] == f"{pods['operator']} x ({pool} + {regions}) = {figures['operator'][2]}"
+    op, regions = values["operator"], values["database"]["regions"]
+    workers = f"{op['podWorkers']} + {op['changeWorkers']} + {op['resyncWorkers']} + 2"
+    assert rows["operator"] == (
+        f"{pods['operator']} x (1 + {regions} x ({workers}) + 2 x {regions}) = {figures['operator'][2]}"
+    )
     assert rows["migrations"] == "1"
     db = values["database"]
     budget = db["maxConnections"] - db["reservedConnections"]
@@ -149,7 +183,8 @@ BUDGET_CASES = {
     "production": ["-f", str(PRODUCTION_VALUES)],
     "named regions": ["--set", "operator.regions={us-east-1,eu-west-1,ap-south-1}"],
     "no autoscaling": ["--set", "web.autoscaling.enabled=false", "--set", "web.replicas=3"],
-    "bigger pools": ["--set", "worker.concurrency=8", "--set", "operator.databasePoolSize=10"],
+    "bigger pools": ["--set", "worker.concurrency=8", "--set", "operator.resyncWorkers=10"],
+    "more waiters": ["--set", "web.longPollWaiters=3"],
 }
 
 
@@ -172,7 +207,13 @@ def test_the_chart_refuses_exactly_the_releases_above_the_budget(case: str) -> N
 
 
 @pytest.mark.parametrize(
-    "where", ["config.DATABASE_POOL_MAX_SIZE", "web.env.DATABASE_POOL_MAX_SIZE", "worker.env.DATABASE_POOL"]
+    "where",
+    [
+        "config.DATABASE_POOL_MAX_SIZE",
+        "web.env.DATABASE_POOL_MAX_SIZE",
+        "worker.env.DATABASE_POOL",
+        "web.env.INSTANCE_WAIT_MAX_WAITERS",  # web.longPollWaiters, which the budget counts
+    ],
 )
 def test_the_pool_settings_are_the_charts_own(where: str) -> None:
     result = helm(

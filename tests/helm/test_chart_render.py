@@ -346,6 +346,8 @@ def test_worker_beat_and_operator_commands() -> None:
         "beat.env.BEAT_LOCK_TIMEOUT=60",
         "--set",
         "operator.regions={us-east-1,eu-west-1}",
+        "--set",
+        "database.maxConnections=200",  # two regions' operator threads (docs/operations.md)
     )
     worker = one(docs, "Deployment", "worker")["spec"]["template"]["spec"]["containers"][0]
     assert worker["command"] == ["celery", "-A", "config", "worker", "--loglevel=INFO", "--concurrency=4"]
@@ -372,7 +374,9 @@ def test_worker_beat_and_operator_commands() -> None:
         "manage.py",
         "operator",
         "--resync-seconds=30",
-        "--pod-workers=4",
+        "--pod-workers=2",
+        "--change-workers=2",
+        "--resync-workers=4",
         "--region=us-east-1",
         "--region=eu-west-1",
     ]
@@ -549,7 +553,14 @@ def test_invalid_values_are_refused(args: list[str], names: list[str]) -> None:
     "args",
     [
         ["--set", "ingress.enabled=false", "--set-json", "ingress.hosts=[]"],
-        ["--set", "web.autoscaling.minReplicas=4", "--set", "web.autoscaling.maxReplicas=4"],
+        [
+            "--set",
+            "web.autoscaling.minReplicas=4",
+            "--set",
+            "web.autoscaling.maxReplicas=4",
+            "--set",
+            "database.maxConnections=110",  # 5 web pods at their peak
+        ],
         ["--set", "web.autoscaling.enabled=false", "--set", "web.autoscaling.minReplicas=5"],
         ["--set", "config.LOG_FORMAT=plain", "--set", "config.LOG_LEVEL=WARNING"],
         ["--set", "config.TRUSTED_PROXY_HOPS=2", "--set-string", "web.env.TRUSTED_PROXY_HOPS=2"],

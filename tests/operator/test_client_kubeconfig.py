@@ -67,3 +67,39 @@ def test_kubeconfig_from_file_checks_too(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match=r"users\[0\]\.user\.exec"):
         kube_client.kubeconfig_from_file(str(path))
+
+
+def token_kubeconfig() -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "r",
+            "clusters": [{"name": "r", "cluster": {"server": "https://127.0.0.1:9"}}],
+            "contexts": [{"name": "r", "context": {"cluster": "r", "user": "u"}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+        }
+    )
+
+
+def test_a_leaders_watches_and_workers_all_keep_their_connection_in_the_clients_pool() -> None:
+    """A connection returned to a full pool is dropped, and the next request pays a new TLS handshake."""
+    from django.conf import settings
+
+    from apps.operator import concurrently
+    from apps.operator.cluster import Cluster
+    from apps.operator.operator_loop import OperatorConfig
+    from apps.operator.stores import ClusterStores
+
+    region = Region(slug="pooled-1", name="Pooled")
+    region.set_kubeconfig(token_kubeconfig())
+    region.save()
+    api = kube_client.api_client(region)
+
+    pool_size = api.rest_client.pool_manager.connection_pool_kw["maxsize"]
+    assert pool_size == settings.KUBE_CLIENT_POOL_SIZE
+    streams = len(ClusterStores(Cluster(api)).all()) + 1  # a watch per store, and the Events watch
+    config = OperatorConfig()
+    workers = config.pod_workers + config.change_workers + config.resync_workers + 1  # + the region loop
+    workers += concurrently.MAX_THREADS  # Services and Secrets sent alongside the pods
+    assert streams + workers <= pool_size

@@ -1,6 +1,6 @@
 """Isolation of a tenant namespace, checked against the Kubernetes sandbox's real apiserver.
 
-The namespace is made by the reconciler (`ensure_tenant_namespace`, on the first launch through the API);
+The namespace is made by the reconciler (`tenant_namespaces.ensure`, on the first launch through the API);
 the tests then try, as cluster admin, what a bug or a hostile spec would try, and read back what the
 namespace holds. Pod Security Admission and ResourceQuota are the apiserver's own admission plugins.
 NetworkPolicies are stored but not enforced in the sandbox (no network plugin), so their selection is

@@ -372,6 +372,24 @@ def test_the_host_key_is_the_instances_own_and_stays_the_same() -> None:
         host_keys.host_private_key("instance-1", secret="")
 
 
+def test_a_host_key_is_derived_once_per_instance_and_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resync reads every running instance's public key and a reconcile its private one: derived once."""
+    derived: list[str] = []
+    derive = host_keys._private_key
+
+    def counting(instance_id: Any, secret: str) -> Any:
+        derived.append(str(instance_id))
+        return derive(instance_id, secret)
+
+    monkeypatch.setattr(host_keys, "_private_key", counting)
+    for _ in range(3):
+        host_keys.host_public_key("instance-cached", secret="s3")
+        host_keys.host_private_key("instance-cached", secret="s3")
+    assert derived == ["instance-cached", "instance-cached"]  # once for each half
+    host_keys.host_public_key("instance-cached", secret="s4")  # another secret: another key
+    assert len(derived) == 3
+
+
 def test_the_secret_carries_the_host_key_and_the_server_reads_it_there() -> None:
     key = host_keys.host_private_key(INSTANCE_ID, secret="test")
     spec = dataclasses.replace(GPU_POD, host_key=key)
