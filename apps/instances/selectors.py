@@ -1,3 +1,4 @@
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.postgres.fields import ArrayField
@@ -34,6 +35,45 @@ def instances_for_api(*, tenant: Any) -> QuerySet[Instance]:
     return Instance.objects.filter(tenant=tenant).annotate(**_API_COLUMNS)
 
 
+def api_columns(
+    instance: Instance,
+    *,
+    gpu_type: GpuType | None,
+    ssh_keys: Iterable[SshKey],
+    attachments: Iterable[VolumeAttachment],
+) -> dict[str, Any]:
+    """The columns instances_for_api adds to a row, from relations already in memory: for an instance
+    loaded otherwise, or one just launched (rendered without reading it back). `gpu_type` is the
+    instance's (the launch has it as its instance type's, from which it was frozen this moment);
+    `ssh_keys` and `attachments` in the API's order (by name, and by mount path)."""
+    return {
+        "region_slug": instance.region.slug,
+        "instance_type_slug": instance.instance_type.slug,
+        "gpu_type_slug": gpu_type.slug if gpu_type is not None else None,
+        "ssh_key_id_list": [key.pk for key in ssh_keys],
+        "attachment_list": [
+            {
+                name: getattr(a if column.startswith("a.") else a.volume, column[2:])
+                for name, column in _ATTACHMENT_COLUMNS
+            }
+            for a in attachments
+        ],
+    }
+
+
+# An attachment as the API lists it: each key and its column, of the attachment (a.) or of its volume (v.).
+# Read by the SQL of instances_for_api and, as attributes of the same names, by api_columns.
+_ATTACHMENT_COLUMNS = (
+    ("volume_id", "a.volume_id"),
+    ("name", "v.name"),
+    ("mount_path", "a.mount_path"),
+    ("size_gib", "v.size_gib"),
+    ("access_mode", "v.access_mode"),
+    ("state", "v.state"),
+    ("delete_with_instance", "a.delete_with_instance"),
+)
+
+
 def _api_columns() -> dict[str, RawSQL]:
     outer = Instance._meta.db_table
     through = Instance.ssh_keys.through._meta.db_table
@@ -43,18 +83,7 @@ def _api_columns() -> dict[str, RawSQL]:
         sql = f"SELECT c.slug FROM {model._meta.db_table} c WHERE c.id = {outer}.{column}"  # noqa: S608
         return RawSQL(sql, (), output_field=CharField())  # noqa: S611  (table and column names only)
 
-    attachment = ", ".join(
-        f"'{name}', {column}"
-        for name, column in (
-            ("volume_id", "a.volume_id"),
-            ("name", "v.name"),
-            ("mount_path", "a.mount_path"),
-            ("size_gib", "v.size_gib"),
-            ("access_mode", "v.access_mode"),
-            ("state", "v.state"),
-            ("delete_with_instance", "a.delete_with_instance"),
-        )
-    )
+    attachment = ", ".join(f"'{name}', {column}" for name, column in _ATTACHMENT_COLUMNS)
     return {
         "region_slug": slug(Region, "region_id"),
         "instance_type_slug": slug(InstanceType, "instance_type_id"),

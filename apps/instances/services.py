@@ -25,7 +25,7 @@ from apps.catalog.registries import registry_refusal
 from apps.core import metrics, notify, request_context
 from apps.core.errors import Conflict, Forbidden
 from apps.core.funds import require_funds
-from apps.instances import notifications, validation
+from apps.instances import notifications, selectors, validation
 from apps.instances.models import DesiredState, Instance, InstanceEvent, frozen_terms
 from apps.instances.signals import instance_changed, instance_state_changed
 from apps.instances.states import (
@@ -299,22 +299,12 @@ def _as_listed(instance: Instance, ssh_keys: list[SshKey], attachments: list[Any
     if len(ssh_keys) > 1 or len(attachments) > 1:
         return
     instance.__dict__.update(
-        region_slug=instance.region.slug,
-        instance_type_slug=instance.instance_type.slug,
-        gpu_type_slug=instance.instance_type.gpu_type.slug if instance.instance_type.gpu_type else None,
-        ssh_key_id_list=[key.pk for key in ssh_keys],
-        attachment_list=[
-            {
-                "volume_id": a.volume_id,
-                "name": a.volume.name,
-                "mount_path": a.mount_path,
-                "size_gib": a.volume.size_gib,
-                "access_mode": a.volume.access_mode,
-                "state": a.volume.state,
-                "delete_with_instance": a.delete_with_instance,
-            }
-            for a in attachments
-        ],
+        selectors.api_columns(
+            instance,
+            gpu_type=instance.instance_type.gpu_type,  # frozen_terms copied its id: the same row, no read
+            ssh_keys=ssh_keys,
+            attachments=attachments,
+        )
     )
 
 

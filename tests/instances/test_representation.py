@@ -136,3 +136,37 @@ def test_a_page_is_one_query_whatever_its_length(
         many_data = InstanceSerializer(many, many=True).data
     assert len(few_data) == 2 and len(many_data) == 31
     assert [item["ssh_key_ids"] for item in many_data if item["volumes"]] == [[str(first.ssh_keys.get().pk)]]
+
+
+def test_the_columns_built_in_memory_are_the_ones_the_list_query_adds(
+    tenant_owner: Actor, make_instance: Callable[..., Instance]
+) -> None:
+    """selectors.api_columns (a launch's response, an instance loaded without them) against the SQL of
+    instances_for_api, for an instance with keys and volumes and one with none and no GPU."""
+    owner = tenant_owner
+    full = make_instance(owner.tenant, created_by=owner.user)
+    full.ssh_keys.set([_key(owner, "laptop"), _key(owner, "desktop")])
+    _attached_volume(owner, full, "datasets", "/data")
+    _attached_volume(owner, full, "checkpoints", "/ckpt")
+    bare = make_instance(owner.tenant, created_by=owner.user, instance_type="cpu-4x")
+    names = ("region_slug", "instance_type_slug", "gpu_type_slug", "ssh_key_id_list", "attachment_list")
+
+    def plain(columns: dict[str, Any]) -> dict[str, Any]:
+        return json.loads(json.dumps({name: columns[name] for name in names}, default=str))
+
+    for instance in (full, bare):
+        row = selectors.instances_for_api(tenant=owner.tenant).get(pk=instance.pk)
+        loaded = Instance.objects.get(pk=instance.pk)
+        built = selectors.api_columns(
+            loaded,
+            gpu_type=loaded.gpu_type,
+            ssh_keys=loaded.ssh_keys.order_by("name", "id"),
+            attachments=loaded.volume_attachments.select_related("volume").order_by("mount_path", "id"),
+        )
+        assert plain(built) == plain(row.__dict__)
+    assert plain(row.__dict__)["gpu_type_slug"] is None and plain(row.__dict__)["attachment_list"] == []
+    with_volumes = selectors.instances_for_api(tenant=owner.tenant).get(pk=full.pk).__dict__
+    assert [a["mount_path"] for a in with_volumes["attachment_list"]] == ["/ckpt", "/data"]
+    assert set(with_volumes["attachment_list"][0]) == {
+        "volume_id", "name", "mount_path", "size_gib", "access_mode", "state", "delete_with_instance"
+    }  # fmt: skip

@@ -16,6 +16,7 @@ from typing import Any
 from django.utils import timezone
 from rest_framework import serializers
 
+from apps.instances import selectors
 from apps.instances.models import Instance
 from apps.instances.states import State, allowed_actions
 
@@ -48,25 +49,12 @@ def _joined(instance: Instance) -> dict[str, Any]:
     otherwise (a few more queries, fine for one)."""
     if "attachment_list" in instance.__dict__:
         return instance.__dict__
-    attachments = instance.volume_attachments.select_related("volume").order_by("mount_path", "id")
-    return {
-        "region_slug": instance.region.slug,
-        "instance_type_slug": instance.instance_type.slug,
-        "gpu_type_slug": instance.gpu_type.slug if instance.gpu_type is not None else None,
-        "ssh_key_id_list": [key.pk for key in instance.ssh_keys.all()],
-        "attachment_list": [
-            {
-                "volume_id": a.volume_id,
-                "name": a.volume.name,
-                "mount_path": a.mount_path,
-                "size_gib": a.volume.size_gib,
-                "access_mode": a.volume.access_mode,
-                "state": a.volume.state,
-                "delete_with_instance": a.delete_with_instance,
-            }
-            for a in attachments
-        ],
-    }
+    return selectors.api_columns(
+        instance,
+        gpu_type=instance.gpu_type,
+        ssh_keys=instance.ssh_keys.all(),
+        attachments=instance.volume_attachments.select_related("volume").order_by("mount_path", "id"),
+    )
 
 
 def instance_json(
