@@ -33,6 +33,8 @@ PER_NODE = 15  # cpu-4x on a cpu64 node (62 allocatable vCPU)
 SMALL_QUOTA = {"max_gpus": 0, "max_instances": 5, "max_vcpu": 12, "max_memory_gib": 64, "max_volume_gib": 10}
 TIMEOUT = 1800.0
 POLL = 0.1
+GOAL_RATIO = 1.5  # all admitted running, against the equal-work baseline
+GOAL_ADMISSIONS_PER_SECOND = 40  # launch requests answered (admitted or refused) per second
 
 
 def run(n: int, progress: Progress) -> dict[str, Any]:
@@ -176,9 +178,13 @@ def run(n: int, progress: Progress) -> dict[str, Any]:
         "baseline_pods": pods,
         "baseline_seconds": round(baseline, 2),
         "ratio": ratio(ours, baseline),
+        "admissions_per_second": round(n / admitted_at, 1),
         "quota_overruns": len(overruns),
         "overrun_detail": overruns[:10],
         "goals": {
+            f"all running within {GOAL_RATIO}x the equal-work baseline": ours <= GOAL_RATIO * baseline,
+            f">= {GOAL_ADMISSIONS_PER_SECOND} launch requests answered a second": n / admitted_at
+            >= GOAL_ADMISSIONS_PER_SECOND,
             "zero quota overruns": not overruns,
             "small quotas were reached (the race was real)": small_admitted
             == SMALL_TENANTS * (SMALL_QUOTA["max_vcpu"] // 4),

@@ -35,6 +35,13 @@ REGION = "us-east-1"
 WARMUP_ROUNDS = 2  # untimed: rounds of WARMUP_CONCURRENCY launches at once, over every worker process
 WARMUP_CONCURRENCY = 8  # > web workers (2) and Celery's prefork children (4): each gets some
 GOAL_P50_EXTRA_MS = 25
+# Where a launch's time goes, from the client's clock and the rows' (one machine, one clock): the request
+# until the instance row exists (authentication, admission); the row until the 201 is received (the rest of
+# the transaction, its commit, the response); the row until the operator recorded the pod it created (the
+# NOTIFY at commit, the reconcile, the Service, Secret and pod creations); that record until `running` is
+# recorded (scheduling, kwok, the watch, the write); that until the waiting client has the answer.
+FLOOR_REQUESTS = 100
+STAGES = ("request to row", "row to 201", "row to pod created", "pod created to running", "running to client")
 GOAL_P99_EXTRA_MS = 100
 
 
@@ -58,6 +65,10 @@ class WaitClient:
                 response = self.http.get(url, params=params, timeout=90)
                 if response.status_code == 400:
                     self.mode = "poll (the server refused ?wait=)"
+                    continue
+                if response.status_code == 503:  # too_many_waiters (warm-up runs 8 at once): pace, as the SDK
+                    time.sleep(POLL)
+                    state = self.http.get(url, timeout=60).json()["state"]
                     continue
                 state = response.json()["state"]
                 if state not in ("running", "failed") and time.perf_counter() - asked < WAIT_TIMEOUT / 2:
@@ -99,18 +110,24 @@ def run(n: int, progress: Progress, *, instance_type: str = "gpu-h100x1") -> dic
         http.headers.update(who.headers())
         waiter = WaitClient(http, base)
 
+        marks: dict[
+            str, tuple[float, float, float]
+        ] = {}  # instance id: wall clock sent, answered, saw running
+
         def ours(i: int, session: requests.Session = http) -> tuple[float, str]:
             body = {"name": f"lat-{i}", "instance_type": instance_type, "region": REGION, "image": "pytorch"}
-            t0 = time.perf_counter()
+            sent, t0 = time.time(), time.perf_counter()
             response = session.post(
                 base, json=body, headers={"Idempotency-Key": str(uuid.uuid4())}, timeout=60
             )
+            answered = time.time()
             if response.status_code != 201:
                 raise RuntimeError(f"launch {i}: {response.status_code} {response.text[:300]}")
             instance_id = response.json()["id"]
             client_ = waiter if session is http else WaitClient(session, base)
             client_.until_running(instance_id, response.json()["state"], t0 + TIMEOUT)
             elapsed = time.perf_counter() - t0
+            marks[instance_id] = (sent, answered, time.time())
             if session.delete(f"{base}/{instance_id}", timeout=60).status_code != 202:
                 raise RuntimeError(f"terminate {i} refused")
             while session.get(f"{base}/{instance_id}", timeout=60).json()["state"] != "terminated":
@@ -170,8 +187,16 @@ def run(n: int, progress: Progress, *, instance_type: str = "gpu-h100x1") -> dic
             tick(i + 1)
         watch.stop()
         progress(f"client mode: {waiter.mode}")
+        # A floor under every API launch: one authenticated request that does nothing (GET /me).
+        me_s = []
+        for _ in range(FLOOR_REQUESTS):
+            t0 = time.perf_counter()
+            if http.get(f"{url}/api/v1/me", timeout=60).status_code != 200:
+                raise RuntimeError("GET /api/v1/me failed")
+            me_s.append(time.perf_counter() - t0)
         # Server side: from the row's creation to the operator recording "running" (no HTTP, no waiting).
         server_s = []
+        stages: dict[str, list[float]] = {name: [] for name in STAGES}
         for instance_id in ids:
             instance = Instance.objects.get(pk=instance_id)
             running = (
@@ -182,6 +207,17 @@ def run(n: int, progress: Progress, *, instance_type: str = "gpu-h100x1") -> dic
             )
             if running is not None:
                 server_s.append((running.created_at - instance.created_at).total_seconds())
+            pod_created = InstanceEvent.objects.filter(instance_id=instance_id, name="pod_created").first()
+            if running is not None and pod_created is not None:
+                sent, answered, saw = marks[instance_id]
+                created, made = instance.created_at.timestamp(), pod_created.created_at.timestamp()
+                done = running.created_at.timestamp()
+                for name, seconds in zip(
+                    STAGES,
+                    (created - sent, answered - created, made - created, done - made, saw - done),
+                    strict=True,
+                ):
+                    stages[name].append(seconds)
         for name in [*namespaces, who_namespace(who)]:
             kube.drop_namespace(api, name)
     ours_sum, base_sum = summary_ms(ours_s), summary_ms(base_s)
@@ -197,6 +233,8 @@ def run(n: int, progress: Progress, *, instance_type: str = "gpu-h100x1") -> dic
         "ours": ours_sum,
         "baseline": base_sum,
         "ours_server_side": summary_ms(server_s),
+        "stages": {name: summary_ms(values) for name, values in stages.items() if values},
+        "api_request_floor": summary_ms(me_s),
         "ratio": {k: ratio(ours_sum[k], base_sum[k]) for k in ("p50_ms", "p95_ms", "p99_ms")},
         "p50_extra_ms": extra["p50"],
         "p99_extra_ms": extra["p99"],

@@ -62,6 +62,18 @@ def _launch(f: dict[str, Any]) -> list[Row]:
             "",
         )
     )
+    if "api_request_floor" in f:
+        floor = f["api_request_floor"]
+        rows.append(
+            (
+                "floor: one authenticated GET /api/v1/me, p50 / p99 (ms)",
+                f"{floor['p50_ms']} / {floor['p99_ms']}",
+                "",
+                "",
+            )
+        )
+    for stage, values in (f.get("stages") or {}).items():
+        rows.append((f"stage: {stage}, p50 / p99 (ms)", f"{values['p50_ms']} / {values['p99_ms']}", "", ""))
     return rows
 
 
@@ -76,6 +88,7 @@ def _burst(f: dict[str, Any]) -> list[Row]:
         ),
         ("pods (admitted launches / direct creations)", f["admitted"], f["baseline_pods"], ""),
         ("all launch requests answered (s)", f["ours_admission_seconds"], "", ""),
+        ("launch requests answered a second", f.get("admissions_per_second", ""), "", ""),
         ("responses", ", ".join(f"{k}: {v}" for k, v in sorted(f["responses"].items())), "", ""),
         ("quota overruns (from the database)", f["quota_overruns"], "", ""),
         (
@@ -88,32 +101,56 @@ def _burst(f: dict[str, Any]) -> list[Row]:
 
 
 def _api(f: dict[str, Any]) -> list[Row]:
-    q, r = f["queries"], f["ratio"]
-    return [
+    if "list_deep" not in f:
+        return _api_before_cursors(f)
+    q, r, deep, me = f["queries"], f["ratio"], f["deep_page"], f["me"]
+    rows: list[Row] = []
+    for name, figure in (
+        ("list", f"list, first page (50 rows): requests/s at concurrency {f['concurrency']}"),
         (
-            f"list (50 a page), requests/s at concurrency {f['concurrency']}",
-            f["list"]["rps"],
-            f"{f['me']['rps']} (/me)",
-            _x(r["list_rps_vs_me"]),
+            "list_deep",
+            f"list, deep page {deep['page']:,} by cursor (after {deep['rows_before']:,} rows): requests/s",
         ),
+        ("detail", "detail: requests/s"),
+        ("list_offset_deep", "list, the same deep page by offset (informational): requests/s"),
+    ):
+        rows.append((figure, f[name]["rps"], f"{me['rps']} (/me)", _x(r[f"{name}_rps_vs_me"])))
+        rows.append(
+            (
+                f"{figure.split(':')[0]}: p99 (ms)",
+                f[name]["p99_ms"],
+                f"{me['p99_ms']} (/me)",
+                _x(r[f"{name}_p99_ms_vs_me"]),
+            )
+        )
+    rows += [
+        ("queries per request: list first page / deep page / detail",
+         f"{q['list_n_limit50']} / {q['list_deep_limit50']} / {q['detail']}", f"{q['me']} (/me)", ""),
+        (f"list queries: {f['tenant_instances']:,} vs 1,000 instances; 200 vs 50 a page (first / deep page)",
+         f"{q['list_n_limit50']} vs {q['list_1k_limit50']}; {q['list_n_limit200']} vs "
+         f"{q['list_n_limit50']} / {q['list_deep_limit200']} vs {q['list_deep_limit50']}", "", ""),
+        ("list count: shown / exact (capped when false)", f"{deep['count']:,} / {deep['count_exact']}",
+         f"{f['tenant_instances']:,} rows", ""),
+        ("instances in the database", f["instances_total"], "", ""),
+    ]  # fmt: skip
+    return rows
+
+
+def _api_before_cursors(f: dict[str, Any]) -> list[Row]:
+    """A result from before the deep page was measured (docs/benchmarks.json of earlier runs)."""
+    q, r, n = f["queries"], f["ratio"], f["queries"]["list_5k_limit50"]
+    return [
+        (f"list (50 a page), requests/s at concurrency {f['concurrency']}", f["list"]["rps"],
+         f"{f['me']['rps']} (/me)", _x(r["list_rps_vs_me"])),
         ("detail, requests/s", f["detail"]["rps"], f"{f['me']['rps']} (/me)", _x(r["detail_rps_vs_me"])),
         ("list p99 (ms)", f["list"]["p99_ms"], f"{f['me']['p99_ms']} (/me)", _x(r["list_p99_vs_me"])),
         ("detail p99 (ms)", f["detail"]["p99_ms"], f"{f['me']['p99_ms']} (/me)", _x(r["detail_p99_vs_me"])),
-        (
-            "queries per request: list / detail",
-            f"{q['list_5k_limit50']} / {q['detail']}",
-            f"{q['me']} (/me)",
-            "",
-        ),
-        (
-            f"list queries: {f['tenant_instances']} vs 1,000 instances; 200 vs 50 a page",
-            f"{q['list_5k_limit50']} vs {q['list_1k_limit50']}; "
-            f"{q['list_5k_limit200']} vs {q['list_5k_limit50']}",
-            "",
-            "",
-        ),
+        ("queries per request: list / detail", f"{n} / {q['detail']}", f"{q['me']} (/me)", ""),
+        (f"list queries: {f['tenant_instances']} vs 1,000 instances; 200 vs 50 a page",
+         f"{n} vs {q['list_1k_limit50']}; {q['list_5k_limit200']} vs {n}",
+         "", ""),
         ("instances in the database", f["instances_total"], "", ""),
-    ]
+    ]  # fmt: skip
 
 
 def _scale(f: dict[str, Any]) -> list[Row]:
@@ -127,6 +164,8 @@ def _scale(f: dict[str, Any]) -> list[Row]:
             _x(r["resync_vs_bare_list"]),
         ),
     ]
+    if "first_resync_seconds" in f:
+        rows.append(("the same process's first resync (s)", f["first_resync_seconds"], "", ""))
     split = f.get("resync_split")
     if split:
         rows.append(
@@ -138,6 +177,8 @@ def _scale(f: dict[str, Any]) -> list[Row]:
                 "",
             )
         )
+        for statement, count in (split.get("db_top") or {}).items():
+            rows.append((f"resync query x{count}", f"`{statement.replace('|', '/')}`", "", ""))
     raw = f.get("raw_cold_start")
     rows.append(
         (

@@ -24,7 +24,7 @@ class Answer:
 
 @dataclass
 class Server:
-    behaviour: str  # "waits", "refuses", "ignores"
+    behaviour: str  # "waits", "refuses", "ignores", "busy" (503 too_many_waiters once, then waits)
     states: list[str]
     calls: list[dict] = field(default_factory=list)
 
@@ -32,6 +32,9 @@ class Server:
         self.calls.append(params or {})
         if params and self.behaviour == "refuses":
             return Answer(400, "")
+        if params and self.behaviour == "busy":
+            self.behaviour = "waits"
+            return Answer(503, "")
         if params and self.behaviour == "waits":
             return Answer(200, "running")
         return Answer(200, self.states.pop(0))
@@ -60,3 +63,13 @@ def test_a_failed_instance_ends_the_wait() -> None:
     client = WaitClient(Server("ignores", ["failed"]), "http://x/instances")
     with pytest.raises(RuntimeError, match="failed"):
         client.until_running("i", "pending", time.perf_counter() + 5)
+
+
+def test_a_busy_server_is_asked_again_after_a_pause_and_still_waited_on(monkeypatch) -> None:
+    monkeypatch.setattr(launch_latency, "POLL", 0)
+    server = Server("busy", ["pending"])
+    client = WaitClient(server, "http://x/instances")
+    assert client.until_running("i", "pending", time.perf_counter() + 5) == "running"
+    asked = {"wait": "running", "timeout": launch_latency.WAIT_TIMEOUT}
+    assert server.calls == [asked, {}, asked]  # refused, the state read plainly, then waited on
+    assert client.mode == "wait"
