@@ -11,6 +11,7 @@ exceed the limit. The baseline creates as many pods as were admitted, so both si
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 import uuid
@@ -20,7 +21,7 @@ from typing import Any
 
 import requests
 
-from bench import common
+from bench import common, cpu
 from bench.common import Progress, ratio
 
 DEFAULT_N = 500
@@ -101,10 +102,12 @@ def run(n: int, progress: Progress) -> dict[str, Any]:
                     tick(done[0])
                 return response.json()["id"] if response.status_code == 201 else None
 
+            cpu_start = cpu.sample()
             t0 = time.perf_counter()
             with ThreadPoolExecutor(CLIENTS) as pool:
                 ids = [i for i in pool.map(launch, range(n)) if i]
             admitted_at = time.perf_counter() - t0
+            cpu_admitted = cpu.sample()
             progress(
                 f"{len(ids)} admitted in {admitted_at:.1f}s; responses {dict(codes)}; waiting for running"
             )
@@ -114,6 +117,7 @@ def run(n: int, progress: Progress) -> dict[str, Any]:
                     raise RuntimeError(f"only {running} of {len(ids)} running after {TIMEOUT:.0f}s")
                 time.sleep(POLL)
             ours = time.perf_counter() - t0
+            cpu_running = cpu.sample()
             progress(f"all {len(ids)} admitted instances running after {ours:.1f}s")
 
             # Quota overruns, from the database: live instances per tenant against its limits.
@@ -154,6 +158,7 @@ def run(n: int, progress: Progress) -> dict[str, Any]:
         for who in tenants:
             kube.drop_namespace(api, namespace_of(who))
         wait_empty(core, progress)
+        cpu_baseline = cpu.sample()
         t0 = time.perf_counter()
         with ThreadPoolExecutor(CLIENTS) as pool:
             list(pool.map(create, objects))
@@ -163,7 +168,14 @@ def run(n: int, progress: Progress) -> dict[str, Any]:
                 raise RuntimeError(f"baseline: only {running} of {pods} pods running")
             time.sleep(POLL)
         baseline = time.perf_counter() - t0
+        cpu_baseline_done = cpu.sample()
         progress(f"baseline: {pods} pods running after {baseline:.1f}s")
+    cpu_spent = {
+        "ours_admission": cpu.spent(cpu_start, cpu_admitted, wall_seconds=admitted_at, per=n),
+        "ours_until_running": cpu.spent(cpu_start, cpu_running, wall_seconds=ours, per=len(ids)),
+        "baseline": cpu.spent(cpu_baseline, cpu_baseline_done, wall_seconds=baseline, per=pods),
+    }
+    cores = os.cpu_count() or 1
     return {
         "launches": n,
         "tenants": TENANTS,
@@ -180,6 +192,16 @@ def run(n: int, progress: Progress) -> dict[str, Any]:
         "ratio": ratio(ours, baseline),
         "admissions_per_second": round(n / admitted_at, 1),
         "quota_overruns": len(overruns),
+        # Where the CPU went (bench/cpu.py): with the cores busy, a phase cannot end sooner than its CPU
+        # seconds over the cores; these floors say how far the goals are from what the machine allows.
+        "cpu": cpu_spent,
+        "cpu_floor": {
+            "answers_per_second_at_most": round(
+                n * cores / max(cpu_spent["ours_admission"]["cpu_seconds_total"], 0.01), 1
+            ),
+            "ours_seconds_at_least": round(cpu_spent["ours_until_running"]["cpu_seconds_total"] / cores, 1),
+            "baseline_seconds_at_least": round(cpu_spent["baseline"]["cpu_seconds_total"] / cores, 1),
+        },
         "overrun_detail": overruns[:10],
         "goals": {
             f"all running within {GOAL_RATIO}x the equal-work baseline": ours <= GOAL_RATIO * baseline,

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import requests
 
-from bench import common
+from bench import common, cpu
 from bench.common import Progress, ratio, summary_ms
 
 DEFAULT_N = 200  # percentiles up to p99 need a couple of hundred samples
@@ -174,14 +176,27 @@ def run(n: int, progress: Progress, *, instance_type: str = "gpu-h100x1") -> dic
         ours_s: list[float] = []
         base_s: list[float] = []
         ids: list[str] = []
+        # CPU per side (bench/cpu.py), each launch or creation with its teardown, sampled outside the timing.
+        cpu_used: dict[str, dict[str, float]] = {"ours": {}, "baseline": {}}
+        wall = {"ours": 0.0, "baseline": 0.0}
+
+        def counted(side: str, work: Callable[[], Any]) -> Any:
+            before, t0 = cpu.sample(), time.perf_counter()
+            out = work()
+            wall[side] += time.perf_counter() - t0
+            after = cpu.sample()
+            for part, seconds in after.items():
+                cpu_used[side][part] = cpu_used[side].get(part, 0.0) + seconds - before.get(part, 0.0)
+            return out
+
         tick = progress.every(n, "launches (ours and baseline)")
         for i in range(n):
             if i % 2 == 0:
-                elapsed, instance_id = ours(i)
-                base_s.append(baseline(i))
+                elapsed, instance_id = counted("ours", partial(ours, i))
+                base_s.append(counted("baseline", partial(baseline, i)))
             else:
-                base_s.append(baseline(i))
-                elapsed, instance_id = ours(i)
+                base_s.append(counted("baseline", partial(baseline, i)))
+                elapsed, instance_id = counted("ours", partial(ours, i))
             ours_s.append(elapsed)
             ids.append(instance_id)
             tick(i + 1)
@@ -237,6 +252,8 @@ def run(n: int, progress: Progress, *, instance_type: str = "gpu-h100x1") -> dic
         "api_request_floor": summary_ms(me_s),
         "ratio": {k: ratio(ours_sum[k], base_sum[k]) for k in ("p50_ms", "p95_ms", "p99_ms")},
         "p50_extra_ms": extra["p50"],
+        # CPU per launch of each part, launch and teardown (bench/cpu.py): what each side costs the machine.
+        "cpu": {side: cpu.spent({}, used, wall_seconds=wall[side], per=n) for side, used in cpu_used.items()},
         "p99_extra_ms": extra["p99"],
         "goals": {
             f"p50 within {GOAL_P50_EXTRA_MS} ms of the raw API server": extra["p50"] <= GOAL_P50_EXTRA_MS,

@@ -40,7 +40,9 @@ def images_in(*, region: Region) -> QuerySet[Image]:
     return Image.objects.filter(active=True, regions=region)
 
 
-def _fits(pool: RegionCapacity, held: dict[str, int], instance_type: InstanceType) -> int:
+def _room(pool: RegionCapacity, held: dict[str, int], instance_type: InstanceType) -> int | None:
+    """How many more of the type fit beside what is held: negative when instances hold more than the pool
+    has; None when the pool declares nothing to count."""
     limits = []
     if instance_type.gpu_count:
         limits.append((pool.gpus - (held.get("gpus") or 0)) // instance_type.gpu_count)
@@ -48,7 +50,12 @@ def _fits(pool: RegionCapacity, held: dict[str, int], instance_type: InstanceTyp
         limits.append((pool.vcpu - (held.get("vcpu") or 0)) // instance_type.vcpu)
     if pool.memory_gib:
         limits.append((pool.memory_gib - (held.get("memory_gib") or 0)) // instance_type.memory_gib)
-    return max(0, min(limits)) if limits else 0
+    return min(limits) if limits else None
+
+
+def _fits(pool: RegionCapacity, held: dict[str, int], instance_type: InstanceType) -> int:
+    room = _room(pool, held, instance_type)
+    return max(0, room) if room is not None else 0
 
 
 def availability() -> dict[tuple[Any, Any], int]:
@@ -86,6 +93,24 @@ def available_count(*, region: Region, instance_type: InstanceType, lock: bool =
         return 0
     held = holdings.held_by_pool(region_id=region.pk, gpu_type_id=instance_type.gpu_type_id)
     return _fits(pool, held.get((region.pk, instance_type.gpu_type_id), {}), instance_type)
+
+
+def pool_overcommitted(*, region: Region, instance_type: InstanceType) -> bool:
+    """True when what instances hold in the type's pool exceeds what it has, read with the pool's row
+    locked FOR UPDATE until the caller's transaction ends.
+
+    A launch calls this last, after writing its instance (which the sum then counts): concurrent launches
+    into one pool queue on this row for two statements and their commit only, not for the whole launch
+    (burst_admission, docs/benchmarks.md). A region in maintenance, or without the pool, has no room."""
+    if region.status == RegionStatus.MAINTENANCE:
+        return True
+    pools = RegionCapacity.objects.select_for_update()
+    pool = pools.filter(region=region, gpu_type=instance_type.gpu_type_id).first()
+    if pool is None:
+        return True
+    held = holdings.held_by_pool(region_id=region.pk, gpu_type_id=instance_type.gpu_type_id)
+    room = _room(pool, held.get((region.pk, instance_type.gpu_type_id), {}), instance_type)
+    return room is None or room < 0
 
 
 # --- staff: capacity overview ---------------------------------------------------------------------------

@@ -196,19 +196,35 @@ def _check_timer(name: str, value: int | None) -> None:
         )
 
 
-def _require_capacity(region: Region, instance_type: InstanceType) -> None:
+def _require_region_open(region: Region) -> None:
     if not region.accepts_launches:
         metrics.refused("region_unavailable")
         raise Conflict(
             f"Region '{region.slug}' is in maintenance and starts nothing.", code="region_unavailable"
         )
+
+
+def _no_capacity(region: Region, instance_type: InstanceType) -> Conflict:
+    metrics.refused("no_capacity")
+    return Conflict(
+        f"No capacity for {instance_type.slug} in {region.slug} right now; try another region or later.",
+        code="no_capacity",
+    )
+
+
+def _require_capacity(region: Region, instance_type: InstanceType) -> None:
+    _require_region_open(region)
     # Locks the pool's row (after the quota row): two tenants racing for its last slot queue here.
     if catalog.available_count(region=region, instance_type=instance_type, lock=True) < 1:
-        metrics.refused("no_capacity")
-        raise Conflict(
-            f"No capacity for {instance_type.slug} in {region.slug} right now; try another region or later.",
-            code="no_capacity",
-        )
+        raise _no_capacity(region, instance_type)
+
+
+def _hold_capacity(region: Region, instance_type: InstanceType) -> None:
+    """The launch's last statements: lock the pool's row and refuse (rolling the launch back) if the
+    instance just written, counted with every other, does not fit. Taken last, the lock every launch into
+    the pool queues on is held for two statements and the commit, not for the launch's writes."""
+    if catalog.pool_overcommitted(region=region, instance_type=instance_type):
+        raise _no_capacity(region, instance_type)
 
 
 def _generated_name(instance_type: InstanceType) -> str:
@@ -246,7 +262,7 @@ def instance_launch(*, actor: User, tenant: Tenant, req: LaunchRequest) -> Insta
     # 402 insufficient_funds: prepaid balance, credit limit or hard budget short of the launch runway.
     require_funds(tenant=tenant, price_per_hour=instance_type.price_per_hour)
     admit(tenant=tenant, demand=_demand(instance_type, region, new_instance=True))
-    _require_capacity(region, instance_type)
+    _require_region_open(region)
     instance = Instance(
         tenant=tenant,
         name=name,
@@ -287,6 +303,7 @@ def instance_launch(*, actor: User, tenant: Tenant, req: LaunchRequest) -> Insta
             **({"volumes": [{"volume_id": v, "mount_path": p} for v, p in mounts]} if mounts else {}),
         },
     )
+    _hold_capacity(region, instance_type)
     _queue_reconcile(instance)
     return instance
 

@@ -184,7 +184,10 @@ def test_no_capacity_is_refused_at_once(tenant_owner, launch, catalog):
 
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "no_capacity"
+    # Capacity is checked after the launch's writes (the pool's lock is taken last): all rolled back.
     assert not Instance.objects.exists()
+    assert not InstanceEvent.objects.exists()
+    assert not AuditEvent.objects.filter(action="instance.launch").exists()
 
 
 def test_no_capacity_when_the_pool_is_full(tenant_owner, launch):
