@@ -74,7 +74,24 @@ def _launch(f: dict[str, Any]) -> list[Row]:
         )
     for stage, values in (f.get("stages") or {}).items():
         rows.append((f"stage: {stage}, p50 / p99 (ms)", f"{values['p50_ms']} / {values['p99_ms']}", "", ""))
+    if "cpu" in f:
+        ours, raw = f["cpu"]["ours"], f["cpu"]["baseline"]
+        rows.append(
+            (
+                "CPU per launch, with its teardown (ms, all processes)",
+                round(1000 * ours["cpu_seconds_total"] / f["n"], 1),
+                round(1000 * raw["cpu_seconds_total"] / f["n"], 1),
+                _x(round(ours["cpu_seconds_total"] / max(raw["cpu_seconds_total"], 0.01), 2)),
+            )
+        )
+        rows.append(("CPU per launch by part (ms)", _parts(ours), _parts(raw), ""))
     return rows
+
+
+def _parts(spent: dict[str, Any]) -> str:
+    """The parts' CPU per unit of work, largest first."""
+    per = sorted(spent["cpu_ms_per_unit"].items(), key=lambda item: -item[1])
+    return ", ".join(f"{name} {ms}" for name, ms in per if ms >= 0.5)
 
 
 def _burst(f: dict[str, Any]) -> list[Row]:
@@ -95,6 +112,35 @@ def _burst(f: dict[str, Any]) -> list[Row]:
             "small-quota tenants: admitted / their limits allow",
             f"{f['small_tenants_admitted']} / {f['small_tenants_limit']}",
             "",
+            "",
+        ),
+        *_burst_cpu(f),
+    ]
+
+
+def _burst_cpu(f: dict[str, Any]) -> list[Row]:
+    if "cpu" not in f:
+        return []
+    cpu, floor = f["cpu"], f["cpu_floor"]
+    admission, running, raw = cpu["ours_admission"], cpu["ours_until_running"], cpu["baseline"]
+    return [
+        (
+            "CPU until all run (s, all processes) / cores busy",
+            f"{running['cpu_seconds_total']} / {running['cores_busy']}",
+            f"{raw['cpu_seconds_total']} / {raw['cores_busy']}",
+            _x(round(running["cpu_seconds_total"] / max(raw["cpu_seconds_total"], 0.01), 2)),
+        ),
+        ("CPU per pod by part (ms)", _parts(running), _parts(raw), ""),
+        (
+            "while answering: CPU per launch request by part (ms) / cores busy",
+            f"{_parts(admission)} / {admission['cores_busy']}",
+            "",
+            "",
+        ),
+        (
+            "CPU floor: answers a second at most / seconds until all run at least",
+            f"{floor['answers_per_second_at_most']} / {floor['ours_seconds_at_least']}",
+            floor["baseline_seconds_at_least"],
             "",
         ),
     ]

@@ -47,3 +47,40 @@ def test_curve_table_has_a_row_per_size_with_the_split() -> None:
     ]
     assert "20x" in lines[-1] and "resync 1.0" in lines[-1]
     assert report.curve_table({}) == []  # a single-size run has no curve section
+
+
+def _spent(parts: dict[str, float], per: int) -> dict:
+    total = sum(parts.values())
+    return {
+        "cpu_seconds": parts,
+        "cpu_seconds_total": total,
+        "cpu_ms_per_unit": {k: round(1000 * v / per, 1) for k, v in parts.items()},
+        "cores": 2,
+        "cores_busy": 0.9,
+    }
+
+
+def test_burst_rows_show_the_cpu_each_part_spent_and_the_floor_it_sets() -> None:
+    figures = {
+        "launches": 100, "tenants": 2, "clients": 4, "ours_seconds": 30.0, "baseline_seconds": 10.0,
+        "ratio": 3.0, "admitted": 100, "baseline_pods": 100, "ours_admission_seconds": 10.0,
+        "responses": {"201": 100}, "quota_overruns": 0, "small_tenants_admitted": 0, "small_tenants_limit": 0,
+        "cpu": {
+            "ours_admission": _spent({"web": 4.0, "postgres": 1.0}, 100),
+            "ours_until_running": _spent({"web": 4.0, "kube-apiserver": 6.0, "postgres": 2.0}, 100),
+            "baseline": _spent({"kube-apiserver": 5.0, "etcd": 1.0}, 100),
+        },
+        "cpu_floor": {
+            "answers_per_second_at_most": 40.0, "ours_seconds_at_least": 6.0,
+            "baseline_seconds_at_least": 3.0,
+        },
+    }  # fmt: skip
+    rows = {row[0]: row[1:] for row in report._burst(figures)}
+    assert rows["CPU until all run (s, all processes) / cores busy"] == ("12.0 / 0.9", "6.0 / 0.9", "2.0x")
+    assert rows["CPU per pod by part (ms)"][0] == "kube-apiserver 60.0, web 40.0, postgres 20.0"
+    assert rows["CPU floor: answers a second at most / seconds until all run at least"][:2] == (
+        "40.0 / 6.0",
+        3.0,
+    )
+    del figures["cpu"]
+    assert not [row for row in report._burst(figures) if "CPU" in row[0]]  # older results render as before
