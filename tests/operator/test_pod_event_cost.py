@@ -6,19 +6,16 @@ The cluster behind `Cluster` is an address where nothing listens: the stores ans
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from apps.instances.models import Instance
-from apps.operator import names
 from apps.operator.watcher import PodHandler
 from tests.conftest import Actor
-from tests.operator.test_record_running import nowhere, ready_pod, stores_with_service
+from tests.operator.ready_pods import nowhere, starting_with_ready_pod, stores_with_service
 
 pytestmark = pytest.mark.django_db
 
@@ -26,16 +23,9 @@ pytestmark = pytest.mark.django_db
 def test_a_ready_pod_event_reads_the_instance_once_and_writes_running(
     make_instance: Any, tenant_owner: Actor
 ) -> None:
-    started = timezone.now().replace(microsecond=0) - timedelta(seconds=30)
-    made = make_instance(
-        tenant_owner.tenant, created_by=tenant_owner.user, state="starting", billing_since=started
-    )
-    namespace = names.namespace_name(made.tenant_id, tenant_owner.tenant.slug)
-    name = names.instance_object_name(made.pk)
-    pod = ready_pod(namespace, name, started)
-    pod["metadata"]["labels"] = {names.INSTANCE_LABEL: str(made.pk)}
-    pod["metadata"]["annotations"] = {names.GENERATION_KEY: str(made.generation)}
-    stores = stores_with_service(namespace, name)
+    starting = starting_with_ready_pod(make_instance, tenant_owner)
+    made, pod = starting.made, starting.pod
+    stores = stores_with_service(starting.namespace, starting.name)
     handler = PodHandler(made.region_id, nowhere(), lookup=lambda: stores)
 
     with CaptureQueriesContext(connection) as queries:

@@ -14,49 +14,14 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from kubernetes import client
 
 from apps.instances.models import Instance, InstanceEvent
-from apps.operator.cluster import Cluster
-from apps.operator.observed import Observed
 from apps.operator.reconciler import load_instance, record_pod
 from apps.operator.specs import InstancePodSpec, spec_from_instance
 from tests.conftest import Actor
+from tests.operator.ready_pods import NODE_PORT, nowhere, ready_pod, stores_with_service
 
 pytestmark = pytest.mark.django_db
-
-NODE_PORT = 31022
-
-
-def nowhere() -> Cluster:
-    configuration = client.Configuration()
-    configuration.host = "https://127.0.0.1:9"  # the discard port: nothing answers
-    return Cluster(client.ApiClient(configuration))
-
-
-def ready_pod(namespace: str, name: str, started: Any) -> dict[str, Any]:
-    stamp = started.isoformat().replace("+00:00", "Z")
-    return {
-        "metadata": {"namespace": namespace, "name": name, "creationTimestamp": stamp},
-        "spec": {"nodeName": "gpu-node-1"},
-        "status": {
-            "phase": "Running",
-            "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}],
-            "containerStatuses": [{"name": "main", "state": {"running": {"startedAt": stamp}}}],
-        },
-    }
-
-
-def stores_with_service(namespace: str, name: str) -> Observed:
-    service = {
-        "metadata": {"namespace": namespace, "name": name, "uid": "u"},
-        "spec": {"type": "NodePort", "ports": [{"name": "ssh", "port": 22, "nodePort": NODE_PORT}]},
-    }
-    node = {
-        "metadata": {"name": "gpu-node-1"},
-        "status": {"addresses": [{"type": "InternalIP", "address": "10.1.2.3"}]},
-    }
-    return Observed(services={(namespace, name): service}, nodes={"gpu-node-1": node})
 
 
 @dataclass(frozen=True)

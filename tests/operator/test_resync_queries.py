@@ -33,7 +33,7 @@ from apps.operator.specs import spec_from_instance
 from apps.operator.stores import ClusterStores
 from apps.tenants.models import Tenant
 from tests.conftest import Actor
-from tests.operator.test_record_running import NODE_PORT, ready_pod
+from tests.operator.ready_pods import NODE_PORT, ready_pod
 
 pytestmark = pytest.mark.django_db
 

@@ -9,19 +9,16 @@ and its read of the Service answers as the apiserver does before the Service is 
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.utils import timezone
 
 from apps.instances.models import Instance
-from apps.operator import names
 from apps.operator.operator_loop import _service_changed
 from apps.operator.stores import ClusterStores
 from apps.operator.watcher import PodHandler, Queued
 from tests.conftest import Actor
-from tests.operator.test_record_running import NODE_PORT, nowhere, ready_pod, stores_with_service
+from tests.operator.ready_pods import NODE_PORT, nowhere, starting_with_ready_pod, stores_with_service
 
 pytestmark = pytest.mark.django_db
 
@@ -29,15 +26,8 @@ pytestmark = pytest.mark.django_db
 def test_a_service_stored_after_its_pod_was_ready_gives_the_instance_its_port(
     make_instance: Any, tenant_owner: Actor
 ) -> None:
-    started = timezone.now().replace(microsecond=0) - timedelta(seconds=30)
-    made = make_instance(
-        tenant_owner.tenant, created_by=tenant_owner.user, state="starting", billing_since=started
-    )
-    namespace = names.namespace_name(made.tenant_id, tenant_owner.tenant.slug)
-    name = names.instance_object_name(made.pk)
-    pod = ready_pod(namespace, name, started)
-    pod["metadata"]["labels"] = {names.INSTANCE_LABEL: str(made.pk)}
-    pod["metadata"]["annotations"] = {names.GENERATION_KEY: str(made.generation)}
+    starting = starting_with_ready_pod(make_instance, tenant_owner)
+    made, pod, namespace, name = starting.made, starting.pod, starting.namespace, starting.name
     cluster = nowhere()
     # Not created yet: what the apiserver answers (404) for a Service still queued behind its pod.
     cluster.read_service = lambda namespace, name: None  # type: ignore[method-assign]
