@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -16,6 +17,20 @@ from apps.operator import client as kube_client
 pytestmark = pytest.mark.django_db
 
 
+def kubeconfig(user: dict[str, Any]) -> str:
+    """A kubeconfig of one cluster at an address where nothing listens, with this user."""
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "r",
+            "clusters": [{"name": "r", "cluster": {"server": "https://127.0.0.1:9"}}],
+            "contexts": [{"name": "r", "context": {"cluster": "r", "user": "u"}}],
+            "users": [{"name": "u", "user": user}],
+        }
+    )
+
+
 def exec_kubeconfig(marker: Path) -> str:
     credential = json.dumps(
         {
@@ -24,26 +39,14 @@ def exec_kubeconfig(marker: Path) -> str:
             "status": {"token": "from-the-plugin"},
         }
     )
-    return yaml.safe_dump(
+    return kubeconfig(
         {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "current-context": "r",
-            "clusters": [{"name": "r", "cluster": {"server": "https://127.0.0.1:9"}}],
-            "contexts": [{"name": "r", "context": {"cluster": "r", "user": "u"}}],
-            "users": [
-                {
-                    "name": "u",
-                    "user": {
-                        "exec": {
-                            "apiVersion": "client.authentication.k8s.io/v1",
-                            "command": "/bin/sh",
-                            "args": ["-c", f"touch {marker}; echo '{credential}'"],
-                            "interactiveMode": "Never",
-                        }
-                    },
-                }
-            ],
+            "exec": {
+                "apiVersion": "client.authentication.k8s.io/v1",
+                "command": "/bin/sh",
+                "args": ["-c", f"touch {marker}; echo '{credential}'"],
+                "interactiveMode": "Never",
+            }
         }
     )
 
@@ -69,19 +72,6 @@ def test_kubeconfig_from_file_checks_too(tmp_path: Path) -> None:
         kube_client.kubeconfig_from_file(str(path))
 
 
-def token_kubeconfig() -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "current-context": "r",
-            "clusters": [{"name": "r", "cluster": {"server": "https://127.0.0.1:9"}}],
-            "contexts": [{"name": "r", "context": {"cluster": "r", "user": "u"}}],
-            "users": [{"name": "u", "user": {"token": "t"}}],
-        }
-    )
-
-
 def test_a_leaders_watches_and_workers_all_keep_their_connection_in_the_clients_pool() -> None:
     """A connection returned to a full pool is dropped, and the next request pays a new TLS handshake."""
     from django.conf import settings
@@ -92,7 +82,7 @@ def test_a_leaders_watches_and_workers_all_keep_their_connection_in_the_clients_
     from apps.operator.stores import ClusterStores
 
     region = Region(slug="pooled-1", name="Pooled")
-    region.set_kubeconfig(token_kubeconfig())
+    region.set_kubeconfig(kubeconfig({"token": "t"}))
     region.save()
     api = kube_client.api_client(region)
 
