@@ -73,9 +73,13 @@ def _queue_reconcile(instance: Instance) -> None:
     """Once this commits, the operator reconciles the instance: its leader for the region at once (woken by
     the NOTIFY, which PostgreSQL sends at the commit), and the task apps.operator queues on
     instance_changed as the fallback (docs/operator.md "The launch path")."""
-    instance_id = str(instance.pk)
+    instance_id, generation, state = str(instance.pk), instance.generation, str(instance.state)
     notify.notify(notify.INSTANCE_CHANGED, f"{instance.region_id} {instance_id}")
-    transaction.on_commit(lambda: instance_changed.send(sender=Instance, instance_id=instance_id))
+    transaction.on_commit(
+        lambda: instance_changed.send(
+            sender=Instance, instance_id=instance_id, generation=generation, state=state
+        )
+    )
 
 
 def _event(

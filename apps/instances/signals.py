@@ -3,9 +3,9 @@ instances importing them."""
 
 from django.dispatch import Signal
 
-# Sent once the change has committed, with `instance_id`: something the operator acts on changed (a launch,
-# an action, a failure whose pod must go, a region connected under a pending launch). apps.operator queues
-# the instance's reconcile.
+# Sent once the change has committed, with `instance_id`, and the `generation` and `state` the change left:
+# something the operator acts on changed (a launch, an action, a failure whose pod must go, a region
+# connected under a pending launch). apps.operator queues the instance's reconcile.
 instance_changed = Signal()
 
 # Sent with every timeline line (an action or an observation), inside the transaction that writes it, with

@@ -10,11 +10,17 @@ from django.conf import settings
 from apps.operator.tasks import apply_tenant_namespaces, reconcile_instance, reconcile_volume
 
 
-def reconcile_changed_instance(sender: Any, *, instance_id: str, **kwargs: Any) -> None:
+def reconcile_changed_instance(
+    sender: Any, *, instance_id: str, generation: int | None = None, state: str = "", **kwargs: Any
+) -> None:
     """apps.instances.signals.instance_changed. The region's leader has usually reconciled it already, woken
     by the change's NOTIFY (changes.py); this task, a few seconds later, covers a moment without a
-    listening leader (docs/operator.md "The launch path")."""
-    reconcile_instance.apply_async((instance_id,), countdown=settings.RECONCILE_FALLBACK_SECONDS)
+    listening leader (docs/operator.md "The launch path"), and does nothing once the instance has moved on
+    from the state the change left (reconcile_instances.reconcile_instance)."""
+    after = {"generation": generation, "state": state} if generation is not None and state else None
+    reconcile_instance.apply_async(
+        (instance_id,), kwargs={"unless_moved_on_from": after}, countdown=settings.RECONCILE_FALLBACK_SECONDS
+    )
 
 
 def reconcile_changed_volume(sender: Any, *, volume_id: str, **kwargs: Any) -> None:

@@ -22,14 +22,32 @@ from apps.operator.client import CLUSTER_ERRORS, has_cluster, reachable_here
 logger = logging.getLogger(__name__)
 
 
-def reconcile_instance(instance_id: Any) -> None:
+def reconcile_instance(instance_id: Any, *, unless_moved_on_from: dict[str, Any] | None = None) -> None:
+    """`unless_moved_on_from`: the generation and state a change left, when this is that change's fallback
+    (receivers.py): nothing is done if the instance, at that generation still, is in another state by now.
+    Only an observation of its pod moves it on without a new generation (pending to provisioning once its
+    pod is made, starting to running, stopping to stopped), and only the region's leader, whose watch
+    observes, reconciles on the change's NOTIFY: the change was acted on, and a second reconcile would
+    send its objects again for nothing (a 409 and a read per launch). A change nobody acted on leaves the
+    state as it was, and the fallback runs."""
     with request_context.bind(instance_id=str(instance_id)):  # every line it logs names the instance
-        _reconcile_instance(instance_id)
+        _reconcile_instance(instance_id, unless_moved_on_from)
 
 
-def _reconcile_instance(instance_id: Any) -> None:
+def _moved_on(instance: Any, since: dict[str, Any] | None) -> bool:
+    return (
+        since is not None
+        and instance.generation == since.get("generation")
+        and str(instance.state) != since.get("state")
+    )
+
+
+def _reconcile_instance(instance_id: Any, unless_moved_on_from: dict[str, Any] | None) -> None:
     instance = reconciler.load_instance(instance_id)  # once: the reconcile acts on this very row
     if instance is None:
+        return
+    if _moved_on(instance, unless_moved_on_from):
+        logger.debug("fallback reconcile of instance %s skipped: acted on already", instance.pk)
         return
     if has_cluster(instance.region):
         if not reachable_here(instance.region):

@@ -1,3 +1,5 @@
+from typing import Any
+
 from celery import shared_task
 
 from apps.operator import reconcile_instances, reconcile_volumes, tenant_namespaces
@@ -7,9 +9,10 @@ from apps.operator import reconcile_instances, reconcile_volumes, tenant_namespa
 
 
 @shared_task(name="apps.instances.tasks.reconcile_instance", acks_late=True)
-def reconcile_instance(instance_id: str) -> None:
-    """The one entry point through which every change reaches the operator."""
-    reconcile_instances.reconcile_instance(instance_id)
+def reconcile_instance(instance_id: str, unless_moved_on_from: dict[str, Any] | None = None) -> None:
+    """The one entry point through which every change reaches the operator. `unless_moved_on_from`: the
+    fallback for a change ({"generation", "state"} it left), skipped if the instance has moved on since."""
+    reconcile_instances.reconcile_instance(instance_id, unless_moved_on_from=unless_moved_on_from)
 
 
 @shared_task(name="apps.storage.tasks.reconcile_volume", acks_late=True)

@@ -82,9 +82,11 @@ def test_launch_creates_a_pending_instance_with_the_price_frozen(
 def test_launch_queues_reconcile_once_committed(
     tenant_owner, launch, monkeypatch, django_capture_on_commit_callbacks
 ):
-    queued: list[tuple[str, int]] = []
+    queued: list[tuple[str, dict, int]] = []
     monkeypatch.setattr(
-        tasks.reconcile_instance, "apply_async", lambda args, countdown: queued.append((args[0], countdown))
+        tasks.reconcile_instance,
+        "apply_async",
+        lambda args, kwargs, countdown: queued.append((args[0], kwargs, countdown)),
     )
 
     with django_capture_on_commit_callbacks() as callbacks:
@@ -93,8 +95,12 @@ def test_launch_queues_reconcile_once_committed(
 
     for callback in callbacks:
         callback()
-    # The fallback, a few seconds after the leader's LISTEN has reconciled it (docs/operator.md).
-    assert queued == [(response.json()["id"], settings.RECONCILE_FALLBACK_SECONDS)]
+    # The fallback, a few seconds after the leader's LISTEN has reconciled it (docs/operator.md), with the
+    # generation and state the launch left, so that it does nothing once the instance has moved on.
+    left = {"generation": 1, "state": "pending"}
+    assert queued == [
+        (response.json()["id"], {"unless_moved_on_from": left}, settings.RECONCILE_FALLBACK_SECONDS)
+    ]
 
 
 def test_launch_without_a_cluster_stays_pending_after_reconcile(
