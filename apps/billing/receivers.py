@@ -11,11 +11,13 @@ from apps.billing.tasks import meter_instance
 
 
 def meter_instance_whose_billing_changed(
-    sender: Any, *, instance_id: str, billing_changed: bool, **kwargs: Any
+    sender: Any, *, instance_id: str, billing_changed: bool, billing_running: bool = False, **kwargs: Any
 ) -> None:
-    """A billed interval began or ended: meter it once this commits (the periodic task would too)
-    (apps.instances.signals.instance_state_changed, sent inside the instance's transaction)."""
-    if billing_changed:
+    """A billed interval ended: meter it once this commits, so the ledger closes it at once (the periodic
+    task would, within its 30 s) (apps.instances.signals.instance_state_changed, sent inside the instance's
+    transaction). One that began has billed nothing yet: the periodic task meters it as it runs, and a task
+    per start was one more in the worker for every launch (burst_admission, docs/benchmarks.md)."""
+    if billing_changed and not billing_running:
         transaction.on_commit(lambda: meter_instance.delay(instance_id))
 
 

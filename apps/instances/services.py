@@ -122,6 +122,7 @@ def _event(
         from_state=from_state,
         to_state=instance.state,
         billing_changed=billing_changed,
+        billing_running=instance.billing_since is not None,
     )
 
 

@@ -9,7 +9,8 @@ from django.dispatch import Signal
 instance_changed = Signal()
 
 # Sent with every timeline line (an action or an observation), inside the transaction that writes it, with
-# `instance_id`, `event` (the line's name), `from_state`, `to_state` and `billing_changed` (a billed interval
-# began or ended with it). A receiver that acts outside the database defers to transaction.on_commit:
-# apps.billing queues the instance's metering, once committed, when `billing_changed`.
+# `instance_id`, `event` (the line's name), `from_state`, `to_state`, `billing_changed` (a billed interval
+# began or ended with it) and `billing_running` (the billing clock runs after it). A receiver that acts
+# outside the database defers to transaction.on_commit: apps.billing queues the instance's metering, once
+# committed, when a billed interval ended.
 instance_state_changed = Signal()
