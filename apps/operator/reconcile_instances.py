@@ -15,6 +15,7 @@ from typing import Any
 
 from apps.core import build_status, request_context
 from apps.instances import services
+from apps.instances.models import Instance
 from apps.instances.states import Observation, State
 from apps.operator import reconciler
 from apps.operator.client import CLUSTER_ERRORS, has_cluster, reachable_here
@@ -34,20 +35,19 @@ def reconcile_instance(instance_id: Any, *, unless_moved_on_from: dict[str, Any]
         _reconcile_instance(instance_id, unless_moved_on_from)
 
 
-def _moved_on(instance: Any, since: dict[str, Any] | None) -> bool:
-    return (
-        since is not None
-        and instance.generation == since.get("generation")
-        and str(instance.state) != since.get("state")
-    )
+def _moved_on(instance_id: Any, since: dict[str, Any]) -> bool:
+    """Read in one narrow statement, not with the instance's relations that a reconcile loads: a burst of
+    launches has one fallback each, and most find their instance moved on."""
+    now = Instance.objects.filter(pk=instance_id).values_list("generation", "state").first()
+    return now is not None and now[0] == since.get("generation") and str(now[1]) != since.get("state")
 
 
 def _reconcile_instance(instance_id: Any, unless_moved_on_from: dict[str, Any] | None) -> None:
+    if unless_moved_on_from is not None and _moved_on(instance_id, unless_moved_on_from):
+        logger.debug("fallback reconcile of instance %s skipped: acted on already", instance_id)
+        return
     instance = reconciler.load_instance(instance_id)  # once: the reconcile acts on this very row
     if instance is None:
-        return
-    if _moved_on(instance, unless_moved_on_from):
-        logger.debug("fallback reconcile of instance %s skipped: acted on already", instance.pk)
         return
     if has_cluster(instance.region):
         if not reachable_here(instance.region):

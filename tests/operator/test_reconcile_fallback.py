@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from apps.operator import reconcile_instances
 from tests.conftest import Actor
@@ -66,3 +68,19 @@ def test_a_reconcile_that_is_no_fallback_always_runs(
     reconcile_instances.reconcile_instance(str(instance.pk))  # a volume bound, a region connected
 
     assert reconciled == [instance.pk]
+
+
+def test_a_skipped_fallback_reads_one_narrow_row(
+    make_instance: Any, tenant_owner: Actor, reconciled: list[Any]
+) -> None:
+    instance = make_instance(tenant_owner.tenant, created_by=tenant_owner.user, state="provisioning")
+
+    with CaptureQueriesContext(connection) as queries:
+        reconcile_instances.reconcile_instance(
+            str(instance.pk), unless_moved_on_from={"generation": 1, "state": "pending"}
+        )
+
+    assert reconciled == []
+    assert len(queries.captured_queries) == 1
+    sql = queries.captured_queries[0]["sql"]
+    assert "JOIN" not in sql and '"instances_instance"."env"' not in sql  # not the reconcile's load
