@@ -208,3 +208,19 @@ def lock_holder(key: int) -> str | None:
         )
         row = cursor.fetchone()
     return row[0] if row else None
+
+
+def region_led(region_id: Any) -> bool:
+    """Whether an operator holds the region's lock now (leads it). pg_locks alone: any role may read it,
+    while another role's rows of pg_stat_activity hide their details."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND ((l.classid::bigint << 32) | l.objid::bigint) = (%s::bigint & x'ffffffffffffffff'::bigint))",
+            [lock_key(region_id)],
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])

@@ -11,41 +11,51 @@ with the chart): the operator's resync reconciles it.
 from __future__ import annotations
 
 import logging
+from enum import Enum
 from typing import Any
 
 from apps.core import build_status, request_context
 from apps.instances import services
 from apps.instances.models import Instance
 from apps.instances.states import Observation, State
-from apps.operator import reconciler
+from apps.operator import leader, reconciler
 from apps.operator.client import CLUSTER_ERRORS, has_cluster, reachable_here
 
 logger = logging.getLogger(__name__)
 
 
-def reconcile_instance(instance_id: Any, *, unless_moved_on_from: dict[str, Any] | None = None) -> None:
-    """`unless_moved_on_from`: the generation and state a change left, when this is that change's fallback
-    (receivers.py): nothing is done if the instance, at that generation still, is in another state by now.
-    Only an observation of its pod moves it on without a new generation (pending to provisioning once its
-    pod is made, starting to running, stopping to stopped), and only the region's leader, whose watch
-    observes, reconciles on the change's NOTIFY: the change was acted on, and a second reconcile would
-    send its objects again for nothing (a 409 and a read per launch). A change nobody acted on leaves the
-    state as it was, and the fallback runs."""
+def reconcile_instance(instance_id: Any) -> None:
     with request_context.bind(instance_id=str(instance_id)):  # every line it logs names the instance
-        _reconcile_instance(instance_id, unless_moved_on_from)
+        _reconcile_instance(instance_id)
 
 
-def _moved_on(instance_id: Any, since: dict[str, Any]) -> bool:
-    """Read in one narrow statement, not with the instance's relations that a reconcile loads: a burst of
-    launches has one fallback each, and most find their instance moved on."""
-    now = Instance.objects.filter(pk=instance_id).values_list("generation", "state").first()
-    return now is not None and now[0] == since.get("generation") and str(now[1]) != since.get("state")
+class Fallback(Enum):
+    """What the fallback of a change (receivers.py, tasks.reconcile_instance) does when it comes due."""
+
+    SKIP = "skip"  # the instance is gone, or moved on: the change was acted on
+    WAIT = "wait"  # unchanged, but the region has a leader: its queue or its resync has the change
+    RECONCILE = "reconcile"  # unchanged, and no operator leads the region: the fallback does the work
 
 
-def _reconcile_instance(instance_id: Any, unless_moved_on_from: dict[str, Any] | None) -> None:
-    if unless_moved_on_from is not None and _moved_on(instance_id, unless_moved_on_from):
-        logger.debug("fallback reconcile of instance %s skipped: acted on already", instance_id)
-        return
+def fallback_due(instance_id: Any, left: dict[str, Any]) -> Fallback:
+    """`left`: the generation and state the change left. Only an observation of its pod moves an instance
+    on without a new generation (pending to provisioning once its pod is made, starting to running,
+    stopping to stopped), and only the region's leader observes: if the instance, at that generation still,
+    is in another state, the change was acted on, and reconciling again would send its objects a second
+    time (a 409 and a read per launch). If it is unchanged while an operator leads the region, the leader
+    is behind (a burst of launches queues in its change workers) or missed the NOTIFY (its resync makes up
+    for it): the fallback waits rather than doing the same work beside it. One narrow statement, and the
+    leader's lock looked up in pg_locks, not the instance with the relations a reconcile loads."""
+    now = Instance.objects.filter(pk=instance_id).values_list("generation", "state", "region_id").first()
+    if now is None:
+        return Fallback.SKIP
+    generation, state, region_id = now
+    if generation == left.get("generation") and str(state) != left.get("state"):
+        return Fallback.SKIP
+    return Fallback.WAIT if leader.region_led(region_id) else Fallback.RECONCILE
+
+
+def _reconcile_instance(instance_id: Any) -> None:
     instance = reconciler.load_instance(instance_id)  # once: the reconcile acts on this very row
     if instance is None:
         return

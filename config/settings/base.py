@@ -177,6 +177,9 @@ KUBE_CLIENT_POOL_SIZE = env_int("KUBE_CLIENT_POOL_SIZE", 40)
 # The leader reconciles a change as it commits (LISTEN/NOTIFY); the worker's task runs this much later, as
 # the fallback for a moment without a listening leader (docs/operator.md "The launch path").
 RECONCILE_FALLBACK_SECONDS = env_int("RECONCILE_FALLBACK_SECONDS", 5)
+# A fallback that finds its change not acted on yet while an operator leads the region waits again, this
+# many times at most, each twice as long (10, 20, 40 s): the leader is behind or its resync will have it.
+RECONCILE_FALLBACK_WAITS = env_int("RECONCILE_FALLBACK_WAITS", 3)
 # Requests of one web process that may long-poll an instance's state at once (each holds a server thread and
 # a LISTEN connection, not a pool connection); more are refused with 503 (apps/instances/waiting.py).
 INSTANCE_WAIT_MAX_WAITERS = env_int("INSTANCE_WAIT_MAX_WAITERS", 2)

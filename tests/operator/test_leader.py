@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from django.db import connection
 
-from apps.operator.leader import RegionLock, identity, lock_holder, lock_key
+from apps.operator.leader import RegionLock, identity, lock_holder, lock_key, region_led
 from tests.fixtures.kube import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -107,3 +107,12 @@ def test_a_frozen_leader_loses_its_lock_within_the_lease(locks: list[RegionLock]
     assert lock_holder(lock_key(12)) == f"gpucloud-operator {identity()}"  # the standby's session now
     assert not leader.lease_valid()  # it stopped acting two thirds into the lease
     assert not leader.still_held()
+
+
+def test_region_led_says_whether_an_operator_holds_the_regions_lock(locks: list[RegionLock]) -> None:
+    assert not region_led(7)
+    lock = make(locks, 7)
+    assert lock.try_acquire()
+    assert region_led(7) and not region_led(8)
+    lock.release()
+    assert not region_led(7)
