@@ -21,7 +21,7 @@ from apps.billing import selectors
 from apps.billing.models import CreditGrant, CreditReversal, UsageRecord, WalletSnapshot
 from apps.billing.selectors import wallet_of, wallets_of
 from apps.billing.snapshots import snapshot_due, wallet_snapshots_refresh
-from tests.billing.wallet_helpers import grant
+from tests.billing.wallet_helpers import grant, usage
 from tests.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db
@@ -31,7 +31,6 @@ MONTH = datetime(2026, 11, 1, tzinfo=UTC)  # a month boundary between the cutoff
 REFRESHED = MONTH + timedelta(minutes=5)  # the refresh runs here: cutoff MONTH - 10 min (lag 15 min)
 CUTOFF = REFRESHED - timedelta(minutes=15)
 READ = MONTH + timedelta(minutes=12)
-_ids = itertools.count()
 _sources = itertools.count()
 
 
@@ -43,19 +42,7 @@ def _lag(settings: Any) -> None:
 
 def row(tenant: Any, amount: str, *, end: datetime, created_at: datetime | None = None) -> UsageRecord:
     """A one-minute ledger row ending at `end`, created (by default) as metering would: just after it."""
-    n = next(_ids)
-    return UsageRecord.objects.create(
-        id=f"snap:{n}",
-        tenant=tenant,
-        resource_type="instance",
-        resource_id=f"snap-{n}",
-        meter="instance_seconds:x",
-        period=DateTimeTZRange(end - timedelta(minutes=1), end, "[)"),
-        quantity_seconds=60,
-        unit_price_per_hour=D("1.0000"),
-        amount=D(amount),
-        created_at=created_at or end + timedelta(seconds=30),
-    )
+    return usage(tenant, amount, end=end, created_at=created_at or end + timedelta(seconds=30))
 
 
 def reversal(credit: CreditGrant, amount: str, *, at: datetime) -> CreditReversal:

@@ -34,9 +34,16 @@ def grant(tenant: Tenant, amount: str, *, at: datetime | None = None, **extra: A
 
 
 def usage(
-    tenant: Tenant, amount: str, *, end: datetime, seconds: int = 60, meter: str = "instance_seconds:x"
+    tenant: Tenant,
+    amount: str,
+    *,
+    end: datetime,
+    seconds: int = 60,
+    meter: str = "instance_seconds:x",
+    created_at: datetime | None = None,
 ) -> UsageRecord:
-    """A ledger row of `amount` ending at `end` (on a resource of its own, so rows never overlap)."""
+    """A ledger row of `amount` ending at `end` (on a resource of its own, so rows never overlap), written
+    now unless `created_at` says when metering wrote it."""
     n = next(_ids)
     return UsageRecord.objects.create(
         id=f"test:{n}",
@@ -48,6 +55,7 @@ def usage(
         quantity_seconds=seconds,
         unit_price_per_hour=Decimal("1.0000"),
         amount=Decimal(amount),
+        **({"created_at": created_at} if created_at is not None else {}),
     )
 
 
