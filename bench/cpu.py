@@ -43,7 +43,8 @@ def part_of(argv: list[str]) -> str:
         return "other"
     if argv[0].startswith("postgres:"):  # a backend or background process names itself so
         return "postgres"
-    program = _PROGRAMS.get(os.path.basename(argv[0]).split(":")[0])
+    # Some programs rewrite their title into one argument ("redis-server 127.0.0.1:6390").
+    program = _PROGRAMS.get(os.path.basename(argv[0].split()[0]).split(":")[0])
     if program:
         return program
     if os.path.basename(argv[0]).startswith("python"):

@@ -18,6 +18,7 @@ from bench import cpu
         ),
         (["/root/.cache/gpucloud/bin/etcd-v3.6.0/etcd", "--data-dir=/tmp/x"], "etcd"),
         (["postgres: 15/main: gpucloud gpucloud_bench 127.0.0.1(5432) idle"], "postgres"),
+        (["redis-server 127.0.0.1:6390"], "redis"),  # its title rewritten into one argument
         (["/usr/lib/postgresql/15/bin/postgres", "-D", "/var/lib/postgresql/15/main"], "postgres"),
         (["/work/main/.venv/bin/python", "-m", "gunicorn", "config.wsgi:application"], "web"),
         (["/work/main/.venv/bin/python", "-m", "celery", "-A", "config", "worker"], "worker"),
