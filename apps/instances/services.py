@@ -74,11 +74,10 @@ def _queue_reconcile(instance: Instance) -> None:
     the NOTIFY, which PostgreSQL sends at the commit), and the task apps.operator queues on
     instance_changed as the fallback (docs/operator.md "The launch path")."""
     instance_id, generation, state = str(instance.pk), instance.generation, str(instance.state)
-    region_id = instance.region_id
-    notify.notify(notify.INSTANCE_CHANGED, f"{region_id} {instance_id}")
+    notify.notify(notify.INSTANCE_CHANGED, f"{instance.region_id} {instance_id}")
     transaction.on_commit(
         lambda: instance_changed.send(
-            sender=Instance, instance_id=instance_id, region_id=region_id, generation=generation, state=state
+            sender=Instance, instance_id=instance_id, generation=generation, state=state
         )
     )
 

@@ -3,8 +3,7 @@ instances importing them."""
 
 from django.dispatch import Signal
 
-# Sent once the change has committed, with `instance_id`, its `region_id`, and the `generation` and `state`
-# the change left:
+# Sent once the change has committed, with `instance_id`, and the `generation` and `state` the change left:
 # something the operator acts on changed (a launch, an action, a failure whose pod must go, a region
 # connected under a pending launch). apps.operator queues the instance's reconcile.
 instance_changed = Signal()

@@ -7,28 +7,16 @@ from typing import Any
 
 from django.conf import settings
 
-from apps.operator import leader
 from apps.operator.tasks import apply_tenant_namespaces, reconcile_instance, reconcile_volume
 
 
 def reconcile_changed_instance(
-    sender: Any,
-    *,
-    instance_id: str,
-    region_id: Any = None,
-    generation: int | None = None,
-    state: str = "",
-    **kwargs: Any,
+    sender: Any, *, instance_id: str, generation: int | None = None, state: str = "", **kwargs: Any
 ) -> None:
-    """apps.instances.signals.instance_changed. While an operator leads the region, nothing: its change
-    listener was sent the change's NOTIFY at this commit, and its resync makes up for one missed (a leader
-    that died before acting on it is followed by one whose first resync does). Otherwise the worker's task,
-    a few seconds later, covers the moment without a listening leader (docs/operator.md "The launch path");
-    it does nothing once the instance has moved on from the state the change left, and waits while a
-    leader that appeared meanwhile has it (tasks.reconcile_instance). A task per change while a leader
-    leads cost a burst of launches about a fifth of its CPU in Celery alone (docs/benchmarks.md)."""
-    if region_id is not None and leader.region_led(region_id):
-        return
+    """apps.instances.signals.instance_changed. The region's leader has usually reconciled it already, woken
+    by the change's NOTIFY (changes.py); this task, a few seconds later, covers a moment without a
+    listening leader (docs/operator.md "The launch path"), and does nothing once the instance has moved on
+    from the state the change left (reconcile_instances.reconcile_instance)."""
     after = {"generation": generation, "state": state} if generation is not None and state else None
     reconcile_instance.apply_async(
         (instance_id,), kwargs={"unless_moved_on_from": after}, countdown=settings.RECONCILE_FALLBACK_SECONDS

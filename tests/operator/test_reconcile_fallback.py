@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from apps.operator import receivers, reconcile_instances, tasks
+from apps.operator import reconcile_instances, tasks
 from apps.operator.leader import RegionLock
 from tests.conftest import Actor
 
@@ -149,27 +149,3 @@ def test_a_skipped_fallback_reads_one_narrow_row(
     assert len(queries.captured_queries) == 1
     sql = queries.captured_queries[0]["sql"]
     assert "JOIN" not in sql and '"instances_instance"."env"' not in sql  # not the reconcile's load
-
-
-def test_no_fallback_is_queued_while_an_operator_leads_the_region(
-    make_instance: Any, tenant_owner: Actor, requeued: list[Any], led: Any
-) -> None:
-    """Its change listener is sent the NOTIFY at the commit, and its resync makes up for one it missed."""
-    led_instance = make_instance(tenant_owner.tenant, created_by=tenant_owner.user, state="pending")
-    led(led_instance.region_id)
-    other = make_instance(
-        tenant_owner.tenant,
-        created_by=tenant_owner.user,
-        state="pending",
-        region="eu-west-1",
-    )
-    assert other.region_id != led_instance.region_id
-
-    for instance in (led_instance, other):
-        receivers.reconcile_changed_instance(
-            None, instance_id=str(instance.pk), region_id=instance.region_id, generation=1, state="pending"
-        )
-
-    assert requeued == [
-        ((str(other.pk),), {"unless_moved_on_from": LEFT}, settings.RECONCILE_FALLBACK_SECONDS)
-    ]
