@@ -194,18 +194,22 @@ class RegionLock(AdvisoryLock):
         super().__init__(lock_key(region_id), purpose="operator", lease_seconds=lease_seconds)
 
 
+# The rows of pg_locks (as `l`) that are advisory lock %s, granted, in this database: pg_locks shows a bigint
+# key as its high and low 32 bits (classid, objid).
+_HELD = (
+    "l.locktype = 'advisory' AND l.granted "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND ((l.classid::bigint << 32) | l.objid::bigint) = (%s::bigint & x'ffffffffffffffff'::bigint)"
+)
+
+
 def lock_holder(key: int) -> str | None:
     """The application_name of the session holding advisory lock `key` in this database, if any."""
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.database = "
-            "(SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "AND ((l.classid::bigint << 32) | l.objid::bigint) = (%s::bigint & x'ffffffffffffffff'::bigint)",
-            [key],
-        )
+        holder = "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        cursor.execute(f"{holder} WHERE {_HELD}", [key])
         row = cursor.fetchone()
     return row[0] if row else None
 
@@ -216,11 +220,7 @@ def region_led(region_id: Any) -> bool:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
-            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "AND ((l.classid::bigint << 32) | l.objid::bigint) = (%s::bigint & x'ffffffffffffffff'::bigint))",
-            [lock_key(region_id)],
-        )
+        led = f"SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE {_HELD})"  # noqa: S608  (constant SQL)
+        cursor.execute(led, [lock_key(region_id)])
         row = cursor.fetchone()
     return bool(row and row[0])

@@ -15,8 +15,9 @@ def reconcile_changed_instance(
 ) -> None:
     """apps.instances.signals.instance_changed. The region's leader has usually reconciled it already, woken
     by the change's NOTIFY (changes.py); this task, a few seconds later, covers a moment without a
-    listening leader (docs/operator.md "The launch path"), and does nothing once the instance has moved on
-    from the state the change left (reconcile_instances.reconcile_instance)."""
+    listening leader (docs/operator.md "The launch path"). Carrying the generation and state the change left,
+    it does nothing once the instance has moved on from them, and waits while a leader has the change
+    (tasks.reconcile_instance, reconcile_instances.fallback_due)."""
     after = {"generation": generation, "state": state} if generation is not None and state else None
     reconcile_instance.apply_async(
         (instance_id,), kwargs={"unless_moved_on_from": after}, countdown=settings.RECONCILE_FALLBACK_SECONDS
