@@ -644,6 +644,7 @@ class Region(TypedDict):
 class RegionAvailability(TypedDict):
     region: str
     available: int
+    whole_nodes_free: dict[str, int]
 
 
 RegionStatusEnum = Literal["available", "degraded", "maintenance"]

@@ -33,9 +33,35 @@ def load(path: str = FLEET) -> dict:
         return yaml.safe_load(f)
 
 
+# Where a node sits in the fabric, with Topograph's label names (the catalog's Region defaults): a block
+# is the nodes under one spine switch, a rack those under one leaf.
+BLOCK_LABEL = "network.topology.nvidia.com/spine"
+RACK_LABEL = "network.topology.nvidia.com/leaf"
+
+
+def placement(region: dict, pool: dict, index: int) -> tuple[str, str, str]:
+    """(zone, block, rack) of a pool's node: `block_size` nodes a block (the whole pool when unset),
+    `rack_size` nodes a rack (2 when unset), and a block's nodes all in one zone, the region's blocks
+    (pool after pool) taking its zones in turn."""
+    block_index, in_block = divmod(index, _block_size(pool))
+    earlier = 0
+    for other in region["pools"]:
+        if other is pool or other["name"] == pool["name"]:
+            break
+        earlier += -(-int(other["count"]) // _block_size(other))
+    block = f"{region['name']}-{pool['name']}-b{block_index}"
+    zones = region["zones"]
+    rack = f"{block}-r{in_block // int(pool.get('rack_size') or 2)}"
+    return zones[(earlier + block_index) % len(zones)], block, rack
+
+
+def _block_size(pool: dict) -> int:
+    return int(pool.get("block_size") or pool["count"] or 1)
+
+
 def node(region: dict, pool: dict, shape: dict, index: int) -> dict:
     name = f"{region['name']}-{pool['name']}-{index}"
-    zones = region["zones"]
+    zone, block, rack = placement(region, pool, index)
     labels = {
         "type": "real" if shape.get("real") else "kwok",
         "kubernetes.io/hostname": name,
@@ -43,7 +69,9 @@ def node(region: dict, pool: dict, shape: dict, index: int) -> dict:
         "kubernetes.io/arch": "amd64",
         "node.kubernetes.io/instance-type": shape.get("instance-type", pool["shape"]),
         "topology.kubernetes.io/region": region["name"],
-        "topology.kubernetes.io/zone": zones[index % len(zones)],
+        "topology.kubernetes.io/zone": zone,
+        BLOCK_LABEL: block,
+        RACK_LABEL: rack,
         "gpucloud.io/pool": pool["name"],
     }
     capacity = {k: str(v) for k, v in shape["capacity"].items()}

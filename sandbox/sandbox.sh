@@ -207,6 +207,7 @@ clientConnection:
 leaderElection:
   leaderElect: false
 EOF
+  sed '/^#/d' "$SANDBOX_SRC/scheduler-profiles.yaml" >>"$RDIR/scheduler.yaml"
   kwok_config >"$RDIR/kwok.yaml"
 }
 

@@ -51,6 +51,8 @@ class RegionForm(forms.ModelForm):
             "runtime_class_name",
             "blocked_egress_cidrs",
             "allow_smtp_egress",
+            "topology_block_label",
+            "topology_rack_label",
         ]
 
     def clean(self) -> dict[str, Any]:
@@ -182,6 +184,8 @@ class RegionNodeAdmin(admin.ModelAdmin):
         "gpus_requested",
         "gpus_allocatable",
         "zone",
+        "block",
+        "rack",
         "instance_type",
         "observed_at",
     ]

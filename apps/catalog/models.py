@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
 from apps.catalog.registries import registry_refusal
@@ -26,6 +26,18 @@ class AccessServiceType(models.TextChoices):
 class StorageAccessMode(models.TextChoices):
     READ_WRITE_ONCE = "ReadWriteOnce", "ReadWriteOnce (one instance at a time)"
     READ_WRITE_MANY = "ReadWriteMany", "ReadWriteMany (several instances at once)"
+
+
+# Topograph's default labels (NVIDIA's topology discovery for Kubernetes): the spine a node's leaf switch
+# hangs from, and the leaf switch itself.
+TOPOLOGY_BLOCK_LABEL = "network.topology.nvidia.com/spine"
+TOPOLOGY_RACK_LABEL = "network.topology.nvidia.com/leaf"
+# A Kubernetes label key: an optional DNS subdomain prefix and "/", then a name of at most 63 characters.
+label_key = RegexValidator(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$",
+    "A Kubernetes label key, such as network.topology.nvidia.com/spine.",
+)
 
 
 class Region(models.Model):
@@ -71,6 +83,23 @@ class Region(models.Model):
     # machines is how spam leaves a cloud. Submission ports (465, 587) stay open.
     allow_smtp_egress = models.BooleanField(
         default=False, help_text="Let instances connect out to TCP port 25 (SMTP)."
+    )
+    # The node labels that say where a node sits in the fabric (docs/catalog.md "Topology"): a block is the
+    # nodes a cluster may span at full bandwidth (under one spine), a rack those under one leaf switch.
+    # Topograph's names by default; a region whose nodes are labelled otherwise names its own.
+    topology_block_label = models.CharField(
+        max_length=253,
+        default=TOPOLOGY_BLOCK_LABEL,
+        blank=True,
+        validators=[label_key],
+        help_text="Node label naming a node's block (all nodes under one spine); empty: one block per zone.",
+    )
+    topology_rack_label = models.CharField(
+        max_length=253,
+        default=TOPOLOGY_RACK_LABEL,
+        blank=True,
+        validators=[label_key],
+        help_text="Node label naming a node's rack (leaf switch); optional.",
     )
     position = models.PositiveSmallIntegerField(default=0)
 
@@ -220,6 +249,10 @@ class RegionNode(models.Model):
     reason = models.CharField(max_length=300, blank=True)
     instance_type = models.CharField(max_length=100, blank=True)
     zone = models.CharField(max_length=100, blank=True)
+    # From the region's topology labels; a node without a block label is in its zone's block (see
+    # selectors.whole_nodes_free).
+    block = models.CharField(max_length=100, blank=True)
+    rack = models.CharField(max_length=100, blank=True)
     observed_at = models.DateTimeField()
 
     class Meta:

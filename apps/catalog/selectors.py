@@ -113,6 +113,54 @@ def pool_overcommitted(*, region: Region, instance_type: InstanceType) -> bool:
     return room is None or room < 0
 
 
+def node_block(node: RegionNode) -> str:
+    """The block a node counts in: its block label's value, else its zone (a region without topology
+    labels is one block per zone), else the region as a whole ("")."""
+    return node.block or node.zone
+
+
+def whole_nodes_free(*, region: Region, instance_type: InstanceType) -> dict[str, int]:
+    """Block -> how many nodes of the type's GPU type are wholly free there (ready, no GPU of theirs
+    requested by any pod, and room for one instance of the type), as the operator last saw the nodes.
+
+    What a multi-node cluster needs: N whole nodes in one block (or in the region). Per-pool sums
+    overstate it: two 8-GPU nodes with 4 GPUs taken each have 8 GPUs free and no whole node. One query."""
+    if region.status == RegionStatus.MAINTENANCE or not instance_type.gpu_type_id:
+        return {}
+    return _whole_free(_free_nodes().filter(region=region, gpu_type=instance_type.gpu_type_id), instance_type)
+
+
+def whole_nodes_free_by_type() -> dict[tuple[Any, Any], dict[str, int]]:
+    """(region_id, instance_type_id) -> whole_nodes_free of that type there, for every active GPU type
+    in every open region: two queries whatever the fleet (the catalog API lists it per region)."""
+    nodes_by_pool: dict[tuple[Any, Any], list[RegionNode]] = defaultdict(list)
+    for node in _free_nodes().exclude(region__status=RegionStatus.MAINTENANCE).exclude(gpu_type=None):
+        nodes_by_pool[(node.region_id, node.gpu_type_id)].append(node)
+    result: dict[tuple[Any, Any], dict[str, int]] = {}
+    for instance_type in InstanceType.objects.filter(active=True).exclude(gpu_type=None):
+        for (region_id, gpu_type_id), nodes in nodes_by_pool.items():
+            if gpu_type_id == instance_type.gpu_type_id:
+                result[(region_id, instance_type.pk)] = _whole_free(nodes, instance_type)
+    return result
+
+
+def _free_nodes() -> QuerySet[RegionNode]:
+    return RegionNode.objects.filter(state=NodeState.READY, gpus_requested=0)
+
+
+def _whole_free(nodes: Any, instance_type: InstanceType) -> dict[str, int]:
+    free: dict[str, int] = defaultdict(int)
+    for node in nodes:
+        fits = (
+            node.gpus_allocatable >= instance_type.gpu_count
+            and node.vcpu_allocatable - node.vcpu_requested >= instance_type.vcpu
+            and node.memory_allocatable_bytes - node.memory_requested_bytes >= instance_type.memory_gib * GIB
+        )
+        if fits:
+            free[node_block(node)] += 1
+    return dict(sorted(free.items()))
+
+
 # --- staff: capacity overview ---------------------------------------------------------------------------
 
 # The operator rewrites nodes every resync (30 s by default); older rows mean it is not reaching the region.
@@ -137,6 +185,8 @@ class NodeOverview:
     reason: str
     instance_type: str
     zone: str
+    block: str
+    rack: str
     observed_at: datetime
     stale: bool
 
@@ -250,6 +300,8 @@ def capacity_overview(*, now: datetime | None = None) -> list[RegionOverview]:
                 reason=row.reason,
                 instance_type=row.instance_type,
                 zone=row.zone,
+                block=row.block,
+                rack=row.rack,
                 observed_at=row.observed_at,
                 stale=stale,
             )

@@ -60,6 +60,8 @@ class NodeRow:
     reason: str
     instance_type: str
     zone: str
+    block: str = ""  # the region's topology labels (Region.topology_block_label, _rack_label)
+    rack: str = ""
 
 
 def node_state(node: dict[str, Any]) -> tuple[str, str]:
@@ -94,10 +96,16 @@ def node_state(node: dict[str, Any]) -> tuple[str, str]:
 
 
 def node_rows(
-    nodes: Iterable[dict[str, Any]], pods: Iterable[dict[str, Any]], *, instances: frozenset[str]
+    nodes: Iterable[dict[str, Any]],
+    pods: Iterable[dict[str, Any]],
+    *,
+    instances: frozenset[str],
+    block_label: str = "",
+    rack_label: str = "",
 ) -> list[NodeRow]:
     """One row per node, with the requests of the scheduled, unfinished pods bound to it. `instances`:
-    ids of our instances that hold compute (their pods' share is reported apart)."""
+    ids of our instances that hold compute (their pods' share is reported apart). `block_label` and
+    `rack_label`: the node labels naming its place in the fabric (empty: not read)."""
     info: dict[str, dict[str, Any]] = {}
     for node in nodes:
         metadata = node.get("metadata") or {}
@@ -115,6 +123,8 @@ def node_rows(
             "reason": reason,
             "instance_type": labels.get(INSTANCE_TYPE_LABEL, ""),
             "zone": labels.get(ZONE_LABEL, ""),
+            "block": labels.get(block_label, "") if block_label else "",
+            "rack": labels.get(rack_label, "") if rack_label else "",
             "gpus": Decimal(0),
             "gpus_mine": Decimal(0),
             "vcpu": Decimal(0),
@@ -151,6 +161,8 @@ def node_rows(
             reason=row["reason"],
             instance_type=row["instance_type"],
             zone=row["zone"],
+            block=row["block"],
+            rack=row["rack"],
         )
         for name, row in sorted(info.items())
     ]
@@ -171,6 +183,8 @@ _UPDATED = [
     "reason",
     "instance_type",
     "zone",
+    "block",
+    "rack",
     "observed_at",
 ]
 
@@ -198,6 +212,8 @@ def write_nodes(region: Region, rows: list[NodeRow], *, now: datetime | None = N
             reason=row.reason,
             instance_type=row.instance_type[:100],
             zone=row.zone[:100],
+            block=row.block[:100],
+            rack=row.rack[:100],
             observed_at=observed_at,
         )
         for row in rows

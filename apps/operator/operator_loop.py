@@ -168,7 +168,14 @@ def _write_capacity(region: Region, nodes: list[dict[str, Any]], pods: list[dict
     pods = [pod for pod in pods if (pod.get("spec") or {}).get("nodeName")]  # scheduled ones hold requests
     held = capacity.held_instance_ids(region)
     pools = capacity.compute_pools(nodes, pods, exclude_instances=held)
-    capacity_nodes.write_nodes(region, capacity_nodes.node_rows(nodes, pods, instances=held))
+    rows = capacity_nodes.node_rows(
+        nodes,
+        pods,
+        instances=held,
+        block_label=region.topology_block_label,
+        rack_label=region.topology_rack_label,
+    )
+    capacity_nodes.write_nodes(region, rows)
     return capacity.write_pools(region, pools)
 
 

@@ -58,7 +58,8 @@ def test_instance_types_gpu_h100_available(cli: Cli, funded: Actor, catalog: Cat
     }
     scripted = cli.ok("instance-types", "--gpu", "h100", "--available", "--json").json()
     assert [(t["slug"], t["regions"]) for t in scripted] == [
-        (slug, [{"region": "us-east-1", "available": offers[slug]["us-east-1"]}]) for slug in family[1:]
+        (slug, [{"region": "us-east-1", "available": offers[slug]["us-east-1"], "whole_nodes_free": {}}])
+        for slug in family[1:]
     ]
 
 

@@ -58,7 +58,7 @@ def fleet(make_actor: Callable[..., Actor]) -> dict[str, Any]:
     catalog = seed()
     us = catalog.us_east
     make_node(us, "us-h100-a", gpus_requested=6, gpus_requested_by_instances=2)
-    make_node(us, "us-h100-b", gpus_requested=1)
+    make_node(us, "us-h100-b", gpus_requested=1, block="spine-2", rack="leaf-7")
     make_node(us, "us-h100-c", gpus_requested=8, state=NodeState.CORDONED)
     make_node(
         us, "us-h100-d", state=NodeState.NOT_READY, reason="Ready=False: kubelet stopped posting node status"
@@ -181,7 +181,8 @@ def test_nodes_are_listed_with_their_state_in_words(fleet: dict[str, Any], staff
     assert "(2 by instances)" in node_row(body, "us-h100-a")
     assert "kubelet stopped posting node status" in node_row(body, "us-h100-d")
     assert "4.5 / 62" in node_row(body, "us-cpu-0")
-    assert "us-east-1a · gpu.h100.8x" in node_row(body, "us-h100-a")
+    assert "us-east-1a · gpu.h100.8x" in node_row(body, "us-h100-a")  # no topology labels: zone only
+    assert "us-east-1a · spine-2 / leaf-7 · gpu.h100.8x" in node_row(body, "us-h100-b")
     assert 'id="region-us-east-1-stale"' not in body and 'class="error">stale' not in body
 
 

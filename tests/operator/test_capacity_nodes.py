@@ -213,6 +213,29 @@ def test_one_row_per_node_with_the_requests_of_its_scheduled_unfinished_pods() -
     assert (cpu.instance_type, cpu.zone) == ("", "")
 
 
+def test_the_region_s_topology_labels_name_block_and_rack() -> None:
+    placed = {
+        **ZONE,
+        "network.topology.nvidia.com/spine": "spine-2",
+        "network.topology.nvidia.com/leaf": "leaf-9",
+        "example.com/pod": "pod-a",
+    }
+    nodes = [node("h1", H100_NODE, H100, labels=placed), node("h2", H100_NODE, H100, labels=ZONE)]
+    topograph = {
+        row.name: (row.block, row.rack)
+        for row in node_rows(
+            nodes,
+            [],
+            instances=frozenset(),
+            block_label="network.topology.nvidia.com/spine",
+            rack_label="network.topology.nvidia.com/leaf",
+        )
+    }
+    assert topograph == {"h1": ("spine-2", "leaf-9"), "h2": ("", "")}
+    own = node_rows(nodes, [], instances=frozenset(), block_label="example.com/pod", rack_label="")
+    assert [(row.block, row.rack) for row in own] == [("pod-a", ""), ("", "")]
+
+
 def test_no_nodes_no_rows() -> None:
     assert node_rows([], [pod("h1", {"cpu": "1"})], instances=frozenset()) == []
 
@@ -259,7 +282,14 @@ def test_write_nodes_upserts_the_region_and_forgets_nodes_the_cluster_no_longer_
     written = write_nodes(
         us,
         [
-            row("h1", gpus_requested=5, gpus_requested_by_instances=2, vcpu_requested=Decimal("0.25")),
+            row(
+                "h1",
+                gpus_requested=5,
+                gpus_requested_by_instances=2,
+                vcpu_requested=Decimal("0.25"),
+                block="spine-1",
+                rack="leaf-3",
+            ),
             row("mig", gpu_resource="nvidia.com/mig-1g.10gb", gpus_allocatable=7),
             row("odd", gpu_product="ACME-X1", state=NodeState.CORDONED, reason="Ready=False: gone"),
         ],
@@ -272,6 +302,7 @@ def test_write_nodes_upserts_the_region_and_forgets_nodes_the_cluster_no_longer_
     assert updated.pk == first.pk and updated.observed_at == now
     assert (updated.gpus_requested, updated.gpus_requested_by_instances) == (5, 2)
     assert updated.vcpu_requested == Decimal("0.250")
+    assert (updated.block, updated.rack) == ("spine-1", "leaf-3")
     assert nodes["mig"].gpu_type == mig
     # A product the catalog does not know keeps its label and has no GPU type.
     assert (nodes["odd"].gpu_type, nodes["odd"].gpu_product) == (None, "ACME-X1")
@@ -323,6 +354,13 @@ def test_the_capacity_pass_records_every_node_and_a_cordon(sandbox: Any, own_nod
         "us-east-1a",
         "gpu.h100.8x",
     )
+    # sandbox/fleet.yaml: us-east-1's H100s are two blocks of two, one node a rack, a block a zone.
+    fleet_h100s = [f"us-east-1-h100-{i}" for i in range(4)]
+    placed = RegionNode.objects.filter(region=region, name__in=fleet_h100s)
+    assert {n.name: (n.zone, n.block, n.rack) for n in placed} == {
+        name: (f"us-east-1{'ab'[i // 2]}", f"us-east-1-h100-b{i // 2}", f"us-east-1-h100-b{i // 2}-r{i % 2}")
+        for i, name in enumerate(fleet_h100s)
+    }
     mine = RegionNode.objects.get(region=region, name=name)
     assert (mine.state, mine.gpu_type, mine.gpu_product) == (NodeState.READY, None, own_node.product)
     assert mine.gpus_allocatable == 8 and mine.gpus_requested == 0  # nobody else's pods tolerate it

@@ -23,6 +23,11 @@ class GpuTypeSerializer(serializers.ModelSerializer):
 class RegionAvailabilitySerializer(serializers.Serializer):
     region = serializers.CharField()
     available = serializers.IntegerField(help_text="How many more could launch there now.")
+    whole_nodes_free = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="Nodes of this type's GPU that are wholly free now, by topology block (docs/catalog.md "
+        '"Topology"): how many nodes a multi-node cluster could get in one block. Empty for CPU types.',
+    )
 
 
 class InstanceTypeSerializer(serializers.ModelSerializer):
@@ -50,9 +55,14 @@ class InstanceTypeSerializer(serializers.ModelSerializer):
     @extend_schema_field(RegionAvailabilitySerializer(many=True))
     def get_regions(self, instance_type: InstanceType) -> list[dict[str, Any]]:
         availability: dict[tuple[Any, Any], int] = self.context["availability"]
+        whole: dict[tuple[Any, Any], dict[str, int]] = self.context["whole_nodes_free"]
         regions: list[Region] = self.context["regions"]
         return [
-            {"region": region.slug, "available": availability[(region.pk, instance_type.pk)]}
+            {
+                "region": region.slug,
+                "available": availability[(region.pk, instance_type.pk)],
+                "whole_nodes_free": whole.get((region.pk, instance_type.pk), {}),
+            }
             for region in regions
             if (region.pk, instance_type.pk) in availability
         ]

@@ -99,7 +99,12 @@ class InstanceTypeListView(generics.ListAPIView):
 
     def get_serializer_context(self) -> dict[str, Any]:
         regions, availability = self._offer
-        return {**super().get_serializer_context(), "regions": regions, "availability": availability}
+        return {
+            **super().get_serializer_context(),
+            "regions": regions,
+            "availability": availability,
+            "whole_nodes_free": selectors.whole_nodes_free_by_type(),
+        }
 
     def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         queryset = super().filter_queryset(queryset)
