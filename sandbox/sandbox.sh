@@ -253,8 +253,14 @@ start_etcd() {
     --quota-backend-bytes 2147483648 --log-level warn
 }
 
+# Gang scheduling (docs/clusters.md "Placement"): Kubernetes 1.35's Workload API, alpha, needs the
+# GenericWorkload gate on the apiserver, the controller manager and the scheduler, the GangScheduling gate
+# on the scheduler (which then runs the plugin), and the API group served.
+GANG_GATES="GenericWorkload=true,GangScheduling=true"
+
 start_apiserver() {
   spawn "$R" kube-apiserver \
+    --feature-gates "$GANG_GATES" --runtime-config scheduling.k8s.io/v1alpha1=true \
     --etcd-servers "http://127.0.0.1:$R_ETCD" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$R_API" \
     --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
@@ -281,8 +287,8 @@ start_controllers() {
     --root-ca-file "$PKI/ca.crt" --service-account-private-key-file "$PKI/sa.key" \
     --use-service-account-credentials=true \
     --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
-    --cluster-name "$R" --profiling=false
-  spawn "$R" kube-scheduler --config "$RDIR/scheduler.yaml" \
+    --cluster-name "$R" --profiling=false --feature-gates "$GANG_GATES"
+  spawn "$R" kube-scheduler --config "$RDIR/scheduler.yaml" --feature-gates "$GANG_GATES" \
     --authentication-kubeconfig "$RDIR/scheduler.kubeconfig" \
     --authorization-kubeconfig "$RDIR/scheduler.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$R_SCHED" --profiling=false

@@ -4,6 +4,7 @@ needs the catalog connected first, takes precedence), and the instances' fixture
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from kubernetes import client
 
 from apps.tenants.roles import Role
 from tests.instances.conftest import launch, ssh_key, tenant_owner
+from tests.operator.own_nodes import Nodes
 from tests.operator.sandbox_support import SandboxTenant
 
 __all__ = ["launch", "ssh_key", "tenant", "tenant_owner"]  # catalog and make_instance: tests/conftest.py
@@ -26,3 +28,12 @@ def tenant(
     sandbox_tenant.regions.add("us-east-1")
     yield sandbox_tenant
     sandbox_tenant.cleanup()
+
+
+@pytest.fixture
+def own_nodes(kube_clients: dict[str, client.ApiClient]) -> Iterator[Nodes]:
+    """Nodes the test makes (`own_nodes.create()`) in us-east-1, deleted after it
+    (tests/operator/own_nodes.py)."""
+    nodes = Nodes(client.CoreV1Api(kube_clients["us-east-1"]), f"GPUCLOUD-TEST-{uuid.uuid4().hex[:8]}")
+    yield nodes
+    nodes.cleanup()

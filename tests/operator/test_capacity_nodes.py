@@ -28,8 +28,8 @@ from apps.operator.cluster import Cluster
 from apps.operator.operator_loop import refresh_capacity
 from tests.fixtures.kube import wait_until
 from tests.instances.helpers import seed
+from tests.operator.own_nodes import Nodes
 from tests.operator.sandbox_support import connect
-from tests.operator.test_node_loss_sandbox import Nodes
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 GIB = 1024**3

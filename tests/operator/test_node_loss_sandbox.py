@@ -10,17 +10,16 @@ When it is Ready the instance, still `running`, gets its connection info refresh
 A pod the kubelet evicts is left Failed with the same condition and nobody deletes it: the reconciler
 deletes it and the pod is created again.
 
-The shared sandbox is not disturbed: the tests add kwok nodes of their own, copied from `us-east-1-h100-0`
-but with a GPU product label of their own, and a GPU type / instance type in the test database pinned to
-that label, so the instance can only land on these nodes and nobody else's pods can (other pods select
-another product or do not tolerate the GPU taint). Only these nodes are deleted; the orphaned pod is left to
-the real pod garbage collector (the test does not delete it); the nodes and the tenant namespace are
-removed at teardown.
+The shared sandbox is not disturbed: the tests add kwok nodes of their own (tests/operator/own_nodes.py),
+copied from `us-east-1-h100-0` but with a GPU product label of their own, and a GPU type / instance type in
+the test database pinned to that label, so the instance can only land on these nodes and nobody else's
+pods can (other pods select another product or do not tolerate the GPU taint). Only these nodes are
+deleted; the orphaned pod is left to the real pod garbage collector (the test does not delete it); the
+nodes and the tenant namespace are removed at teardown.
 """
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -30,7 +29,6 @@ from typing import Any
 import pytest
 from django.utils import timezone
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from apps.catalog.models import GpuType, InstanceType, Region, RegionCapacity
 from apps.instances.models import Instance, InstanceEvent
@@ -39,13 +37,12 @@ from apps.operator import observe
 from apps.operator.operator_loop import Operator, OperatorConfig
 from apps.tenants.roles import Role
 from tests.instances.helpers import seed
+from tests.operator.own_nodes import Nodes
 from tests.operator.sandbox_support import SandboxTenant, connect, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 REGION = "us-east-1"
-TEMPLATE_NODE = "us-east-1-h100-0"
-PRODUCT_LABEL = "nvidia.com/gpu.product"
 FAST = OperatorConfig(
     resync_seconds=2.0, lock_retry_seconds=0.5, watch_timeout_seconds=3, gc_known_tenants_only=True
 )
@@ -53,63 +50,6 @@ TIMEOUT = 60.0  # bound for a hung cluster, not a performance assertion
 # Pod GC deletes a missing node's pods after a 40 s quarantine, checked every 20 s (kube-controller-manager
 # defaults; sandbox/sandbox.sh does not change them): up to about a minute, plus the new pod's start.
 RESCHEDULE_TIMEOUT = 180.0
-
-
-class Nodes:
-    """kwok nodes made by this test: copies of a sandbox H100 node with a product label of their own."""
-
-    def __init__(self, core: client.CoreV1Api, product: str):
-        self.core, self.product = core, product
-        self.names: list[str] = []
-
-    def create(self) -> str:
-        template = self.core.api_client.sanitize_for_serialization(self.core.read_node(TEMPLATE_NODE))
-        name = f"{REGION}-h100-loss-{uuid.uuid4().hex[:8]}"
-        now = timezone.now().isoformat()
-        labels = dict(template["metadata"]["labels"])
-        labels.update({"kubernetes.io/hostname": name, PRODUCT_LABEL: self.product})
-        body = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": name,
-                # kwok manages only nodes with this annotation (sandbox/sandbox.sh, sandbox/fleet.py).
-                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                "labels": labels,
-            },
-            "spec": {"taints": copy.deepcopy(template["spec"].get("taints") or [])},
-            # Ready from the start (kwok keeps it so): tests that check every GPU node is Ready, in other
-            # runs sharing the sandbox, never see it half made.
-            "status": {
-                "capacity": dict(template["status"]["capacity"]),
-                "allocatable": dict(template["status"]["allocatable"]),
-                "conditions": [
-                    {**condition, "lastHeartbeatTime": now, "lastTransitionTime": now}
-                    for condition in template["status"].get("conditions") or []
-                ],
-            },
-        }
-        self.core.create_node(body)
-        self.names.append(name)
-        wait_for(lambda: self.ready(name), what=f"node {name} to be Ready", timeout=TIMEOUT)
-        return name
-
-    def ready(self, name: str) -> bool:
-        node = self.core.read_node(name)
-        allocatable = (node.status.allocatable or {}).get("nvidia.com/gpu")
-        conditions = {c.type: c.status for c in node.status.conditions or []}
-        return conditions.get("Ready") == "True" and allocatable == "8"
-
-    def delete(self, name: str) -> None:
-        try:
-            self.core.delete_node(name)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-
-    def cleanup(self) -> None:
-        for name in self.names:
-            self.delete(name)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ cluster nodes that need all eight GPUs (sandbox/scheduler-profiles.yaml; docs/op
 GPUs").
 
 Against the sandbox's real kube-scheduler. The test adds four 8-GPU kwok nodes of its own, with a GPU
-product label of their own and a GPU type pinned to it (test_node_loss_sandbox.Nodes), so nobody else's pods
+product label of their own and a GPU type pinned to it (tests/operator/own_nodes.py), so nobody else's pods
 land on them and these instances land nowhere else. Eight one-GPU instances are launched through the API
 one after another; with the default profile (LeastAllocated, balanced) the scheduler put each on the
 emptiest node and no node stayed whole.
@@ -11,14 +11,11 @@ emptiest node and no node stayed whole.
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from apps.catalog.models import InstanceType, RegionCapacity
 from apps.catalog.selectors import whole_nodes_free
@@ -27,8 +24,9 @@ from apps.operator.cluster import Cluster
 from apps.operator.operator_loop import refresh_capacity
 from apps.quotas.models import TenantQuota
 from tests.instances.helpers import seed
+from tests.operator.own_nodes import TIMEOUT, Nodes
 from tests.operator.sandbox_support import SandboxTenant, connect, wait_for
-from tests.operator.test_node_loss_sandbox import TIMEOUT, Nodes, dedicated_instance_type
+from tests.operator.test_node_loss_sandbox import dedicated_instance_type
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,20 +35,13 @@ NODES = 4
 LAUNCHES = 8
 
 
-@pytest.fixture
-def test_nodes(kube_clients: dict[str, client.ApiClient]) -> Iterator[Nodes]:
-    nodes = Nodes(client.CoreV1Api(kube_clients[REGION]), f"GPUCLOUD-TEST-PACK-{uuid.uuid4().hex[:8]}")
-    yield nodes
-    nodes.cleanup()
-
-
 def test_eight_one_gpu_instances_leave_three_of_four_nodes_whole(
-    sandbox: Any, tenant: SandboxTenant, test_nodes: Nodes
+    sandbox: Any, tenant: SandboxTenant, own_nodes: Nodes
 ) -> None:
     for _ in range(NODES):
-        test_nodes.create()
+        own_nodes.create()
     region = connect(seed().us_east, sandbox)
-    instance_type = dedicated_instance_type(region, test_nodes.product)
+    instance_type = dedicated_instance_type(region, own_nodes.product)
     RegionCapacity.objects.filter(region=region, gpu_type=instance_type.gpu_type).update(
         gpus=8 * NODES, vcpu=200 * NODES, memory_gib=1750 * NODES
     )
@@ -72,8 +63,8 @@ def test_eight_one_gpu_instances_leave_three_of_four_nodes_whole(
         )
 
     per_node = Counter(tenant.read_pod(i, REGION).spec.node_name for i in ids)  # type: ignore[union-attr]
-    assert set(per_node) <= set(test_nodes.names)
-    whole = [name for name in test_nodes.names if per_node[name] == 0]
+    assert set(per_node) <= set(own_nodes.names)
+    whole = [name for name in own_nodes.names if per_node[name] == 0]
     assert per_node.most_common(1)[0][1] == LAUNCHES, per_node
     assert len(whole) == NODES - 1
     for name in whole:  # the scheduler's view: nothing on them at all

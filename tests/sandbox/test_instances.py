@@ -45,9 +45,9 @@ from tests.fixtures.kube import (
     open_session,
     wait_until,
 )
+from tests.operator.own_nodes import Nodes
 from tests.operator.sandbox_support import SandboxTenant, connect, drive, state_is
 from tests.operator.test_capacity_sandbox import assert_capacity_rows_follow_the_cluster
-from tests.operator.test_node_loss_sandbox import Nodes
 
 pytestmark = pytest.mark.sandbox  # the scratch instance is a sandbox of its own, without the fixture
 
