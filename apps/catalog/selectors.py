@@ -40,6 +40,11 @@ def images_in(*, region: Region) -> QuerySet[Image]:
     return Image.objects.filter(active=True, regions=region)
 
 
+# The operator rewrites nodes every resync (30 s by default); older rows mean it is not reaching the region.
+CAPACITY_STALE_AFTER = timedelta(minutes=5)
+GIB_BYTES = 1024**3
+
+
 def _room(pool: RegionCapacity, held: dict[str, int], instance_type: InstanceType) -> int | None:
     """How many more of the type fit beside what is held: negative when instances hold more than the pool
     has; None when the pool declares nothing to count."""
@@ -61,21 +66,62 @@ def _fits(pool: RegionCapacity, held: dict[str, int], instance_type: InstanceTyp
 def availability() -> dict[tuple[Any, Any], int]:
     """(region_id, instance_type_id) -> how many more instances of that type could launch there now.
 
-    From each pool's capacity (declared by staff, or observed by the operator) minus what instances hold.
-    A region in maintenance offers its types with none available. Four queries, whatever the catalog size.
+    From each pool's capacity (declared by staff, or observed by the operator) minus what instances hold,
+    and for GPU types no more than fit node by node (`node_room`). A region in maintenance offers its types
+    with none available. Five queries, whatever the catalog size.
     """
     held = holdings.held_by_pool()
     closed = set(Region.objects.filter(status=RegionStatus.MAINTENANCE).values_list("pk", flat=True))
     pools_by_gpu_type: dict[Any, list[RegionCapacity]] = defaultdict(list)
     for pool in RegionCapacity.objects.all():
         pools_by_gpu_type[pool.gpu_type_id].append(pool)
+    nodes_by_pool: dict[tuple[Any, Any], list[RegionNode]] = defaultdict(list)
+    for node in _observed_nodes().exclude(gpu_type=None):
+        nodes_by_pool[(node.region_id, node.gpu_type_id)].append(node)
     result: dict[tuple[Any, Any], int] = {}
     for instance_type in InstanceType.objects.filter(active=True):
         for pool in pools_by_gpu_type.get(instance_type.gpu_type_id, []):
             held_here = held.get((pool.region_id, pool.gpu_type_id), {})
             fits = 0 if pool.region_id in closed else _fits(pool, held_here, instance_type)
+            nodes = nodes_by_pool.get((pool.region_id, pool.gpu_type_id))
+            if nodes and instance_type.gpu_type_id:
+                fits = min(fits, _node_room(nodes, instance_type))
             result[(pool.region_id, instance_type.pk)] = fits
     return result
+
+
+def node_room(*, region: Region, instance_type: InstanceType) -> int | None:
+    """How many instances of a GPU type fit on the region's nodes of that GPU, node by node, beside what
+    the pods there request, as the operator last saw them; None when it has reported none recently (a pool
+    declared by staff only, or an operator that stopped reporting) and for CPU-only types.
+
+    The pool's sum counts GPUs, vCPU and memory over all nodes together, so it overstates what fits on
+    real machines: four 8-GPU nodes with 4 GPUs taken each leave 16 GPUs and no room for an 8-GPU
+    instance; four nodes of 1750 GiB hold 28 instances of 220 GiB where the sum says 31. One query."""
+    if not instance_type.gpu_type_id:
+        return None
+    nodes = list(_observed_nodes().filter(region=region, gpu_type=instance_type.gpu_type_id))
+    return _node_room(nodes, instance_type) if nodes else None
+
+
+def _observed_nodes() -> QuerySet[RegionNode]:
+    """Node rows the operator wrote recently enough to go by (older ones: the staff view flags them)."""
+    return RegionNode.objects.filter(observed_at__gte=timezone.now() - CAPACITY_STALE_AFTER)
+
+
+def _node_room(nodes: list[RegionNode], instance_type: InstanceType) -> int:
+    return sum(_fits_on(node, instance_type) for node in nodes if node.state == NodeState.READY)
+
+
+def _fits_on(node: RegionNode, instance_type: InstanceType) -> int:
+    free_memory = node.memory_allocatable_bytes - node.memory_requested_bytes
+    limits = [
+        int((node.vcpu_allocatable - node.vcpu_requested) // instance_type.vcpu),
+        free_memory // (instance_type.memory_gib * GIB_BYTES),
+    ]
+    if instance_type.gpu_count:
+        limits.append((node.gpus_allocatable - node.gpus_requested) // instance_type.gpu_count)
+    return max(0, min(limits))
 
 
 def available_count(*, region: Region, instance_type: InstanceType, lock: bool = False) -> int:
@@ -150,21 +196,14 @@ def _free_nodes() -> QuerySet[RegionNode]:
 
 def _whole_free(nodes: Any, instance_type: InstanceType) -> dict[str, int]:
     free: dict[str, int] = defaultdict(int)
-    for node in nodes:
-        fits = (
-            node.gpus_allocatable >= instance_type.gpu_count
-            and node.vcpu_allocatable - node.vcpu_requested >= instance_type.vcpu
-            and node.memory_allocatable_bytes - node.memory_requested_bytes >= instance_type.memory_gib * GIB
-        )
-        if fits:
+    for node in nodes:  # no GPU of theirs requested (_free_nodes): room for one is room for the whole type
+        if _fits_on(node, instance_type) >= 1:
             free[node_block(node)] += 1
     return dict(sorted(free.items()))
 
 
 # --- staff: capacity overview ---------------------------------------------------------------------------
 
-# The operator rewrites nodes every resync (30 s by default); older rows mean it is not reaching the region.
-CAPACITY_STALE_AFTER = timedelta(minutes=5)
 GIB = Decimal(1024**3)
 
 

@@ -222,6 +222,8 @@ def _require_capacity(region: Region, instance_type: InstanceType) -> None:
     # Locks the pool's row (after the quota row): two tenants racing for its last slot queue here.
     if catalog.available_count(region=region, instance_type=instance_type, lock=True) < 1:
         raise _no_capacity(region, instance_type)
+    if catalog.node_room(region=region, instance_type=instance_type) == 0:
+        raise _no_capacity(region, instance_type)
 
 
 def _hold_capacity(region: Region, instance_type: InstanceType) -> None:
@@ -229,6 +231,10 @@ def _hold_capacity(region: Region, instance_type: InstanceType) -> None:
     instance just written, counted with every other, does not fit. Taken last, the lock every launch into
     the pool queues on is held for two statements and the commit, not for the launch's writes."""
     if catalog.pool_overcommitted(region=region, instance_type=instance_type):
+        raise _no_capacity(region, instance_type)
+    # The pool's sum may hide that no single node has room for it (catalog.node_room, from the nodes as
+    # the operator last saw them): refuse rather than admit an instance whose pod could only wait.
+    if catalog.node_room(region=region, instance_type=instance_type) == 0:
         raise _no_capacity(region, instance_type)
 
 

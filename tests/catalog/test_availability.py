@@ -159,5 +159,5 @@ def test_availability_query_count_does_not_grow_with_the_catalog(small, django_a
     for n in range(10):
         hold(region, types["g1"] if n % 2 else types["cpu"], State.RUNNING)
 
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(5):
         selectors.availability()

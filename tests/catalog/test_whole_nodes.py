@@ -4,6 +4,7 @@ not a free node."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -132,3 +133,57 @@ def test_a_region_names_its_topology_labels_as_label_keys(catalog: Catalog) -> N
     with pytest.raises(ValidationError) as refused:
         us.full_clean()
     assert set(refused.value.message_dict) == {"topology_block_label"}
+
+
+# --- node by node: what a launch of one instance checks too -------------------------------------------------
+
+
+def test_node_room_counts_what_fits_on_each_node_not_on_their_sum(catalog: Catalog) -> None:
+    us = catalog.us_east
+    for index in range(4):
+        node(us, f"n{index}", gpus_requested=4)  # 16 GPUs free, four on each node
+    h100x8 = InstanceType.objects.get(slug="gpu-h100x8")
+    h100x4 = InstanceType.objects.get(slug="gpu-h100x4")
+    assert selectors.node_room(region=us, instance_type=h100x8) == 0
+    assert selectors.node_room(region=us, instance_type=h100x4) == 4
+
+
+def test_memory_per_node_bounds_it_too(catalog: Catalog) -> None:
+    """docs/catalog.md: four nodes of 1750 GiB hold 28 instances of 220 GiB, where their sum says 31."""
+    us = catalog.us_east
+    fat = InstanceType.objects.create(
+        slug="fat-h100x1",
+        name="fat",
+        gpu_type=InstanceType.objects.get(slug="gpu-h100x1").gpu_type,
+        gpu_count=1,
+        vcpu=8,
+        memory_gib=220,
+        price_per_hour="3.0000",
+    )
+    for index in range(4):
+        node(us, f"n{index}")
+    assert selectors.node_room(region=us, instance_type=fat) == 28
+
+
+def test_no_recent_report_no_node_figure(catalog: Catalog) -> None:
+    us = catalog.us_east
+    h100x8 = InstanceType.objects.get(slug="gpu-h100x8")
+    assert selectors.node_room(region=us, instance_type=h100x8) is None  # the pool's figure alone
+    node(us, "old", observed_at=timezone.now() - selectors.CAPACITY_STALE_AFTER - timedelta(seconds=1))
+    assert selectors.node_room(region=us, instance_type=h100x8) is None
+    node(us, "cordoned", state=NodeState.CORDONED)
+    assert selectors.node_room(region=us, instance_type=h100x8) == 0
+    assert selectors.node_room(region=us, instance_type=InstanceType.objects.get(slug="cpu-4x")) is None
+
+
+def test_availability_is_the_smaller_of_the_pool_and_the_nodes(catalog: Catalog) -> None:
+    us = catalog.us_east
+    h100x8 = InstanceType.objects.get(slug="gpu-h100x8")
+    h100x1 = InstanceType.objects.get(slug="gpu-h100x1")
+    before = selectors.availability()
+    assert before[(us.pk, h100x8.pk)] == 4  # the seeded pool: four 8-GPU nodes
+    for index in range(4):
+        node(us, f"n{index}", gpus_requested=1)  # somebody else's pod on each
+    after = selectors.availability()
+    assert after[(us.pk, h100x8.pk)] == 0
+    assert after[(us.pk, h100x1.pk)] == min(before[(us.pk, h100x1.pk)], 28)

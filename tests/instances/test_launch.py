@@ -6,9 +6,10 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from apps.audit.models import AuditEvent
-from apps.catalog.models import Image, RegionCapacity
+from apps.catalog.models import GpuType, Image, NodeState, RegionCapacity, RegionNode
 from apps.instances.models import Instance, InstanceEvent
 from apps.operator import tasks
 from apps.quotas.models import TenantQuota
@@ -204,6 +205,32 @@ def test_no_capacity_when_the_pool_is_full(tenant_owner, launch):
 
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "no_capacity"
+
+
+def test_no_capacity_when_the_pool_has_gpus_but_no_node_has_room(tenant_owner, launch, catalog):
+    """The pool's sum says 4 x 8 GPUs; the operator's last look at the nodes found 4 taken on each of
+    them (another tenant's pods, a staff pod): an 8-GPU instance fits nowhere, a 4-GPU one does."""
+    for index in range(4):
+        RegionNode.objects.create(
+            region=catalog.us_east,
+            name=f"us-east-1-h100-{index}",
+            gpu_type=GpuType.objects.get(slug="h100-80gb"),
+            gpu_product="NVIDIA-H100-80GB-HBM3",
+            gpu_resource="nvidia.com/gpu",
+            gpus_allocatable=8,
+            gpus_requested=4,
+            vcpu_allocatable=200,
+            memory_allocatable_bytes=1750 * 1024**3,
+            state=NodeState.READY,
+            observed_at=timezone.now(),
+        )
+
+    response = launch(tenant_owner, instance_type="gpu-h100x8")
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "no_capacity"
+    assert not Instance.objects.exists()  # checked after the writes, as the pool: all rolled back
+    assert launch(tenant_owner, instance_type="gpu-h100x4").status_code == 201
 
 
 def test_region_in_maintenance_refuses_launches(tenant_owner, launch, catalog):
