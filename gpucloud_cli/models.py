@@ -327,6 +327,7 @@ class InstanceType(TypedDict):
     memory_gib: int
     ephemeral_disk_gib: int
     price_per_hour: str
+    whole_node: bool
     regions: list[RegionAvailability]
 
 
@@ -639,6 +640,7 @@ class Region(TypedDict):
     status: RegionStatusEnum
     storage_class: str
     access_service_type: AccessServiceTypeEnum
+    max_cluster_nodes: int
 
 
 class RegionAvailability(TypedDict):

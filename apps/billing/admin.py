@@ -123,7 +123,17 @@ class InstanceTypeAdmin(AuditedModelAdmin):
     """The catalog's instance types, registered by billing: a price change is a price version (billing's),
     recorded through its service."""
 
-    list_display = ["slug", "name", "gpu_type", "gpu_count", "vcpu", "memory_gib", "price_per_hour", "active"]
+    list_display = [
+        "slug",
+        "name",
+        "gpu_type",
+        "gpu_count",
+        "vcpu",
+        "memory_gib",
+        "price_per_hour",
+        "whole_node",
+        "active",
+    ]
     list_filter = ["active", "gpu_type"]
     list_editable = ["price_per_hour", "active"]
 

@@ -53,6 +53,9 @@ class RegionForm(forms.ModelForm):
             "allow_smtp_egress",
             "topology_block_label",
             "topology_rack_label",
+            "max_cluster_nodes",
+            "fabric_env",
+            "rdma_resources",
         ]
 
     def clean(self) -> dict[str, Any]:

@@ -38,6 +38,8 @@ INSTANCE_TYPES = [
     ("cpu-4x", None, 0, 4, 16, 50, "0.1200"),
     ("cpu-16x", None, 0, 16, 64, 100, "0.4800"),
 ]
+# The types that take all of a fleet node's GPUs: the node types of multi-node clusters.
+WHOLE_NODE_TYPES = {"gpu-h100x8", "gpu-a100x8", "gpu-l40sx4"}
 
 # slug, name, reference, command (what the image runs when a launch names none; the CUDA and PyTorch images'
 # own entrypoints only wrap a shell, so they run the SSH server alone; Jupyter's starts its notebook server,
@@ -122,6 +124,7 @@ def seed_catalog(fleet_path: Path | None) -> list[str]:
                 "memory_gib": memory,
                 "ephemeral_disk_gib": disk,
                 "price_per_hour": Decimal(price),
+                "whole_node": slug in WHOLE_NODE_TYPES,
             },
         )
     regions = []

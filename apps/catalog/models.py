@@ -1,6 +1,8 @@
 """What can be rented where: regions (one Kubernetes cluster each), GPU types, instance types, images."""
 
+import re
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
@@ -38,6 +40,31 @@ label_key = RegexValidator(
     r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$",
     "A Kubernetes label key, such as network.topology.nvidia.com/spine.",
 )
+
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+
+
+def env_names(value: Any) -> None:
+    """A JSON object of environment variables: upper-case names, string values."""
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and _ENV_NAME.match(k) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValidationError('An object of NAME: "value" pairs, names in capitals (e.g. NCCL_IB_HCA).')
+
+
+def resource_counts(value: Any) -> None:
+    """A JSON object of extended resources and how many of each: domain-prefixed names, whole numbers."""
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str)
+        and len(k) <= 253
+        and _RESOURCE_NAME.match(k)
+        and isinstance(v, int)
+        and not isinstance(v, bool)
+        and 0 < v <= 1024
+        for k, v in value.items()
+    ):
+        raise ValidationError('An object of resource: count, e.g. {"rdma/rdma_shared_device_a": 1}.')
 
 
 class Region(models.Model):
@@ -100,6 +127,22 @@ class Region(models.Model):
         blank=True,
         validators=[label_key],
         help_text="Node label naming a node's rack (leaf switch); optional.",
+    )
+    # Multi-node clusters here (docs/clusters.md, "Region settings"): how many nodes one may have, the
+    # environment the fabric needs on every node (NCCL's interfaces and HCAs), and the extended resources
+    # each node requests for its network devices (an RDMA device plugin's).
+    max_cluster_nodes = models.PositiveIntegerField(default=64, validators=[MinValueValidator(1)])
+    fabric_env = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[env_names],
+        help_text='Set on every cluster node, e.g. {"NCCL_SOCKET_IFNAME": "ib0", "NCCL_IB_HCA": "mlx5"}.',
+    )
+    rdma_resources = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[resource_counts],
+        help_text='Requested by every cluster node, e.g. {"rdma/rdma_shared_device_a": 1}.',
     )
     position = models.PositiveSmallIntegerField(default=0)
 
@@ -178,6 +221,10 @@ class InstanceType(models.Model):
         max_digits=12, decimal_places=4, validators=[MinValueValidator(Decimal(0))]
     )
     active = models.BooleanField(default=True)
+    # A type that takes all of a node's GPUs: the only kind a multi-node cluster is made of.
+    whole_node = models.BooleanField(
+        default=False, help_text="Takes a whole node's GPUs: may be the node type of a multi-node cluster."
+    )
 
     class Meta:
         ordering = ["gpu_count", "slug"]

@@ -9,7 +9,7 @@ from apps.catalog.models import GpuType, Image, InstanceType, Region
 class RegionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Region
-        fields = ["slug", "name", "status", "storage_class", "access_service_type"]
+        fields = ["slug", "name", "status", "storage_class", "access_service_type", "max_cluster_nodes"]
         read_only_fields = fields
 
 
@@ -48,6 +48,7 @@ class InstanceTypeSerializer(serializers.ModelSerializer):
             "memory_gib",
             "ephemeral_disk_gib",
             "price_per_hour",
+            "whole_node",
             "regions",
         ]
         read_only_fields = fields
