@@ -84,7 +84,7 @@ def availability() -> dict[tuple[Any, Any], int]:
             held_here = held.get((pool.region_id, pool.gpu_type_id), {})
             fits = 0 if pool.region_id in closed else _fits(pool, held_here, instance_type)
             nodes = nodes_by_pool.get((pool.region_id, pool.gpu_type_id))
-            if nodes and instance_type.gpu_type_id:
+            if nodes:  # GPU pools only (CPU-only nodes are left out above): CPU types keep the sum
                 fits = min(fits, _node_room(nodes, instance_type))
             result[(pool.region_id, instance_type.pk)] = fits
     return result
@@ -167,7 +167,8 @@ def node_block(node: RegionNode) -> str:
 
 def whole_nodes_free(*, region: Region, instance_type: InstanceType) -> dict[str, int]:
     """Block -> how many nodes of the type's GPU type are wholly free there (ready, no GPU of theirs
-    requested by any pod, and room for one instance of the type), as the operator last saw the nodes.
+    requested by any pod, and room for one instance of the type), as the operator last saw the nodes
+    (recently: `_observed_nodes`).
 
     What a multi-node cluster needs: N whole nodes in one block (or in the region). Per-pool sums
     overstate it: two 8-GPU nodes with 4 GPUs taken each have 8 GPUs free and no whole node. One query."""
@@ -191,7 +192,7 @@ def whole_nodes_free_by_type() -> dict[tuple[Any, Any], dict[str, int]]:
 
 
 def _free_nodes() -> QuerySet[RegionNode]:
-    return RegionNode.objects.filter(state=NodeState.READY, gpus_requested=0)
+    return _observed_nodes().filter(state=NodeState.READY, gpus_requested=0)
 
 
 def _whole_free(nodes: Any, instance_type: InstanceType) -> dict[str, int]:
@@ -203,8 +204,6 @@ def _whole_free(nodes: Any, instance_type: InstanceType) -> dict[str, int]:
 
 
 # --- staff: capacity overview ---------------------------------------------------------------------------
-
-GIB = Decimal(1024**3)
 
 
 @dataclass(frozen=True)
@@ -281,7 +280,7 @@ class RegionOverview:
 
 
 def _gib(value: int) -> int:
-    return int(Decimal(value) / GIB)
+    return value // GIB_BYTES
 
 
 def _cores(value: Decimal) -> Decimal:

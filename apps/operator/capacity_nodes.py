@@ -123,8 +123,8 @@ def node_rows(
             "reason": reason,
             "instance_type": labels.get(INSTANCE_TYPE_LABEL, ""),
             "zone": labels.get(ZONE_LABEL, ""),
-            "block": labels.get(block_label, "") if block_label else "",
-            "rack": labels.get(rack_label, "") if rack_label else "",
+            "block": labels.get(block_label, ""),  # no label has an empty key: "" reads nothing
+            "rack": labels.get(rack_label, ""),
             "gpus": Decimal(0),
             "gpus_mine": Decimal(0),
             "vcpu": Decimal(0),

@@ -171,6 +171,7 @@ def test_no_recent_report_no_node_figure(catalog: Catalog) -> None:
     assert selectors.node_room(region=us, instance_type=h100x8) is None  # the pool's figure alone
     node(us, "old", observed_at=timezone.now() - selectors.CAPACITY_STALE_AFTER - timedelta(seconds=1))
     assert selectors.node_room(region=us, instance_type=h100x8) is None
+    assert selectors.whole_nodes_free(region=us, instance_type=h100x8) == {}  # nor a whole node
     node(us, "cordoned", state=NodeState.CORDONED)
     assert selectors.node_room(region=us, instance_type=h100x8) == 0
     assert selectors.node_room(region=us, instance_type=InstanceType.objects.get(slug="cpu-4x")) is None
