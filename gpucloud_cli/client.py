@@ -28,7 +28,15 @@ from typing import Any, cast
 
 from gpucloud_cli import models
 
-__all__ = ["ApiError", "Client", "GpucloudError", "InstanceEnded", "TransportError", "WaitTimeout"]
+__all__ = [
+    "ApiError",
+    "Client",
+    "ClusterEnded",
+    "GpucloudError",
+    "InstanceEnded",
+    "TransportError",
+    "WaitTimeout",
+]
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_BACKOFF = 30.0
@@ -110,6 +118,14 @@ class InstanceEnded(GpucloudError):
     def __init__(self, message: str, instance: models.Instance):
         super().__init__(message)
         self.instance = instance
+
+
+class ClusterEnded(GpucloudError):
+    """A wait for a cluster can no longer succeed: it failed or was terminated."""
+
+    def __init__(self, message: str, cluster: models.Cluster):
+        super().__init__(message)
+        self.cluster = cluster
 
 
 def new_idempotency_key() -> str:
@@ -486,6 +502,119 @@ class Client:
             if instance["state"] == state and time.monotonic() - asked < min(1.0, hold):
                 self.sleep(min(interval, max(0.0, deadline - time.monotonic())))  # not held: pace
 
+    # --- clusters -----------------------------------------------------------------------------------------
+
+    def clusters(
+        self,
+        *,
+        state: str | list[str] | None = None,
+        region: str | None = None,
+        instance_type: str | None = None,
+        name: str | None = None,
+        include_terminated: bool = False,
+    ) -> list[models.Cluster]:
+        params = {
+            "state": state,
+            "region": region,
+            "instance_type": instance_type,
+            "name": name,
+            "include_terminated": True if include_terminated else None,
+        }
+        return self._list(self._t("clusters"), params)
+
+    def cluster(self, cluster_id: str) -> models.Cluster:
+        return cast(models.Cluster, self.request("GET", self._t(f"clusters/{cluster_id}")))
+
+    def cluster_create(
+        self,
+        *,
+        instance_type: str,
+        region: str,
+        image: str,
+        node_count: int,
+        name: str | None = None,
+        placement: str | None = None,
+        on_node_failure: str | None = None,
+        ssh_key_ids: Iterable[str] = (),
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+        auto_stop_after: int | None = None,
+        max_runtime: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> models.Cluster:
+        body: dict[str, Any] = {
+            "instance_type": instance_type,
+            "region": region,
+            "image": image,
+            "node_count": node_count,
+        }
+        optional = {
+            "name": name,
+            "placement": placement,
+            "on_node_failure": on_node_failure,
+            "ssh_key_ids": list(ssh_key_ids) or None,
+            "env": env or None,
+            "command": command or None,
+            "auto_stop_after": auto_stop_after,
+            "max_runtime": max_runtime,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        return cast(models.Cluster, self._create(self._t("clusters"), body, idempotency_key))
+
+    def cluster_stop(self, cluster_id: str, *, idempotency_key: str | None = None) -> models.Cluster:
+        return self._cluster_action(cluster_id, "stop", idempotency_key)
+
+    def cluster_start(self, cluster_id: str, *, idempotency_key: str | None = None) -> models.Cluster:
+        return self._cluster_action(cluster_id, "start", idempotency_key)
+
+    def cluster_terminate(self, cluster_id: str, *, idempotency_key: str | None = None) -> models.Cluster:
+        return self._cluster_action(cluster_id, "terminate", idempotency_key)
+
+    def _cluster_action(self, cluster_id: str, action: str, idempotency_key: str | None) -> models.Cluster:
+        """One key for all the attempts of this call, as for an instance's actions (_action)."""
+        path = self._t(f"clusters/{cluster_id}/{action}")
+        key = idempotency_key or new_idempotency_key()
+        return cast(models.Cluster, self.request("POST", path, idempotency_key=key))
+
+    def cluster_events(self, cluster_id: str) -> list[models.ClusterEvent]:
+        return self._list(self._t(f"clusters/{cluster_id}/events"))
+
+    def wait_cluster(
+        self,
+        cluster_id: str,
+        states: str | Iterable[str],
+        *,
+        timeout: float = 900.0,
+        interval: float = 2.0,
+        on_poll: Callable[[models.Cluster], None] | None = None,
+    ) -> models.Cluster:
+        """Wait until the cluster is in one of `states`, asking every `interval` seconds (a cluster has no
+        long-poll: its state follows its nodes'); WaitTimeout after `timeout` seconds, ClusterEnded when it
+        failed or was terminated (unless that is what is awaited)."""
+        wanted = {states} if isinstance(states, str) else set(states)
+        deadline = time.monotonic() + timeout
+        while True:
+            cluster = self.cluster(cluster_id)
+            if on_poll is not None:
+                on_poll(cluster)
+            state = cluster["state"]
+            if state in wanted:
+                return cluster
+            if state in FINAL_STATES:
+                why = f": {cluster['failure_reason']}" if cluster.get("failure_reason") else ""
+                message = cluster.get("state_message") or ""
+                raise ClusterEnded(
+                    f"cluster {cluster['name']} is {state}{why}" + (f" ({message})" if message else ""),
+                    cluster,
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WaitTimeout(
+                    f"timed out after {timeout:g}s waiting for cluster {cluster['name']} to be "
+                    f"{' or '.join(sorted(wanted))}; it is {state}"
+                )
+            self.sleep(min(interval, left))
+
     # --- keys and tokens ----------------------------------------------------------------------------------
 
     def ssh_keys(self) -> list[models.SshKey]:
@@ -573,6 +702,14 @@ class Client:
         if not live:
             live = [i for i in self.instances(name=ref, include_terminated=True) if i["name"] == ref]
         return _one("instance", ref, live)
+
+    def find_cluster(self, ref: str) -> models.Cluster:
+        if is_uuid(ref):
+            return self.cluster(ref)
+        live = [c for c in self.clusters(name=ref) if c["name"] == ref]
+        if not live:
+            live = [c for c in self.clusters(name=ref, include_terminated=True) if c["name"] == ref]
+        return _one("cluster", ref, live)
 
     def find_ssh_key(self, ref: str) -> models.SshKey:
         return _one("SSH key", ref, _matching(self.ssh_keys(), ref, ("id", "name", "fingerprint")))

@@ -332,12 +332,7 @@ def _wait(ctx: Context, instance: Any, state: str | list[str]) -> Any:
 def launch(ctx: Context) -> int:
     args = ctx.args
     client = ctx.client
-    env = {}
-    for pair in args.env or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ApiError(400, "invalid", f"--env {pair!r}: use KEY=VALUE", {"env": ["Use KEY=VALUE."]})
-        env[key] = value
+    env = _env(args.env)
     volumes = []
     for spec in args.volume or []:
         ref, sep, path = spec.partition(":")
@@ -447,7 +442,12 @@ SSH_CONNECTION_ATTEMPTS = 10
 
 
 def ssh(ctx: Context) -> int:
-    instance = ctx.client.find_instance(ctx.args.instance)
+    return _ssh_into(ctx, ctx.client.find_instance(ctx.args.instance))
+
+
+def _ssh_into(ctx: Context, instance: Any) -> int:
+    """Exec (or with --print, print) the instance's ssh command, its host key checked strictly: for
+    `ssh INSTANCE` and for `cluster ssh CLUSTER --rank R` (a node is an instance)."""
     command = (instance.get("connection") or {}).get("ssh_command")
     if instance["state"] != "running" or not command:
         raise NotReady(
@@ -479,6 +479,186 @@ def ssh(ctx: Context) -> int:
     except OSError as exc:
         raise GpucloudError(f"cannot run {argv[0]}: {exc}") from exc
     return 0  # not reached: execvp replaced this process
+
+
+# --- clusters -------------------------------------------------------------------------------------------
+
+CLUSTER_ACTION_TARGET = {"stop": "stopped", "start": "running", "terminate": "terminated"}
+CLUSTER_COLUMNS: list[output.Column] = [
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("STATE", "state"),
+    ("NODES", lambda c: f"{sum(n['state'] == 'running' for n in c['nodes'])}/{c['node_count']}"),
+    ("TYPE", "instance_type"),
+    ("REGION", "region"),
+    ("BLOCK", "block"),
+    ("PRICE/H", "cluster_price_per_hour"),
+]
+NODE_COLUMNS: list[output.Column] = [
+    ("RANK", "rank"),
+    ("INSTANCE", "instance_id"),
+    ("NAME", "name"),
+    ("STATE", "state"),
+    ("SSH", lambda n: (n.get("connection") or {}).get("ssh_command")),
+]
+
+
+def cluster_details(cluster: Any) -> str:
+    pairs = [
+        ("id", cluster["id"]),
+        ("name", cluster["name"]),
+        ("state", cluster["state"]),
+        ("desired state", cluster["desired_state"]),
+        ("region", cluster["region"]),
+        ("type", cluster["instance_type"]),
+        ("nodes", cluster["node_count"]),
+        ("placement", cluster["placement"]),
+        ("block", cluster["block"]),
+        ("on node failure", cluster["on_node_failure"]),
+        ("image", cluster["image"]),
+        ("price/h per node", cluster["price_per_hour"]),
+        ("price/h", cluster["cluster_price_per_hour"]),
+        ("allowed actions", cluster["allowed_actions"]),
+        ("created", cluster["created_at"]),
+    ]
+    if cluster.get("failure_reason") or cluster.get("state_message"):
+        pairs.insert(3, ("message", f"{cluster['failure_reason']} {cluster['state_message']}".strip()))
+    nodes = output.table(cluster["nodes"], NODE_COLUMNS) if cluster["nodes"] else "No nodes."
+    return f"{output.details(pairs)}\n\n{nodes}"
+
+
+def _wait_cluster(ctx: Context, cluster: Any, state: str) -> Any:
+    with output.Spinner() as spinner:
+
+        def progress(current: Any) -> None:
+            running = sum(n["state"] == "running" for n in current["nodes"])
+            spinner.update(
+                f"{current['name']}: {current['state']}, {running}/{current['node_count']} nodes running "
+                f"(waiting for {state})"
+            )
+
+        return ctx.client.wait_cluster(
+            cluster["id"],
+            state,
+            timeout=ctx.opt("timeout") or DEFAULT_WAIT_SECONDS,
+            interval=ctx.opt("interval") or 2.0,
+            on_poll=progress,
+        )
+
+
+def _env(pairs: list[str] | None) -> dict[str, str]:
+    env = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ApiError(400, "invalid", f"--env {pair!r}: use KEY=VALUE", {"env": ["Use KEY=VALUE."]})
+        env[key] = value
+    return env
+
+
+def cluster(ctx: Context) -> int:
+    action = ctx.opt("cluster_action") or "ls"
+    handler = {
+        "create": _cluster_create,
+        "ls": _cluster_ls,
+        "show": _cluster_show,
+        "ssh": _cluster_ssh,
+        "stop": _cluster_act,
+        "start": _cluster_act,
+        "terminate": _cluster_act,
+    }[action]
+    return handler(ctx)
+
+
+def _cluster_create(ctx: Context) -> int:
+    args = ctx.args
+    client = ctx.client
+    created = client.cluster_create(
+        name=args.name,
+        region=args.region,
+        instance_type=args.type,
+        image=args.image,
+        node_count=args.nodes,
+        placement=args.placement,
+        on_node_failure=args.on_node_failure,
+        ssh_key_ids=[client.find_ssh_key(ref)["id"] for ref in args.ssh_key or []],
+        env=_env(args.env),
+        command=shlex.split(args.command) if args.command else None,
+        auto_stop_after=args.auto_stop,
+        max_runtime=args.max_runtime,
+        idempotency_key=args.idempotency_key,
+    )
+    if not ctx.json:
+        where = f"block {created['block']}" if created["block"] else "any nodes"
+        note(
+            f"Created cluster {created['name']} ({created['id']}): {created['node_count']} x "
+            f"{created['instance_type']} in {created['region']}, {where}: {created['state']}."
+        )
+    if args.wait:
+        created = _wait_cluster(ctx, created, "running")
+    return ctx.emit(created, lambda: cluster_details(created))
+
+
+def _cluster_ls(ctx: Context) -> int:
+    items = ctx.client.clusters(
+        state=ctx.opt("state"), region=ctx.opt("region"), include_terminated=bool(ctx.opt("all"))
+    )
+    return _rows_or(ctx, items, CLUSTER_COLUMNS, "No clusters.")
+
+
+def _cluster_show(ctx: Context) -> int:
+    found = ctx.client.find_cluster(ctx.args.cluster)
+    return ctx.emit(found, lambda: cluster_details(found))
+
+
+def _own_ssh_options(ctx: Context) -> None:
+    """`cluster ssh NAME --rank 1 --print -- ARGS`: argparse hands everything after NAME to ssh (REMAINDER,
+    as for `ssh`), so the command's own options written after NAME are read back from the front of it, up to
+    `--` or the first argument that is not one of them."""
+    extra = list(ctx.args.ssh_args)
+    while extra:
+        head = extra[0]
+        if head == "--print":
+            ctx.args.print_only = True
+            extra = extra[1:]
+        elif head == "--rank" and len(extra) > 1:
+            ctx.args.rank = _rank(extra[1])
+            extra = extra[2:]
+        elif head.startswith("--rank="):
+            ctx.args.rank = _rank(head.partition("=")[2])
+            extra = extra[1:]
+        else:
+            break
+    ctx.args.ssh_args = extra
+
+
+def _rank(text: str) -> int:
+    if not text.isdigit():
+        raise ApiError(400, "invalid", f"--rank {text!r}: a node's rank, 0 or more", {"rank": ["A number."]})
+    return int(text)
+
+
+def _cluster_ssh(ctx: Context) -> int:
+    _own_ssh_options(ctx)
+    found = ctx.client.find_cluster(ctx.args.cluster)
+    rank = ctx.opt("rank") or 0
+    node = next((n for n in found["nodes"] if n["rank"] == rank), None)
+    if node is None:
+        ranks = f"0 to {found['node_count'] - 1}"
+        raise ApiError(
+            404, "not_found", f"Cluster {found['name']} has no node of rank {rank} (ranks {ranks})."
+        )
+    return _ssh_into(ctx, ctx.client.instance(node["instance_id"]))
+
+
+def _cluster_act(ctx: Context) -> int:
+    action = ctx.args.cluster_action
+    client = ctx.client
+    found = client.find_cluster(ctx.args.cluster)
+    acted = getattr(client, f"cluster_{action}")(found["id"])
+    if ctx.opt("wait"):
+        acted = _wait_cluster(ctx, acted, CLUSTER_ACTION_TARGET[action])
+    return ctx.emit(acted, lambda: f"{acted['name']}: {acted['state']}")
 
 
 # --- keys and tokens ------------------------------------------------------------------------------------

@@ -119,7 +119,8 @@ class Builder:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gpucloud",
-        description="Command-line client of the gpucloud API: GPU instances, keys, storage and billing.",
+        description="Command-line client of the gpucloud API: GPU instances and clusters, keys, storage and "
+        "billing.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common()],
@@ -195,6 +196,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", action="append", help="repeatable; default running")
     p.add_argument("--timeout", type=duration, default=None, help="e.g. 90s, 10m (default 15m)")
     p.add_argument("--interval", type=float, default=None, help=argparse.SUPPRESS)
+
+    p = b.add("cluster", commands.cluster, "create, list, show, ssh into, stop, start or terminate clusters")
+    sub = b.group(p, "cluster_action")
+    a = sub("create", "create a cluster: N whole nodes admitted, placed and started together")
+    a.add_argument("--nodes", type=int, required=True, help="how many whole nodes")
+    a.add_argument("--type", required=True, help="a whole-node instance type, e.g. gpu-h100x8")
+    a.add_argument("--region", required=True)
+    a.add_argument("--image", required=True, help="image slug (see images) or reference")
+    a.add_argument(
+        "--name", help="DNS-safe, at most 40 characters; nodes are NAME-RANK (generated when omitted)"
+    )
+    a.add_argument("--placement", choices=["block", "any"], help="block: one topology block (default); any")
+    a.add_argument(
+        "--on-node-failure", choices=["replace", "stop", "fail"], help="when a node is lost (default replace)"
+    )
+    a.add_argument("--ssh-key", action="append", metavar="NAME_OR_ID", help="repeatable")
+    a.add_argument("--env", action="append", metavar="KEY=VALUE", help="repeatable; set on every node")
+    a.add_argument("--command", help='command to run on every node, e.g. "torchrun train.py"')
+    a.add_argument("--auto-stop", type=duration, metavar="DURATION", help="stop after this long running")
+    a.add_argument("--max-runtime", type=duration, metavar="DURATION", help="stop after this much running")
+    a.add_argument("--idempotency-key", help="reuse to make retries of this create safe (default: random)")
+    _wait_options(a, "every node is running (polls the cluster every 2 s)")
+    a.add_argument("--interval", type=float, default=None, help=argparse.SUPPRESS)
+    a = sub("ls", "list clusters")
+    a.add_argument("--state", action="append", help="repeatable")
+    a.add_argument("--region")
+    a.add_argument("--all", action="store_true", help="include terminated clusters")
+    sub("show", "show a cluster and its nodes").add_argument("cluster", metavar="NAME_OR_ID")
+    a = sub("ssh", "ssh into one node of a running cluster (runs its ssh command)")
+    a.add_argument("cluster", metavar="NAME_OR_ID")
+    a.add_argument("--rank", type=int, default=0, help="the node's rank (default 0)")
+    # What follows NAME goes to ssh, as for `ssh`; commands._cluster_ssh reads --rank and --print back from
+    # its front (`cluster ssh NAME --rank 1 -- -v hostname`).
+    a.add_argument("ssh_args", nargs=argparse.REMAINDER, help="passed to ssh, after --")
+    a.add_argument("--print", dest="print_only", action="store_true", help="print the command instead")
+    for action, target in commands.CLUSTER_ACTION_TARGET.items():
+        a = sub(action, f"{action} every node of a cluster")
+        a.add_argument("cluster", metavar="NAME_OR_ID")
+        _wait_options(a, f"it is {target}")
+        a.add_argument("--interval", type=float, default=None, help=argparse.SUPPRESS)
 
     p = b.add("ssh-keys", commands.ssh_keys, "list, add or remove SSH keys")
     sub = b.group(p, "keys_action")

@@ -162,6 +162,87 @@ class Checkout(TypedDict):
     session_id: str
 
 
+class Cluster(TypedDict):
+    id: str
+    name: str
+    state: ClusterStateEnum
+    desired_state: DesiredStateEnum
+    failure_reason: str
+    state_message: str
+    allowed_actions: list[str]
+    region: str
+    instance_type: str
+    node_count: int
+    placement: PlacementEnum
+    block: str
+    on_node_failure: OnNodeFailureEnum
+    image: str
+    command: Any
+    env_names: list[str]
+    auto_stop_after: int | None
+    max_runtime: int | None
+    price_per_hour: str
+    cluster_price_per_hour: str
+    nodes: list[ClusterNode]
+    created_at: str
+    updated_at: str
+    state_changed_at: str
+    terminated_at: str | None
+
+
+class ClusterCreateRequest(TypedDict):
+    name: NotRequired[str]
+    instance_type: str
+    region: str
+    image: str
+    node_count: int
+    placement: NotRequired[PlacementEnum]
+    on_node_failure: NotRequired[OnNodeFailureEnum]
+    ssh_key_ids: NotRequired[list[str]]
+    env: NotRequired[dict[str, str]]
+    command: NotRequired[list[str]]
+    auto_stop_after: NotRequired[int | None]
+    max_runtime: NotRequired[int | None]
+
+
+class ClusterEvent(TypedDict):
+    id: int
+    created_at: str
+    kind: str
+    name: str
+    from_state: str
+    to_state: str
+    reason: str
+    message: str
+    billable: bool
+    actor: str
+    request_id: str
+    instance_id: str
+    rank: int
+
+
+class ClusterNode(TypedDict):
+    rank: int | None
+    instance_id: str
+    name: str
+    state: InstanceStateEnum
+    connection: InstanceConnection
+
+
+ClusterStateEnum = Literal[
+    "pending",
+    "provisioning",
+    "running",
+    "degraded",
+    "stopping",
+    "stopped",
+    "starting",
+    "terminating",
+    "terminated",
+    "failed",
+]
+
+
 class CreditGrant(TypedDict):
     id: str
     kind: KindEnum
@@ -247,6 +328,8 @@ class Instance(TypedDict):
     running_seconds: int
     billed_seconds: int
     connection: InstanceConnection
+    cluster: str | None
+    rank: int | None
     created_at: str
     updated_at: str
     running_since: str | None
@@ -367,6 +450,15 @@ class Invoice(TypedDict):
     finalized_at: str | None
 
 
+class InvoiceCluster(TypedDict):
+    id: str
+    name: str
+    node_count: int
+    quantity_seconds: int
+    quantity_hours: str
+    amount: str
+
+
 class InvoiceDetail(TypedDict):
     id: str
     number: str | None
@@ -381,12 +473,16 @@ class InvoiceDetail(TypedDict):
     created_at: str
     finalized_at: str | None
     lines: list[InvoiceLine]
+    clusters: list[InvoiceCluster]
 
 
 class InvoiceLine(TypedDict):
     position: int
     meter: str
     description: str
+    cluster: str | None
+    cluster_name: str | None
+    rank: int | None
     quantity_seconds: int
     quantity_hours: str
     unit_price_per_hour: str
@@ -439,6 +535,9 @@ ModeEnum = Literal["prepaid", "postpaid"]
 NullEnum = Literal[None]
 
 
+OnNodeFailureEnum = Literal["replace", "stop", "fail"]
+
+
 class PaginatedAccessKeyList(TypedDict):
     count: int
     next: NotRequired[str | None]
@@ -466,6 +565,22 @@ class PaginatedBucketList(TypedDict):
     next: NotRequired[str | None]
     previous: NotRequired[str | None]
     results: list[Bucket]
+
+
+class PaginatedClusterEventList(TypedDict):
+    count: int
+    next: NotRequired[str | None]
+    previous: NotRequired[str | None]
+    results: list[ClusterEvent]
+    count_exact: bool
+
+
+class PaginatedClusterList(TypedDict):
+    count: int
+    next: NotRequired[str | None]
+    previous: NotRequired[str | None]
+    results: list[Cluster]
+    count_exact: bool
 
 
 class PaginatedCreditGrantList(TypedDict):
@@ -584,6 +699,9 @@ class PatchedTenantUpdateRequest(TypedDict):
 class PatchedVolumeUpdateRequest(TypedDict):
     name: NotRequired[str]
     size_gib: NotRequired[int]
+
+
+PlacementEnum = Literal["block", "any"]
 
 
 class Portal(TypedDict):
@@ -726,9 +844,21 @@ class TopupRequestRequest(TypedDict):
     amount: str
 
 
+class UsageCluster(TypedDict):
+    id: str
+    name: str
+    node_count: int
+    quantity_seconds: int
+    quantity_hours: str
+    amount: str
+
+
 class UsageGroup(TypedDict):
     key: str
     name: str
+    cluster: str | None
+    cluster_name: str | None
+    rank: int | None
     quantity_seconds: int
     quantity_hours: str
     amount: str
@@ -740,6 +870,7 @@ UsageReport = TypedDict(
         "group_by": str,
         "total": str,
         "results": list[UsageGroup],
+        "clusters": list[UsageCluster],
         "from": str,
         "to": str,
     },

@@ -2,6 +2,7 @@ from django.urls import path
 
 from apps.console import views
 from apps.console.views import (
+    clusters,
     instances,
     ssh_keys,
     staff,
@@ -45,6 +46,27 @@ urlpatterns = [
         "t/<slug:tenant_slug>/instances/<uuid:instance_id>/<slug:action>/",
         instances.instance_action,
         name="instance_action",
+    ),
+    # Clusters: N whole nodes placed together (apps/console/views/clusters.py)
+    path("t/<slug:tenant_slug>/clusters/", clusters.cluster_list, name="clusters"),
+    path("t/<slug:tenant_slug>/clusters/table/", clusters.cluster_table, name="clusters_table"),
+    path("t/<slug:tenant_slug>/clusters/new/", clusters.cluster_create, name="cluster_create"),
+    path(
+        "t/<slug:tenant_slug>/clusters/new/options/",
+        clusters.cluster_create_options,
+        name="cluster_create_options",
+    ),
+    path("t/<slug:tenant_slug>/clusters/new/estimate/", clusters.cluster_estimate, name="cluster_estimate"),
+    path("t/<slug:tenant_slug>/clusters/<uuid:cluster_id>/", clusters.cluster_detail, name="cluster_detail"),
+    path(
+        "t/<slug:tenant_slug>/clusters/<uuid:cluster_id>/status/",
+        clusters.cluster_status,
+        name="cluster_status",
+    ),
+    path(
+        "t/<slug:tenant_slug>/clusters/<uuid:cluster_id>/<slug:action>/",
+        clusters.cluster_action,
+        name="cluster_action",
     ),
     path("t/<slug:tenant_slug>/ssh-keys/", ssh_keys.ssh_keys, name="ssh_keys"),
     path(

@@ -10,6 +10,7 @@ class InstancesConfig(AppConfig):
         from apps.catalog import holdings
         from apps.catalog.signals import region_connected
         from apps.instances import receivers, selectors
+        from apps.instances.signals import cluster_needs_settling
         from apps.quotas.usage import register_usage
         from apps.tenants.signals import tenant_closing, tenant_suspended
 
@@ -26,3 +27,4 @@ class InstancesConfig(AppConfig):
         region_connected.connect(
             receivers.start_instances_of_connected_region, dispatch_uid="instances-start-on-region-connected"
         )
+        cluster_needs_settling.connect(receivers.settle_cluster, dispatch_uid="instances-settle-cluster")

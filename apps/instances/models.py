@@ -29,6 +29,81 @@ def frozen_terms(instance_type: Any) -> dict[str, Any]:
     }
 
 
+class Placement(models.TextChoices):
+    BLOCK = "block", "All nodes in one topology block"
+    ANY = "any", "Any nodes of the region"
+
+
+class OnNodeFailure(models.TextChoices):
+    REPLACE = "replace", "Replace the node in the same block"
+    STOP = "stop", "Stop the cluster"
+    FAIL = "fail", "Fail the cluster"
+
+
+class Cluster(models.Model):
+    """N whole nodes of one instance type, admitted, placed and started all at once (docs/clusters.md).
+    Its nodes are instances (Instance.cluster, .rank): SSH, logs, events and billing work per node; the
+    cluster's `state` is kept from theirs (apps/instances/cluster_states.py)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="clusters")
+    name = models.CharField(max_length=40)
+    region = models.ForeignKey("catalog.Region", on_delete=models.PROTECT, related_name="+")
+    instance_type = models.ForeignKey("catalog.InstanceType", on_delete=models.PROTECT, related_name="+")
+    node_count = models.PositiveSmallIntegerField()
+    # Per node, frozen at admission like an instance's (frozen_terms): the cluster costs node_count times it.
+    price_per_hour = models.DecimalField(max_digits=12, decimal_places=4)
+    placement = models.CharField(max_length=8, choices=Placement.choices, default=Placement.BLOCK)
+    # Where admission placed it: the block's value and the node label that carries it (the region's block
+    # label, or the zone label in a region without block labels); empty for placement `any`.
+    block = models.CharField(max_length=100, blank=True)
+    block_label = models.CharField(max_length=253, blank=True)
+    on_node_failure = models.CharField(
+        max_length=8, choices=OnNodeFailure.choices, default=OnNodeFailure.REPLACE
+    )
+    image_reference = models.CharField(max_length=255)
+    command = models.JSONField(default=list, blank=True)
+    env = models.JSONField(default=dict, blank=True)
+    auto_stop_after = models.PositiveIntegerField(null=True, blank=True)
+    max_runtime = models.PositiveIntegerField(null=True, blank=True)
+
+    desired_state = models.CharField(
+        max_length=16, choices=DesiredState.choices, default=DesiredState.RUNNING
+    )
+    state = models.CharField(max_length=16, default="pending")
+    failure_reason = models.CharField(max_length=32, blank=True)
+    state_message = models.CharField(max_length=500, blank=True)
+    # Set when every node first ran: a node lost after it makes the cluster degraded, before it failed.
+    ran_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    state_changed_at = models.DateTimeField(default=timezone.now)
+    terminated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"],
+                condition=~Q(state="terminated"),
+                name="cluster_unique_live_name",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at", "id"], name="cluster_tenant_order_idx"),
+            # Admission subtracts the nodes promised to clusters not placed yet (cluster_services).
+            models.Index(
+                fields=["region", "instance_type"],
+                condition=Q(state__in=["pending", "provisioning", "starting"]),
+                name="cluster_unplaced_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"
+
+
 class Instance(models.Model):
     """A GPU instance. `desired_state` is what the customer asked for; `state` is what we last observed."""
 
@@ -73,6 +148,11 @@ class Instance(models.Model):
     # Bumped on every change the operator must act on, so it can tell stale work from new.
     generation = models.PositiveIntegerField(default=1)
     connection = models.JSONField(default=dict, blank=True, help_text="Host, port and user once running.")
+    # A node of a cluster (its rank from 0), or None for a single instance.
+    cluster = models.ForeignKey(
+        Cluster, on_delete=models.PROTECT, null=True, blank=True, related_name="nodes"
+    )
+    rank = models.PositiveSmallIntegerField(null=True, blank=True)
 
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
@@ -96,7 +176,8 @@ class Instance(models.Model):
                 fields=["tenant", "name"],
                 condition=~Q(state=State.TERMINATED),
                 name="instance_unique_live_name",
-            )
+            ),
+            models.UniqueConstraint(fields=["cluster", "rank"], name="instance_unique_cluster_rank"),
         ]
         indexes = [
             models.Index(fields=["tenant", "state"]),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apps.instances import services
+from apps.instances import cluster_services, services
 
 
 def stop_instances_of_suspended_tenant(
@@ -23,3 +23,8 @@ def terminate_instances_of_closed_tenant(sender: Any, *, tenant: Any, actor: Any
 def start_instances_of_connected_region(sender: Any, *, region: Any, **kwargs: Any) -> int:
     """Launches that waited for the region's cluster start now (apps.catalog.signals.region_connected)."""
     return services.instances_reconcile_pending(region=region)
+
+
+def settle_cluster(sender: Any, *, cluster_id: Any, **kwargs: Any) -> None:
+    """A cluster's node failed or was lost (signals.cluster_needs_settling, once committed)."""
+    cluster_services.cluster_settle(cluster_id)

@@ -26,6 +26,7 @@ from apps.core import metrics, notify, request_context
 from apps.core.errors import Conflict, Forbidden
 from apps.core.funds import require_funds
 from apps.instances import notifications, selectors, validation
+from apps.instances.cluster_sync import cluster_sync
 from apps.instances.models import DesiredState, Instance, InstanceEvent, frozen_terms
 from apps.instances.signals import instance_changed, instance_state_changed
 from apps.instances.states import (
@@ -93,6 +94,7 @@ def _event(
     message: str = "",
     at: Any = None,
     billing_changed: bool = False,
+    sync_cluster: bool = True,
 ) -> None:
     """`at`: the moment the state changed, as the instance's clock recorded it; the ledger is metered from
     these events, so both must read the time once (a pause between two readings would bill a different
@@ -124,6 +126,9 @@ def _event(
         billing_changed=billing_changed,
         billing_running=instance.billing_since is not None,
     )
+    if instance.cluster_id is not None and sync_cluster:
+        # A cluster's state is its nodes' (cluster_sync): kept in the same transaction as the node's change.
+        cluster_sync(instance.cluster_id)
 
 
 def _require_active_tenant(tenant: Tenant, doing: str) -> None:
@@ -397,10 +402,21 @@ def instance_act(
     action: Action,
     reason: str = "",
     delete_volumes: bool = False,
+    by_cluster: bool = False,
+    sync_cluster: bool = True,
 ) -> Instance:
     """Stop, start, restart or terminate. `actor` None means the system (auto-stop, staff tooling).
-    Terminate keeps the instance's volumes unless `delete_volumes`: then they are deleted once it is gone."""
-    if action in (Action.START, Action.RESTART):
+    Terminate keeps the instance's volumes unless `delete_volumes`: then they are deleted once it is gone.
+    `by_cluster`: a cluster's node acted on by its cluster (cluster_services), whose admission took quota,
+    funds and capacity for all its nodes at once; a customer acts on the cluster, not on one of its nodes
+    (409 cluster_node). `sync_cluster` False: the caller syncs the cluster once, after all of its nodes."""
+    if instance.cluster_id is not None and not by_cluster and actor is not None:
+        raise InvalidState(
+            f"This instance is node {instance.rank} of a cluster: stop, start or terminate the cluster.",
+            details={"cluster_id": str(instance.cluster_id)},
+            code="cluster_node",
+        )
+    if action in (Action.START, Action.RESTART) and not by_cluster:
         _require_active_tenant(instance.tenant, "start instances")
         # The quota lock comes before the instance lock (lock order); an unlocked look first refuses a start
         # or restart that the state machine would refuse anyway, without queueing behind other launches.
@@ -411,7 +427,7 @@ def instance_act(
             price_per_hour=instance.instance_type.price_per_hour,
             instance_id=instance.pk,
         )
-    if action == Action.START:
+    if action == Action.START and not by_cluster:
         admit(
             tenant=instance.tenant,
             demand=_demand(instance.instance_type, instance.region, new_instance=False),
@@ -449,6 +465,7 @@ def instance_act(
         reason=reason,
         at=now,
         billing_changed=billing_changed,
+        sync_cluster=sync_cluster,
     )
     audit_record(
         actor=actor,

@@ -14,3 +14,9 @@ instance_changed = Signal()
 # outside the database defers to transaction.on_commit: apps.billing queues the instance's metering, once
 # committed, when a billed interval ended.
 instance_state_changed = Signal()
+
+# Sent once committed, with `cluster_id`, when a cluster's nodes need acting on as a whole: one failed
+# before the cluster ran (the others go too: all or nothing), or one was lost after (replace, stop or fail,
+# per its on_node_failure). apps.instances' own receiver settles it (cluster_services.cluster_settle): the
+# sync that notices runs inside a node's transaction and must not lock the other nodes from there.
+cluster_needs_settling = Signal()

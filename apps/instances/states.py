@@ -51,6 +51,8 @@ class FailureReason(StrEnum):
     # Its pod ran but never became Ready within INSTANCE_READY_TIMEOUT_SECONDS (reconcile.enforce_timers).
     NOT_READY = "not_ready"
     INTERNAL = "internal"
+    # Another node of its cluster failed before the cluster ran: all or nothing (cluster_services).
+    CLUSTER_FAILED = "cluster_failed"
 
 
 class InvalidTransition(Exception):

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from apps.instances import timers
+from apps.instances import cluster_timers, timers
 
 # reconcile_instance, queued on every change the operator acts on, is in apps/operator/tasks.py (its Celery
 # name is still apps.instances.tasks.reconcile_instance).
@@ -8,7 +8,7 @@ from apps.instances import timers
 
 @shared_task
 def enforce_instance_timers() -> int:
-    return timers.enforce_timers()
+    return timers.enforce_timers() + cluster_timers.enforce_cluster_timers()
 
 
 @shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)

@@ -19,7 +19,11 @@ POD_LOG_LIMIT_BYTES = 256 * 1024  # the console's 200 lines; the API asks for mo
 
 Manifest = dict[str, Any]
 APPLY = "application/apply-patch+yaml"
-_PLURALS = {"Pod": "pods", "Workload": "workloads"}  # the kinds create_as_is creates
+_PLURALS = {
+    "Pod": "pods",
+    "Workload": "workloads",
+    "ConfigMap": "configmaps",
+}  # the kinds create_as_is creates
 
 
 def _json(response: Any) -> Manifest:
@@ -44,6 +48,7 @@ class Cluster:
             "Secret": self.core.patch_namespaced_secret,
             "Service": self.core.patch_namespaced_service,
             "NetworkPolicy": self.net.patch_namespaced_network_policy,
+            "ConfigMap": self.core.patch_namespaced_config_map,
             "PersistentVolumeClaim": self.core.patch_namespaced_persistent_volume_claim,
             "RoleBinding": self.rbac.patch_namespaced_role_binding,
         }[kind]

@@ -10,6 +10,7 @@ host key (clients then see a changed key once).
 
 from __future__ import annotations
 
+import base64
 from functools import lru_cache
 from typing import Any
 
@@ -20,10 +21,10 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 SALT = b"gpucloud instance ssh host key v1"
 
 
-def _private_key(instance_id: Any, secret: str) -> Ed25519PrivateKey:
+def _private_key(instance_id: Any, secret: str, salt: bytes = SALT) -> Ed25519PrivateKey:
     if not secret:
         raise ValueError("a secret is required to derive host keys")
-    seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=SALT, info=str(instance_id).encode()).derive(
+    seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=str(instance_id).encode()).derive(
         secret.encode()
     )
     return Ed25519PrivateKey.from_private_bytes(seed)
@@ -60,4 +61,47 @@ def _public_line(instance_id: str, secret: str) -> str:
     public = _private_key(instance_id, secret).public_key()
     return public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode(
         "ascii"
+    )
+
+
+# A cluster's own key pair, which its nodes use to reach one another (mpirun, DeepSpeed's launcher): derived
+# like the host keys, under another salt, so it is neither stored nor the same as any host key.
+CLUSTER_SALT = b"gpucloud cluster ssh key v1"
+
+
+def cluster_key_pair(cluster_id: Any, *, secret: str) -> tuple[str, str]:
+    """(private key in OpenSSH's format, public key line) of a cluster. OpenSSH's format with a check number
+    taken from the key itself, not a random one, so the Secret holding it is the same at every reconcile;
+    the ssh client reads this format on any image (PKCS#8 needs a recent one)."""
+    return _cluster_pair(str(cluster_id), secret)
+
+
+@lru_cache(maxsize=1024)
+def _cluster_pair(cluster_id: str, secret: str) -> tuple[str, str]:
+    key = _private_key(cluster_id, secret, CLUSTER_SALT)
+    raw = serialization.Encoding.Raw
+    seed = key.private_bytes(raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    public = key.public_key().public_bytes(raw, serialization.PublicFormat.Raw)
+    line = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return _openssh_private(seed, public, check=int.from_bytes(seed[:4], "big")), line.decode("ascii")
+
+
+def _string(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
+
+
+def _openssh_private(seed: bytes, public: bytes, *, check: int) -> str:
+    """The `openssh-key-v1` container, unencrypted, for one Ed25519 key (PROTOCOL.key in OpenSSH)."""
+    kind = b"ssh-ed25519"
+    public_blob = _string(kind) + _string(public)
+    private = (
+        check.to_bytes(4, "big") * 2 + public_blob + _string(seed + public) + _string(b"gpucloud-cluster")
+    )
+    private += bytes(range(1, 1 + (-len(private) % 8)))
+    body = b"openssh-key-v1\0" + _string(b"none") + _string(b"none") + _string(b"") + (1).to_bytes(4, "big")
+    body += _string(public_blob) + _string(private)
+    encoded = base64.b64encode(body).decode("ascii")
+    lines = [encoded[i : i + 70] for i in range(0, len(encoded), 70)]
+    return (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n" + "\n".join(lines) + "\n-----END OPENSSH PRIVATE KEY-----\n"
     )

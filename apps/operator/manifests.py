@@ -11,6 +11,7 @@ import base64
 from typing import Any
 
 from apps.operator import names
+from apps.operator.cluster_nodes import CLUSTER_KEY_FILE
 from apps.operator.specs import (
     ALWAYS_BLOCKED_EGRESS_CIDRS,
     InstancePodSpec,
@@ -252,6 +253,8 @@ def make_ssh_secret(spec: InstancePodSpec) -> Manifest:
     data = {SSH_KEYS_FILE: base64.b64encode(content.encode()).decode("ascii")}
     if spec.host_key:
         data[SSH_HOST_KEY_FILE] = base64.b64encode(spec.host_key.encode()).decode("ascii")
+    if spec.cluster_key:
+        data[CLUSTER_KEY_FILE] = base64.b64encode(spec.cluster_key.encode()).decode("ascii")
     return {
         "apiVersion": "v1",
         "kind": "Secret",

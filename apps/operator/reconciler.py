@@ -15,16 +15,29 @@ from kubernetes.client.rest import ApiException
 from kubernetes.utils import parse_quantity
 
 from apps.instances import services
+from apps.instances.cluster_states import ClusterState
 from apps.instances.metrics import timed_reconcile
+from apps.instances.models import Cluster as ClusterRow
 from apps.instances.models import DesiredState, Instance
-from apps.instances.states import Observation, State
-from apps.operator import applied, concurrently, host_keys, manifests, names, observe, tenant_namespaces
+from apps.instances.states import FailureReason, Observation, State
+from apps.operator import (
+    applied,
+    cluster_nodes,
+    concurrently,
+    host_keys,
+    manifests,
+    names,
+    observe,
+    reconcile_clusters,
+    tenant_namespaces,
+)
 from apps.operator.client import api_client
 from apps.operator.cluster import Cluster
 from apps.operator.observed import Lookup, Observed
 from apps.operator.specs import (
     InstancePodSpec,
     claim_spec_for,
+    cluster_node_spec_for,
     spec_from_instance,
 )
 from apps.storage import services as storage
@@ -35,9 +48,9 @@ logger = logging.getLogger(__name__)
 
 
 def _loading() -> Any:
-    return Instance.objects.select_related("tenant", "region", "gpu_type", "instance_type").prefetch_related(
-        "ssh_keys", "volume_attachments__volume__tenant"
-    )
+    return Instance.objects.select_related(
+        "tenant", "region", "gpu_type", "instance_type", "cluster"
+    ).prefetch_related("ssh_keys", "volume_attachments__volume__tenant")
 
 
 def load_instance(instance_id: Any) -> Instance | None:
@@ -192,6 +205,10 @@ class CheckedCluster(Cluster):
         self.confirm()
         return super().create_pod(manifest)
 
+    def create_as_is(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        self.confirm()
+        return super().create_as_is(manifest)
+
     def delete(self, kind: str, namespace: str | None, name: str) -> bool:
         self.confirm()
         return super().delete(kind, namespace, name)
@@ -243,6 +260,12 @@ def _reconcile(cluster: Cluster, instance: Instance, seen: Observed | None) -> N
             cluster.delete(kind, spec.namespace, name)
         if cluster.read_pod(spec.namespace, spec.name) is None:
             services.instance_observe(instance_id=instance.pk, observation=Observation.POD_GONE)
+            if instance.cluster_id is not None and cluster_terminated(instance.cluster_id):
+                reconcile_clusters.remove(cluster, spec.namespace, instance.cluster_id)
+
+
+def cluster_terminated(cluster_id: Any) -> bool:
+    return ClusterRow.objects.filter(pk=cluster_id, state=ClusterState.TERMINATED).exists()
 
 
 def _known_gone(instance: Instance, spec: InstancePodSpec, seen: Observed | None, settled: State) -> bool:
@@ -271,6 +294,8 @@ def _converge(cluster: Cluster, instance: Instance, spec: InstancePodSpec, seen:
     # The Service and the Secret go out alongside the pod's creation, not before it: a launch waits for
     # about one round trip, not four. A pod whose Secret is not there yet waits for it (the kubelet
     # retries the mount), and a failed apply still fails this pass once the pod's part is done.
+    if instance.cluster_id is not None:
+        reconcile_clusters.ensure(cluster, cluster_node_spec_for(instance, ssh_port=spec.ssh_port))
     secret_due = _secret_due(instance, seen.pod(spec.namespace, spec.name) if seen else None, seen)
     service_manifest = manifests.make_service(spec)
     service_due = not cluster.is_applied(service_manifest)
@@ -345,22 +370,43 @@ def _converge_pod(cluster: Cluster, instance: Instance, spec: InstancePodSpec, s
         # binding; the volume's `bound` observation reconciles this instance again.
         return
     if pod is None:
-        pod, seen = _create_or_read(cluster, spec), None  # the lists do not know the pod's Service and node
+        pod, seen = (
+            _create_or_read(cluster, instance, spec),
+            None,
+        )  # the lists lack the pod's Service and node
     if pod is not None and _must_go(pod, instance):
+        if instance.cluster_id is not None and observe.disrupted(pod) and instance.state == State.RUNNING:
+            # A cluster's node lost its machine: the node fails (node_lost) and its cluster, degraded, acts
+            # as its on_node_failure says (cluster_services.cluster_settle): a replacement is a start of
+            # this node, in the gang and on the cluster's block, so the cluster knows and says so.
+            _confirm(cluster)
+            services.instance_observe(
+                instance_id=instance.pk,
+                observation=Observation.FAILED,
+                reason=FailureReason.NODE_LOST,
+                message="The node's machine was lost (its pod was disrupted).",
+            )
         # Its node is gone or it was evicted, or the instance restarted: the pod goes, and the next pass (its
         # deletion event, or the resync) creates one, on a node that fits.
         cluster.delete("Pod", spec.namespace, spec.name)
         return
     if pod is not None:
         record_pod(instance, pod, cluster, spec, seen)
+        if instance.cluster_id is not None:
+            reconcile_clusters.publish_addresses(cluster, cluster_node_spec_for(instance), pod)
 
 
-def _create_or_read(cluster: Cluster, spec: InstancePodSpec) -> dict[str, Any] | None:
+def _create_or_read(cluster: Cluster, instance: Instance, spec: InstancePodSpec) -> dict[str, Any] | None:
     """Create the pod with no read first (a launch's pod does not exist yet); read it only when the
     creation conflicts: 409 (it exists), or 403 from the namespace's ResourceQuota, which refuses a second
     pod before the name clash could answer 409."""
     try:
-        created = cluster.create_pod(manifests.make_pod(spec))
+        if instance.cluster_id is None:
+            created = cluster.create_pod(manifests.make_pod(spec))
+        else:
+            # A cluster's node: in its gang, which the client's models cannot carry (Cluster.create_as_is).
+            node = cluster_node_spec_for(instance, ssh_port=spec.ssh_port)
+            created = cluster.create_as_is(cluster_nodes.make_node_pod(manifests.make_pod(spec), node))
     except ApiException as exc:
         if exc.status != 403:
             raise

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from apps.operator import host_keys, names
+from apps.operator.cluster_nodes import ClusterNodeSpec
 
 if TYPE_CHECKING:
     from apps.catalog.models import GpuType, Region
@@ -189,6 +190,8 @@ class InstancePodSpec:
     # The instance's SSH host key (PKCS#8 PEM; apps/operator/host_keys.py), kept in its
     # Secret. Not in repr: a spec may be logged.
     host_key: str = field(default="", repr=False)
+    # A cluster node's private key for reaching the other nodes (cluster_nodes.py), kept in its Secret.
+    cluster_key: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         _check_name("namespace", self.namespace)
@@ -239,7 +242,14 @@ def spec_from_instance(
     docstring)."""
     gpu_type = instance.gpu_type if instance.gpu_count else None
     region = instance.region
-    keys = sorted({" ".join(key.public_key.split()) for key in instance.ssh_keys.all()})
+    keys = {" ".join(key.public_key.split()) for key in instance.ssh_keys.all()}
+    cluster_key = ""
+    if instance.cluster_id is not None:
+        # The cluster's own key pair: its nodes SSH to one another with it (mpirun, DeepSpeed).
+        cluster_key, cluster_public = host_keys.cluster_key_pair(
+            instance.cluster_id, secret=settings.SECRET_KEY or ""
+        )
+        keys.add(cluster_public)
     env = instance.env or {}
     return InstancePodSpec(
         instance_id=str(instance.pk),
@@ -261,7 +271,8 @@ def spec_from_instance(
         ssh_port=ssh_port,
         tools_image=tools_image or settings.INSTANCE_TOOLS_IMAGE or DEFAULT_TOOLS_IMAGE,
         host_key=host_keys.host_private_key(instance.pk, secret=settings.SECRET_KEY or ""),
-        authorized_keys=tuple(keys),
+        authorized_keys=tuple(sorted(keys)),
+        cluster_key=cluster_key,
         volumes=tuple(
             sorted(
                 (
@@ -322,4 +333,24 @@ def namespace_spec_for(
         allow_smtp_egress=region.allow_smtp_egress,
         ssh_port=ssh_port,
         logs_reader=logs_reader,
+    )
+
+
+def cluster_node_spec_for(instance: Instance, *, ssh_port: int = DEFAULT_SSH_PORT) -> ClusterNodeSpec:
+    """What a cluster's node pod carries beyond an instance's. Reads instance.cluster, .tenant, .region."""
+    cluster = instance.cluster
+    assert cluster is not None and instance.rank is not None
+    region = instance.region
+    return ClusterNodeSpec(
+        cluster_id=str(cluster.pk),
+        tenant_id=str(instance.tenant_id),
+        namespace=names.namespace_name(instance.tenant_id, instance.tenant.slug),
+        rank=instance.rank,
+        hostnames=tuple(f"{cluster.name}-{rank}" for rank in range(cluster.node_count)),
+        gpus_per_node=instance.gpu_count,
+        block_label=cluster.block_label if cluster.block else "",
+        block=cluster.block if cluster.block_label else "",
+        fabric_env=tuple(sorted((str(k), str(v)) for k, v in (region.fabric_env or {}).items())),
+        rdma_resources=tuple(sorted((str(k), int(v)) for k, v in (region.rdma_resources or {}).items())),
+        ssh_port=ssh_port,
     )

@@ -35,6 +35,7 @@ class Demand:
     memory_gib: int = 0
     region: Any = None
     new_instance: bool = False  # a launch counts against the instance quota; a start does not
+    new_instances: int = 0  # a cluster's launch: its nodes, each an instance (overrides new_instance)
     volume_gib: int = 0
 
 
@@ -77,12 +78,13 @@ def admit(*, tenant: Any, demand: Demand) -> None:
     compute, or a volume's GiB), each in one statement over the tenant's live rows (docs/instances.md
     "Admission cost")."""
     quota = _locked_quota(tenant)
-    computes = bool(demand.new_instance or demand.gpus or demand.vcpu or demand.memory_gib)
+    new = demand.new_instances or int(demand.new_instance)
+    computes = bool(new or demand.gpus or demand.vcpu or demand.memory_gib)
     usage = usage_of(
         tenant, counted_by=[*(["instances"] if computes else []), *(["volumes"] if demand.volume_gib else [])]
     )
-    if demand.new_instance and usage.instances + 1 > quota.max_instances:
-        raise _refuse("instances", quota.max_instances, usage.instances, 1, "instances")
+    if new and usage.instances + new > quota.max_instances:
+        raise _refuse("instances", quota.max_instances, usage.instances, new, "instances")
     if demand.gpus and usage.gpus + demand.gpus > quota.max_gpus:
         raise _refuse("gpus", quota.max_gpus, usage.gpus, demand.gpus, "GPUs")
     if demand.gpus and demand.gpu_type is not None:

@@ -252,6 +252,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "InvoiceStatusEnum": "apps.billing.invoices.models.InvoiceStatus",
         "InstanceLogReasonEnum": "apps.instances.api.logs.REASONS",
+        "ClusterStateEnum": "apps.instances.api.cluster_serializers.CLUSTER_STATES",
+        "InstanceStateEnum": "apps.instances.api.cluster_serializers.INSTANCE_STATES",
     },
     "APPEND_COMPONENTS": {
         "securitySchemes": {

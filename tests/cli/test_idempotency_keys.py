@@ -25,6 +25,12 @@ WRITES: dict[str, Callable[[Client], Any]] = {
     "start": lambda c: c.start(ID),
     "restart": lambda c: c.restart(ID),
     "terminate": lambda c: c.terminate(ID, delete_volumes=True),
+    "cluster_create": lambda c: c.cluster_create(
+        instance_type="gpu-h100x8", region="us-east-1", image="pytorch", node_count=2
+    ),
+    "cluster_stop": lambda c: c.cluster_stop(ID),
+    "cluster_start": lambda c: c.cluster_start(ID),
+    "cluster_terminate": lambda c: c.cluster_terminate(ID),
     "ssh_key_add": lambda c: c.ssh_key_add(name="laptop", public_key="ssh-ed25519 AAAA"),
     "ssh_key_delete": lambda c: c.ssh_key_delete(ID),
     "token_create": lambda c: c.token_create(name="ci", scopes=["instances:read"]),
@@ -42,7 +48,7 @@ READS = {
     "me", "regions", "gpu_types", "instance_types", "images", "instances", "instance", "instance_events",
     "wait", "ssh_keys", "tokens", "quota", "usage", "balance", "volumes", "volume", "buckets", "access_keys",
     "find_instance", "find_ssh_key", "find_token", "find_volume", "find_access_key", "call", "request",
-    "instance_logs", "follow_logs",
+    "instance_logs", "follow_logs", "clusters", "cluster", "cluster_events", "wait_cluster", "find_cluster",
 }  # fmt: skip
 
 

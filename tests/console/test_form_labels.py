@@ -35,7 +35,7 @@ from apps.tenants import services as tenant_services
 from apps.tenants.roles import Role
 from tests.billing.wallet_helpers import usage
 from tests.conftest import Actor, login_staff
-from tests.console.helpers import client_for, ed25519_public_key, make_instance, seed
+from tests.console.helpers import client_for, cluster_rows, ed25519_public_key, make_instance, seed
 from tests.console.html_tree import Node, parse
 from tests.factories import UserFactory
 from tests.storage.objects.helpers import access_key_row, bucket_row
@@ -82,6 +82,7 @@ def data(make_actor: Callable[..., Actor]) -> Data:
     VolumeAttachment.objects.create(instance=running, volume=volume, mount_path="/mnt/datasets")
     bucket = bucket_row(tenant, name="checkpoints", created_by=owner.user)
     access_key = access_key_row(tenant, name="training", created_by=owner.user)
+    cluster = cluster_rows(tenant, created_by=owner.user, name="gang")
     staff = UserFactory(is_staff=True)
     kwargs = {
         "tenant_slug": tenant.slug,
@@ -98,6 +99,7 @@ def data(make_actor: Callable[..., Actor]) -> Data:
         "volume_id": str(volume.pk),
         "bucket_name": bucket.name,
         "access_key_id": str(access_key.pk),
+        "cluster_id": str(cluster.pk),
     }
     return Data(owner=owner, staff=staff, kwargs=kwargs)
 
@@ -162,6 +164,10 @@ def post_with_errors(data: Data) -> dict[str, str]:
         "volume": ("console:volumes", {"name": "Not Valid!", "region": "us-east-1", "size_gib": "0"}),
         "bucket": ("console:buckets", {"name": "No"}),
         "access_key": ("console:access_keys", {"name": ""}),
+        "cluster": (
+            "console:cluster_create",
+            {"region": "us-east-1", "instance_type": "gpu-h100x8", "node_count": "0", "name": "Not Valid!"},
+        ),
     }
     pages = {}
     for what, (name, form) in posts.items():
@@ -277,10 +283,14 @@ def test_polled_regions_are_polite_live_regions(data: Data) -> None:
     for name, polled_id in (
         ("console:instances", "instance-table"),
         ("console:instance_detail", "instance-status"),
+        ("console:clusters", "cluster-table"),
+        ("console:cluster_detail", "cluster-status"),
     ):
         kwargs = {"tenant_slug": data.kwargs["tenant_slug"]}
         if name == "console:instance_detail":
             kwargs["instance_id"] = data.kwargs["instance_id"]
+        if name == "console:cluster_detail":
+            kwargs["cluster_id"] = data.kwargs["cluster_id"]
         root = parse(client.get(reverse(name, kwargs=kwargs)).content.decode())
         polled = root.by_id(polled_id)
         assert "hx-trigger" in polled.attrs, name

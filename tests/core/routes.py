@@ -180,6 +180,14 @@ def _instance_id(world: World) -> Any:
     ).pk
 
 
+def _cluster_id(world: World) -> Any:
+    from tests.instances.cluster_helpers import cluster_row
+
+    return cluster_row(
+        tenant=world.tenant, created_by=world.owner, name=f"isolation-{uuid.uuid4().hex[:8]}"
+    ).pk
+
+
 def _quota_request_id(world: World) -> Any:
     from apps.quotas.models import QuotaRequest
 
@@ -224,6 +232,7 @@ KWARG_FACTORIES: dict[str, Callable[[World], Any]] = {
     "token_id": _token_id,
     "ssh_key_id": _ssh_key_id,
     "instance_id": _instance_id,
+    "cluster_id": _cluster_id,
     "quota_request_id": _quota_request_id,
     "invoice_id": _invoice_id,
     "bucket_name": _bucket_name,

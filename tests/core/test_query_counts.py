@@ -59,6 +59,11 @@ def _instances(actor: Actor, n: int) -> None:
         routes._instance_id(routes.World(actor.tenant, UserFactory()))
 
 
+def _clusters(actor: Actor, n: int) -> None:
+    for _ in range(n):
+        routes._cluster_id(routes.World(actor.tenant, UserFactory()))
+
+
 def _quota_requests(actor: Actor, n: int) -> None:
     for _ in range(n):
         routes._quota_request_id(routes.World(actor.tenant, UserFactory()))
@@ -73,6 +78,7 @@ LISTS: list[tuple[str, Callable[[Actor, int], None], str]] = [
     ("{tenant}/audit-events", _audit_events, "token"),
     ("{tenant}/ssh-keys", _ssh_keys, "token"),
     ("{tenant}/instances", _instances, "token"),
+    ("{tenant}/clusters", _clusters, "token"),
     ("{tenant}/quota-requests", _quota_requests, "token"),
 ]
 

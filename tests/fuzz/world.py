@@ -19,6 +19,7 @@ from apps.tenants.roles import Role
 from tests.billing.invoices.helpers import make_invoice
 from tests.conftest import Actor, login_staff
 from tests.factories import MembershipFactory, UserFactory, make_token
+from tests.instances.cluster_helpers import cluster_row
 from tests.instances.helpers import Catalog, ed25519_public_key, instance_row
 
 
@@ -64,6 +65,7 @@ def build(*, catalog: Catalog, owner: Actor, staff: User) -> World:
         name="fuzz-stopped",
         state="stopped",
     )
+    cluster = cluster_row(tenant=tenant, created_by=user, name="fuzz-cluster")
     volume = volume_services.volume_create(
         actor=user, tenant=tenant, name="data", size_gib=10, region="us-east-1"
     )
@@ -83,6 +85,7 @@ def build(*, catalog: Catalog, owner: Actor, staff: User) -> World:
         "token_id": [str(other_token.pk)],
         "ssh_key_id": [str(key.pk)],
         "instance_id": [str(running.pk), str(stopped.pk)],
+        "cluster_id": [str(cluster.pk)],
         "volume_id": [str(volume.pk)],
         "invitation_id": [str(invitation.pk)],
         "quota_request_id": [str(quota_request.pk)],

@@ -181,6 +181,8 @@ def test_operator_cluster_role_is_exactly_what_the_code_uses(default_docs: list[
         ("", "services"): sorted([*apply, "get", *stored, "delete"]),
         ("", "pods"): sorted(["create", "get", "list", "watch", "delete"]),
         ("", "persistentvolumeclaims"): sorted([*apply, "get", "delete"]),
+        ("", "configmaps"): apply,  # a cluster's hostfile: written, never read
+        ("scheduling.k8s.io", "workloads"): ["create"],  # a cluster's gang
         ("", "events"): ["list", "watch"],
         ("", "nodes"): ["get", "list", "watch"],
     }

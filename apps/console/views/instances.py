@@ -7,8 +7,6 @@ answers 204 (htmx swaps nothing) while nothing changed, so polling neither flick
 
 from __future__ import annotations
 
-import hashlib
-import json
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -21,7 +19,7 @@ from django.urls import reverse
 from apps.billing.limits import require_funds
 from apps.catalog import selectors as catalog
 from apps.catalog.models import ImagePolicy, InstanceType, Region
-from apps.console.views.page_helpers import validated
+from apps.console.views.page_helpers import poll_fingerprint, unchanged, validated
 from apps.console.views.tenant import TenantPage, tenant_page
 from apps.core.errors import DomainError
 from apps.instances import selectors, services
@@ -55,14 +53,6 @@ ACTION_TEXT = {
 MOUNT_ROOT = "/mnt"
 
 
-def _fingerprint(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _unchanged(t: TenantPage, fingerprint: str) -> bool:
-    return t.request.GET.get("v") == fingerprint
-
-
 def _instance(t: TenantPage, instance_id: UUID) -> Instance:
     instance = selectors.instances_of(tenant=t.tenant).filter(pk=instance_id).first()
     if instance is None:
@@ -92,7 +82,7 @@ def _list_context(t: TenantPage) -> dict[str, Any]:
     if filters["region"]:
         instances = instances.filter(region__slug=filters["region"])
     rows = list(instances[:200])
-    fingerprint = _fingerprint(
+    fingerprint = poll_fingerprint(
         [(str(i.pk), i.name, i.state, i.failure_reason, i.connection.get("ssh_command")) for i in rows]
     )
     query = "&".join(f"{key}={value}" for key, value in filters.items() if value)
@@ -116,7 +106,7 @@ def instance_list(t: TenantPage) -> HttpResponse:
 def instance_table(t: TenantPage) -> HttpResponse:
     """The list's table alone, polled by HTMX: 204 while nothing changed."""
     context = _list_context(t)
-    if _unchanged(t, context["fingerprint"]):
+    if unchanged(t.request, context["fingerprint"]):
         return HttpResponse(status=204)
     return t.render("console/instances/_table.html", context)
 
@@ -304,7 +294,7 @@ def launch_options(t: TenantPage) -> HttpResponse:
 
 def _status_context(t: TenantPage, instance: Instance) -> dict[str, Any]:
     events = list(selectors.events_of(instance=instance).order_by("-created_at", "-id")[:50])
-    fingerprint = _fingerprint(
+    fingerprint = poll_fingerprint(
         instance.name,
         instance.state,
         instance.desired_state,
@@ -314,9 +304,12 @@ def _status_context(t: TenantPage, instance: Instance) -> dict[str, Any]:
         events[0].pk if events else None,
     )
     can_act = t.can(Perm.INSTANCES_WRITE)
-    actions = allowed_actions(State(instance.state)) if can_act else []
+    # A cluster's node is acted on through its cluster (the service refuses it alone: 409 cluster_node).
+    cluster = instance.cluster if instance.cluster_id is not None else None
+    actions = allowed_actions(State(instance.state)) if can_act and cluster is None else []
     return {
         "instance": instance,
+        "cluster": cluster,
         "events": events,
         "actions": actions,
         "fingerprint": fingerprint,
@@ -338,7 +331,7 @@ def instance_detail(t: TenantPage, instance_id: UUID) -> HttpResponse:
 def instance_status(t: TenantPage, instance_id: UUID) -> HttpResponse:
     """The instance page's live part, polled by HTMX: 204 while nothing changed."""
     context = _status_context(t, _instance(t, instance_id))
-    if _unchanged(t, context["fingerprint"]):
+    if unchanged(t.request, context["fingerprint"]):
         return HttpResponse(status=204)
     return t.render("console/instances/_status.html", context)
 

@@ -1,8 +1,11 @@
 """What the console's pages share for their forms and lists: the API's own validation of a form's input, a
-service's refusal shown on the form, UTC days from date fields, and pagination that keeps the filters."""
+service's refusal shown on the form, UTC days from date fields, pagination that keeps the filters, and the
+fingerprint a polled part compares to answer 204 while nothing changed."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -57,3 +60,13 @@ def paginate(request: HttpRequest, items: QuerySet[Any], size: int) -> tuple[Pag
     kept = request.GET.copy()
     kept.pop("page", None)
     return page_obj, kept.urlencode()
+
+
+def poll_fingerprint(*parts: Any) -> str:
+    """A short digest of what a polled part shows; its poll URL carries it as `v`."""
+    return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def unchanged(request: HttpRequest, fingerprint: str) -> bool:
+    """The poll asked with the fingerprint of what it shows now: nothing to swap (answer 204)."""
+    return request.GET.get("v") == fingerprint

@@ -90,6 +90,8 @@ def instance_json(
         "running_seconds": instance.running_seconds(now),
         "billed_seconds": instance.billed_seconds(now),
         "connection": instance.connection,
+        "cluster": str(instance.cluster_id) if instance.cluster_id is not None else None,
+        "rank": instance.rank,
         "created_at": iso(instance.created_at, tz),
         "updated_at": iso(instance.updated_at, tz),
         "running_since": iso(instance.running_since, tz),

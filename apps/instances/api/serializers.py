@@ -77,6 +77,15 @@ class InstanceSerializer(serializers.ModelSerializer):
     allowed_actions = serializers.SerializerMethodField()
     volumes = AttachmentSerializer(source="volume_attachments", many=True, read_only=True)
     connection = ConnectionField(read_only=True, help_text="Host, port and user once running.")
+    cluster = serializers.UUIDField(
+        source="cluster_id",
+        read_only=True,
+        allow_null=True,
+        help_text="The cluster this instance is a node of (docs/clusters.md), or null.",
+    )
+    rank = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="Its rank among the cluster's nodes (0 to N-1), or null."
+    )
 
     class Meta:
         model = Instance
@@ -107,6 +116,8 @@ class InstanceSerializer(serializers.ModelSerializer):
             "running_seconds",
             "billed_seconds",
             "connection",
+            "cluster",
+            "rank",
             "created_at",
             "updated_at",
             "running_since",

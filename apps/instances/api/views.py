@@ -7,11 +7,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts.acting import acting_user
-from apps.core import filters, request_context
+from apps.core import request_context
 from apps.core.errors import InvalidInput
 from apps.core.idempotency import idempotent
 from apps.core.pagination import KeysetPagination
 from apps.instances import selectors, services, waiting
+from apps.instances.api.filtering import LiveFilterSet
 from apps.instances.api.serializers import (
     InstanceEventSerializer,
     InstanceLaunchSerializer,
@@ -24,27 +25,15 @@ from apps.tenants.api.base import TenantAPIView
 from apps.tenants.roles import Perm
 
 
-class InstanceFilter(django_filters.FilterSet):
+class InstanceFilter(LiveFilterSet):
     state = django_filters.MultipleChoiceFilter(choices=[(s.value, s.value) for s in State])
     region = django_filters.CharFilter(field_name="region__slug", max_length=40)
     instance_type = django_filters.CharFilter(field_name="instance_type__slug", max_length=40)
     name = django_filters.CharFilter(lookup_expr="icontains", max_length=63)
-    include_terminated = filters.BooleanFilter(
-        method="filter_terminated", help_text="Terminated instances are hidden unless true."
-    )
 
     class Meta:
         model = Instance
         fields: list[str] = []
-
-    def filter_terminated(self, queryset: QuerySet[Instance], name: str, value: bool) -> QuerySet[Instance]:
-        return queryset
-
-    def filter_queryset(self, queryset: QuerySet[Instance]) -> QuerySet[Instance]:
-        queryset = super().filter_queryset(queryset)
-        if not self.form.cleaned_data.get("include_terminated") and not self.form.cleaned_data.get("state"):
-            queryset = queryset.exclude(state=State.TERMINATED)
-        return queryset
 
 
 class InstanceListView(TenantAPIView):
