@@ -540,6 +540,7 @@ class Client:
         command: list[str] | None = None,
         auto_stop_after: int | None = None,
         max_runtime: int | None = None,
+        volumes: list[dict[str, str]] | None = None,
         idempotency_key: str | None = None,
     ) -> models.Cluster:
         body: dict[str, Any] = {
@@ -555,6 +556,7 @@ class Client:
             "ssh_key_ids": list(ssh_key_ids) or None,
             "env": env or None,
             "command": command or None,
+            "volumes": volumes or None,
             "auto_stop_after": auto_stop_after,
             "max_runtime": max_runtime,
         }

@@ -329,16 +329,22 @@ def _wait(ctx: Context, instance: Any, state: str | list[str]) -> Any:
         )
 
 
-def launch(ctx: Context) -> int:
-    args = ctx.args
-    client = ctx.client
-    env = _env(args.env)
+def _mounts(client: Any, specs: list[str] | None) -> list[dict[str, str]]:
+    """`--volume ID_OR_NAME:/path` options as the API's mounts."""
     volumes = []
-    for spec in args.volume or []:
+    for spec in specs or []:
         ref, sep, path = spec.partition(":")
         if not sep or not path:
             raise ApiError(400, "invalid", f"--volume {spec!r}: use ID_OR_NAME:/mount/path")
         volumes.append({"volume_id": client.find_volume(ref)["id"], "mount_path": path})
+    return volumes
+
+
+def launch(ctx: Context) -> int:
+    args = ctx.args
+    client = ctx.client
+    env = _env(args.env)
+    volumes = _mounts(client, args.volume)
     instance = client.launch(
         name=args.name,
         region=args.region,
@@ -586,6 +592,7 @@ def _cluster_create(ctx: Context) -> int:
         command=shlex.split(args.command) if args.command else None,
         auto_stop_after=args.auto_stop,
         max_runtime=args.max_runtime,
+        volumes=_mounts(client, args.volume),
         idempotency_key=args.idempotency_key,
     )
     if not ctx.json:

@@ -213,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument("--ssh-key", action="append", metavar="NAME_OR_ID", help="repeatable")
     a.add_argument("--env", action="append", metavar="KEY=VALUE", help="repeatable; set on every node")
+    a.add_argument(
+        "--volume",
+        action="append",
+        metavar="ID:/PATH",
+        help="a ReadWriteMany volume on every node; repeatable",
+    )
     a.add_argument("--command", help='command to run on every node, e.g. "torchrun train.py"')
     a.add_argument("--auto-stop", type=duration, metavar="DURATION", help="stop after this long running")
     a.add_argument("--max-runtime", type=duration, metavar="DURATION", help="stop after this much running")

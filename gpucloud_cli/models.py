@@ -203,6 +203,7 @@ class ClusterCreateRequest(TypedDict):
     command: NotRequired[list[str]]
     auto_stop_after: NotRequired[int | None]
     max_runtime: NotRequired[int | None]
+    volumes: NotRequired[list[VolumeMountRequest]]
 
 
 class ClusterEvent(TypedDict):

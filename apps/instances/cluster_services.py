@@ -39,6 +39,7 @@ from apps.instances.models import (
 )
 from apps.instances.states import ACTIVE, Action, FailureReason, Observation, State
 from apps.quotas.services import Demand, admit
+from apps.storage import attachments as storage
 from apps.tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class ClusterRequest:
     command: list[str] = field(default_factory=list)
     auto_stop_after: int | None = None
     max_runtime: int | None = None
+    # [{"volume_id": ..., "mount_path": "/shared"}]: ReadWriteMany volumes mounted on every node.
+    volumes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,7 @@ def cluster_create(*, actor: User, tenant: Tenant, req: ClusterRequest) -> Clust
     if not command and image is not None:
         command = list(image.command)
     ssh_keys = services._resolve_ssh_keys(tenant, actor, req.ssh_key_ids)
+    mounts = storage.check_mount_requests(req.volumes)
     nodes = req.node_count
 
     # 402: the wallet must carry the whole cluster's price for the launch runway.
@@ -253,6 +257,7 @@ def cluster_create(*, actor: User, tenant: Tenant, req: ClusterRequest) -> Clust
             [through(instance_id=node.pk, sshkey_id=key.pk) for node in members for key in ssh_keys]
         )
     for node in members:
+        _attach_shared(node, mounts, actor)
         services._event(node, kind="action", name="launch", from_state="", actor=actor, sync_cluster=False)
     audit_record(
         actor=actor,
@@ -267,6 +272,7 @@ def cluster_create(*, actor: User, tenant: Tenant, req: ClusterRequest) -> Clust
             "placement": req.placement,
             "block": placed.block,
             "image": image_reference,
+            **({"volumes": [{"volume_id": v, "mount_path": p} for v, p in mounts]} if mounts else {}),
         },
     )
     # Counted with every node just written, as a launch does last (services._hold_capacity).
@@ -277,6 +283,19 @@ def cluster_create(*, actor: User, tenant: Tenant, req: ClusterRequest) -> Clust
     for node in members:
         services._queue_reconcile(node)
     return cluster
+
+
+def _attach_shared(node: Instance, mounts: list[tuple[str, str]], actor: User) -> None:
+    """The cluster's shared volumes, on this node too: only a volume many may hold can be shared."""
+    try:
+        storage.attach_at_launch(instance=node, pairs=mounts, actor=actor)
+    except Conflict as exc:
+        if exc.code != "volume_in_use":
+            raise
+        raise validation.invalid(
+            "volumes",
+            f"A cluster's volumes are mounted on every node: each must be ReadWriteMany ({exc.message})",
+        ) from exc
 
 
 def _nodes(cluster: Cluster) -> list[Instance]:

@@ -26,6 +26,7 @@ from tests.billing.wallet_helpers import grant
 from tests.conftest import Actor
 from tests.factories import TenantFactory
 from tests.quotas.conftest import set_quota
+from tests.support import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -313,3 +314,19 @@ def test_a_clusters_timers_stop_the_whole_cluster(roomy: Actor) -> None:
     }
     # The nodes carry no timer of their own: the instances' sweep never stops one node alone.
     assert not Instance.objects.filter(cluster=cluster, auto_stop_after__isnull=False).exists()
+
+
+def test_a_shared_volume_is_mounted_on_every_node_and_must_be_read_write_many(roomy: Actor) -> None:
+    nodes(Region.objects.get(slug="us-east-1"), "b0", 3)
+    shared = factories.volume_row(roomy.tenant, name="data", access_mode="ReadWriteMany")
+    single = factories.volume_row(roomy.tenant, name="mine")
+    with pytest.raises(InvalidInput) as refused:
+        create(roomy, 2, name="rwo", volumes=[{"volume_id": str(single.pk), "mount_path": "/data"}])
+    assert "volumes" in refused.value.fields and "ReadWriteMany" in refused.value.message
+    assert not Cluster.objects.exists() and not single.attachments.exists()
+    cluster = create(roomy, 3, name="rwx", volumes=[{"volume_id": str(shared.pk), "mount_path": "/shared"}])
+    mounted = shared.attachments.values_list("instance__rank", "mount_path")
+    assert sorted(mounted) == [(0, "/shared"), (1, "/shared"), (2, "/shared")]
+    assert all(
+        node.cluster_id == cluster.pk for node in Instance.objects.filter(volume_attachments__volume=shared)
+    )

@@ -9,7 +9,13 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.core.serializers import StrictInputSerializer
-from apps.instances.api.serializers import ConnectionField, EnvField, InstanceEventSerializer, StrictCharField
+from apps.instances.api.serializers import (
+    ConnectionField,
+    EnvField,
+    InstanceEventSerializer,
+    StrictCharField,
+    VolumeMountSerializer,
+)
 from apps.instances.cluster_services import MAX_NAME
 from apps.instances.cluster_states import ClusterState, allowed_actions
 from apps.instances.models import Cluster, Instance, OnNodeFailure, Placement
@@ -157,6 +163,14 @@ class ClusterCreateSerializer(StrictInputSerializer):
         min_value=60,
         max_value=TIMER_MAX,
         help_text="Seconds of running, in total.",
+    )
+    volumes = serializers.ListField(
+        child=VolumeMountSerializer(),
+        required=False,
+        default=list,
+        max_length=16,
+        help_text="ReadWriteMany volumes of the tenant in the same region, mounted on every node, e.g. "
+        '[{"volume_id": "...", "mount_path": "/shared"}].',
     )
 
 
