@@ -25,7 +25,7 @@ class Nodes:
         self.core, self.product = core, product
         self.names: list[str] = []
 
-    def create(self) -> str:
+    def create(self, *, wait: bool = True) -> str:
         template = self.core.api_client.sanitize_for_serialization(self.core.read_node(TEMPLATE_NODE))
         name = f"{REGION}-h100-test-{uuid.uuid4().hex[:8]}"
         now = timezone.now().isoformat()
@@ -54,8 +54,17 @@ class Nodes:
         }
         self.core.create_node(body)
         self.names.append(name)
-        wait_for(lambda: self.ready(name), what=f"node {name} to be Ready", timeout=TIMEOUT)
+        if wait:
+            wait_for(lambda: self.ready(name), what=f"node {name} to be Ready", timeout=TIMEOUT)
         return name
+
+    def create_many(self, count: int) -> list[str]:
+        """`count` nodes, made one after another and then waited for together."""
+        made = [self.create(wait=False) for _ in range(count)]
+        wait_for(
+            lambda: all(self.ready(name) for name in made), what=f"{count} nodes to be Ready", timeout=TIMEOUT
+        )
+        return made
 
     def ready(self, name: str) -> bool:
         node = self.core.read_node(name)

@@ -208,3 +208,34 @@ def test_a_cluster_runs_as_one_gang_on_its_block_and_one_that_cannot_fit_leaves_
         what="the cluster's Service to go",
         timeout=TIMEOUT,
     )
+
+
+def test_a_64_node_cluster_is_placed_in_one_block_as_one_gang(
+    sandbox: Any, tenant: SandboxTenant, own_nodes: Nodes
+) -> None:
+    """The region's largest cluster, on 64 kwok machines of one block: admitted there, every pod bound only
+    once all fit, each on a machine of its own."""
+    own_nodes.create_many(64)
+    region = connect(seed().us_east, sandbox)
+    instance_type = whole_node_type(region, own_nodes.product)
+    set_quota(tenant.actor.tenant, max_gpus=512, max_instances=64, max_vcpu=64 * 64, max_memory_gib=64 * 512)
+    refresh_capacity(Kube(api_client(region)), region)
+    req = ClusterRequest(
+        instance_type=instance_type.slug, region=REGION, image="pytorch", node_count=64, name="big"
+    )
+    cluster = cluster_services.cluster_create(actor=tenant.actor.user, tenant=tenant.actor.tenant, req=req)
+    assert cluster.block == "us-east-1-h100-b0"
+
+    def all_running() -> bool:
+        pending = [n for n in nodes_of(cluster) if n.state != "running"]
+        for node in pending:
+            reconcile(node.pk)
+        return all(n.state == "running" for n in nodes_of(cluster))
+
+    wait_for(all_running, what="64 nodes running", timeout=4 * TIMEOUT)
+    cluster.refresh_from_db()
+    assert cluster.state == ClusterState.RUNNING
+    machines = [
+        p.spec.node_name for n in nodes_of(cluster) if (p := tenant.read_pod(n.pk, REGION)) is not None
+    ]
+    assert len(machines) == 64 and len(set(machines)) == 64 and set(machines) <= set(own_nodes.names)
