@@ -15,7 +15,7 @@
 IMAGES_CACHE="$GPUCLOUD_CACHE_DIR/images"
 REGISTRY_TIMEOUT="${REGISTRY_TIMEOUT:-30}"
 # What the instance image holds beyond the apt variant (Essential: yes packages and apt). The cache key is a
-# hash of this list, the suite and the options below, so changing any of them builds a new rootfs.
+# hash of this list, the suite, the options and the user hook below: changing any of them builds a new rootfs.
 INSTANCE_PACKAGES=(python3 openssh-client openmpi-bin python3-mpi4py iproute2 procps netcat-openbsd
   ca-certificates bash iputils-ping less)
 # Documentation and translations are most of a minimal image's size; the copyright files stay.
@@ -24,6 +24,12 @@ INSTANCE_DPKG_OPTS=(path-exclude=/usr/share/doc/* path-include=/usr/share/doc/*/
   path-include=/usr/share/locale/locale.alias)
 # No device nodes in the tar (the runtime gives a container its /dev).
 INSTANCE_MMDEBSTRAP_OPTS=(--variant=apt --skip=output/dev)
+# A passwd and group entry for the uid instances run as (1000, apps/operator/manifests.py RUN_AS), as images
+# with a user of their own have one (Jupyter's jovyan, Ubuntu's ubuntu): the OpenSSH client refuses to run
+# for a uid without one ("No user exists for uid 1000"), and mpirun starts its daemons on a cluster's other
+# nodes with it (docs/clusters.md).
+# shellcheck disable=SC2016  # $1 is the hook's argument (the rootfs), expanded by mmdebstrap's shell
+INSTANCE_USER_HOOK='echo "gpucloud:x:1000:1000::/home/gpucloud:/bin/bash" >>"$1/etc/passwd" && echo "gpucloud:x:1000:" >>"$1/etc/group"'
 # The catalog's stock images (apps/catalog/catalog_seed.py, IMAGES) are aliases of the instance image: a
 # node's containerd asks the local registry for the same repository path (registry host dropped).
 CATALOG_ALIASES=(nvidia/cuda:12.4.1-base-ubuntu22.04 nvidia/pytorch:24.08-py3
@@ -74,7 +80,7 @@ build_instance_rootfs() {
   local suite key out tmp sources start=$SECONDS
   suite=$(host_suite) || return 1
   key=$(printf '%s\n' "$suite" "${INSTANCE_PACKAGES[@]}" "${INSTANCE_DPKG_OPTS[@]}" "${INSTANCE_MMDEBSTRAP_OPTS[@]}" \
-    | sha256sum | cut -c1-12)
+    "$INSTANCE_USER_HOOK" | sha256sum | cut -c1-12)
   out="$IMAGES_CACHE/instance-debian-$key.tar"
   if [[ -f $out ]]; then
     log "instance rootfs ($suite): cached ($out)"
@@ -91,6 +97,7 @@ build_instance_rootfs() {
   local include
   include=$(IFS=,; echo "${INSTANCE_PACKAGES[*]}")
   if ! mmdebstrap --quiet "${INSTANCE_MMDEBSTRAP_OPTS[@]}" --include="$include" "${dpkgopts[@]}" \
+      --customize-hook="$INSTANCE_USER_HOOK" \
       --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/etc/apt/sources.list "$1"/etc/apt/sources.list.d/*' \
       "$suite" "$tmp" - <<<"$sources" >&2; then
     rm -f "$tmp"

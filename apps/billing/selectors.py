@@ -28,7 +28,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from apps.billing import intervals, metering, wallet
+from apps.billing import cluster_usage, intervals, metering, wallet
 from apps.billing.models import (
     BillingAccount,
     BillingMode,
@@ -505,6 +505,9 @@ def credit_grants_of(*, tenant: Tenant) -> QuerySet[CreditGrant]:
 
 
 GROUPS = ("instance", "instance_type", "day")
+# The cluster fields of a group that is not a node of a cluster (grouped per type or day, or a single
+# instance, or another resource).
+NOT_A_NODE: dict[str, Any] = {"cluster": None, "cluster_name": None, "rank": None}
 
 
 def usage_report(*, tenant: Tenant, start: datetime, end: datetime, group_by: str) -> list[dict[str, Any]]:
@@ -522,7 +525,8 @@ def usage_report(*, tenant: Tenant, start: datetime, end: datetime, group_by: st
             .order_by("key")
         )
         return [
-            {"key": row["key"].isoformat(), "name": row["key"].isoformat(), **_totals(row)} for row in grouped
+            {"key": row["key"].isoformat(), "name": row["key"].isoformat(), **NOT_A_NODE, **_totals(row)}
+            for row in grouped
         ]
     if group_by == "instance_type":
         grouped = _plain(
@@ -531,25 +535,76 @@ def usage_report(*, tenant: Tenant, start: datetime, end: datetime, group_by: st
             .order_by("meter")
         )
         return [
-            {"key": row["meter"].split(":", 1)[-1], "name": row["meter"], **_totals(row)} for row in grouped
+            {"key": row["meter"].split(":", 1)[-1], "name": row["meter"], **NOT_A_NODE, **_totals(row)}
+            for row in grouped
         ]
     grouped = _plain(
         rows.values("resource_type", "resource_id")
         .annotate(quantity_seconds=Sum("quantity_seconds"), amount=Sum("amount"))
         .order_by("resource_type", "resource_id")
     )
-    results = grouped
-    ids = [_uuid_or_none(r["resource_id"]) for r in results if r["resource_type"] == "instance"]
+    ids = [_uuid_or_none(r["resource_id"]) for r in grouped if r["resource_type"] == "instance"]
     instances = Instance.objects.filter(tenant=tenant, pk__in=[i for i in ids if i is not None])
-    names = dict(instances.values_list("pk", "name"))
-    return [
-        {
-            "key": row["resource_id"],
-            "name": names.get(_uuid_or_none(row["resource_id"]), row["resource_id"]),
-            **_totals(row),
-        }
-        for row in results
-    ]
+    # One query for the names and, for nodes of a cluster, the cluster they are grouped under.
+    found = {
+        pk: (name, cluster_id, cluster_name, rank)
+        for pk, name, cluster_id, cluster_name, rank in instances.values_list(
+            "pk", "name", "cluster_id", "cluster__name", "rank"
+        )
+    }
+    results = []
+    for row in grouped:
+        name, cluster_id, cluster_name, rank = (
+            found.get(_uuid_or_none(row["resource_id"]), (row["resource_id"], None, None, None))
+            if row["resource_type"] == "instance"
+            else (row["resource_id"], None, None, None)
+        )
+        results.append(
+            {
+                "key": row["resource_id"],
+                "name": name,
+                "cluster": cluster_id,
+                "cluster_name": cluster_name,
+                "rank": rank,
+                **_totals(row),
+            }
+        )
+    return results
+
+
+def usage_clusters(
+    *, tenant: Tenant, start: datetime, end: datetime, by_instance: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Per-cluster subtotals of the ledger usage whose period starts within [start, end): the exact sums of
+    its nodes' rows (cluster_usage.cluster_subtotals). From `by_instance` (usage_report grouped per
+    instance) when given, without a query; otherwise two queries, however many rows and clusters."""
+    if by_instance is None:
+        rows = UsageRecord.objects.filter(
+            tenant=tenant,
+            period__startswith__gte=start,
+            period__startswith__lt=end,
+            resource_type="instance",
+            resource_id__in=cluster_usage.node_keys(tenant=tenant),
+        )
+        grouped = _plain(
+            rows.values("resource_id")
+            .annotate(quantity_seconds=Sum("quantity_seconds"), amount=Sum("amount"))
+            .order_by("resource_id")
+        )
+        nodes = cluster_usage.nodes_by_resource(
+            tenant=tenant, resource_ids=[r["resource_id"] for r in grouped]
+        )
+        by_instance = [
+            {
+                "key": row["resource_id"],
+                "cluster": node.cluster_id,
+                "cluster_name": node.cluster_name,
+                **_totals(row),
+            }
+            for row in grouped
+            if (node := nodes.get(row["resource_id"])) is not None
+        ]
+    return cluster_usage.cluster_subtotals(by_instance)
 
 
 def _plain(rows: Iterable[Any]) -> list[dict[str, Any]]:

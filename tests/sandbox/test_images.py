@@ -113,6 +113,19 @@ class Registry:
         with tarfile.open(fileobj=io.BytesIO(result.stdout)) as tar:
             return {m.name.removeprefix("./").lstrip("/"): m for m in tar.getmembers()}
 
+    def read(self, ref: str, path: str) -> str:
+        """The text of one file of REF's flattened filesystem."""
+        result = subprocess.run(
+            [str(self.built.crane), "--insecure", "export", f"{self.addr}/{ref}", "-"],
+            capture_output=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr.decode()[-500:]
+        with tarfile.open(fileobj=io.BytesIO(result.stdout)) as tar:
+            member = tar.extractfile(path)
+            assert member is not None, path
+            return member.read().decode()
+
     def push(self) -> tuple[str, float]:
         start = time.monotonic()
         out = ok(
@@ -170,6 +183,11 @@ def test_instance_image_has_python_mpi_and_ssh(registry: Registry) -> None:
     assert not [p for p in members if p.startswith("dev/")]
     assert members["bin"].issym()  # merged /usr: /bin/bash is /usr/bin/bash
     assert not [p for p in members if p.startswith("etc/apt/sources.list") and members[p].isfile()]
+    # A user for the uid instances run as: the OpenSSH client (mpirun's way to a cluster's other nodes)
+    # refuses to run for a uid without a passwd entry.
+    passwd = registry.read(INSTANCE, "etc/passwd").splitlines()
+    assert "gpucloud:x:1000:1000::/home/gpucloud:/bin/bash" in passwd
+    assert "gpucloud:x:1000:" in registry.read(INSTANCE, "etc/group").splitlines()
 
 
 def test_catalog_stock_images_are_aliases_of_the_instance_image(registry: Registry) -> None:

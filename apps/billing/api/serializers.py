@@ -41,6 +41,22 @@ class UsageQuerySerializer(serializers.Serializer):
 class UsageGroupSerializer(serializers.Serializer):
     key = serializers.CharField()
     name = serializers.CharField()
+    cluster = serializers.UUIDField(
+        allow_null=True, help_text="group_by=instance: the cluster this instance is a node of; else null."
+    )
+    cluster_name = serializers.CharField(allow_null=True, help_text="The cluster's name, or null.")
+    rank = serializers.IntegerField(allow_null=True, help_text="The node's rank in its cluster, or null.")
+    quantity_seconds = serializers.IntegerField()
+    quantity_hours = serializers.DecimalField(max_digits=20, decimal_places=6)
+    amount = serializers.DecimalField(max_digits=20, decimal_places=6)
+
+
+class UsageClusterSerializer(serializers.Serializer):
+    """A cluster's subtotal: the exact sum of its nodes' usage in the range."""
+
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    node_count = serializers.IntegerField(help_text="Nodes with usage in the range.")
     quantity_seconds = serializers.IntegerField()
     quantity_hours = serializers.DecimalField(max_digits=20, decimal_places=6)
     amount = serializers.DecimalField(max_digits=20, decimal_places=6)
@@ -50,6 +66,11 @@ class UsageReportSerializer(serializers.Serializer):
     group_by = serializers.CharField()
     total = serializers.DecimalField(max_digits=20, decimal_places=6)
     results = UsageGroupSerializer(many=True)
+    clusters = UsageClusterSerializer(
+        many=True,
+        help_text="Per-cluster subtotals over the same range, whatever group_by; their usage is also in "
+        "results and total (not added twice).",
+    )
 
     def get_fields(self) -> dict[str, serializers.Field]:
         # Declared here, not as attributes, because "from" is a Python keyword; the schema then shows the

@@ -44,7 +44,9 @@ class UsageView(TenantAPIView):
         summary="Usage from the ledger, grouped",
         description="Rated usage rows whose period starts within [from, to), summed per instance, instance "
         "type or UTC day. Defaults: this month so far, grouped by instance type. The range is at most 400 "
-        "days. Running time not yet closed into the ledger shows in the balance, not here.",
+        "days. Running time not yet closed into the ledger shows in the balance, not here. Nodes of a "
+        "cluster are billed as instances: grouped per instance, each node's group names its cluster and "
+        "rank, and `clusters` gives each cluster's subtotal.",
         parameters=[
             OpenApiParameter("from", OpenApiTypes.DATETIME, description="ISO 8601, inclusive"),
             OpenApiParameter("to", OpenApiTypes.DATETIME, description="ISO 8601, exclusive"),
@@ -58,7 +60,17 @@ class UsageView(TenantAPIView):
         start, end, group_by = (query.validated_data[k] for k in ("start", "end", "group_by"))
         results = selectors.usage_report(tenant=self.tenant, start=start, end=end, group_by=group_by)
         total = sum((row["amount"] for row in results), selectors.ZERO)
-        report = {"from": start, "to": end, "group_by": group_by, "total": total, "results": results}
+        clusters = selectors.usage_clusters(
+            tenant=self.tenant, start=start, end=end, by_instance=results if group_by == "instance" else None
+        )
+        report = {
+            "from": start,
+            "to": end,
+            "group_by": group_by,
+            "total": total,
+            "results": results,
+            "clusters": clusters,
+        }
         return Response(UsageReportSerializer(report).data)
 
 

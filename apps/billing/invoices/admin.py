@@ -8,7 +8,16 @@ from apps.billing.invoices.models import Invoice, InvoiceLine
 
 class InvoiceLineInline(admin.TabularInline):
     model = InvoiceLine
-    fields = ("position", "meter", "description", "quantity_seconds", "unit_price_per_hour", "amount")
+    fields = (
+        "position",
+        "meter",
+        "description",
+        "cluster_name",
+        "rank",
+        "quantity_seconds",
+        "unit_price_per_hour",
+        "amount",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False

@@ -96,7 +96,8 @@ class Invoice(models.Model):
 
 
 class InvoiceLine(models.Model):
-    """Usage of one meter at one unit price: the exact seconds, and the amount rounded to cents once."""
+    """Usage of one meter at one unit price: the exact seconds, and the amount rounded to cents once. A node
+    of a cluster has lines of its own (per meter and unit price too), grouped under its cluster."""
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField()
@@ -105,13 +106,25 @@ class InvoiceLine(models.Model):
     quantity_seconds = models.BigIntegerField()
     unit_price_per_hour = models.DecimalField(max_digits=12, decimal_places=4)
     amount = models.DecimalField(max_digits=14, decimal_places=2)
+    # The cluster of a node's line, copied when the invoice is built (not a foreign key): renaming or
+    # terminating the cluster later does not change a finalized invoice. Null for everything else.
+    cluster_id = models.UUIDField(null=True, blank=True)
+    cluster_name = models.CharField(max_length=40, blank=True)
+    rank = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["invoice", "position"]
         constraints = [
             models.UniqueConstraint(fields=["invoice", "position"], name="invoice_line_unique_position"),
             models.UniqueConstraint(
-                fields=["invoice", "meter", "unit_price_per_hour"], name="invoice_line_unique_meter_price"
+                fields=["invoice", "meter", "unit_price_per_hour"],
+                condition=Q(cluster_id__isnull=True),
+                name="invoice_line_unique_meter_price",
+            ),
+            models.UniqueConstraint(
+                fields=["invoice", "cluster_id", "rank", "meter", "unit_price_per_hour"],
+                condition=Q(cluster_id__isnull=False),
+                name="invoice_line_unique_node_meter_price",
             ),
         ]
 

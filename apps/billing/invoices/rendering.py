@@ -3,17 +3,36 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.template.loader import render_to_string
 
-from apps.billing.invoices.models import Invoice
+from apps.billing.invoices.models import Invoice, InvoiceLine
+from apps.billing.invoices.selectors import invoice_clusters
 
 ISSUER = "gpucloud"
 
 
+def line_groups(invoice: Invoice) -> tuple[list[InvoiceLine], list[dict[str, Any]]]:
+    """The lines that belong to no cluster, and per cluster its subtotal (`cluster`, from
+    selectors.invoice_clusters) with its nodes' lines (`lines`), in the invoice's order."""
+    lines = list(invoice.lines.all())
+    by_cluster: dict[Any, list[InvoiceLine]] = {}
+    for line in lines:
+        if line.cluster_id is not None:
+            by_cluster.setdefault(line.cluster_id, []).append(line)
+    groups: list[dict[str, Any]] = [
+        {"cluster": c, "lines": by_cluster[c["id"]]} for c in invoice_clusters(invoice)
+    ]
+    groups.sort(key=lambda g: g["lines"][0].position)
+    return [line for line in lines if line.cluster_id is None], groups
+
+
 def render_html(invoice: Invoice) -> str:
+    plain, clusters = line_groups(invoice)
     return render_to_string(
-        "billing/invoice.html", {"invoice": invoice, "lines": list(invoice.lines.all()), "issuer": ISSUER}
+        "billing/invoice.html",
+        {"invoice": invoice, "lines": plain, "clusters": clusters, "issuer": ISSUER},
     )
 
 
@@ -33,13 +52,29 @@ def render_text(invoice: Invoice) -> str:
         header,
         "-" * len(header),
     ]
-    for line in invoice.lines.all():
-        out.append(
-            f"{line.description:<44} {line.quantity_hours:>14} {line.quantity_seconds:>9} "
+    width = len(header)
+
+    def row(line: InvoiceLine, item: str) -> str:
+        return (
+            f"{item:<44} {line.quantity_hours:>14} {line.quantity_seconds:>9} "
             f"{line.unit_price_per_hour:>10} {_money(line.amount, currency):>14}"
         )
+
+    plain, clusters = line_groups(invoice)
+    out.extend(row(line, line.description) for line in plain)
+    for group in clusters:
+        cluster = group["cluster"]
+        nodes = f"{cluster['node_count']} node{'s' if cluster['node_count'] != 1 else ''}"
+        out.append(f"Cluster {cluster['name']} ({nodes})")
+        # Under its cluster's heading a node's line is short: its rank and instance type (the description,
+        # which names the cluster too, is in the API and the printable page).
+        out.extend(
+            row(line, f"  node {line.rank}: {line.meter.removeprefix('instance_seconds:')}")
+            for line in group["lines"]
+        )
+        label, text = f"  Cluster {cluster['name']} subtotal", _money(cluster["amount"], currency)
+        out.append(f"{label:<{width - len(text)}}{text}")
     out.append("-" * len(header))
-    width = len(header)
     for label, text in (
         ("Subtotal", _money(invoice.subtotal, currency)),
         (

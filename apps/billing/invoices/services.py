@@ -13,11 +13,13 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Min, Sum
+from django.db.models import Min, Q, Sum
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from apps.audit.services import audit_record
+from apps.billing import cluster_usage
+from apps.billing.cluster_usage import NodeRef
 from apps.billing.invoices import periods
 from apps.billing.invoices.credits import credits_for_month
 from apps.billing.invoices.models import (
@@ -48,6 +50,7 @@ class LineDraft:
     unit_price_per_hour: Decimal
     amount: Decimal
     exact_amount: Decimal
+    node: NodeRef | None = None  # a node's line, grouped under its cluster
 
 
 def line_amount(seconds: int, price_per_hour: Decimal) -> Decimal:
@@ -82,27 +85,53 @@ def _describe(meter: str, types: dict[str, InstanceType]) -> str:
 
 
 def draft_lines(*, tenant: Any, month: date) -> list[LineDraft]:
-    """One line per meter and unit price: a price change within the month gives the meter two lines."""
-    groups = (
-        month_usage(tenant=tenant, month=month)
+    """One line per meter and unit price: a price change within the month gives the meter two lines. A
+    node of a cluster has lines of its own (per meter and unit price), after the others, grouped per cluster
+    (by name) and ordered by rank. A constant number of queries, however many rows, nodes and clusters."""
+    usage = month_usage(tenant=tenant, month=month)
+    nodes = Q(resource_type="instance", resource_id__in=cluster_usage.node_keys(tenant=tenant))
+    groups = [
+        g
+        for g in usage.exclude(nodes)
         .values("meter", "unit_price_per_hour")
         .annotate(seconds=Sum("quantity_seconds"), exact=Sum("amount"), first=Min("started"))
         .order_by("meter", "first", "unit_price_per_hour")
+        if g["seconds"]  # fully reversed usage leaves nothing to bill
+    ]
+    node_groups = [
+        g
+        for g in usage.filter(nodes)
+        .values("resource_id", "meter", "unit_price_per_hour")
+        .annotate(seconds=Sum("quantity_seconds"), exact=Sum("amount"), first=Min("started"))
+        .order_by("resource_id", "meter", "first", "unit_price_per_hour")
+        if g["seconds"]
+    ]
+    refs = cluster_usage.nodes_by_resource(
+        tenant=tenant, resource_ids={g["resource_id"] for g in node_groups}
     )
-    groups = [g for g in groups if g["seconds"]]  # fully reversed usage leaves nothing to bill
-    slugs = {g["meter"].removeprefix(INSTANCE_METER_PREFIX) for g in groups}
+    slugs = {g["meter"].removeprefix(INSTANCE_METER_PREFIX) for g in [*groups, *node_groups]}
     types = {t.slug: t for t in InstanceType.objects.filter(slug__in=slugs)}
-    return [
-        LineDraft(
+
+    def draft(g: dict[str, Any], node: NodeRef | None) -> LineDraft:
+        description = _describe(g["meter"], types)
+        if node is not None:
+            description = f"{description}, cluster {node.cluster_name} node {node.rank}"
+        return LineDraft(
             meter=g["meter"],
-            description=_describe(g["meter"], types),
+            description=description,
             quantity_seconds=g["seconds"],
             unit_price_per_hour=g["unit_price_per_hour"],
             amount=line_amount(g["seconds"], g["unit_price_per_hour"]),
             exact_amount=g["exact"],
+            node=node,
         )
-        for g in groups
-    ]
+
+    # The same nodes as node_keys: an instance never leaves or changes its cluster.
+    noded = [(refs[g["resource_id"]], g) for g in node_groups]
+    noded.sort(
+        key=lambda p: (p[0].cluster_name, str(p[0].cluster_id), p[0].rank or 0, p[1]["meter"], p[1]["first"])
+    )
+    return [draft(g, None) for g in groups] + [draft(g, node) for node, g in noded]
 
 
 def _next_number(month: date) -> str:
@@ -144,6 +173,9 @@ def invoice_close(*, tenant: Tenant, month: date, now: datetime | None = None) -
                 quantity_seconds=line.quantity_seconds,
                 unit_price_per_hour=line.unit_price_per_hour,
                 amount=line.amount,
+                cluster_id=line.node.cluster_id if line.node else None,
+                cluster_name=line.node.cluster_name if line.node else "",
+                rank=line.node.rank if line.node else None,
             )
             for index, line in enumerate(lines, start=1)
         )

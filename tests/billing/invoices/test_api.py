@@ -86,6 +86,9 @@ def test_detail_has_the_lines(owner, invoice):
             "position": 1,
             "meter": "instance_seconds:gpu-a100x1",
             "description": "gpu-a100x1 instance hours",
+            "cluster": None,
+            "cluster_name": None,
+            "rank": None,
             "quantity_seconds": 7200,
             "quantity_hours": "2.000000",
             "unit_price_per_hour": "1.2900",
@@ -95,12 +98,16 @@ def test_detail_has_the_lines(owner, invoice):
             "position": 2,
             "meter": "instance_seconds:gpu-h100x1",
             "description": "gpu-h100x1 instance hours",
+            "cluster": None,
+            "cluster_name": None,
+            "rank": None,
             "quantity_seconds": 5400,
             "quantity_hours": "1.500000",
             "unit_price_per_hour": "2.4900",
             "amount": "3.74",
         },
     ]
+    assert body["clusters"] == []  # no node of a cluster: nothing grouped
 
 
 def test_html_download(owner, invoice):

@@ -1,7 +1,10 @@
+from typing import Any
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.billing.invoices.models import Invoice, InvoiceLine
+from apps.billing.invoices.selectors import invoice_clusters
 
 
 class InvoiceLineSerializer(serializers.ModelSerializer[InvoiceLine]):
@@ -11,6 +14,15 @@ class InvoiceLineSerializer(serializers.ModelSerializer[InvoiceLine]):
         read_only=True,
         help_text="quantity_seconds / 3600 with 6 places, for display; quantity_seconds is exact.",
     )
+    cluster = serializers.UUIDField(
+        source="cluster_id",
+        read_only=True,
+        allow_null=True,
+        help_text="A node's line: the cluster it is grouped under (null for other lines).",
+    )
+    cluster_name = serializers.SerializerMethodField(
+        help_text="The cluster's name when the invoice was built (null for other lines)."
+    )
 
     class Meta:
         model = InvoiceLine
@@ -18,12 +30,33 @@ class InvoiceLineSerializer(serializers.ModelSerializer[InvoiceLine]):
             "position",
             "meter",
             "description",
+            "cluster",
+            "cluster_name",
+            "rank",
             "quantity_seconds",
             "quantity_hours",
             "unit_price_per_hour",
             "amount",
         ]
         read_only_fields = fields
+        extra_kwargs = {"rank": {"help_text": "A node's rank in its cluster (null for other lines)."}}
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_cluster_name(self, obj: InvoiceLine) -> str | None:
+        return obj.cluster_name if obj.cluster_id is not None else None
+
+
+class InvoiceClusterSerializer(serializers.Serializer):
+    """A cluster's subtotal on an invoice: the sum of its nodes' lines."""
+
+    id = serializers.UUIDField()
+    name = serializers.CharField(help_text="As when the invoice was built.")
+    node_count = serializers.IntegerField(help_text="Nodes with lines on this invoice.")
+    quantity_seconds = serializers.IntegerField()
+    quantity_hours = serializers.DecimalField(max_digits=20, decimal_places=6)
+    amount = serializers.DecimalField(
+        max_digits=14, decimal_places=2, help_text="The sum of the nodes' lines (each rounded to cents)."
+    )
 
 
 @extend_schema_field({"type": "string", "pattern": r"^\d{4}-\d{2}$", "example": "2026-10"})
@@ -55,7 +88,14 @@ class InvoiceSerializer(serializers.ModelSerializer[Invoice]):
 
 class InvoiceDetailSerializer(InvoiceSerializer):
     lines = InvoiceLineSerializer(many=True, read_only=True)
+    clusters = serializers.SerializerMethodField(
+        help_text="Per-cluster subtotals of the nodes' lines (which are also in lines and the subtotal)."
+    )
 
     class Meta(InvoiceSerializer.Meta):
-        fields = [*InvoiceSerializer.Meta.fields, "lines"]
+        fields = [*InvoiceSerializer.Meta.fields, "lines", "clusters"]
         read_only_fields = fields
+
+    @extend_schema_field(InvoiceClusterSerializer(many=True))
+    def get_clusters(self, obj: Invoice) -> Any:
+        return InvoiceClusterSerializer(invoice_clusters(obj), many=True).data

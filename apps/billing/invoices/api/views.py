@@ -72,7 +72,8 @@ class InvoiceDetailView(InvoiceObjectMixin):
     @extend_schema(
         summary="Show an invoice with its lines",
         description="One line per meter and unit price: quantity in exact seconds and in hours (6 places), "
-        "the hourly price, and the amount rounded to cents once per line.",
+        "the hourly price, and the amount rounded to cents once per line. A node of a cluster has lines of "
+        "its own naming its cluster and rank, and `clusters` gives each cluster's subtotal.",
     )
     def get(self, request: Request, tenant_slug: str, invoice_id: str) -> Response:
         return Response(InvoiceDetailSerializer(self.get_object()).data)
