@@ -25,12 +25,13 @@ class Nodes:
         self.core, self.product = core, product
         self.names: list[str] = []
 
-    def create(self, *, wait: bool = True) -> str:
+    def create(self, *, wait: bool = True, labels: dict[str, str] | None = None) -> str:
+        """`labels`: set on the node over the template's (a topology block of the test's own, say)."""
         template = self.core.api_client.sanitize_for_serialization(self.core.read_node(TEMPLATE_NODE))
         name = f"{REGION}-h100-test-{uuid.uuid4().hex[:8]}"
         now = timezone.now().isoformat()
-        labels = dict(template["metadata"]["labels"])
-        labels.update({"kubernetes.io/hostname": name, PRODUCT_LABEL: self.product})
+        node_labels = dict(template["metadata"]["labels"])
+        node_labels.update({"kubernetes.io/hostname": name, PRODUCT_LABEL: self.product, **(labels or {})})
         body = {
             "apiVersion": "v1",
             "kind": "Node",
@@ -38,7 +39,7 @@ class Nodes:
                 "name": name,
                 # kwok manages only nodes with this annotation (sandbox/sandbox.sh, sandbox/fleet.py).
                 "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                "labels": labels,
+                "labels": node_labels,
             },
             "spec": {"taints": copy.deepcopy(template["spec"].get("taints") or [])},
             # Ready from the start (kwok keeps it so): tests that check every GPU node is Ready, in other

@@ -18,6 +18,7 @@ from django.utils import timezone
 from kubernetes import client
 
 from apps.catalog.models import GpuType, InstanceType, RegionCapacity
+from apps.core.errors import Conflict
 from apps.instances import cluster_services
 from apps.instances.cluster_services import ClusterRequest
 from apps.instances.cluster_states import ClusterState
@@ -239,3 +240,49 @@ def test_a_64_node_cluster_is_placed_in_one_block_as_one_gang(
         p.spec.node_name for n in nodes_of(cluster) if (p := tenant.read_pod(n.pk, REGION)) is not None
     ]
     assert len(machines) == 64 and len(set(machines)) == 64 and set(machines) <= set(own_nodes.names)
+
+
+def test_a_cluster_that_fits_only_across_blocks_is_refused_for_block_and_runs_for_any(
+    sandbox: Any, tenant: SandboxTenant, own_nodes: Nodes
+) -> None:
+    """Two blocks of the test's own with two free machines each: three nodes fit in neither block, so
+    placement `block` is refused no_capacity having written nothing, and `any` runs across both."""
+    blocks = [f"{own_nodes.product.lower()}-a", f"{own_nodes.product.lower()}-b"]
+    for block in blocks:
+        for _ in range(2):
+            own_nodes.create(wait=False, labels={BLOCK_LABEL: block})
+    wait_for(lambda: all(own_nodes.ready(n) for n in own_nodes.names), what="4 nodes", timeout=TIMEOUT)
+    region = connect(seed().us_east, sandbox)
+    instance_type = whole_node_type(region, own_nodes.product)
+    set_quota(tenant.actor.tenant, max_gpus=64, max_instances=10, max_vcpu=1000, max_memory_gib=10000)
+    refresh_capacity(Kube(api_client(region)), region)
+
+    def create(placement: str) -> Cluster:
+        req = ClusterRequest(
+            instance_type=instance_type.slug,
+            region=REGION,
+            image="pytorch",
+            node_count=3,
+            name=f"wide-{placement}",
+            placement=placement,
+        )
+        return cluster_services.cluster_create(actor=tenant.actor.user, tenant=tenant.actor.tenant, req=req)
+
+    with pytest.raises(Conflict) as refused:
+        create("block")
+    assert refused.value.code == "no_capacity" and refused.value.details["largest_block_free"] == 2
+    assert not Cluster.objects.filter(tenant=tenant.actor.tenant).exists()
+    cluster = create("any")
+    assert cluster.block == ""
+    for node in nodes_of(cluster):
+        drive(node.pk, state_is("running"), what="running", timeout=TIMEOUT)
+    cluster.refresh_from_db()
+    assert cluster.state == ClusterState.RUNNING
+    labels = {
+        name: admin_labels[BLOCK_LABEL]
+        for name, admin_labels in (
+            (n, tenant.core(REGION).read_node(n).metadata.labels) for n in own_nodes.names
+        )
+    }
+    used = {labels[p.spec.node_name] for n in nodes_of(cluster) if (p := tenant.read_pod(n.pk, REGION))}
+    assert used == set(blocks)
