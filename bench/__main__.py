@@ -23,6 +23,7 @@ ORDER = [
     "serve_load",
     "launch_latency",
     "burst_admission",
+    "cluster_launch",
     "operator_scale",
 ]
 

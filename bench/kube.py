@@ -143,6 +143,11 @@ def _unmanaged(manifest: dict[str, Any], namespace: str | None) -> dict[str, Any
     return out
 
 
+def unmanaged(manifest: dict[str, Any], namespace: str | None) -> dict[str, Any]:
+    """A copy of the operator's `manifest` as the baseline's: in `namespace`, no operator's to manage."""
+    return _unmanaged(manifest, namespace)
+
+
 def baseline_namespace_objects(tenant: Any, region: Any, namespace: str) -> list[dict[str, Any]]:
     """The operator's namespace objects of this tenant in this region (apps/operator/reconciler's spec),
     moved into `namespace`."""
@@ -221,6 +226,7 @@ def create_raw(core: client.CoreV1Api, manifest: dict[str, Any]) -> None:
 
 
 _SIDE = ThreadPoolExecutor(64, thread_name_prefix="bench-create")
+SIDE = _SIDE  # for a baseline's Secret and Service beside its pod
 
 
 def create_instance_objects(core: client.CoreV1Api, objects: list[dict[str, Any]]) -> None:

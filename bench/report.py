@@ -146,6 +146,97 @@ def _burst_cpu(f: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _clusters(f: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    for size, c in f["launch"].items():
+        o, b = c["ours"], c["baseline"]
+        rows.append(
+            (
+                f"{size}-node cluster, POST to every node running, p50 / mean (ms), {c['rounds']} rounds",
+                f"{o['p50_ms']} / {o['mean_ms']}",
+                f"{b['p50_ms']} / {b['mean_ms']}",
+                _x(c["ratio"]["p50_ms"]),
+            )
+        )
+        rows.append(
+            (
+                f"{size} nodes: difference, p50 / mean (ms)",
+                f"{c['p50_extra_ms']} / {c['mean_extra_ms']}",
+                "",
+                "",
+            )
+        )
+        for stage, values in c.get("stages", {}).items():
+            rows.append((f"{size} nodes, stage: {stage}, p50 (ms)", values["p50_ms"], "", ""))
+        ours, raw = _stack_cpu(c["cpu"]["ours"]), _stack_cpu(c["cpu"]["baseline"])
+        rows.append(
+            (
+                f"{size} nodes: CPU per cluster with its teardown (s; stack and cluster, not other work)",
+                round(ours / max(c["rounds"], 1), 2),
+                round(raw / max(c["rounds"], 1), 2),
+                _x(round(ours / max(raw, 0.01), 2)),
+            )
+        )
+    rows += [
+        ("client", f["client_mode"], "a pod watch", ""),
+        ("baseline's work", f["baseline_work"], "", ""),
+    ]
+    burst = f.get("burst")
+    if burst:
+        cl, single, raw_b = burst["clusters"], burst["single_launches"], burst["baseline"]
+        n, nodes = cl["requests"], burst["nodes_per_cluster"]
+        rows += [
+            (
+                f"burst: {n} {nodes}-node clusters from {burst['clients']} clients, "
+                f"{burst['tenants']} tenants: answered a second",
+                cl["answers_per_second"],
+                f"{single['answers_per_second']} ({n} single launches of the type)",
+                _x(burst["ratio_answers_vs_single"]),
+            ),
+            ("burst: all requests answered (s)", cl["answered_seconds"], single["answered_seconds"], ""),
+            ("burst: responses", _codes(cl["responses"]), _codes(single["responses"]), ""),
+            (
+                f"burst: all {cl['pods']} pods running (s)",
+                cl["all_running_seconds"],
+                f"{raw_b['all_running_seconds']} (the same {raw_b['gangs']} gangs created directly)",
+                _x(burst["ratio_all_running"]),
+            ),
+            (
+                "burst, while answering: CPU per request by part (ms) / cores busy",
+                f"{_parts(cl['cpu']['answering'])} / {cl['cpu']['answering']['cores_busy']}",
+                f"{_parts(single['cpu']['answering'])} / {single['cpu']['answering']['cores_busy']}",
+                "",
+            ),
+            (
+                "burst: CPU per pod until all run (ms; stack and cluster, not other work)",
+                round(1000 * _stack_cpu(cl["cpu"]["until_running"]) / max(cl["pods"], 1), 1),
+                round(1000 * _stack_cpu(raw_b["cpu"]) / max(raw_b["pods"], 1), 1),
+                _x(
+                    _per_ratio(
+                        _stack_cpu(cl["cpu"]["until_running"]) / max(cl["pods"], 1),
+                        _stack_cpu(raw_b["cpu"]) / max(raw_b["pods"], 1),
+                    )
+                ),
+            ),
+            (
+                "burst: CPU floor (stack and cluster): cluster requests answered a second at most",
+                burst["cpu_floor_answers_per_second"],
+                "",
+                "",
+            ),
+        ]
+    return rows
+
+
+def _stack_cpu(spent: dict[str, Any]) -> float:
+    """CPU seconds less bench/cpu.py's "other" (processes outside the stack and the cluster)."""
+    return sum(seconds for part, seconds in spent["cpu_seconds"].items() if part != "other")
+
+
+def _per_ratio(ours: float, baseline: float) -> Any:
+    return round(ours / baseline, 2) if baseline else ""
+
+
 def _api(f: dict[str, Any]) -> list[Row]:
     if "list_deep" not in f:
         return _api_before_cursors(f)
@@ -351,6 +442,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "launch_latency": ("Launch latency (API to running vs direct pod creation)", _launch),
     "burst_admission": ("Burst admission", _burst),
     "api_throughput": ("API throughput", _api),
+    "cluster_launch": ("Clusters", _clusters),
     "operator_scale": ("Operator scale (dedicated cluster)", _scale),
     "billing_close": ("Billing month close", _billing),
     "serve_load": ("Serving under load (the server as make run starts it)", _serve),
