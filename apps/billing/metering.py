@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
 from django.db.models import Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 from apps.billing import intervals
@@ -43,15 +44,37 @@ def prices_for(instance: Instance) -> list[tuple[datetime, Decimal]]:
     return versions
 
 
-def transitions_of(instance: Instance) -> list[intervals.Transition]:
+def transitions_of(instance: Instance, *, since: datetime | None = None) -> list[intervals.Transition]:
     """The timeline's billing flags in the order they were written (id): a container's start is dated by
-    the kubelet, a little before the line that records it, and kube events may sit between the two."""
-    rows = (
-        InstanceEvent.objects.filter(instance=instance, kind__in=BILLING_EVENT_KINDS)
-        .order_by("id")
-        .values_list("created_at", "billable")
+    the kubelet, a little before the line that records it, and kube events may sit between the two.
+
+    `since` (where the ledger ends): only what billing did from then on: the flag in force at `since` (the
+    last line dated at or before it; billing lines are dated in the order they are written, services
+    keep the clock so) as a line at `since`, then the lines after it. Two index reads, however long the
+    timeline."""
+    lines = InstanceEvent.objects.filter(instance=instance, kind__in=BILLING_EVENT_KINDS)
+    if since is None:
+        rows = lines.order_by("id").values_list("created_at", "billable")
+        return [intervals.Transition(at, billable) for at, billable in rows]
+    in_force = (
+        lines.filter(created_at__lte=since).order_by("-created_at", "-id").values_list("billable").first()
     )
-    return [intervals.Transition(at, billable) for at, billable in rows]
+    later = lines.filter(created_at__gt=since).order_by("id").values_list("created_at", "billable")
+    head = [intervals.Transition(since, in_force[0])] if in_force is not None else []
+    return head + [intervals.Transition(at, billable) for at, billable in later]
+
+
+def ledger_end(resource_id: str, meter: str) -> datetime | None:
+    """Where the resource's usage rows on `meter` end (usage_resource_meter_end_idx: one probe). Metering
+    writes a pass's final pieces in one transaction, in time order and never changed after, so the ledger
+    holds every final piece before this moment and none after."""
+    return (
+        UsageRecord.objects.filter(resource_id=resource_id, meter=meter, kind=LedgerKind.USAGE)
+        .annotate(end=Upper("period"))
+        .order_by("-end")
+        .values_list("end", flat=True)
+        .first()
+    )
 
 
 def record_id(instance: Instance, meter: str, start: datetime) -> str:
@@ -84,7 +107,8 @@ def write_usage(
     ]
     if not rows:
         return 0
-    existing = UsageRecord.objects.filter(resource_id=resource_id, meter=meter)
+    # Counted among this pass's ids only: a count over the resource's rows would grow with its age.
+    existing = UsageRecord.objects.filter(id__in=[row.id for row in rows])
     before = existing.count()
     with transaction.atomic():
         # ON CONFLICT DO NOTHING: a row written before (same id) or overlapping one (exclusion) is kept as is.
@@ -93,12 +117,15 @@ def write_usage(
 
 
 def meter_instance(instance: Instance, *, now: datetime | None = None) -> int:
-    """Write the instance's final, not yet written pieces of billed time. Returns how many rows were new."""
+    """Write the instance's final, not yet written pieces of billed time, from where its ledger ends: a
+    pass costs the new seconds, not the instance's age (docs/billing.md, "Metering"). Returns how many rows
+    were new."""
     now = now or timezone.now()
     window = timedelta(seconds=settings.BILLING_WINDOW_SECONDS)
     meter = meter_key(instance)
+    since = ledger_end(str(instance.pk), meter)
     found = intervals.pieces(
-        intervals.billed_intervals(transitions_of(instance)),
+        intervals.billed_intervals(transitions_of(instance, since=since)),
         window=window,
         prices=prices_for(instance),
         now=now,

@@ -75,6 +75,11 @@ class UsageRecord(models.Model):
             models.Index(fields=["resource_id"]),
             # The wallet read after a snapshot: the tenant's rows that ended after its cutoff.
             models.Index(F("tenant"), Upper("period"), name="usage_tenant_period_end_idx"),
+            # Where a resource's usage on a meter ends: metering continues from there (metering.py), one
+            # index probe however long the resource has run.
+            models.Index(
+                F("resource_id"), F("meter"), Upper("period").desc(), name="usage_resource_meter_end_idx"
+            ),
         ]
         constraints = [
             ExclusionConstraint(

@@ -260,6 +260,11 @@ class InstanceEvent(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+        indexes = [
+            # Metering reads the line in force where the ledger ends, and the lines after it
+            # (apps/billing/metering.py): by instance and time, not the whole timeline.
+            models.Index(fields=["instance", "created_at"], name="instance_event_time_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.instance_id}:{self.name}:{self.from_state}->{self.to_state}"
