@@ -106,12 +106,19 @@ def _block_label(region: Region, block: str) -> str:
 
 
 def place(*, region: Region, instance_type: InstanceType, nodes: int, placement: str) -> Placed:
-    """Choose where the cluster goes, or refuse (409 no_capacity naming what is short). Call with the
-    pool's row locked (catalog.available_count(lock=True)): every cluster admission into the pool queues
-    there, so two racing for the last block cannot both get it.
+    """Choose where the cluster goes, or refuse (409 no_capacity naming what is short; 409
+    region_unavailable in maintenance). Call after the quota admission: this locks the pool's row until
+    the caller's transaction ends (lock order quota, pool), so every cluster and instance admission into
+    the pool queues there and two racing for the last block cannot both get it.
 
     Placement `block` takes the block with the fewest free nodes that still holds all N (best fit: the
     big blocks stay whole for big clusters)."""
+    services._require_region_open(region)
+    if catalog.available_count(region=region, instance_type=instance_type, lock=True) < nodes:
+        raise _no_capacity(
+            f"{region.slug} has capacity for fewer than {nodes} {instance_type.slug} right now.",
+            {"placement": placement, "nodes": nodes},
+        )
     free = catalog.whole_nodes_free(region=region, instance_type=instance_type)
     promised, anywhere = _promised(region, instance_type)
     room = {block: n - promised.get(block, 0) for block, n in free.items()}
@@ -197,13 +204,6 @@ def cluster_create(*, actor: User, tenant: Tenant, req: ClusterRequest) -> Clust
     # 402: the wallet must carry the whole cluster's price for the launch runway.
     require_funds(tenant=tenant, price_per_hour=instance_type.price_per_hour * nodes)
     admit(tenant=tenant, demand=_demand(instance_type, region, nodes, new=True))
-    services._require_region_open(region)
-    # The pool's row, locked until commit (after the quota row): cluster and instance admissions queue here.
-    if catalog.available_count(region=region, instance_type=instance_type, lock=True) < nodes:
-        raise _no_capacity(
-            f"{region.slug} has capacity for fewer than {nodes} {instance_type.slug} right now.",
-            {"placement": req.placement, "nodes": nodes},
-        )
     placed = place(region=region, instance_type=instance_type, nodes=nodes, placement=req.placement)
     cluster = Cluster(
         tenant=tenant,
@@ -306,13 +306,9 @@ def _nodes(cluster: Cluster) -> list[Instance]:
     )
 
 
-class ClusterInvalidState(services.InvalidState):
-    pass
-
-
 def _check_action(cluster: Cluster, action: Action) -> None:
     if cluster.state not in ACTIONS[action]:
-        raise ClusterInvalidState(
+        raise services.InvalidState(
             f"Cannot {action.value} a cluster that is {cluster.state}.",
             details={"state": cluster.state, "allowed_actions": allowed_actions(cluster.state)},
         )
@@ -330,9 +326,6 @@ def cluster_act(*, actor: User | None, cluster: Cluster, action: Action, reason:
         n = len(nodes)
         require_funds(tenant=cluster.tenant, price_per_hour=cluster.price_per_hour * n)
         admit(tenant=cluster.tenant, demand=_demand(cluster.instance_type, cluster.region, n, new=False))
-        services._require_region_open(cluster.region)
-        if catalog.available_count(region=cluster.region, instance_type=cluster.instance_type, lock=True) < n:
-            raise _no_capacity(f"{cluster.region.slug} has no room for {n} nodes now.", {"nodes": n})
         placed = place(
             region=cluster.region, instance_type=cluster.instance_type, nodes=n, placement=cluster.placement
         )

@@ -12,7 +12,6 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core import notify
 from apps.instances.cluster_states import ClusterState, summarize
 from apps.instances.models import Cluster, Instance
 from apps.instances.signals import cluster_needs_settling
@@ -45,7 +44,6 @@ def cluster_sync(cluster_id: Any, *, reason: str = "", message: str = "") -> Clu
         cluster.terminated_at = now
     if changed:
         cluster.state, cluster.state_changed_at = new, now
-        notify.notify(notify.INSTANCE_STATE, f"{cluster.pk} {cluster.state}")
     cluster.save()
     if new in _SETTLE_AFTER and (changed or new == ClusterState.DEGRADED):
         settled_id = str(cluster.pk)
