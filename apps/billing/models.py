@@ -14,7 +14,7 @@ from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import DateTimeRangeField, RangeOperators
 from django.db import models
 from django.db.models import F, Q
-from django.db.models.functions import Upper
+from django.db.models.functions import Lower, Upper
 from django.utils import timezone
 
 AMOUNT_PLACES = Decimal("0.000001")
@@ -66,6 +66,9 @@ class UsageRecord(models.Model):
     amount = models.DecimalField(max_digits=20, decimal_places=6)
     kind = models.CharField(max_length=16, choices=LedgerKind.choices, default=LedgerKind.USAGE)
     reverses = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # The resource's tags when the row was metered (docs/billing.md "Tags"): usage grouped by tag reads the
+    # ledger alone, and a tag changed later does not rewrite history.
+    tags = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -80,6 +83,9 @@ class UsageRecord(models.Model):
             models.Index(
                 F("resource_id"), F("meter"), Upper("period").desc(), name="usage_resource_meter_end_idx"
             ),
+            # A month's rows (close, exports, usage reports): a range scan on the start of the period, so
+            # a close reads its month only, however long the history before it.
+            models.Index(Lower("period"), F("tenant"), name="usage_period_start_idx"),
         ]
         constraints = [
             ExclusionConstraint(

@@ -58,6 +58,9 @@ class Cluster(models.Model):
     # label, or the zone label in a region without block labels); empty for placement `any`.
     block = models.CharField(max_length=100, blank=True)
     block_label = models.CharField(max_length=253, blank=True)
+    # Key/value labels the customer sets (apps/core/tags.py validates them); copied into the usage ledger
+    # when the resource is metered, so usage and budgets can be grouped by them (docs/billing.md "Tags").
+    tags = models.JSONField(default=dict, blank=True)
     on_node_failure = models.CharField(
         max_length=8, choices=OnNodeFailure.choices, default=OnNodeFailure.REPLACE
     )
@@ -122,6 +125,9 @@ class Instance(models.Model):
     ephemeral_disk_gib = models.PositiveIntegerField()
     price_per_hour = models.DecimalField(max_digits=12, decimal_places=4)
     image_reference = models.CharField(max_length=255)
+    # Key/value labels the customer sets (apps/core/tags.py validates them); copied into the usage ledger
+    # when the resource is metered, so usage and budgets can be grouped by them (docs/billing.md "Tags").
+    tags = models.JSONField(default=dict, blank=True)
     image = models.ForeignKey(
         "catalog.Image", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

@@ -45,6 +45,9 @@ class Volume(models.Model):
     # Frozen at creation like an instance's price: the bill does not move if the setting does.
     price_per_gib_hour = models.DecimalField(max_digits=12, decimal_places=4)
     state = models.CharField(max_length=16, choices=VolumeState.choices, default=VolumeState.CREATING)
+    # Key/value labels the customer sets (apps/core/tags.py validates them); copied into the usage ledger
+    # when the resource is metered, so usage and budgets can be grouped by them (docs/billing.md "Tags").
+    tags = models.JSONField(default=dict, blank=True)
     state_message = models.CharField(max_length=500, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"

@@ -67,6 +67,9 @@ class Bucket(models.Model):
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="buckets")
     name = models.CharField(max_length=40)
     physical_name = models.CharField(max_length=63)
+    # Key/value labels the customer sets (apps/core/tags.py validates them); copied into the usage ledger
+    # when the resource is metered, so usage and budgets can be grouped by them (docs/billing.md "Tags").
+    tags = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
