@@ -58,11 +58,14 @@ $(UV):
 	$(PY) -m pip install -q uv==$(UV_VERSION)
 
 # What `make run` needs: the runtime dependencies (no test, lint or browser tooling).
+# scripts/pdf_libs.sh: the Debian libraries (Pango, a font) WeasyPrint renders invoice PDFs with.
 $(RUN_STAMP): pyproject.toml requirements/constraints.txt | $(UV)
+	@bash scripts/pdf_libs.sh
 	$(UV) pip install -q --python $(PY) -c requirements/constraints.txt -e .
 	@touch $@
 
 $(STAMP): pyproject.toml requirements/constraints.txt | $(UV)
+	@bash scripts/pdf_libs.sh
 	$(UV) pip install -q --python $(PY) -c requirements/constraints.txt -e '.[dev]'
 	@touch $(STAMP) $(RUN_STAMP)
 

@@ -19,6 +19,7 @@ from bench import common
 
 ORDER = [
     "billing_close",
+    "metering_pass",
     "api_throughput",
     "serve_load",
     "launch_latency",

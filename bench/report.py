@@ -404,16 +404,93 @@ def _cell(value: Any) -> str:
 
 
 def _billing(f: dict[str, Any]) -> list[Row]:
+    titles = {
+        "main": "the month before closed",
+        "history": "after 12 closed months",
+        "size": "5x the tenants and rows",
+        "fleet": "a month of {instances:,} instances",
+    }
+    rows: list[Row] = []
+    for name, title in titles.items():
+        point = f.get(name)
+        if not point:
+            continue
+        rows.append(
+            (
+                f"close {point['month']}, {title.format(**point)}: {point['invoices']:,} invoices, "
+                f"{point['month_rows']:,} rows in the month, {point['ledger_rows']:,} in the ledger (s)",
+                point["ours_seconds"],
+                f"{point['baseline_seconds']} (bare GROUP BY)",
+                _x(point["ratio"]),
+            )
+        )
+    if "main" in f:
+        main = f["main"]
+        rows.append(("per tenant (ms), main", main["ours_ms_per_tenant"], "", ""))
+        rows.append(
+            (
+                "main: adjustment lines (late rows); wallets from the whole history; invoice_finalized "
+                "batches; their receivers (s, apart)",
+                f"{main['adjustment_lines']}; {main['wallets_from_history']}; {main['signal_batches']}; "
+                f"{main['receivers_seconds']}",
+                "",
+                "",
+            )
+        )
+    if "history" in f and "main" in f:
+        history, main_s = f["history"]["ours_seconds"], f["main"]["ours_seconds"]
+        rows.append(("close after 12 months / after 1", history, main_s, _x(f["history"].get("vs_main"))))
+        bare_history, bare_main = f["history"]["baseline_seconds"], f["main"]["baseline_seconds"]
+        rows.append(
+            (
+                "the bare GROUP BY of the same month after 12 months / after 1 (the floor's own growth)",
+                bare_history,
+                bare_main,
+                _x(round(bare_history / bare_main, 2) if bare_main else None),
+            )
+        )
+    if "size" in f:
+        rows.append(("seconds per row, 5x size / main", "", "", _x(f["size"].get("growth"))))
+    return rows
+
+
+def _metering(f: dict[str, Any]) -> list[Row]:
+    month = f["simulated_month"]
     return [
         (
-            f"close {f['month']}: {f['tenants']} tenants, {f['ledger_rows']:,} ledger rows (s)",
+            f"one pass: {f['instances']} running instances {f['days']} days old, {f['ledger_rows']:,} ledger"
+            f" rows, {f['rows_written']} new (s, median of {len(f['ours_runs_seconds'])})",
             f["ours_seconds"],
-            f"{f['baseline_seconds']} (bare GROUP BY)",
+            f"{f['baseline_seconds']} (bare SQL: the same ledger ends, the same rows)",
             _x(f["ratio"]),
         ),
-        ("per tenant (ms)", f["ours_ms_per_tenant"], "", ""),
-        ("invoices", f["invoices"], "", ""),
+        (f"queries per pass (chunks of {f['chunk']})", f["queries_per_pass"], 1, ""),
+        (
+            "where the committed pass went (s), by statement / the bare SQL's EXPLAIN ANALYZE",
+            ", ".join(f"{k} {v}" for k, v in (f.get("ours_split_seconds") or {}).items()),
+            _bare_plan(f.get("baseline_plan") or {}),
+            "",
+        ),
+        (
+            "the same pass one instance at a time (meter_instance each; informational)",
+            f["one_at_a_time_seconds"],
+            f["ours_seconds"],
+            _x(f["one_at_a_time_ratio"]),
+        ),
+        (
+            f"rows per always-on instance-month ({month['month']}, {month['days']} days, a pass every"
+            f" {month['pass_every_seconds']} s)",
+            month["rows_per_instance_month"],
+            f"{month['rows_per_instance_month_60s_windows']:,} (60 s windows)",
+            _x(round(month["rows_per_instance_month"] / month["rows_per_instance_month_60s_windows"], 3)),
+        ),
     ]
+
+
+def _bare_plan(plan: dict[str, Any]) -> str:
+    if not plan:
+        return ""
+    return f"{plan['execution_ms']} ms, of which JIT {plan['jit_ms']} (jit {plan['jit']})"
 
 
 def _serve(f: dict[str, Any]) -> list[Row]:
@@ -445,6 +522,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "cluster_launch": ("Clusters", _clusters),
     "operator_scale": ("Operator scale (dedicated cluster)", _scale),
     "billing_close": ("Billing month close", _billing),
+    "metering_pass": ("Metering pass", _metering),
     "serve_load": ("Serving under load (the server as make run starts it)", _serve),
 }
 

@@ -24,7 +24,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 from gpucloud_cli import models
 
@@ -45,6 +45,7 @@ UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 FINAL_STATES = frozenset({"failed", "terminated"})
 # Seconds the server holds one waiting request (its most is 60); below the client's own read timeout.
 LONG_POLL_SECONDS = 30
+DOWNLOAD_CHUNK = 64 * 1024
 FOLLOW_TAIL = 10_000  # the API's most: a poll two seconds after the last one rarely has more new lines
 
 
@@ -224,6 +225,49 @@ class Client:
             except ValueError as exc:
                 raise GpucloudError(f"the server sent a response that is not JSON (HTTP {status})") from exc
 
+    def _download(self, path: str, params: dict[str, Any], out: BinaryIO) -> int:
+        """GET a file the API streams, copied to `out` a piece at a time (never held whole). Refusals and
+        failures before the first byte are handled and retried as in call(); a stream cut off later raises
+        TransportError, since what `out` already holds cannot be taken back."""
+        url = self._url(path, params)
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "*/*", "User-Agent": self.user_agent}
+        attempt = 0
+        while True:
+            attempt += 1
+            request = urllib.request.Request(url, method="GET", headers=headers)  # noqa: S310
+            try:
+                response = urllib.request.urlopen(request, timeout=self.timeout)  # noqa: S310
+            except urllib.error.HTTPError as exc:
+                with exc:
+                    status, raw, response_headers = exc.code, exc.read(), exc.headers
+                if status in RETRY_STATUSES and attempt <= self.max_retries:
+                    self.sleep(self._delay(attempt, response_headers.get("Retry-After")))
+                    continue
+                error = ApiError.from_response(status, raw, response_headers)
+                error.attempts = attempt
+                raise error from None
+            except (OSError, http.client.HTTPException) as exc:
+                if attempt > self.max_retries:
+                    reason = getattr(exc, "reason", None) or exc
+                    raise TransportError(f"cannot reach {self.api_url}: {reason}") from exc
+                self.sleep(self._delay(attempt, None))
+                continue
+            written = 0
+            with response:
+                try:
+                    while chunk := response.read(DOWNLOAD_CHUNK):
+                        out.write(chunk)
+                        written += len(chunk)
+                except (OSError, http.client.HTTPException) as exc:
+                    raise TransportError(f"the download was cut off after {written} bytes: {exc}") from exc
+                # read() ends quietly when the connection closes before a Content-Length is reached (a
+                # chunked body raises instead): what it still expected says the file is incomplete.
+                if response.length:
+                    raise TransportError(
+                        f"the download was cut off after {written} bytes ({response.length} missing)"
+                    )
+            return written
+
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         if retry_after and retry_after.isdigit():
             return min(float(retry_after), MAX_BACKOFF)
@@ -337,6 +381,7 @@ class Client:
         auto_stop_after: int | None = None,
         max_runtime: int | None = None,
         volumes: list[dict[str, str]] | None = None,
+        tags: dict[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> models.Instance:
         body: dict[str, Any] = {"instance_type": instance_type, "region": region, "image": image}
@@ -348,9 +393,15 @@ class Client:
             "auto_stop_after": auto_stop_after,
             "max_runtime": max_runtime,
             "volumes": volumes or None,
+            "tags": tags or None,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return cast(models.Instance, self._create(self._t("instances"), body, idempotency_key))
+
+    def instance_tags(self, instance_id: str, changes: dict[str, str | None]) -> models.Instance:
+        """Set (a string) or remove (None) tags; the others are kept (a merge patch)."""
+        path = self._t(f"instances/{instance_id}")
+        return cast(models.Instance, self.request("PATCH", path, body={"tags": changes}))
 
     def stop(self, instance_id: str, *, idempotency_key: str | None = None) -> models.Instance:
         return self._action(instance_id, "stop", idempotency_key=idempotency_key)
@@ -541,6 +592,7 @@ class Client:
         auto_stop_after: int | None = None,
         max_runtime: int | None = None,
         volumes: list[dict[str, str]] | None = None,
+        tags: dict[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> models.Cluster:
         body: dict[str, Any] = {
@@ -559,9 +611,15 @@ class Client:
             "volumes": volumes or None,
             "auto_stop_after": auto_stop_after,
             "max_runtime": max_runtime,
+            "tags": tags or None,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return cast(models.Cluster, self._create(self._t("clusters"), body, idempotency_key))
+
+    def cluster_tags(self, cluster_id: str, changes: dict[str, str | None]) -> models.Cluster:
+        """Set (a string) or remove (None) the cluster's tags; its nodes follow."""
+        path = self._t(f"clusters/{cluster_id}")
+        return cast(models.Cluster, self.request("PATCH", path, body={"tags": changes}))
 
     def cluster_stop(self, cluster_id: str, *, idempotency_key: str | None = None) -> models.Cluster:
         return self._cluster_action(cluster_id, "stop", idempotency_key)
@@ -649,10 +707,40 @@ class Client:
         return cast(models.QuotaOverview, self.request("GET", self._t("quotas")))
 
     def usage(
-        self, *, start: str | None = None, end: str | None = None, group_by: str | None = None
+        self,
+        *,
+        start: str | None = None,
+        end: str | None = None,
+        group_by: str | None = None,
+        tags: dict[str, str] | None = None,
     ) -> models.UsageReport:
-        params = {"from": start, "to": end, "group_by": group_by}
+        """group_by: day, instance, instance_type or tag:<key>; tags: only usage carrying all of them."""
+        params: dict[str, Any] = {"from": start, "to": end, "group_by": group_by}
+        if tags:
+            params["tag"] = [f"{key}:{value}" for key, value in tags.items()]
         return cast(models.UsageReport, self.request("GET", self._t("billing/usage"), params=params))
+
+    def tag_budgets(self) -> list[models.TagBudget]:
+        return self._list(self._t("billing/tag-budgets"))
+
+    def tag_budget_create(self, *, key: str, value: str, monthly_amount: str) -> models.TagBudget:
+        body = {"key": key, "value": value, "monthly_amount": monthly_amount}
+        return cast(models.TagBudget, self._create(self._t("billing/tag-budgets"), body))
+
+    def tag_budget_update(self, budget_id: str, *, monthly_amount: str) -> models.TagBudget:
+        path = self._t(f"billing/tag-budgets/{budget_id}")
+        return cast(models.TagBudget, self.request("PATCH", path, body={"monthly_amount": monthly_amount}))
+
+    def tag_budget_delete(self, budget_id: str) -> None:
+        self.request("DELETE", self._t(f"billing/tag-budgets/{budget_id}"))
+
+    def usage_export(
+        self, out: BinaryIO, *, start: str | None = None, end: str | None = None, fmt: str = "csv"
+    ) -> int:
+        """The ledger lines whose period starts within [start, end) as CSV or JSON (`fmt`), copied to `out`
+        as they arrive (the API streams them); returns the bytes written."""
+        params = {"from": start, "to": end, "format": fmt}
+        return self._download(self._t("billing/usage/export"), params, out)
 
     def balance(self) -> models.Balance:
         return cast(models.Balance, self.request("GET", self._t("billing/balance")))
@@ -665,9 +753,17 @@ class Client:
     def volume(self, volume_id: str) -> models.Volume:
         return cast(models.Volume, self.request("GET", self._t(f"volumes/{volume_id}")))
 
-    def volume_create(self, *, name: str, region: str, size_gib: int) -> models.Volume:
-        body = {"name": name, "region": region, "size_gib": size_gib}
+    def volume_create(
+        self, *, name: str, region: str, size_gib: int, tags: dict[str, str] | None = None
+    ) -> models.Volume:
+        body: dict[str, Any] = {"name": name, "region": region, "size_gib": size_gib}
+        if tags:
+            body["tags"] = tags
         return cast(models.Volume, self._create(self._t("volumes"), body))
+
+    def volume_tags(self, volume_id: str, changes: dict[str, str | None]) -> models.Volume:
+        path = self._t(f"volumes/{volume_id}")
+        return cast(models.Volume, self.request("PATCH", path, body={"tags": changes}))
 
     def volume_resize(self, volume_id: str, *, size_gib: int) -> models.Volume:
         path = self._t(f"volumes/{volume_id}")
@@ -679,8 +775,18 @@ class Client:
     def buckets(self) -> list[models.Bucket]:
         return self._list(self._t("buckets"))
 
-    def bucket_create(self, *, name: str) -> models.Bucket:
-        return cast(models.Bucket, self._create(self._t("buckets"), {"name": name}))
+    def bucket_create(self, *, name: str, tags: dict[str, str] | None = None) -> models.Bucket:
+        body: dict[str, Any] = {"name": name, **({"tags": tags} if tags else {})}
+        return cast(models.Bucket, self._create(self._t("buckets"), body))
+
+    def bucket(self, name: str) -> models.Bucket:
+        return cast(
+            models.Bucket, self.request("GET", self._t(f"buckets/{urllib.parse.quote(name, safe='')}"))
+        )
+
+    def bucket_tags(self, name: str, changes: dict[str, str | None]) -> models.Bucket:
+        path = self._t(f"buckets/{urllib.parse.quote(name, safe='')}")
+        return cast(models.Bucket, self.request("PATCH", path, body={"tags": changes}))
 
     def bucket_delete(self, name: str, *, force: bool = False) -> None:
         params = {"force": "true"} if force else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import getpass
 import os
 import shlex
@@ -287,12 +288,18 @@ INSTANCE_COLUMNS: list[output.Column] = [
 ]
 
 
+def tags_text(tags: dict[str, str] | None) -> list[str]:
+    """key=value, by key (the table and detail cells join them with commas)."""
+    return [f"{key}={value}" for key, value in sorted((tags or {}).items())]
+
+
 def instance_details(instance: Any) -> str:
     connection = instance.get("connection") or {}
     volumes = [f"{v['name']}:{v['mount_path']}" for v in instance.get("volumes") or []]
     pairs = [
         ("id", instance["id"]),
         ("name", instance["name"]),
+        ("tags", tags_text(instance.get("tags"))),
         ("state", instance["state"]),
         ("desired state", instance["desired_state"]),
         ("region", instance["region"]),
@@ -356,6 +363,7 @@ def launch(ctx: Context) -> int:
         auto_stop_after=args.auto_stop,
         max_runtime=args.max_runtime,
         volumes=volumes,
+        tags=_tags(args.tag),
         idempotency_key=args.idempotency_key,
     )
     if not ctx.json:
@@ -513,6 +521,7 @@ def cluster_details(cluster: Any) -> str:
     pairs = [
         ("id", cluster["id"]),
         ("name", cluster["name"]),
+        ("tags", tags_text(cluster.get("tags"))),
         ("state", cluster["state"]),
         ("desired state", cluster["desired_state"]),
         ("region", cluster["region"]),
@@ -550,6 +559,17 @@ def _wait_cluster(ctx: Context, cluster: Any, state: str) -> Any:
             interval=ctx.opt("interval") or 2.0,
             on_poll=progress,
         )
+
+
+def _tags(pairs: list[str] | None, option: str = "--tag") -> dict[str, str]:
+    """`--tag KEY=VALUE` options (the value may be empty); the server checks keys and values."""
+    tags: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ApiError(400, "invalid", f"{option} {pair!r}: use KEY=VALUE", {"tags": ["Use KEY=VALUE."]})
+        tags[key] = value
+    return tags
 
 
 def _env(pairs: list[str] | None) -> dict[str, str]:
@@ -593,6 +613,7 @@ def _cluster_create(ctx: Context) -> int:
         auto_stop_after=args.auto_stop,
         max_runtime=args.max_runtime,
         volumes=_mounts(client, args.volume),
+        tags=_tags(args.tag),
         idempotency_key=args.idempotency_key,
     )
     if not ctx.json:
@@ -769,8 +790,63 @@ def quota(ctx: Context) -> int:
     return ctx.emit(data, human)
 
 
+class BadCommandLine(GpucloudError):
+    """Options that argparse accepts one by one but not together (exit code 2, like argparse's own)."""
+
+
+class _TextSink:
+    """Bytes written to a text stream (stdout when it has no binary buffer, as under tests), decoded
+    incrementally so a character split between two pieces arrives whole."""
+
+    def __init__(self, stream: Any):
+        self.stream = stream
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+
+    def write(self, data: bytes) -> int:
+        self.stream.write(self.decoder.decode(data))
+        return len(data)
+
+
+def _usage_export(ctx: Context) -> int:
+    """The ledger lines, CSV unless --json, to stdout or to -o FILE (written whole or not at all: a
+    download cut off leaves no partial file behind)."""
+    if ctx.opt("csv") and ctx.json:
+        raise BadCommandLine("--csv and --json: choose one format for the ledger lines")
+    if ctx.opt("group_by"):
+        raise BadCommandLine("--group-by groups the usage report, not the ledger lines (--csv, --lines, -o)")
+    fmt = "json" if ctx.json else "csv"
+    output = ctx.opt("output")
+
+    def export(out: Any) -> int:
+        return ctx.client.usage_export(out, start=ctx.opt("start"), end=ctx.opt("end"), fmt=fmt)
+
+    if not output or output == "-":
+        stdout = ctx.stdout
+        export(getattr(stdout, "buffer", None) or _TextSink(stdout))
+        stdout.flush()
+        return 0
+    target = Path(output)
+    partial = target.with_name(f".{target.name}.part")
+    try:
+        out = partial.open("wb")
+    except OSError as exc:
+        raise GpucloudError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    try:
+        with out:
+            written = export(out)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    note(f"Wrote {written} bytes of {fmt.upper()} to {target}.")
+    return 0
+
+
 def usage(ctx: Context) -> int:
-    data = ctx.client.usage(start=ctx.opt("start"), end=ctx.opt("end"), group_by=ctx.opt("group_by"))
+    if ctx.opt("csv") or ctx.opt("lines") or ctx.opt("output"):
+        return _usage_export(ctx)
+    data = ctx.client.usage(
+        start=ctx.opt("start"), end=ctx.opt("end"), group_by=ctx.opt("group_by"), tags=_tags(ctx.opt("tag"))
+    )
 
     def human() -> str:
         columns: list[output.Column] = [
@@ -780,6 +856,8 @@ def usage(ctx: Context) -> int:
             ("AMOUNT", "amount"),
         ]
         header = f"Usage from {data['from']} to {data['to']}, by {data['group_by']}"
+        if data.get("tags"):
+            header += f", tagged {' and '.join(tags_text(data['tags']))}"
         body = output.table(data["results"], columns) if data["results"] else "No usage."
         return f"{header}\n\n{body}\n\nTotal: {data['total']}"
 
@@ -803,6 +881,85 @@ def balance(ctx: Context) -> int:
     return ctx.emit(data, lambda: output.details(pairs))
 
 
+# --- tags -----------------------------------------------------------------------------------------------
+
+TAG_KINDS = ("instance", "cluster", "volume", "bucket")
+
+
+def tag(ctx: Context) -> int:
+    """Show a resource's tags; --tag KEY=VALUE sets one, --untag KEY removes one (others are kept). A
+    cluster's nodes follow the cluster."""
+    kind, ref, client = ctx.args.kind, ctx.args.ref, ctx.client
+    changes: dict[str, str | None] = dict(_tags(ctx.opt("tag")))
+    for key in ctx.opt("untag") or []:
+        if key in changes:
+            raise ApiError(
+                400, "invalid", f"--tag and --untag both name {key!r}", {"tags": ["Set or remove."]}
+            )
+        changes[key] = None
+    found: Any
+    if kind == "instance":
+        found = client.find_instance(ref)
+        if changes:
+            found = client.instance_tags(found["id"], changes)
+    elif kind == "cluster":
+        found = client.find_cluster(ref)
+        if changes:
+            found = client.cluster_tags(found["id"], changes)
+    elif kind == "volume":
+        found = client.find_volume(ref)
+        if changes:
+            found = client.volume_tags(found["id"], changes)
+    else:
+        found = client.bucket_tags(ref, changes) if changes else client.bucket(ref)
+    lines = tags_text(found.get("tags"))
+    return ctx.emit(found, lambda: "\n".join(lines) if lines else f"{kind} {found['name']} has no tags.")
+
+
+TAG_BUDGET_COLUMNS: list[output.Column] = [
+    ("ID", "id"),
+    ("TAG", lambda b: f"{b['key']}={b['value']}"),
+    ("MONTHLY", "monthly_amount"),
+    ("SPENT", "month_to_date_spend"),
+    ("USED", lambda b: f"{b['percent_used']}%"),
+    ("ALERTS", "alerts_sent"),
+]
+
+
+def _find_tag_budget(client: Client, ref: str) -> Any:
+    """A budget by id, or by its tag KEY=VALUE (keys are read in lower case, as the server does)."""
+    budgets = client.tag_budgets()
+    key, sep, value = ref.partition("=")
+    found = [b for b in budgets if b["id"] == ref] or (
+        [b for b in budgets if (b["key"], b["value"]) == (key.lower(), value)] if sep else []
+    )
+    if not found:
+        raise ApiError(404, "not_found", f"No tag budget with id or tag '{ref}'.")
+    return found[0]
+
+
+def tag_budgets(ctx: Context) -> int:
+    action = ctx.opt("tag_budgets_action") or "ls"
+    client = ctx.client
+    if action == "create":
+        key, sep, value = ctx.args.tag.partition("=")
+        if not sep or not key:
+            raise ApiError(400, "invalid", f"{ctx.args.tag!r}: use KEY=VALUE", {"key": ["Use KEY=VALUE."]})
+        created = client.tag_budget_create(key=key, value=value, monthly_amount=ctx.args.amount)
+        return ctx.emit(created, lambda: output.table([created], TAG_BUDGET_COLUMNS))
+    if action == "update":
+        budget = _find_tag_budget(client, ctx.args.budget)
+        changed = client.tag_budget_update(budget["id"], monthly_amount=ctx.args.amount)
+        return ctx.emit(changed, lambda: output.table([changed], TAG_BUDGET_COLUMNS))
+    if action == "rm":
+        budget = _find_tag_budget(client, ctx.args.budget)
+        client.tag_budget_delete(budget["id"])
+        return ctx.emit(
+            {"deleted": budget["id"]}, lambda: f"Deleted the budget of tag {budget['key']}={budget['value']}."
+        )
+    return _rows_or(ctx, client.tag_budgets(), TAG_BUDGET_COLUMNS, "No tag budgets.")
+
+
 # --- storage --------------------------------------------------------------------------------------------
 
 VOLUME_COLUMNS: list[output.Column] = [
@@ -813,6 +970,7 @@ VOLUME_COLUMNS: list[output.Column] = [
     ("STATE", "state"),
     ("ATTACHED TO", lambda v: [a.get("instance_name") or a.get("instance_id") for a in v["attachments"]]),
     ("PRICE/H", "price_per_hour"),
+    ("TAGS", lambda v: tags_text(v.get("tags"))),
 ]
 
 
@@ -820,7 +978,9 @@ def volumes(ctx: Context) -> int:
     action = ctx.opt("volumes_action") or "ls"
     client = ctx.client
     if action == "create":
-        volume = client.volume_create(name=ctx.args.name, region=ctx.args.region, size_gib=ctx.args.size)
+        volume = client.volume_create(
+            name=ctx.args.name, region=ctx.args.region, size_gib=ctx.args.size, tags=_tags(ctx.opt("tag"))
+        )
         return ctx.emit(volume, lambda: output.table([volume], VOLUME_COLUMNS))
     if action == "resize":
         volume = client.volume_resize(client.find_volume(ctx.args.volume)["id"], size_gib=ctx.args.size)
@@ -838,6 +998,7 @@ BUCKET_COLUMNS: list[output.Column] = [
     ("OBJECTS", "object_count"),
     ("BYTES", "size_bytes"),
     ("CREATED BY", "created_by"),
+    ("TAGS", lambda b: tags_text(b.get("tags"))),
 ]
 
 
@@ -845,7 +1006,7 @@ def buckets(ctx: Context) -> int:
     action = ctx.opt("buckets_action") or "ls"
     client = ctx.client
     if action == "create":
-        bucket = client.bucket_create(name=ctx.args.name)
+        bucket = client.bucket_create(name=ctx.args.name, tags=_tags(ctx.opt("tag")))
         return ctx.emit(bucket, lambda: output.table([bucket], BUCKET_COLUMNS))
     if action == "rm":
         client.bucket_delete(ctx.args.name, force=bool(ctx.opt("force")))

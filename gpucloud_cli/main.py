@@ -45,6 +45,8 @@ def exit_code(error: BaseException) -> int:
         return AUTH
     if isinstance(error, commands.NotReady):
         return CONFLICT
+    if isinstance(error, commands.BadCommandLine):
+        return USAGE
     if not isinstance(error, ApiError):
         return ERROR
     if error.status in (401, 403):
@@ -84,6 +86,19 @@ def duration(text: str) -> int:
         return output.parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _tag_option(parser: argparse.ArgumentParser, what: str = "") -> None:
+    parser.add_argument(
+        "--tag", action="append", metavar="KEY=VALUE", help=f"a tag{what}; repeatable (e.g. --tag team=ml)"
+    )
+
+
+def group_by(text: str) -> str:
+    """--group-by: one of the report's groups, or tag:KEY (the server checks the key)."""
+    if text in ("day", "instance", "instance_type") or (text.startswith("tag:") and len(text) > 4):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: use day, instance, instance_type or tag:KEY")
 
 
 def _wait_options(parser: argparse.ArgumentParser, what: str) -> None:
@@ -161,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-runtime", type=duration, metavar="DURATION", help="stop after this much running in total"
     )
+    _tag_option(p)
     p.add_argument("--idempotency-key", help="reuse to make retries of this launch safe (default: random)")
     _wait_options(p, "it is running (a spinner shows progress on a terminal)")
 
@@ -222,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--command", help='command to run on every node, e.g. "torchrun train.py"')
     a.add_argument("--auto-stop", type=duration, metavar="DURATION", help="stop after this long running")
     a.add_argument("--max-runtime", type=duration, metavar="DURATION", help="stop after this much running")
+    _tag_option(a, " of the cluster and of every node")
     a.add_argument("--idempotency-key", help="reuse to make retries of this create safe (default: random)")
     _wait_options(a, "every node is running (polls the cluster every 2 s)")
     a.add_argument("--interval", type=float, default=None, help=argparse.SUPPRESS)
@@ -263,10 +280,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub("revoke", "revoke a token").add_argument("token_ref", metavar="NAME_OR_ID")
 
     b.add("quota", commands.quota, "show quota limits and use")
-    p = b.add("usage", commands.usage, "show metered usage")
-    p.add_argument("--from", dest="start", help="ISO 8601 (default: start of the month)")
-    p.add_argument("--to", dest="end", help="ISO 8601, exclusive")
-    p.add_argument("--group-by", choices=["day", "instance", "instance_type"])
+    p = b.add("usage", commands.usage, "show metered usage, or export its ledger lines (--csv, --lines, -o)")
+    p.add_argument("--from", dest="start", help="ISO 8601 date or time (default: start of the month)")
+    p.add_argument("--to", dest="end", help="ISO 8601 date or time, exclusive")
+    p.add_argument(
+        "--group-by",
+        type=group_by,
+        metavar="GROUP",
+        help="day, instance, instance_type or tag:KEY (e.g. tag:team)",
+    )
+    p.add_argument(
+        "--tag",
+        action="append",
+        metavar="KEY=VALUE",
+        help="only usage carrying this tag; repeatable (all must hold)",
+    )
+    p.add_argument("--csv", action="store_true", help="export the ledger lines as CSV")
+    p.add_argument("--lines", action="store_true", help="export the ledger lines (--json: as JSON)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the ledger lines to FILE instead of stdout")
     b.add("balance", commands.balance, "show the wallet balance and burn rate")
 
     p = b.add("volumes", commands.volumes, "list, create, resize or delete volumes")
@@ -276,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("name")
     a.add_argument("--region", required=True)
     a.add_argument("--size", type=int, required=True, help="GiB")
+    _tag_option(a)
     a = sub("resize", "grow a volume")
     a.add_argument("volume", metavar="NAME_OR_ID")
     a.add_argument("--size", type=int, required=True, help="GiB")
@@ -284,10 +316,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = b.add("buckets", commands.buckets, "list, create or delete object storage buckets")
     sub = b.group(p, "buckets_action")
     sub("ls", "list buckets")
-    sub("create", "create a bucket").add_argument("name")
+    a = sub("create", "create a bucket")
+    a.add_argument("name")
+    _tag_option(a)
     a = sub("rm", "delete a bucket")
     a.add_argument("name")
     a.add_argument("--force", action="store_true", help="delete its objects too")
+
+    p = b.add("tag", commands.tag, "show or change the tags of an instance, cluster, volume or bucket")
+    p.add_argument("kind", choices=list(commands.TAG_KINDS))
+    p.add_argument("ref", metavar="NAME_OR_ID")
+    p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="set this tag; repeatable")
+    p.add_argument("--untag", action="append", metavar="KEY", help="remove this tag; repeatable")
+
+    p = b.add("tag-budgets", commands.tag_budgets, "list, create, change or delete tag budgets (alerts only)")
+    sub = b.group(p, "tag_budgets_action")
+    sub("ls", "list tag budgets with this month's spend")
+    a = sub("create", "create a monthly budget for a tag")
+    a.add_argument("tag", metavar="KEY=VALUE")
+    a.add_argument("--amount", required=True, help="monthly amount in USD, e.g. 500.00")
+    a = sub("update", "change a tag budget's monthly amount")
+    a.add_argument("budget", metavar="KEY=VALUE_OR_ID")
+    a.add_argument("--amount", required=True, help="monthly amount in USD")
+    sub("rm", "delete a tag budget").add_argument("budget", metavar="KEY=VALUE_OR_ID")
 
     p = b.add("access-keys", commands.access_keys, "list, create or revoke S3 access keys")
     sub = b.group(p, "access_keys_action")

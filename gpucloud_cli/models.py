@@ -133,6 +133,7 @@ class BillingModeRequest(TypedDict):
 class Bucket(TypedDict):
     id: str
     name: str
+    tags: dict[str, str]
     physical_name: str
     size_bytes: int
     object_count: int
@@ -143,6 +144,7 @@ class Bucket(TypedDict):
 
 class BucketCreateRequest(TypedDict):
     name: str
+    tags: NotRequired[dict[str, str]]
 
 
 class BudgetRequest(TypedDict):
@@ -165,6 +167,7 @@ class Checkout(TypedDict):
 class Cluster(TypedDict):
     id: str
     name: str
+    tags: dict[str, str]
     state: ClusterStateEnum
     desired_state: DesiredStateEnum
     failure_reason: str
@@ -204,6 +207,7 @@ class ClusterCreateRequest(TypedDict):
     auto_stop_after: NotRequired[int | None]
     max_runtime: NotRequired[int | None]
     volumes: NotRequired[list[VolumeMountRequest]]
+    tags: NotRequired[dict[str, str]]
 
 
 class ClusterEvent(TypedDict):
@@ -305,6 +309,7 @@ class Image(TypedDict):
 class Instance(TypedDict):
     id: str
     name: str
+    tags: dict[str, str]
     state: InstanceStateEnum
     desired_state: DesiredStateEnum
     failure_reason: str
@@ -374,6 +379,7 @@ class InstanceLaunchRequest(TypedDict):
     auto_stop_after: NotRequired[int | None]
     max_runtime: NotRequired[int | None]
     volumes: NotRequired[list[VolumeMountRequest]]
+    tags: NotRequired[dict[str, str]]
 
 
 class InstanceLog(TypedDict):
@@ -447,6 +453,7 @@ class Invoice(TypedDict):
     subtotal: str
     credits_applied: str
     total: str
+    payment_status: PaymentStatusEnum
     created_at: str
     finalized_at: str | None
 
@@ -471,6 +478,7 @@ class InvoiceDetail(TypedDict):
     subtotal: str
     credits_applied: str
     total: str
+    payment_status: PaymentStatusEnum
     created_at: str
     finalized_at: str | None
     lines: list[InvoiceLine]
@@ -670,6 +678,13 @@ class PaginatedSshKeyList(TypedDict):
     results: list[SshKey]
 
 
+class PaginatedTagBudgetList(TypedDict):
+    count: int
+    next: NotRequired[str | None]
+    previous: NotRequired[str | None]
+    results: list[TagBudget]
+
+
 class PaginatedTenantList(TypedDict):
     count: int
     next: NotRequired[str | None]
@@ -685,12 +700,25 @@ class PaginatedVolumeList(TypedDict):
     count_exact: bool
 
 
-class PatchedInstanceRenameRequest(TypedDict):
+class PatchedBucketUpdateRequest(TypedDict):
+    tags: NotRequired[dict[str, str | None]]
+
+
+class PatchedClusterUpdateRequest(TypedDict):
+    tags: NotRequired[dict[str, str | None]]
+
+
+class PatchedInstanceUpdateRequest(TypedDict):
     name: NotRequired[str]
+    tags: NotRequired[dict[str, str | None]]
 
 
 class PatchedMembershipUpdateRequest(TypedDict):
     role: NotRequired[RoleEnum]
+
+
+class PatchedTagBudgetUpdateRequest(TypedDict):
+    monthly_amount: NotRequired[str]
 
 
 class PatchedTenantUpdateRequest(TypedDict):
@@ -700,6 +728,19 @@ class PatchedTenantUpdateRequest(TypedDict):
 class PatchedVolumeUpdateRequest(TypedDict):
     name: NotRequired[str]
     size_gib: NotRequired[int]
+    tags: NotRequired[dict[str, str | None]]
+
+
+PaymentStatusEnum = Literal[
+    "nothing_due",
+    "prepaid",
+    "pending",
+    "open",
+    "payment_failed",
+    "paid",
+    "void",
+    "uncollectible",
+]
 
 
 PlacementEnum = Literal["block", "any"]
@@ -815,6 +856,24 @@ class SshKeyCreateRequest(TypedDict):
     private: NotRequired[bool]
 
 
+class TagBudget(TypedDict):
+    id: str
+    key: str
+    value: str
+    monthly_amount: str
+    month_to_date_spend: str
+    percent_used: str
+    alerts_sent: list[int]
+    created_at: str
+    updated_at: str
+
+
+class TagBudgetCreateRequest(TypedDict):
+    key: str
+    value: str
+    monthly_amount: str
+
+
 class Tenant(TypedDict):
     id: str
     slug: str
@@ -854,8 +913,24 @@ class UsageCluster(TypedDict):
     amount: str
 
 
+class UsageExportLine(TypedDict):
+    id: str
+    resource_type: str
+    resource_id: str
+    resource_name: str
+    meter: str
+    period_start: str
+    period_end: str
+    quantity_seconds: int
+    unit_price_per_hour: str
+    amount: str
+    kind: str
+    reverses: str | None
+    tags: dict[str, str]
+
+
 class UsageGroup(TypedDict):
-    key: str
+    key: str | None
     name: str
     cluster: str | None
     cluster_name: str | None
@@ -869,6 +944,7 @@ UsageReport = TypedDict(
     "UsageReport",
     {
         "group_by": str,
+        "tags": dict[str, str],
         "total": str,
         "results": list[UsageGroup],
         "clusters": list[UsageCluster],
@@ -887,6 +963,7 @@ class UserSummary(TypedDict):
 class Volume(TypedDict):
     id: str
     name: str
+    tags: dict[str, str]
     region: str
     size_gib: int
     storage_class: str
@@ -906,6 +983,7 @@ class VolumeCreateRequest(TypedDict):
     name: str
     region: str
     size_gib: int
+    tags: NotRequired[dict[str, str]]
 
 
 class VolumeMountRequest(TypedDict):

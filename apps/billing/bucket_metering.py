@@ -7,7 +7,8 @@ quantity_seconds is the window (cut at the bucket's creation), and the unit pric
 stored times OBJECT_STORAGE_PRICE_PER_GIB_HOUR. Billing per started GiB keeps the price exact at the ledger's
 4 places and gives an invoice one line per size rather than one per byte count. The row id is deterministic
 (bucket, meter, window start), so running again in the same window writes nothing; a window no run sampled
-(the worker was down) is not billed, since its size is unknown.
+(the worker was down) is not billed, since its size is unknown. Each row carries the bucket's tags as they
+are when it is written. A run's rows go in with one statement, however many buckets were sampled.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
 
+from apps.billing.metering import LedgerRow, insert_rows, tags_json
 from apps.billing.models import AMOUNT_PLACES, LedgerKind, UsageRecord
 from apps.storage.objects.models import Bucket
 from apps.storage.objects.usage import Sample
@@ -71,6 +73,7 @@ def usage_row(bucket: Bucket, size_bytes: int, start: datetime, end: datetime) -
         unit_price_per_hour=unit_price,
         amount=amount,
         kind=LedgerKind.USAGE,
+        tags=dict(bucket.tags or {}),
     )
 
 
@@ -78,13 +81,25 @@ def write_samples(samples: Iterable[Sample], *, now: datetime) -> int:
     """The ledger rows of one sampling run; returns how many were new."""
     start, end = window_ending_before(now, settings.OBJECT_STORAGE_SAMPLE_SECONDS)
     rows = [row for s in samples if (row := usage_row(s.bucket, s.size_bytes, start, end)) is not None]
-    if not rows:
-        return 0
-    ids = [row.id for row in rows]
-    before = UsageRecord.objects.filter(id__in=ids).count()
-    # ON CONFLICT DO NOTHING: a window sampled before keeps its first row.
-    UsageRecord.objects.bulk_create(rows, ignore_conflicts=True)
-    return UsageRecord.objects.filter(id__in=ids).count() - before
+    # One statement for the whole run, ON CONFLICT DO NOTHING: a window sampled before keeps its first row.
+    return insert_rows(
+        [
+            LedgerRow(
+                id=row.id,
+                tenant_id=row.tenant_id,
+                resource_type=row.resource_type,
+                resource_id=row.resource_id,
+                meter=row.meter,
+                start=row.period.lower,
+                end=row.period.upper,
+                seconds=row.quantity_seconds,
+                price_per_hour=row.unit_price_per_hour,
+                amount=row.amount,
+                tags_json=tags_json(row.tags),
+            )
+            for row in rows
+        ]
+    )
 
 
 def meter_sampled_buckets(sender: Any, *, samples: list[Sample], now: datetime, **kwargs: Any) -> int:

@@ -1,6 +1,7 @@
 """Hard limits enforced by us, from our own ledger: refusing launches, starts and restarts that the wallet
 cannot carry for BILLING_LAUNCH_RUNWAY_MINUTES (402 insufficient_funds naming the shortfall), stopping running
-instances when the runway ends, and budget alerts at 50, 80 and 100 percent."""
+instances when the runway ends, and budget alerts at 50, 80 and 100 percent, of the tenant's budget and of
+each tag budget (soft: alerts only; docs/billing.md "Tags")."""
 
 from __future__ import annotations
 
@@ -15,9 +16,20 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record
-from apps.billing import stops
-from apps.billing.models import AMOUNT_PLACES, BillingAccount, BillingMode, BudgetAlert
+from apps.billing import stops, tag_budget_selectors
+from apps.billing.models import (
+    AMOUNT_PLACES,
+    BillingAccount,
+    BillingMode,
+    BudgetAlert,
+    TagBudget,
+    TagBudgetAlert,
+)
 from apps.billing.selectors import Wallet, month_start, wallet_of
+
+# Imported for its Celery task: this module is imported at start-up (BillingConfig.ready), so the worker
+# knows send_tag_budget_alert_email before the first alert queues it.
+from apps.billing.tag_budget_emails import send_tag_budget_alert_email
 from apps.core import metrics
 from apps.core.errors import PaymentRequired
 from apps.instances.models import Instance
@@ -166,8 +178,14 @@ def enforce_limits(*, now: datetime | None = None) -> int:
 
 
 def check_budgets(*, now: datetime | None = None) -> int:
-    """Send each budget alert (50, 80, 100 percent of month-to-date spend) once per tenant and month.
-    Returns how many alerts were new."""
+    """Send each budget alert (50, 80, 100 percent of month-to-date spend) once per tenant and month, and
+    each tag budget's once per budget and month (check_tag_budgets). Returns how many alerts were new."""
+    now = now or timezone.now()
+    return check_tenant_budgets(now=now) + check_tag_budgets(now=now)
+
+
+def check_tenant_budgets(*, now: datetime | None = None) -> int:
+    """The tenants' own budgets: each alert once per tenant and month."""
     now = now or timezone.now()
     month = month_start(now).date()
     sent = 0
@@ -210,6 +228,60 @@ def _alert(tenant: Tenant, *, month: Any, threshold: int, spend: Decimal, budget
                 },
             )
             transaction.on_commit(lambda: _queue_email(alert.pk))
+    except IntegrityError:
+        return False  # another worker sent this one
+    return True
+
+
+def check_tag_budgets(*, now: datetime | None = None) -> int:
+    """Each tag budget's alerts (50, 80, 100 percent of the tag's month-to-date spend, read by
+    tag_budget_selectors.month_to_date_spend), once per budget, month and threshold: a unique TagBudgetAlert
+    row guarantees it even with several workers. Soft: nothing is refused or stopped. Returns how many
+    alerts were new."""
+    now = now or timezone.now()
+    month = month_start(now).date()
+    budgets = list(TagBudget.objects.select_related("tenant").order_by("tenant_id", "pk"))
+    already = set(
+        TagBudgetAlert.objects.filter(month=month, tag_budget__in=[b.pk for b in budgets]).values_list(
+            "tag_budget_id", "threshold"
+        )
+    )
+    pending = [b for b in budgets if any((b.pk, t) not in already for t in THRESHOLDS)]
+    spend = tag_budget_selectors.month_to_date_spend(pending, now=now)
+    sent = 0
+    for budget in pending:
+        for threshold in THRESHOLDS:
+            if (budget.pk, threshold) in already or spend[
+                budget.pk
+            ] * 100 < budget.monthly_amount * threshold:
+                continue
+            if _tag_alert(budget, month=month, threshold=threshold, spend=spend[budget.pk]):
+                sent += 1
+    return sent
+
+
+def _tag_alert(budget: TagBudget, *, month: Any, threshold: int, spend: Decimal) -> bool:
+    try:
+        with transaction.atomic():
+            alert = TagBudgetAlert.objects.create(
+                tag_budget=budget, month=month, threshold=threshold, spend=spend, budget=budget.monthly_amount
+            )
+            audit_record(
+                actor=None,
+                action="billing.tag_budget_alert",
+                target=alert,
+                tenant=budget.tenant,
+                metadata={
+                    "tag_budget": str(budget.pk),
+                    "key": budget.key,
+                    "value": budget.value,
+                    "threshold": threshold,
+                    "month": month.isoformat(),
+                    "spend": str(spend),
+                    "budget": str(budget.monthly_amount),
+                },
+            )
+            transaction.on_commit(lambda: send_tag_budget_alert_email.delay(alert.pk))
     except IntegrityError:
         return False  # another worker sent this one
     return True

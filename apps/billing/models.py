@@ -256,3 +256,51 @@ class WalletSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id}@{self.cutoff:%Y-%m-%dT%H:%M:%S}"
+
+
+class TagBudget(models.Model):
+    """A monthly budget for the usage carrying one tag (`key`=`value`) in a tenant: alerts at 50, 80 and 100
+    percent of the month-to-date spend of that tag, like the tenant's own budget, never a refusal
+    (apps/billing/limits.py; docs/billing.md "Tags")."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=63)  # apps/core/tags.py: lower case
+    value = models.CharField(max_length=255)
+    monthly_amount = models.DecimalField(max_digits=14, decimal_places=2)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key", "value"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "key", "value"], name="tag_budget_once_per_tag"),
+            models.CheckConstraint(condition=Q(monthly_amount__gt=0), name="tag_budget_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.key}={self.value}:{self.monthly_amount}"
+
+
+class TagBudgetAlert(models.Model):
+    """One alert per tag budget, month and threshold: the unique row makes each fire once, as BudgetAlert
+    does for the tenant's budget."""
+
+    tag_budget = models.ForeignKey(TagBudget, on_delete=models.CASCADE, related_name="alerts")
+    month = models.DateField()  # the first day of the month (UTC)
+    threshold = models.PositiveSmallIntegerField()  # percent: 50, 80, 100
+    spend = models.DecimalField(max_digits=20, decimal_places=6)
+    budget = models.DecimalField(max_digits=14, decimal_places=2)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["month", "threshold"]
+        constraints = [
+            models.UniqueConstraint(fields=["tag_budget", "month", "threshold"], name="tag_budget_alert_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tag_budget_id}:{self.month:%Y-%m}:{self.threshold}%"

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.db.models import (
     Case,
     Count,
@@ -18,26 +17,25 @@ from django.db.models import (
     F,
     Func,
     IntegerField,
-    Max,
     Q,
     QuerySet,
     Sum,
     Value,
     When,
 )
+from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from apps.billing import cluster_usage, intervals, metering, wallet
+from apps.billing import cluster_usage, intervals, metering, volume_metering, wallet
 from apps.billing.models import (
     BillingAccount,
     BillingMode,
     CreditGrant,
     CreditReversal,
-    PriceVersion,
     UsageRecord,
 )
-from apps.billing.volume_metering import SIZE_EVENTS
+from apps.core.tags import UNTAGGED
 from apps.instances.models import Instance
 from apps.storage.models import Volume, VolumeEvent, VolumeState
 from apps.tenants.models import Tenant
@@ -81,100 +79,88 @@ class OpenUsage:
 
 
 def _open_usage(tenant_ids: Collection[Any], now: datetime) -> dict[Any, list[OpenUsage]]:
-    """Open usage per tenant id, in the same few queries however many tenants are asked for."""
+    """Open usage per tenant id, in the same few queries however many tenants are asked for: each billed
+    instance from where its ledger ends (or its billing began) until now, cut and rated as the ledger will
+    be (the last piece up to now)."""
     running = list(
-        Instance.objects.filter(tenant_id__in=tenant_ids, billing_since__isnull=False).values(
-            "pk", "tenant_id", "instance_type_id", "price_per_hour", "billing_since"
+        Instance.objects.filter(tenant_id__in=tenant_ids, billing_since__isnull=False).values_list(
+            "pk", "tenant_id", "instance_type_id", "instance_type__slug", "price_per_hour", "billing_since"
         )
     )
     if not running:
         return {}
-    ids = [row["pk"] for row in running]
-    last_end = _ledger_ends(tenant_ids, "instance", ids)
-    versions: dict[Any, list[tuple[datetime, Decimal]]] = {}
-    for type_id, effective_from, price in PriceVersion.objects.filter(
-        instance_type_id__in={row["instance_type_id"] for row in running}
-    ).values_list("instance_type_id", "effective_from", "price_per_hour"):
-        versions.setdefault(type_id, []).append((effective_from, price))
-
+    meters = {pk: f"{metering.INSTANCE_METER_PREFIX}{slug}" for pk, _, _, slug, _, _ in running}
+    last_end = _ledger_ends(meters)
+    versions = metering.price_versions({type_id for _, _, type_id, _, _, _ in running})
+    step = metering.checkpoint()
     now = intervals.floor_second(now)
     result: dict[Any, list[OpenUsage]] = {}
-    for row in running:
+    for pk, tenant_id, type_id, _, launch_price, billing_since in running:
         # billing_since is the created_at of the event that started billing: where the ledger starts too.
-        start = intervals.floor_second(row["billing_since"] or now)
-        end = last_end.get(str(row["pk"]))
+        start = intervals.floor_second(billing_since or now)
+        end = last_end.get(str(pk))
         if end is not None and end > start:
             start = end
-        prices = sorted(versions.get(row["instance_type_id"], []))
-        if not prices or prices[0][0] > metering.EARLIEST:
-            prices.insert(0, (metering.EARLIEST, row["price_per_hour"]))
+        prices = metering.with_launch_price(versions.get(type_id, []), launch_price)
         current = intervals.price_at(prices, now)
         cut = intervals.pieces(
-            [intervals.Interval(start, now)] if start < now else [],
-            window=timedelta(seconds=settings.BILLING_WINDOW_SECONDS),
-            prices=prices,
-            now=now,
+            [intervals.Interval(start, now)] if start < now else [], checkpoint=step, prices=prices, now=now
         )
         amounts = tuple((p.start, metering.amount_for(p.seconds, p.price_per_hour)) for p in cut)
-        result.setdefault(row["tenant_id"], []).append(OpenUsage(row["pk"], start, amounts, current))
+        result.setdefault(tenant_id, []).append(OpenUsage(pk, start, amounts, current))
     return result
 
 
-def _ledger_ends(tenant_ids: Collection[Any], resource_type: str, ids: list[Any]) -> dict[str, datetime]:
-    """Where the ledger's usage rows of each resource end, by resource id as text: open usage starts there."""
-    return dict(
-        UsageRecord.objects.filter(
-            tenant_id__in=tenant_ids,
-            resource_type=resource_type,
-            resource_id__in=[str(i) for i in ids],
-            kind="usage",
-        )
-        .values("resource_id")
-        .annotate(end=Max(_upper("period")))
-        .values_list("resource_id", "end")
-    )
+def _ledger_ends(meters: dict[Any, str]) -> dict[str, datetime]:
+    """Where the ledger's usage rows of each resource (id -> its meter) end, by resource id as text: open
+    usage starts there. One query, one index probe per resource (metering.ledger_ends)."""
+    ends = metering.ledger_ends([(str(pk), meter) for pk, meter in meters.items()])
+    return {resource_id: end for (resource_id, _), end in ends.items()}
 
 
 def _open_volume_usage(tenant_ids: Collection[Any], now: datetime) -> dict[Any, list[OpenUsage]]:
     """Open storage time per tenant id: each volume still billed (not deleting, deleted or failed; see
     volume_metering.py), from the end of its last ledger row or its creation until now, at size x its
-    frozen price per GiB-hour, cut at windows and resizes like the ledger. Three queries at most."""
+    frozen price per GiB-hour, cut at checkpoints, month starts and resizes like the ledger. Three queries
+    at most."""
     live = list(
         Volume.objects.filter(tenant_id__in=tenant_ids)
         .exclude(state__in=(VolumeState.DELETING, VolumeState.DELETED, VolumeState.FAILED))
-        .values("pk", "tenant_id", "price_per_gib_hour")
+        .values_list("pk", "tenant_id", "price_per_gib_hour", "storage_class")
     )
     if not live:
         return {}
-    ids = [row["pk"] for row in live]
-    last_end = _ledger_ends(tenant_ids, "volume", ids)
+    ids = [pk for pk, _, _, _ in live]
+    last_end = _ledger_ends(
+        {pk: volume_metering.meter_for(storage_class) for pk, _, _, storage_class in live}
+    )
     sizes: dict[Any, list[tuple[datetime, int, str]]] = {}
     for volume_id, at, size, name in (
-        VolumeEvent.objects.filter(volume_id__in=ids, name__in=SIZE_EVENTS)
+        VolumeEvent.objects.filter(volume_id__in=ids, name__in=volume_metering.SIZE_EVENTS)
         .order_by("created_at", "id")
         .values_list("volume_id", "created_at", "size_gib", "name")
     ):
         sizes.setdefault(volume_id, []).append((intervals.floor_second(at), size, name))
 
     now = intervals.floor_second(now)
-    window = timedelta(seconds=settings.BILLING_WINDOW_SECONDS)
+    step = metering.checkpoint()
     result: dict[Any, list[OpenUsage]] = {}
-    for row in live:
-        events = sizes.get(row["pk"], [])
+    for pk, tenant_id, price_per_gib_hour, _ in live:
+        events = sizes.get(pk, [])
         created = next((at for at, _, name in events if name == "created"), None)
         if created is None:
             continue  # not billed (as metering sees it)
-        prices = [(at, row["price_per_gib_hour"] * size) for at, size, _ in events]
+        prices = [(at, price_per_gib_hour * size) for at, size, _ in events]
         start = created
-        end = last_end.get(str(row["pk"]))
+        end = last_end.get(str(pk))
         if end is not None and end > start:
             start = end
         cut = intervals.pieces(
-            [intervals.Interval(start, now)] if start < now else [], window=window, prices=prices, now=now
+            [intervals.Interval(start, now)] if start < now else [], checkpoint=step, prices=prices, now=now
         )
         amounts = tuple((p.start, metering.amount_for(p.seconds, p.price_per_hour)) for p in cut)
         current = intervals.price_at(prices, now)
-        result.setdefault(row["tenant_id"], []).append(OpenUsage(row["pk"], start, amounts, current))
+        result.setdefault(tenant_id, []).append(OpenUsage(pk, start, amounts, current))
     return result
 
 
@@ -505,18 +491,40 @@ def credit_grants_of(*, tenant: Tenant) -> QuerySet[CreditGrant]:
 
 
 GROUPS = ("instance", "instance_type", "day")
+# group_by=tag:<key>: one group per value of that tag, and the usage without it in one group of key null.
+TAG_GROUP = "tag:"
 # The cluster fields of a group that is not a node of a cluster (grouped per type or day, or a single
 # instance, or another resource).
 NOT_A_NODE: dict[str, Any] = {"cluster": None, "cluster_name": None, "rank": None}
 
 
-def usage_report(*, tenant: Tenant, start: datetime, end: datetime, group_by: str) -> list[dict[str, Any]]:
-    """Ledger usage whose period starts within [start, end), summed per group; rows are at most a billing
-    window long, so the boundaries are exact to the window."""
+def _ledger_rows(
+    tenant: Tenant, start: datetime, end: datetime, tags: Mapping[str, str] | None
+) -> QuerySet[UsageRecord]:
+    """The tenant's ledger rows whose period starts within [start, end) (a range scan of
+    usage_period_start_idx), carrying every one of `tags` (jsonb @>, checked on those rows) when given."""
     rows = UsageRecord.objects.filter(
         tenant=tenant, period__startswith__gte=start, period__startswith__lt=end
     )
+    return rows.filter(tags__contains=dict(tags)) if tags else rows
+
+
+def usage_report(
+    *,
+    tenant: Tenant,
+    start: datetime,
+    end: datetime,
+    group_by: str,
+    tags: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Ledger usage whose period starts within [start, end), summed per group; rows never cross an hour (the
+    metering's checkpoint), so the boundaries are exact to the hour. `tags` keeps the rows carrying all of them (as
+    metered: a row has its resource's tags of that moment); group_by `tag:<key>` groups by that tag's value
+    (apps/core/tags.py checks the key)."""
+    rows = _ledger_rows(tenant, start, end, tags)
     grouped: list[dict[str, Any]]
+    if group_by.startswith(TAG_GROUP):
+        return _by_tag(rows, group_by.removeprefix(TAG_GROUP))
     if group_by == "day":
         grouped = _plain(
             rows.annotate(key=TruncDate(_lower("period"), tzinfo=UTC))
@@ -572,17 +580,40 @@ def usage_report(*, tenant: Tenant, start: datetime, end: datetime, group_by: st
     return results
 
 
+def _by_tag(rows: QuerySet[UsageRecord], key: str) -> list[dict[str, Any]]:
+    """One group per value of the tag `key` (by value; "" is a value), then the rows without the tag: key
+    null, named "untagged"."""
+    grouped = _plain(
+        rows.annotate(tag_value=KeyTextTransform(key, "tags"))
+        .values("tag_value")
+        .annotate(quantity_seconds=Sum("quantity_seconds"), amount=Sum("amount"))
+        .order_by(F("tag_value").asc(nulls_last=True))
+    )
+    return [
+        {
+            "key": row["tag_value"],
+            "name": UNTAGGED if row["tag_value"] is None else row["tag_value"],
+            **NOT_A_NODE,
+            **_totals(row),
+        }
+        for row in grouped
+    ]
+
+
 def usage_clusters(
-    *, tenant: Tenant, start: datetime, end: datetime, by_instance: list[dict[str, Any]] | None = None
+    *,
+    tenant: Tenant,
+    start: datetime,
+    end: datetime,
+    by_instance: list[dict[str, Any]] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Per-cluster subtotals of the ledger usage whose period starts within [start, end): the exact sums of
-    its nodes' rows (cluster_usage.cluster_subtotals). From `by_instance` (usage_report grouped per
-    instance) when given, without a query; otherwise two queries, however many rows and clusters."""
+    """Per-cluster subtotals of the ledger usage whose period starts within [start, end) (and carries all of
+    `tags`): the exact sums of its nodes' rows (cluster_usage.cluster_subtotals). From `by_instance`
+    (usage_report grouped per instance) when given, without a query; otherwise two queries, however many
+    rows and clusters."""
     if by_instance is None:
-        rows = UsageRecord.objects.filter(
-            tenant=tenant,
-            period__startswith__gte=start,
-            period__startswith__lt=end,
+        rows = _ledger_rows(tenant, start, end, tags).filter(
             resource_type="instance",
             resource_id__in=cluster_usage.node_keys(tenant=tenant),
         )

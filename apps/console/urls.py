@@ -10,9 +10,10 @@ from apps.console.views import (
     staff_tenants,
     storage_buckets,
     storage_volumes,
+    tags,
     tenant,
 )
-from apps.console.views.account import audit, billing, members, quotas, tokens
+from apps.console.views.account import audit, billing, members, quotas, tag_budgets, tokens, usage
 
 app_name = "console"
 
@@ -42,6 +43,8 @@ urlpatterns = [
         instances.instance_logs,
         name="instance_logs",
     ),
+    # Before the actions' pattern, which would take "tags" for an action (apps/console/views/tags.py).
+    path("t/<slug:tenant_slug>/instances/<uuid:instance_id>/tags/", tags.instance_tags, name="instance_tags"),
     path(
         "t/<slug:tenant_slug>/instances/<uuid:instance_id>/<slug:action>/",
         instances.instance_action,
@@ -63,6 +66,7 @@ urlpatterns = [
         clusters.cluster_status,
         name="cluster_status",
     ),
+    path("t/<slug:tenant_slug>/clusters/<uuid:cluster_id>/tags/", tags.cluster_tags, name="cluster_tags"),
     path(
         "t/<slug:tenant_slug>/clusters/<uuid:cluster_id>/<slug:action>/",
         clusters.cluster_action,
@@ -100,6 +104,7 @@ urlpatterns = [
         storage_volumes.volume_delete,
         name="volume_delete",
     ),
+    path("t/<slug:tenant_slug>/volumes/<uuid:volume_id>/tags/", tags.volume_tags, name="volume_tags"),
     path("t/<slug:tenant_slug>/object-storage/", storage_buckets.buckets, name="buckets"),
     path(
         "t/<slug:tenant_slug>/object-storage/buckets/<slug:bucket_name>/",
@@ -110,6 +115,11 @@ urlpatterns = [
         "t/<slug:tenant_slug>/object-storage/buckets/<slug:bucket_name>/delete/",
         storage_buckets.bucket_delete,
         name="bucket_delete",
+    ),
+    path(
+        "t/<slug:tenant_slug>/object-storage/buckets/<slug:bucket_name>/tags/",
+        tags.bucket_tags,
+        name="bucket_tags",
     ),
     path("t/<slug:tenant_slug>/object-storage/access-keys/", storage_buckets.access_keys, name="access_keys"),
     path(
@@ -142,6 +152,24 @@ urlpatterns = [
     path("t/<slug:tenant_slug>/billing/topup/", billing.billing_topup, name="billing_topup"),
     path("t/<slug:tenant_slug>/billing/card/", billing.billing_card, name="billing_card"),
     path("t/<slug:tenant_slug>/billing/budget/", billing.billing_budget, name="billing_budget"),
+    # Usage by tag and tag budgets (apps/console/views/account/{usage,tag_budgets}.py)
+    path("t/<slug:tenant_slug>/billing/usage/", usage.usage, name="usage"),
+    path("t/<slug:tenant_slug>/billing/tag-budgets/", tag_budgets.tag_budgets, name="tag_budgets"),
+    path(
+        "t/<slug:tenant_slug>/billing/tag-budgets/<uuid:tag_budget_id>/",
+        tag_budgets.tag_budget_update,
+        name="tag_budget_update",
+    ),
+    path(
+        "t/<slug:tenant_slug>/billing/tag-budgets/<uuid:tag_budget_id>/delete/",
+        tag_budgets.tag_budget_delete,
+        name="tag_budget_delete",
+    ),
+    path(
+        "t/<slug:tenant_slug>/billing/usage/export/",
+        billing.billing_usage_export,
+        name="billing_usage_export",
+    ),
     path("t/<slug:tenant_slug>/audit/", audit.audit, name="audit"),
     # Staff pages (apps/console/views/staff_*.py): anyone but staff gets 404
     path("staff/capacity/", staff_capacity.staff_capacity, name="staff_capacity"),

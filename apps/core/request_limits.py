@@ -150,16 +150,18 @@ def check_query(request: HttpRequest) -> list[tuple[str, str]]:
 
 def _multi_valued(request: HttpRequest) -> frozenset[str]:
     """Query parameters the API view takes more than once: its filterset's multiple-choice filters
-    (`?state=running&state=stopped`)."""
+    (`?state=running&state=stopped`), and those it names in `repeatable_query_params` (the usage report's
+    `?tag=team:ml&tag=env:prod`)."""
     try:
         match = resolve(request.path_info, getattr(request, "urlconf", None))
     except Resolver404:
         return frozenset()
     view_class = getattr(match.func, "cls", None) or getattr(match.func, "view_class", None)
+    declared_repeatable = frozenset(getattr(view_class, "repeatable_query_params", ()))
     filterset = getattr(view_class, "filterset_class", None)
     if filterset is None:
-        return frozenset()
-    return frozenset(
+        return declared_repeatable
+    return declared_repeatable | frozenset(
         name
         for name, declared in filterset.base_filters.items()
         if issubclass(declared.field_class, forms.MultipleChoiceField)

@@ -24,6 +24,7 @@ from apps.audit.services import audit_record
 from apps.catalog import selectors as catalog
 from apps.catalog.models import InstanceType, Region, RegionNode
 from apps.core import metrics
+from apps.core import tags as core_tags
 from apps.core.errors import Conflict
 from apps.core.funds import require_funds
 from apps.instances import services, validation
@@ -64,6 +65,8 @@ class ClusterRequest:
     max_runtime: int | None = None
     # [{"volume_id": ..., "mount_path": "/shared"}]: ReadWriteMany volumes mounted on every node.
     volumes: list[dict[str, Any]] = field(default_factory=list)
+    # The cluster's tags, which its nodes carry too (apps/core/tags.py).
+    tags: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,7 @@ def cluster_create(*, actor: User, tenant: Tenant, req: ClusterRequest) -> Clust
         raise validation.invalid("name", f"At most {MAX_NAME} characters (nodes are named NAME-RANK).")
     env = validation.check_env(req.env)
     command = validation.check_command(req.command)
+    tags = core_tags.check_tags(req.tags)
     services._check_timer("auto_stop_after", req.auto_stop_after)
     services._check_timer("max_runtime", req.max_runtime)
     image, image_reference = services._resolve_image(req.image, region)
@@ -222,6 +226,7 @@ def cluster_create(*, actor: User, tenant: Tenant, req: ClusterRequest) -> Clust
         auto_stop_after=req.auto_stop_after,
         max_runtime=req.max_runtime,
         state=ClusterState.PENDING,
+        tags=tags,
         created_by=actor,
     )
     try:
@@ -243,6 +248,7 @@ def cluster_create(*, actor: User, tenant: Tenant, req: ClusterRequest) -> Clust
                         cluster=cluster,
                         rank=rank,
                         holds_compute=True,
+                        tags=tags,  # a node's usage is grouped by its cluster's tags
                     )
                     for rank in range(nodes)
                 ]
@@ -273,6 +279,7 @@ def cluster_create(*, actor: User, tenant: Tenant, req: ClusterRequest) -> Clust
             "block": placed.block,
             "image": image_reference,
             **({"volumes": [{"volume_id": v, "mount_path": p} for v, p in mounts]} if mounts else {}),
+            **({"tags": tags} if tags else {}),
         },
     )
     # Counted with every node just written, as a launch does last (services._hold_capacity).
@@ -356,6 +363,44 @@ def cluster_act(*, actor: User | None, cluster: Cluster, action: Action, reason:
         metadata={"reason": reason} if reason else None,
     )
     return synced
+
+
+@transaction.atomic
+def cluster_tags_update(*, actor: User, cluster: Cluster, changes: Any) -> Cluster:
+    """Change the cluster's tags by a merge patch (apps/core/tags.py) and give every node the cluster's new
+    tags, in one transaction: a node's usage is grouped and budgeted under its cluster's tags. Audited once,
+    as cluster.tags, naming the nodes."""
+    patch = core_tags.check_changes(changes)
+    # Lock order: instance rows, then the cluster's row (as cluster_sync takes them).
+    nodes = list(
+        Instance.objects.select_for_update(of=("self",))
+        .filter(cluster_id=cluster.pk)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    cluster = Cluster.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=cluster.pk)
+    if cluster.state == ClusterState.TERMINATED:
+        raise services.InvalidState(
+            "A terminated cluster's tags cannot change.",
+            details={"state": cluster.state, "allowed_actions": []},
+        )
+    before = dict(cluster.tags)
+    after = core_tags.merged(before, patch)
+    if after == before:
+        return cluster
+    now = timezone.now()
+    Cluster.objects.filter(pk=cluster.pk).update(tags=after, updated_at=now)
+    Instance.objects.filter(pk__in=nodes).update(tags=after, updated_at=now)
+    cluster.tags = after
+    audit_record(
+        actor=actor,
+        action="cluster.tags",
+        target=cluster,
+        tenant=cluster.tenant,
+        changes={"tags": {"from": before, "to": after}},
+        metadata={"nodes": [str(pk) for pk in nodes]},
+    )
+    return cluster
 
 
 def cluster_settle(cluster_id: Any) -> None:

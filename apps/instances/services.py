@@ -23,6 +23,7 @@ from apps.catalog import selectors as catalog
 from apps.catalog.models import Image, ImagePolicy, InstanceType, Region
 from apps.catalog.registries import registry_refusal
 from apps.core import metrics, notify, request_context
+from apps.core import tags as core_tags
 from apps.core.errors import Conflict, Forbidden
 from apps.core.funds import require_funds
 from apps.instances import notifications, selectors, validation
@@ -64,6 +65,8 @@ class LaunchRequest:
     max_runtime: int | None = None
     # [{"volume_id": ..., "mount_path": "/data"}]: volumes of the tenant in the same region (apps/storage).
     volumes: list[dict[str, Any]] = field(default_factory=list)
+    # {"team": "ml"}: checked by apps/core/tags.py; copied into the usage ledger when metered.
+    tags: dict[str, Any] = field(default_factory=dict)
 
 
 class InvalidState(Conflict):
@@ -265,6 +268,7 @@ def instance_launch(*, actor: User, tenant: Tenant, req: LaunchRequest) -> Insta
     name = validation.check_name(req.name) if req.name is not None else _generated_name(instance_type)
     env = validation.check_env(req.env)
     command = validation.check_command(req.command)
+    tags = core_tags.check_tags(req.tags)
     _check_timer("auto_stop_after", req.auto_stop_after)
     _check_timer("max_runtime", req.max_runtime)
     image, image_reference = _resolve_image(req.image, region)
@@ -291,6 +295,7 @@ def instance_launch(*, actor: User, tenant: Tenant, req: LaunchRequest) -> Insta
         command=command,
         auto_stop_after=req.auto_stop_after,
         max_runtime=req.max_runtime,
+        tags=tags,
         created_by=actor,
     )
     try:
@@ -317,6 +322,7 @@ def instance_launch(*, actor: User, tenant: Tenant, req: LaunchRequest) -> Insta
             "region": region.slug,
             "image": image_reference,
             **({"volumes": [{"volume_id": v, "mount_path": p} for v, p in mounts]} if mounts else {}),
+            **({"tags": tags} if tags else {}),
         },
     )
     _hold_capacity(region, instance_type)
@@ -542,6 +548,41 @@ def instance_rename(*, actor: User, instance: Instance, name: str) -> Instance:
         target=instance,
         tenant=instance.tenant,
         changes={"name": {"from": before, "to": name}},
+    )
+    return instance
+
+
+@transaction.atomic
+def instance_tags_update(*, actor: User, instance: Instance, changes: Any) -> Instance:
+    """Change the instance's tags by a merge patch (apps/core/tags.py: a string sets a key, null removes
+    it). Ledger rows metered from now on carry the new tags; rows already written keep theirs. A node's tags
+    are its cluster's (409 cluster_node: change the cluster's). Audited as instance.tags."""
+    patch = core_tags.check_changes(changes)
+    instance = _locked(instance)
+    if instance.cluster_id is not None:
+        raise InvalidState(
+            f"This instance is node {instance.rank} of a cluster: its tags are the cluster's; change them "
+            "on the cluster.",
+            details={"cluster_id": str(instance.cluster_id)},
+            code="cluster_node",
+        )
+    if instance.state == State.TERMINATED:
+        raise InvalidState(
+            "A terminated instance's tags cannot change.",
+            details={"state": instance.state, "allowed_actions": []},
+        )
+    before = dict(instance.tags)
+    after = core_tags.merged(before, patch)
+    if after == before:
+        return instance
+    instance.tags = after
+    instance.save(update_fields=["tags", "updated_at"])
+    audit_record(
+        actor=actor,
+        action="instance.tags",
+        target=instance,
+        tenant=instance.tenant,
+        changes={"tags": {"from": before, "to": after}},
     )
     return instance
 

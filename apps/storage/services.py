@@ -20,6 +20,7 @@ from apps.accounts.models import User
 from apps.audit.services import audit_record
 from apps.catalog.models import Region
 from apps.core import request_context
+from apps.core import tags as core_tags
 from apps.core.errors import Conflict
 from apps.core.funds import require_funds
 from apps.core.validation import check_name, invalid
@@ -92,11 +93,14 @@ def _save(volume: Volume, *, field: str, name: str) -> None:
 
 
 @transaction.atomic
-def volume_create(*, actor: User, tenant: Tenant, name: Any, size_gib: Any, region: Any) -> Volume:
+def volume_create(
+    *, actor: User, tenant: Tenant, name: Any, size_gib: Any, region: Any, tags: Any = None
+) -> Volume:
     if not isinstance(name, str):
         raise invalid("name", "Must be a string.")
     check_name(name)
     size = validation.check_size(size_gib)
+    checked_tags = core_tags.check_tags(tags)
     found = Region.objects.filter(slug=region).first() if isinstance(region, str) else None
     if found is None:
         raise invalid("region", f"Unknown region '{region}'.")
@@ -114,6 +118,7 @@ def volume_create(*, actor: User, tenant: Tenant, name: Any, size_gib: Any, regi
         access_mode=found.storage_access_mode,
         price_per_gib_hour=settings.VOLUME_PRICE_PER_GIB_HOUR,
         state=VolumeState.CREATING,
+        tags=checked_tags,
         created_by=actor,
     )
     _save(volume, field="name", name=name)
@@ -123,7 +128,13 @@ def volume_create(*, actor: User, tenant: Tenant, name: Any, size_gib: Any, regi
         action="volume.create",
         target=volume,
         tenant=tenant,
-        changes={"name": name, "size_gib": size, "region": found.slug, "storage_class": found.storage_class},
+        changes={
+            "name": name,
+            "size_gib": size,
+            "region": found.slug,
+            "storage_class": found.storage_class,
+            **({"tags": checked_tags} if checked_tags else {}),
+        },
     )
     _queue_reconcile(volume)
     return volume
@@ -189,6 +200,32 @@ def volume_rename(*, actor: User, volume: Volume, name: Any) -> Volume:
         target=locked,
         tenant=locked.tenant,
         changes={"name": {"from": before, "to": name}},
+    )
+    return locked
+
+
+@transaction.atomic
+def volume_tags_update(*, actor: User, volume: Volume, changes: Any) -> Volume:
+    """Change the volume's tags by a merge patch (apps/core/tags.py). Storage metered from now on carries
+    the new tags. Audited as volume.tags."""
+    patch = core_tags.check_changes(changes)
+    locked = _locked(volume.pk)
+    if locked is None or locked.state == VolumeState.DELETED:
+        raise VolumeInvalidState(
+            "A deleted volume's tags cannot change.", details={"state": VolumeState.DELETED}
+        )
+    before = dict(locked.tags)
+    after = core_tags.merged(before, patch)
+    if after == before:
+        return locked
+    locked.tags = after
+    locked.save(update_fields=["tags", "updated_at"])
+    audit_record(
+        actor=actor,
+        action="volume.tags",
+        target=locked,
+        tenant=locked.tenant,
+        changes={"tags": {"from": before, "to": after}},
     )
     return locked
 

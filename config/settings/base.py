@@ -351,9 +351,12 @@ INSTANCE_READY_TIMEOUT_SECONDS = env_int("INSTANCE_READY_TIMEOUT_SECONDS", 600)
 # than this counts in the gpucloud_instances_stuck gauge (docs/operations.md "Alerts").
 INSTANCE_STUCK_AFTER_SECONDS = env_int("INSTANCE_STUCK_AFTER_SECONDS", 900)
 
-# Billing: usage is closed in windows of this many seconds; the periodic task catches up this far back.
-BILLING_WINDOW_SECONDS = env_int("BILLING_WINDOW_SECONDS", 60)
+# Billing (docs/billing.md "Metering"): a ledger row ends where billing stops, the price changes or the UTC
+# month ends, and otherwise at the checkpoint (every this many seconds, aligned to the epoch; a divisor of
+# 3600, so no row crosses an hour); the periodic task catches up this far back, this many resources a chunk.
+BILLING_CHECKPOINT_SECONDS = env_int("BILLING_CHECKPOINT_SECONDS", 3600)
 BILLING_CATCH_UP_HOURS = env_int("BILLING_CATCH_UP_HOURS", 24)
+BILLING_METERING_CHUNK = env_int("BILLING_METERING_CHUNK", 1000)
 CELERY_BEAT_SCHEDULE["meter-usage"] = {"task": "apps.billing.tasks.meter_all", "schedule": 30.0}
 # Wallet and hard limits (docs/billing.md): running instances are stopped when the runway is shorter than
 # this; new tenants start with this much promotional credit; budget alerts are checked this often.
@@ -413,6 +416,7 @@ for _name, _task, _every in (
     ("stripe-reconcile", "reconcile", 86400.0),
     ("stripe-events-retry", "retry_events", 300.0),
     ("stripe-past-due", "enforce_past_due", 900.0),
+    ("stripe-send-invoices", "send_invoices", 300.0),
 ):
     CELERY_BEAT_SCHEDULE[_name] = {"task": f"apps.billing.stripe.tasks.{_task}", "schedule": _every}
 

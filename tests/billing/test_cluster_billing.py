@@ -25,9 +25,9 @@ from tests.support.factories import instance_row
 
 pytestmark = pytest.mark.django_db
 
-NODE_PRICE = Decimal("20.0000")  # per node and hour: 60 s are 0.333333 in the ledger
+NODE_PRICE = Decimal("20.0000")  # per node and hour: 60 s are 0.333333, 600 s 3.333333 in the ledger
 SINGLE_PRICE = Decimal("2.0000")
-# What each node ran, in seconds, from START: whole windows and a half one.
+# What each node ran, in seconds, from the start of an hour: less than an hour, so one row each.
 NODE_SECONDS = (600, 1830)
 
 
@@ -65,9 +65,10 @@ def ran(instance: Instance, start: datetime, seconds: int) -> None:
 
 
 def ledger_amount(seconds: int, price: Decimal) -> Decimal:
-    """The ledger's exact figure for `seconds` from a minute boundary: one row per 60 s window."""
-    whole, rest = divmod(seconds, 60)
-    return whole * metering.amount_for(60, price) + (metering.amount_for(rest, price) if rest else 0)
+    """The ledger's exact figure for `seconds` from the start of an hour: one row per hour (to each hourly
+    checkpoint) and one for the rest, each rounded on its own."""
+    whole, rest = divmod(seconds, 3600)
+    return whole * metering.amount_for(3600, price) + (metering.amount_for(rest, price) if rest else 0)
 
 
 def make_cluster(actor: Any, name: str, seconds: tuple[int, ...] = NODE_SECONDS) -> Cluster:
@@ -144,9 +145,9 @@ def test_each_node_is_billed_like_an_instance_and_the_cluster_is_their_sum(world
         assert sum(r.quantity_seconds for r in rows) == seconds
         assert sum(r.amount for r in rows) == ledger_amount(seconds, NODE_PRICE)
         assert {r.meter for r in rows} == {"instance_seconds:gpu-h100x8"}
-    # 10 windows at 0.333333, then 30 windows and a half one (0.166667).
-    assert ledger_amount(600, NODE_PRICE) == Decimal("3.333330")
-    assert ledger_amount(1830, NODE_PRICE) == Decimal("10.166657")
+    # One row each, rounded once (60-second rows made these 3.333330 and 10.166657).
+    assert ledger_amount(600, NODE_PRICE) == Decimal("3.333333")
+    assert ledger_amount(1830, NODE_PRICE) == Decimal("10.166667")
 
 
 # --- the usage API ------------------------------------------------------------------------------------
@@ -165,7 +166,7 @@ def test_usage_per_instance_names_the_cluster_of_each_node_and_sums_it(owner, wo
         ("train-a-1", str(cluster.pk), "train-a", 1),
     ]
     assert [r["quantity_seconds"] for r in node_rows] == list(NODE_SECONDS)
-    assert [Decimal(r["amount"]) for r in node_rows] == [Decimal("3.333330"), Decimal("10.166657")]
+    assert [Decimal(r["amount"]) for r in node_rows] == [Decimal("3.333333"), Decimal("10.166667")]
 
     assert body["clusters"] == [
         {
@@ -174,7 +175,7 @@ def test_usage_per_instance_names_the_cluster_of_each_node_and_sums_it(owner, wo
             "node_count": 2,
             "quantity_seconds": 2430,
             "quantity_hours": "0.675000",
-            "amount": "13.499987",
+            "amount": "13.500000",
         }
     ]
     assert Decimal(body["clusters"][0]["amount"]) == sum(Decimal(r["amount"]) for r in node_rows)
@@ -182,8 +183,8 @@ def test_usage_per_instance_names_the_cluster_of_each_node_and_sums_it(owner, wo
     # A single instance is unaffected: its own group, no cluster, not in any cluster's subtotal.
     solo = by_key[str(single.pk)]
     assert (solo["name"], solo["cluster"], solo["cluster_name"], solo["rank"]) == ("solo", None, None, None)
-    assert Decimal(solo["amount"]) == ledger_amount(3600, SINGLE_PRICE) == Decimal("1.999980")
-    assert Decimal(body["total"]) == Decimal("13.499987") + Decimal("1.999980")
+    assert Decimal(solo["amount"]) == ledger_amount(3600, SINGLE_PRICE) == Decimal("2.000000")
+    assert Decimal(body["total"]) == Decimal("13.500000") + Decimal("2.000000")
 
 
 @pytest.mark.parametrize("group_by", ["instance_type", "day"])
@@ -212,7 +213,7 @@ def test_another_tenant_sees_no_cluster_and_its_own_nodes_stay_its_own(owner, ma
             "node_count": 1,
             "quantity_seconds": 120,
             "quantity_hours": "0.033333",
-            "amount": "0.666666",
+            "amount": "0.666667",
         }
     ]
     assert {r["key"] for r in their_usage["results"]} == {str(theirs.nodes.get().pk)}

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -21,7 +20,7 @@ from tests.support.factories import instance_row
 
 pytestmark = pytest.mark.django_db
 
-MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
 
 
 def line(instance: Instance, at: datetime, billable: bool) -> None:
@@ -53,7 +52,7 @@ def full_recompute(instance: Instance, now: datetime) -> set[str]:
     meter = metering.meter_key(instance)
     pieces = intervals.pieces(
         intervals.billed_intervals(metering.transitions_of(instance)),
-        window=timedelta(seconds=settings.BILLING_WINDOW_SECONDS),
+        checkpoint=metering.checkpoint(),
         prices=metering.prices_for(instance),
         now=now,
     )
@@ -81,7 +80,7 @@ def a_pass(instance: Instance, now: datetime, monkeypatch: pytest.MonkeyPatch) -
 def test_a_pass_costs_the_new_seconds_not_the_instances_age(
     catalog: Any, owner: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    now = timezone.now().replace(second=0, microsecond=0)
+    now = timezone.now().replace(minute=0, second=0, microsecond=0)
     old = running_since(owner, now - timedelta(days=3, seconds=17), "old")
     young = running_since(owner, now - timedelta(hours=1, seconds=17), "young")
     # The old one stopped and started again on its way: the line in force where its ledger ends is not its
@@ -95,26 +94,36 @@ def test_a_pass_costs_the_new_seconds_not_the_instances_age(
         > 30 * UsageRecord.objects.filter(resource_id=str(young.pk)).count()
     )
 
-    later = now + 10 * MINUTE
+    later = now + 2 * HOUR + timedelta(minutes=10)
     assert a_pass(old, later, monkeypatch) == a_pass(young, later, monkeypatch)
-    queries, computed, written = a_pass(old, later + 5 * MINUTE, monkeypatch)
-    assert (computed, written) == (5, 5)
-    assert a_pass(young, later + 5 * MINUTE, monkeypatch) == (queries, 5, 5)
+    queries, computed, written = a_pass(old, later + HOUR, monkeypatch)
+    assert (computed, written) == (1, 1)  # one checkpoint passed: one row
+    assert a_pass(young, later + HOUR, monkeypatch) == (queries, 1, 1)
+    assert a_pass(young, later + HOUR + timedelta(minutes=30), monkeypatch) == (
+        queries - 1,
+        0,
+        0,
+    )  # no insert
     for instance in (old, young):
         ledger = set(UsageRecord.objects.filter(resource_id=str(instance.pk)).values_list("id", flat=True))
-        assert ledger == full_recompute(instance, later + 5 * MINUTE)
+        assert ledger == full_recompute(instance, later + HOUR)
 
 
 def test_a_stop_after_the_ledgers_end_ends_the_billed_time_there(catalog: Any, owner: Any) -> None:
-    now = timezone.now().replace(second=0, microsecond=0)
+    now = timezone.now().replace(minute=0, second=0, microsecond=0)
     instance = running_since(owner, now - timedelta(hours=2), "stops")
     metering.meter_instance(instance, now=now)
     line(instance, now + timedelta(seconds=90, microseconds=400_000), False)  # stopped 1.5 minutes later
     line(instance, now + timedelta(minutes=10), True)  # and started again
+
+    def billed() -> int:
+        rows = UsageRecord.objects.filter(resource_id=str(instance.pk))
+        return sum(rows.values_list("quantity_seconds", flat=True))
+
     metering.meter_instance(instance, now=now + timedelta(minutes=20))
+    # The stopped interval is final at once; the new one only up to the next checkpoint.
+    assert billed() == 2 * 3600 + 90
+    metering.meter_instance(instance, now=now + HOUR + timedelta(seconds=1))
     ledger = set(UsageRecord.objects.filter(resource_id=str(instance.pk)).values_list("id", flat=True))
-    assert ledger == full_recompute(instance, now + timedelta(minutes=20))
-    billed = sum(
-        UsageRecord.objects.filter(resource_id=str(instance.pk)).values_list("quantity_seconds", flat=True)
-    )
-    assert billed == 2 * 3600 + 90 + 10 * 60  # not a second of the stopped 8.5 minutes
+    assert ledger == full_recompute(instance, now + HOUR + timedelta(seconds=1))
+    assert billed() == 2 * 3600 + 90 + 50 * 60  # not a second of the stopped 8.5 minutes

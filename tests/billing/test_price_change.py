@@ -54,7 +54,7 @@ def test_running_instance_is_billed_at_each_price_in_force(owner):
         tenant=owner.tenant,
         req=services.LaunchRequest(instance_type="gpu-h100x1", region="us-east-1", image="pytorch"),
     )
-    start = timezone.now().replace(second=0, microsecond=0) - timedelta(hours=1)
+    start = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     InstanceEvent.objects.create(
         instance=instance,
         kind="observation",
@@ -83,9 +83,8 @@ def test_running_instance_is_billed_at_each_price_in_force(owner):
 
     rows = UsageRecord.objects.filter(resource_id=str(instance.pk)).order_by("period")
     assert [(r.quantity_seconds, r.unit_price_per_hour) for r in rows] == [
-        (60, Decimal("2.4900")),
-        (60, Decimal("2.4900")),
-        (60, Decimal("3.0000")),
+        (120, Decimal("2.4900")),  # to the price change
+        (60, Decimal("3.0000")),  # from it to the stop
     ]
 
 

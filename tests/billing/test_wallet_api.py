@@ -161,7 +161,7 @@ def test_usage_groups_by_instance_type_instance_and_day(make_actor, tenant):
     seed()
     actor = make_actor(tenant=tenant)
     grant(tenant, "100.00")
-    day = minute_aligned(timezone.now() - timedelta(days=3)).replace(hour=12)
+    day = minute_aligned(timezone.now() - timedelta(days=3)).replace(hour=12, minute=0)
     a = launch(actor, name="alpha")
     b = launch(actor, name="beta", instance_type="gpu-a100x1")
     from apps.billing import metering
@@ -202,10 +202,19 @@ def test_usage_groups_by_instance_type_instance_and_day(make_actor, tenant):
     ]
     assert by_day["results"][0]["quantity_hours"] == "1.500000"
 
-    narrow = client.get(
-        actor.url("/billing/usage"), {"from": day.isoformat(), "to": (day + timedelta(minutes=2)).isoformat()}
-    ).json()
-    assert sum(r["quantity_seconds"] for r in narrow["results"]) == 240  # 2 minutes of each instance
+    # Rows end at hourly checkpoints (and at stops), so a range is exact to the hour: the hour from 12:00
+    # holds alpha's hour and beta's half hour, the next one nothing (alpha stopped at 13:00).
+    hours = [
+        client.get(
+            actor.url("/billing/usage"),
+            {
+                "from": (day + k * timedelta(hours=1)).isoformat(),
+                "to": (day + (k + 1) * timedelta(hours=1)).isoformat(),
+            },
+        ).json()
+        for k in (0, 1)
+    ]
+    assert [sum(r["quantity_seconds"] for r in h["results"]) for h in hours] == [5400, 0]
 
 
 @pytest.mark.parametrize(

@@ -42,13 +42,22 @@ WRITES: dict[str, Callable[[Client], Any]] = {
     "bucket_delete": lambda c: c.bucket_delete("data", force=True),
     "access_key_create": lambda c: c.access_key_create(name="laptop"),
     "access_key_revoke": lambda c: c.access_key_revoke(ID),
+    "instance_tags": lambda c: c.instance_tags(ID, {"team": "ml", "old": None}),
+    "cluster_tags": lambda c: c.cluster_tags(ID, {"team": "ml"}),
+    "volume_tags": lambda c: c.volume_tags(ID, {"team": "ml"}),
+    "bucket_tags": lambda c: c.bucket_tags("data", {"team": "ml"}),
+    "tag_budget_create": lambda c: c.tag_budget_create(key="team", value="ml", monthly_amount="5.00"),
+    "tag_budget_update": lambda c: c.tag_budget_update(ID, monthly_amount="6.00"),
+    "tag_budget_delete": lambda c: c.tag_budget_delete(ID),
 }
 # Calls that only read, or only look up (find_*), or wait, or are the transport itself.
 READS = {
     "me", "regions", "gpu_types", "instance_types", "images", "instances", "instance", "instance_events",
-    "wait", "ssh_keys", "tokens", "quota", "usage", "balance", "volumes", "volume", "buckets", "access_keys",
+    "wait", "ssh_keys", "tokens", "quota", "usage", "usage_export", "balance", "volumes", "volume", "buckets",
+    "access_keys",
     "find_instance", "find_ssh_key", "find_token", "find_volume", "find_access_key", "call", "request",
     "instance_logs", "follow_logs", "clusters", "cluster", "cluster_events", "wait_cluster", "find_cluster",
+    "bucket", "tag_budgets",
 }  # fmt: skip
 
 

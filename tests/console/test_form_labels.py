@@ -29,6 +29,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from apps.accounts import services as account_services
+from apps.billing.models import TagBudget
 from apps.quotas import services as quota_services
 from apps.storage.models import VolumeAttachment
 from apps.tenants import services as tenant_services
@@ -83,6 +84,7 @@ def data(make_actor: Callable[..., Actor]) -> Data:
     bucket = bucket_row(tenant, name="checkpoints", created_by=owner.user)
     access_key = access_key_row(tenant, name="training", created_by=owner.user)
     cluster = cluster_rows(tenant, created_by=owner.user, name="gang")
+    tag_budget = TagBudget.objects.create(tenant=tenant, key="team", value="ml", monthly_amount=100)
     staff = UserFactory(is_staff=True)
     kwargs = {
         "tenant_slug": tenant.slug,
@@ -100,6 +102,7 @@ def data(make_actor: Callable[..., Actor]) -> Data:
         "bucket_name": bucket.name,
         "access_key_id": str(access_key.pk),
         "cluster_id": str(cluster.pk),
+        "tag_budget_id": str(tag_budget.pk),
     }
     return Data(owner=owner, staff=staff, kwargs=kwargs)
 
@@ -164,6 +167,7 @@ def post_with_errors(data: Data) -> dict[str, str]:
         "volume": ("console:volumes", {"name": "Not Valid!", "region": "us-east-1", "size_gib": "0"}),
         "bucket": ("console:buckets", {"name": "No"}),
         "access_key": ("console:access_keys", {"name": ""}),
+        "tag_budget": ("console:tag_budgets", {"key": "Bad Key", "value": "x", "monthly_amount": "0"}),
         "cluster": (
             "console:cluster_create",
             {"region": "us-east-1", "instance_type": "gpu-h100x8", "node_count": "0", "name": "Not Valid!"},

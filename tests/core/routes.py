@@ -224,6 +224,14 @@ def _invoice_id(world: World) -> Any:
     return make_invoice(world.tenant).pk
 
 
+def _tag_budget_id(world: World) -> Any:
+    from apps.billing.models import TagBudget
+
+    return TagBudget.objects.create(
+        tenant=world.tenant, key="team", value=f"isolation-{uuid.uuid4().hex[:8]}", monthly_amount=100
+    ).pk
+
+
 # URL kwarg -> a factory that creates the object in the given tenant and returns the value for the URL.
 KWARG_FACTORIES: dict[str, Callable[[World], Any]] = {
     TENANT_KWARG: lambda world: world.tenant.slug,
@@ -238,6 +246,7 @@ KWARG_FACTORIES: dict[str, Callable[[World], Any]] = {
     "bucket_name": _bucket_name,
     "access_key_id": _access_key_id,
     "volume_id": _volume_id,
+    "tag_budget_id": _tag_budget_id,
     # Staff routes name the tenant they act on (not the caller's tenant): /api/v1/staff/tenants/<slug>/...
     "staff_tenant_slug": lambda world: world.tenant.slug,
 }

@@ -1,5 +1,5 @@
-"""Volume GB-hours in the ledger: from creation until deletion is asked for, cut at windows and resizes,
-billed whatever the instance does, idempotent, and shown on the invoice with a readable line."""
+"""Volume GB-hours in the ledger: from creation until deletion is asked for, cut at hourly checkpoints and
+resizes, billed whatever the instance does, idempotent, and shown on the invoice with a readable line."""
 
 from __future__ import annotations
 
@@ -40,14 +40,12 @@ def test_rows_follow_size_changes_and_end_at_deletion(owner_api: VolumeApi) -> N
     _at(volume["id"], "resized", start + timedelta(seconds=75))  # 10:01:45
     _at(volume["id"], "delete_requested", start + timedelta(seconds=150))  # 10:03:00
 
-    assert metering.meter_volume(Volume.objects.get(pk=volume["id"])) == 4
+    assert metering.meter_volume(Volume.objects.get(pk=volume["id"])) == 2
     rows = _rows(volume["id"])
     seen = [(r.period.lower.strftime("%H:%M:%S"), r.quantity_seconds, r.unit_price_per_hour) for r in rows]
     assert seen == [
-        ("10:00:30", 30, PRICE * 10),
-        ("10:01:00", 45, PRICE * 10),  # cut at the resize
-        ("10:01:45", 15, PRICE * 30),
-        ("10:02:00", 60, PRICE * 30),
+        ("10:00:30", 75, PRICE * 10),  # cut at the resize
+        ("10:01:45", 75, PRICE * 30),  # to the deletion
     ]
     assert {(r.resource_type, r.meter) for r in rows} == {("volume", "volume_gib_hours:sandbox-standard")}
     first_second = int(rows[0].period.lower.timestamp())
@@ -55,7 +53,7 @@ def test_rows_follow_size_changes_and_end_at_deletion(owner_api: VolumeApi) -> N
     assert [r.amount for r in rows] == [
         billing_metering.amount_for(r.quantity_seconds, r.unit_price_per_hour) for r in rows
     ]
-    assert rows[2].amount == Decimal("0.000025")  # 15 s of 30 GiB at 0.0002 per GiB-hour
+    assert rows[1].amount == Decimal("0.000125")  # 75 s of 30 GiB at 0.0002 per GiB-hour
     # Idempotent: again, or from the periodic task, nothing new.
     assert metering.meter_volume(Volume.objects.get(pk=volume["id"])) == 0
     assert billing_metering.meter_all() == 0
@@ -65,18 +63,20 @@ def test_a_live_volume_is_billed_while_detached_or_its_instance_is_stopped(owner
     volume = owner_api.create(size_gib=100)
     instance = owner_api.launch((volume["id"], "/data")).json()
     owner_api.post(f"/instances/{instance['id']}/stop")  # stopped: no instance time, still volume time
-    start = timezone.now().replace(microsecond=0) - timedelta(minutes=10)
+    start = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=3, minutes=-10)
     _at(volume["id"], "created", start)
-    now = start + timedelta(minutes=5, seconds=20)
+    now = start + timedelta(hours=2, minutes=5, seconds=20)
     written = billing_metering.meter_all(now=now)  # the periodic metering task meters volumes too
     rows = _rows(volume["id"])
-    assert written >= len(rows) > 0
-    # Only closed windows: up to the start of the current minute, never past `now`.
-    assert sum(r.quantity_seconds for r in rows) == int((now.replace(second=0) - start).total_seconds())
+    assert written >= len(rows) == 2
+    # Only up to the last hourly checkpoint, never past `now` (the wallet adds the rest: open usage).
+    assert sum(r.quantity_seconds for r in rows) == int(
+        (now.replace(minute=0, second=0) - start).total_seconds()
+    )
     assert all(r.unit_price_per_hour == PRICE * 100 for r in rows)
     owner_api.delete(f"/instances/{instance['id']}")  # terminated; the volume is kept and still billed
     assert Volume.objects.get(pk=volume["id"]).state == "available"
-    later = billing_metering.meter_all(now=now + timedelta(minutes=3))
+    later = billing_metering.meter_all(now=now + timedelta(hours=1))
     assert later > 0 and _rows(volume["id"])[-1].period.upper > rows[-1].period.upper
 
 

@@ -8,39 +8,70 @@ from django.db.models import Sum
 from django.utils import timezone
 from rest_framework import serializers
 
-from apps.billing.models import AMOUNT_PLACES, BillingMode, CreditGrant, CreditKind
-from apps.billing.selectors import GROUPS, month_start
+from apps.billing.exports import FORMATS
+from apps.billing.models import AMOUNT_PLACES, BillingMode, CreditGrant, CreditKind, LedgerKind
+from apps.billing.selectors import GROUPS, TAG_GROUP, month_start
+from apps.core import tags as core_tags
+from apps.core.errors import InvalidInput
 from apps.core.serializers import MoneyField
 
 MAX_RANGE = timedelta(days=400)
 CENTS = Decimal("0.01")
 
 
-class UsageQuerySerializer(serializers.Serializer):
-    """?from=&to=&group_by=: ISO 8601 datetimes (default: this month so far), at most 400 days apart."""
+class PeriodQuerySerializer(serializers.Serializer):
+    """?from=&to= of the usage reads: `from` is a Python keyword, so the field is added by name."""
 
     to = serializers.DateTimeField(required=False)
-    group_by = serializers.ChoiceField(choices=GROUPS, required=False, default="instance_type")
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
-        fields["from"] = serializers.DateTimeField(required=False)  # "from" is a Python keyword
+        fields["from"] = serializers.DateTimeField(required=False)
         return fields
 
+
+def period_of(attrs: dict[str, Any]) -> dict[str, Any]:
+    """[start, end) from validated from/to: default this month so far, from < to, at most 400 days."""
+    now = timezone.now()
+    end = attrs.get("to") or now
+    start = attrs.get("from") or month_start(min(end, now))
+    if start >= end:
+        raise serializers.ValidationError({"to": ["Must be later than from."]})
+    if end - start > MAX_RANGE:
+        raise serializers.ValidationError({"to": ["At most 400 days after from."]})
+    return {"start": start, "end": end}
+
+
+class UsageQuerySerializer(PeriodQuerySerializer):
+    """?from=&to=&group_by=: ISO 8601 datetimes (default: this month so far), at most 400 days apart;
+    group_by one of GROUPS or tag:<key>. (The repeatable tag=<key>:<value> is read by the view.)"""
+
+    to = serializers.DateTimeField(required=False)
+    group_by = serializers.CharField(required=False, default="instance_type", max_length=100)
+
+    def validate_group_by(self, value: str) -> str:
+        if value in GROUPS:
+            return value
+        if not value.startswith(TAG_GROUP):
+            choices = ", ".join([*GROUPS, f"{TAG_GROUP}<key>"])
+            raise serializers.ValidationError(f"Must be one of {choices}.")
+        try:
+            key = core_tags.normalize_key(value.removeprefix(TAG_GROUP), field="group_by")
+        except InvalidInput as exc:
+            raise serializers.ValidationError(exc.fields["group_by"]) from exc
+        return f"{TAG_GROUP}{key}"
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        now = timezone.now()
-        end = attrs.get("to") or now
-        start = attrs.get("from") or month_start(min(end, now))
-        if start >= end:
-            raise serializers.ValidationError({"to": ["Must be later than from."]})
-        if end - start > MAX_RANGE:
-            raise serializers.ValidationError({"to": ["At most 400 days after from."]})
-        return {"start": start, "end": end, "group_by": attrs.get("group_by", "instance_type")}
+        return {**period_of(attrs), "group_by": attrs.get("group_by", "instance_type")}
 
 
 class UsageGroupSerializer(serializers.Serializer):
-    key = serializers.CharField()
-    name = serializers.CharField()
+    key = serializers.CharField(
+        allow_null=True,
+        help_text="The instance's id, the instance type, the day, or the tag's value; null only for the "
+        "usage without the tag (group_by=tag:<key>).",
+    )
+    name = serializers.CharField(help_text='A readable name; "untagged" for the usage without the tag.')
     cluster = serializers.UUIDField(
         allow_null=True, help_text="group_by=instance: the cluster this instance is a node of; else null."
     )
@@ -64,6 +95,11 @@ class UsageClusterSerializer(serializers.Serializer):
 
 class UsageReportSerializer(serializers.Serializer):
     group_by = serializers.CharField()
+    tags = serializers.DictField(
+        child=serializers.CharField(),
+        help_text="The tag filter applied (every tag=<key>:<value>), {} for none: results, total and "
+        "clusters count only the usage carrying all of them.",
+    )
     total = serializers.DecimalField(max_digits=20, decimal_places=6)
     results = UsageGroupSerializer(many=True)
     clusters = UsageClusterSerializer(
@@ -156,3 +192,39 @@ class CreditGrantCreateSerializer(serializers.Serializer):
 class BillingModeSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=BillingMode.choices)
     credit_limit = MoneyField(max_digits=14, decimal_places=2, min_value=0, required=False)
+
+
+# --- usage export ------------------------------------------------------------------------------------------
+
+
+class UsageExportQuerySerializer(PeriodQuerySerializer):
+    """?from=&to=&format= of the usage export: ISO 8601 dates or datetimes (a date is midnight UTC; default:
+    this month so far), at most 400 days apart, and csv (default) or json."""
+
+    to = serializers.DateTimeField(required=False)
+    format = serializers.ChoiceField(choices=FORMATS, required=False, default="csv")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {**period_of(attrs), "format": attrs.get("format", "csv")}
+
+
+class UsageExportLineSerializer(serializers.Serializer):
+    """One line of the export (a ledger row): the JSON format's objects, and the CSV's columns in order."""
+
+    id = serializers.CharField(help_text="The ledger row's deterministic id.")
+    resource_type = serializers.CharField(help_text="instance, volume or bucket.")
+    resource_id = serializers.CharField()
+    resource_name = serializers.CharField(help_text="The resource's name now; empty when it has none.")
+    meter = serializers.CharField(help_text="e.g. instance_seconds:gpu-h100x1")
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField(help_text="Exclusive.")
+    quantity_seconds = serializers.IntegerField()
+    unit_price_per_hour = serializers.DecimalField(max_digits=12, decimal_places=4)
+    amount = serializers.DecimalField(max_digits=20, decimal_places=6, help_text="USD, 6 places.")
+    kind = serializers.CharField(help_text=f"{', '.join(LedgerKind.values)}.")
+    reverses = serializers.CharField(
+        allow_null=True, help_text="The row a reversal or correction undoes; null (CSV: empty) otherwise."
+    )
+    tags = serializers.DictField(
+        child=serializers.CharField(), help_text="The resource's tags when metered (CSV: a JSON object)."
+    )

@@ -1,22 +1,28 @@
-"""The wallet through the API: usage, balance, budget and credits per tenant; staff grants and the billing
-mode under /api/v1/staff/ (staff sessions only; everyone else gets 404)."""
+"""The wallet through the API: usage, balance, budget and credits per tenant; the usage export and invoice
+PDFs (downloads); staff grants and the billing mode under /api/v1/staff/ (staff sessions only; everyone
+else gets 404)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import QuerySet
+from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.generics import GenericAPIView
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts import two_factor
 from apps.accounts.acting import acting_user
 from apps.accounts.models import ApiToken
-from apps.billing import selectors, services
+from apps.billing import exports, selectors, services
 from apps.billing.api.serializers import (
     BalanceSerializer,
     BillingModeSerializer,
@@ -24,10 +30,15 @@ from apps.billing.api.serializers import (
     BudgetStatusSerializer,
     CreditGrantCreateSerializer,
     CreditGrantSerializer,
+    UsageExportLineSerializer,
+    UsageExportQuerySerializer,
     UsageQuerySerializer,
     UsageReportSerializer,
 )
+from apps.billing.invoices import rendering
+from apps.billing.invoices.api.views import InvoiceObjectMixin
 from apps.billing.models import BudgetAlert, CreditGrant
+from apps.core import tags as core_tags
 from apps.core.errors import Forbidden, NotFound
 from apps.core.idempotency import idempotent
 from apps.tenants.api.base import TenantAPIView
@@ -39,18 +50,34 @@ class UsageView(TenantAPIView):
     permission_map = {"GET": Perm.BILLING_READ}
     serializer_class = UsageReportSerializer
     pagination_class = None
+    repeatable_query_params = frozenset({"tag"})  # apps/core/request_limits.py: tag=a:1&tag=b:2 is AND
 
     @extend_schema(
         summary="Usage from the ledger, grouped",
         description="Rated usage rows whose period starts within [from, to), summed per instance, instance "
-        "type or UTC day. Defaults: this month so far, grouped by instance type. The range is at most 400 "
-        "days. Running time not yet closed into the ledger shows in the balance, not here. Nodes of a "
-        "cluster are billed as instances: grouped per instance, each node's group names its cluster and "
-        "rank, and `clusters` gives each cluster's subtotal.",
+        "type, UTC day or value of a tag (`group_by=tag:<key>`: one group per value, and the usage without "
+        "the tag in one group whose key is null, named untagged). Defaults: this month so far, grouped by "
+        "instance type. The range is at most 400 days. `tag=<key>:<value>` (repeatable: all must hold) "
+        "counts only the rows carrying the tag; a row carries its resource's tags as they were when it was "
+        'metered (docs/billing.md "Tags"). Running time not yet closed into the ledger shows in the '
+        "balance, not here. Nodes of a cluster are billed as instances: grouped per instance, each node's "
+        "group names its cluster and rank, and `clusters` gives each cluster's subtotal.",
         parameters=[
             OpenApiParameter("from", OpenApiTypes.DATETIME, description="ISO 8601, inclusive"),
             OpenApiParameter("to", OpenApiTypes.DATETIME, description="ISO 8601, exclusive"),
-            OpenApiParameter("group_by", OpenApiTypes.STR, enum=list(selectors.GROUPS)),
+            OpenApiParameter(
+                "group_by",
+                OpenApiTypes.STR,
+                description=f"{', '.join(selectors.GROUPS)} (default instance_type), or tag:<key> (e.g. "
+                "tag:team)",
+            ),
+            OpenApiParameter(
+                "tag",
+                OpenApiTypes.STR,
+                many=True,
+                explode=True,
+                description="<key>:<value>, e.g. team:ml; repeat it for usage carrying all of them",
+            ),
         ],
     )
     def get(self, request: Request, tenant_slug: str) -> Response:
@@ -58,15 +85,23 @@ class UsageView(TenantAPIView):
         query = UsageQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         start, end, group_by = (query.validated_data[k] for k in ("start", "end", "group_by"))
-        results = selectors.usage_report(tenant=self.tenant, start=start, end=end, group_by=group_by)
+        tags = core_tags.parse_filters(request.query_params.getlist("tag"), field="tag")
+        results = selectors.usage_report(
+            tenant=self.tenant, start=start, end=end, group_by=group_by, tags=tags
+        )
         total = sum((row["amount"] for row in results), selectors.ZERO)
         clusters = selectors.usage_clusters(
-            tenant=self.tenant, start=start, end=end, by_instance=results if group_by == "instance" else None
+            tenant=self.tenant,
+            start=start,
+            end=end,
+            by_instance=results if group_by == "instance" else None,
+            tags=tags,
         )
         report = {
             "from": start,
             "to": end,
             "group_by": group_by,
+            "tags": tags,
             "total": total,
             "results": results,
             "clusters": clusters,
@@ -210,3 +245,72 @@ class StaffBillingModeView(StaffTenantView):
             credit_limit=serializer.validated_data.get("credit_limit"),
         )
         return Response(BillingModeSerializer(account).data)
+
+
+# --- downloads: the usage export and invoice PDFs ---------------------------------------------------------
+
+
+class JsonErrors(BaseContentNegotiation):
+    """Downloads answer their own media type whatever the Accept header says, and `?format=` is the usage
+    export's own parameter (csv or json), not DRF's renderer override (which answered 404 for csv); their
+    refusals are JSON like every other error."""
+
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
+        return next(iter(parsers), None)
+
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
+
+
+class UsageExportView(TenantAPIView):
+    permission_map = {"GET": Perm.BILLING_READ}
+    content_negotiation_class = JsonErrors
+    serializer_class = UsageExportLineSerializer
+    pagination_class = None
+    filter_backends: list[Any] = []
+
+    @extend_schema(
+        operation_id="tenants_billing_usage_export",
+        summary="Export ledger lines as CSV or JSON",
+        description="Every ledger row whose period starts within [from, to), one line each, in time order: "
+        "id, resource type, id and name, meter, period start and end, seconds, hourly price, amount, kind, "
+        "the row it reverses and tags. Money is a decimal string (prices 4 places, amounts 6). CSV has a "
+        "header row and tags as a JSON object; JSON is an array of the objects below. Streamed as it is "
+        "read, as an attachment. Defaults: this month so far, CSV; at most 400 days. A date is midnight "
+        "UTC.",
+        parameters=[
+            OpenApiParameter("from", OpenApiTypes.DATETIME, description="ISO 8601 date or time, inclusive"),
+            OpenApiParameter("to", OpenApiTypes.DATETIME, description="ISO 8601 date or time, exclusive"),
+            OpenApiParameter("format", OpenApiTypes.STR, enum=list(exports.FORMATS), default="csv"),
+        ],
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="A header, then a row a line."),
+            (200, "application/json"): UsageExportLineSerializer(many=True),
+        },
+    )
+    def get(self, request: Request, tenant_slug: str) -> StreamingHttpResponse:
+        query = UsageExportQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        start, end, fmt = (query.validated_data[k] for k in ("start", "end", "format"))
+        return exports.download(tenant=self.tenant, start=start, end=end, fmt=fmt)
+
+
+class InvoicePdfView(InvoiceObjectMixin):
+    content_negotiation_class = JsonErrors
+    pagination_class = None
+    filter_backends: list[Any] = []
+
+    @extend_schema(
+        summary="Download an invoice as PDF",
+        description="The printable invoice laid out on A4 pages, as an attachment. 503 pdf_unavailable "
+        "where this server cannot render PDF (then download it as HTML).",
+        responses={(200, "application/pdf"): OpenApiResponse(OpenApiTypes.BINARY, description="The PDF.")},
+    )
+    def get(self, request: Request, tenant_slug: str, invoice_id: str) -> HttpResponse:
+        invoice = self.get_object()
+        response = HttpResponse(rendering.render_pdf(invoice), content_type="application/pdf")
+        response["Content-Disposition"] = f'attachment; filename="{rendering.download_name(invoice, "pdf")}"'
+        return response

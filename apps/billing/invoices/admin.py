@@ -3,13 +3,15 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from apps.billing.invoices.models import Invoice, InvoiceLine
+from apps.billing.invoices.models import Invoice, InvoiceLine, PeriodClose
 
 
 class InvoiceLineInline(admin.TabularInline):
     model = InvoiceLine
     fields = (
         "position",
+        "kind",
+        "usage_month",
         "meter",
         "description",
         "cluster_name",
@@ -37,6 +39,24 @@ class InvoiceAdmin(admin.ModelAdmin):
     list_filter = ["status", "month"]
     search_fields = ["number", "tenant__slug"]
     inlines = [InvoiceLineInline]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(PeriodClose)
+class PeriodCloseAdmin(admin.ModelAdmin):
+    """Read-only: each run of the month close over every tenant, with the tenants it could not invoice (run
+    close_billing_period again for them)."""
+
+    list_display = ["month", "started_at", "finished_at", "invoices", "failed_tenants"]
+    list_filter = ["month"]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -95,12 +95,25 @@ class Invoice(models.Model):
         )
 
 
+class LineKind(models.TextChoices):
+    USAGE = "usage", "Usage of the invoice's month"
+    ADJUSTMENT = "adjustment", "Usage of an earlier month that reached the ledger after it was invoiced"
+    CREDIT = "credit", "Credit carried between invoices, or returned to the wallet"
+
+
 class InvoiceLine(models.Model):
     """Usage of one meter at one unit price: the exact seconds, and the amount rounded to cents once. A node
-    of a cluster has lines of its own (per meter and unit price too), grouped under its cluster."""
+    of a cluster has lines of its own (per meter and unit price too), grouped under its cluster.
+
+    `usage_month` is the month the usage happened in: the invoice's own month, or an earlier one for an
+    adjustment (rows that reached the ledger after that month was invoiced; services.py)."""
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField()
+    kind = models.CharField(
+        max_length=16, choices=LineKind.choices, default=LineKind.USAGE, db_default=LineKind.USAGE
+    )
+    usage_month = models.DateField(help_text="The first day of the month the usage happened in.")
     meter = models.CharField(max_length=64)  # instance_seconds:gpu-h100x1
     description = models.CharField(max_length=200)
     quantity_seconds = models.BigIntegerField()
@@ -117,12 +130,12 @@ class InvoiceLine(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["invoice", "position"], name="invoice_line_unique_position"),
             models.UniqueConstraint(
-                fields=["invoice", "meter", "unit_price_per_hour"],
+                fields=["invoice", "usage_month", "meter", "unit_price_per_hour"],
                 condition=Q(cluster_id__isnull=True),
                 name="invoice_line_unique_meter_price",
             ),
             models.UniqueConstraint(
-                fields=["invoice", "cluster_id", "rank", "meter", "unit_price_per_hour"],
+                fields=["invoice", "usage_month", "cluster_id", "rank", "meter", "unit_price_per_hour"],
                 condition=Q(cluster_id__isnull=False),
                 name="invoice_line_unique_node_meter_price",
             ),
@@ -134,6 +147,8 @@ class InvoiceLine(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self._invoice_finalized():
             raise InvoiceFinalized("The lines of a finalized invoice cannot change.")
+        if self.usage_month is None:
+            self.usage_month = self.invoice.month
         super().save(*args, **kwargs)
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
@@ -148,3 +163,61 @@ class InvoiceLine(models.Model):
 
     def _invoice_finalized(self) -> bool:
         return Invoice.objects.filter(pk=self.invoice_id, status=InvoiceStatus.FINALIZED).exists()
+
+
+class CloseSnapshot(models.Model):
+    """What closing a month left for the next close of the tenant: its wallet at the end of the month and
+    the credit carried to its next invoice (services.py, docs/billing.md "Invoices").
+
+    `state` is apps.billing.snapshots.state_to_json(wallet.State) at `cutoff` (the end of the month): it
+    covers the grants and credit reversals dated by then and the ledger rows ended by then that the close
+    saw. Rows created before `settled_before` (the close's start less BILLING_SNAPSHOT_MARGIN_SECONDS) were
+    committed when it read them; of the later ones it counts those it holds (`recent_rows`,
+    `recent_reversals`), so the next close, finding more, knows a row arrived late and computes that
+    tenant's wallet from its whole history instead. `rebuilt`: this state was computed from the whole history
+    (the tenant's first close, or a late row), not carried on from the previous snapshot. Written once."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    month = models.DateField()
+    invoice = models.OneToOneField(Invoice, on_delete=models.CASCADE, related_name="close_snapshot")
+    cutoff = models.DateTimeField()
+    started_at = models.DateTimeField()
+    settled_before = models.DateTimeField()
+    state = models.JSONField()
+    recent_rows = models.PositiveIntegerField(default=0)
+    recent_reversals = models.PositiveIntegerField(default=0)
+    rebuilt = models.BooleanField(default=False)
+    # A negative remainder of the invoice (late reversals beyond what it bills) owed back in cash: the next
+    # invoice of the tenant takes it off as a line (LineKind.CREDIT).
+    carried_credit = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
+
+    class Meta:
+        ordering = ["tenant", "month"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "month"], name="close_snapshot_one_per_tenant_month"),
+            models.CheckConstraint(
+                condition=Q(carried_credit__gte=0), name="close_snapshot_carry_nonnegative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}@{self.month:%Y-%m}"
+
+
+class PeriodClose(models.Model):
+    """One run of the month close over every tenant (services.period_close): a month with a row here is
+    closed, so its rows that reach the ledger later are adjustments on a later invoice (a tenant invoiced for
+    the month has its month closed too). `started_at` bounds the rows the next close looks at again."""
+
+    month = models.DateField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    invoices = models.PositiveIntegerField(default=0)
+    failed_tenants = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["month", "-started_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} at {self.started_at:%Y-%m-%dT%H:%M:%S}"

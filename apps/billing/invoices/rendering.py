@@ -1,4 +1,5 @@
-"""The invoice as a printable HTML page (console and download) and as plain text (docs/billing.md)."""
+"""The invoice as a printable HTML page (console and download), as PDF (that page laid out for print) and
+as plain text (docs/billing.md)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from django.template.loader import render_to_string
 
+from apps.billing.invoices import pdf
 from apps.billing.invoices.models import Invoice, InvoiceLine
 from apps.billing.invoices.selectors import invoice_clusters
 
@@ -34,6 +36,16 @@ def render_html(invoice: Invoice) -> str:
         "billing/invoice.html",
         {"invoice": invoice, "lines": plain, "clusters": clusters, "issuer": ISSUER},
     )
+
+
+def render_pdf(invoice: Invoice) -> bytes:
+    """The printable page as PDF: the same template, so the two never disagree."""
+    return pdf.html_to_pdf(render_html(invoice))
+
+
+def download_name(invoice: Invoice, extension: str) -> str:
+    """`invoice-GPC-2026-10-000042.pdf`; a draft has no number yet, so its id names it."""
+    return f"invoice-{invoice.number or f'draft-{invoice.pk}'}.{extension}"
 
 
 def _money(value: Decimal, currency: str) -> str:

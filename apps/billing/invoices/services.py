@@ -1,7 +1,10 @@
 """Closing a billing period: one invoice per tenant and month, built from the ledger and finalized.
 
-Idempotent: closing a month again returns the finalized invoice untouched (a unique constraint on tenant and
-month backs this against concurrent closes); a draft left by an interrupted close is rebuilt.
+The work is set-based (closing.py, aggregation.py): one aggregation of the month's rows, chunks of tenants
+per transaction, credits carried on from the previous close's wallet snapshot, adjustments for rows that
+arrived after their month was invoiced. Idempotent: closing a month again returns the finalized invoices
+untouched (closes run one at a time, and a unique constraint on tenant and month backs this); a draft left
+by an interrupted close is rebuilt.
 """
 
 from __future__ import annotations
@@ -12,26 +15,13 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from django.db import connection, transaction
-from django.db.models import Min, Q, Sum
-from django.db.models.functions import Lower
+from django.db import connection
 from django.utils import timezone
 
-from apps.audit.services import audit_record
-from apps.billing import cluster_usage
 from apps.billing.cluster_usage import NodeRef
-from apps.billing.invoices import periods
-from apps.billing.invoices.credits import credits_for_month
-from apps.billing.invoices.models import (
-    CENTS,
-    NUMBER_PREFIX,
-    NUMBER_SEQUENCE,
-    Invoice,
-    InvoiceLine,
-    InvoiceStatus,
-)
-from apps.billing.models import UsageRecord
-from apps.catalog.models import InstanceType
+from apps.billing.invoices import aggregation, closing, periods
+from apps.billing.invoices.closing import CloseResult
+from apps.billing.invoices.models import CENTS, Invoice
 from apps.core.errors import InvalidInput
 from apps.tenants.models import Tenant
 
@@ -54,91 +44,47 @@ class LineDraft:
 
 
 def line_amount(seconds: int, price_per_hour: Decimal) -> Decimal:
-    """The one rounding of a bill: exact seconds times the hourly price, to cents, half up."""
+    """The one rounding of a bill: exact seconds times the hourly price, to cents, half up. The close does
+    the same in SQL (aggregation.py); tests hold the two equal."""
     return (Decimal(seconds) * price_per_hour / Decimal(3600)).quantize(CENTS, rounding=ROUND_HALF_UP)
 
 
-def month_usage(*, tenant: Any, month: date) -> Any:
-    """Ledger rows of the tenant whose period starts in the month (pieces never cross a minute boundary,
-    so they never cross a month boundary either)."""
-    start, end = periods.bounds(month)
-    return (
-        UsageRecord.objects.filter(tenant=tenant)
-        .annotate(started=Lower("period"))
-        .filter(started__gte=start, started__lt=end)
-    )
-
-
-def _describe(meter: str, types: dict[str, InstanceType]) -> str:
-    if meter.startswith(INSTANCE_METER_PREFIX):
-        slug = meter.removeprefix(INSTANCE_METER_PREFIX)
-        itype = types.get(slug)
-        name = getattr(itype, "name", "") if itype is not None else ""
-        return f"{slug} ({name}) instance hours" if name and name != slug else f"{slug} instance hours"
-    if meter.startswith(VOLUME_METER_PREFIX):
-        # One line per size: the unit price is size x the price per GiB-hour.
-        return f"Volume storage hours ({meter.removeprefix(VOLUME_METER_PREFIX)} class)"
-    if meter == OBJECT_STORAGE_METER:
-        # One line per size too: the unit price is the started GiB stored x the price per GiB-hour.
-        return "Object storage hours (per started GiB)"
-    return meter
-
-
 def draft_lines(*, tenant: Any, month: date) -> list[LineDraft]:
-    """One line per meter and unit price: a price change within the month gives the meter two lines. A
-    node of a cluster has lines of its own (per meter and unit price), after the others, grouped per cluster
-    (by name) and ordered by rank. A constant number of queries, however many rows, nodes and clusters."""
-    usage = month_usage(tenant=tenant, month=month)
-    nodes = Q(resource_type="instance", resource_id__in=cluster_usage.node_keys(tenant=tenant))
-    groups = [
-        g
-        for g in usage.exclude(nodes)
-        .values("meter", "unit_price_per_hour")
-        .annotate(seconds=Sum("quantity_seconds"), exact=Sum("amount"), first=Min("started"))
-        .order_by("meter", "first", "unit_price_per_hour")
-        if g["seconds"]  # fully reversed usage leaves nothing to bill
-    ]
-    node_groups = [
-        g
-        for g in usage.filter(nodes)
-        .values("resource_id", "meter", "unit_price_per_hour")
-        .annotate(seconds=Sum("quantity_seconds"), exact=Sum("amount"), first=Min("started"))
-        .order_by("resource_id", "meter", "first", "unit_price_per_hour")
-        if g["seconds"]
-    ]
-    refs = cluster_usage.nodes_by_resource(
-        tenant=tenant, resource_ids={g["resource_id"] for g in node_groups}
-    )
-    slugs = {g["meter"].removeprefix(INSTANCE_METER_PREFIX) for g in [*groups, *node_groups]}
-    types = {t.slug: t for t in InstanceType.objects.filter(slug__in=slugs)}
-
-    def draft(g: dict[str, Any], node: NodeRef | None) -> LineDraft:
-        description = _describe(g["meter"], types)
-        if node is not None:
-            description = f"{description}, cluster {node.cluster_name} node {node.rank}"
-        return LineDraft(
-            meter=g["meter"],
-            description=description,
-            quantity_seconds=g["seconds"],
-            unit_price_per_hour=g["unit_price_per_hour"],
-            amount=line_amount(g["seconds"], g["unit_price_per_hour"]),
-            exact_amount=g["exact"],
-            node=node,
-        )
-
-    # The same nodes as node_keys: an instance never leaves or changes its cluster.
-    noded = [(refs[g["resource_id"]], g) for g in node_groups]
-    noded.sort(
-        key=lambda p: (p[0].cluster_name, str(p[0].cluster_id), p[0].rank or 0, p[1]["meter"], p[1]["first"])
-    )
-    return [draft(g, None) for g in groups] + [draft(g, node) for node, g in noded]
-
-
-def _next_number(month: date) -> str:
+    """The month's lines of the tenant as the close would write them, without writing (adjustments and
+    credit lines aside): the same two statements' SQL, in one query."""
+    start, end = periods.bounds(month)
+    params = {
+        **aggregation.stage_one_params(
+            start=start,
+            end=end,
+            settled=end,
+            event_tenants=[],
+            nodes=aggregation.node_keys([tenant.pk]),
+            tenants=[tenant.pk],
+        ),
+        **aggregation.lines_params(
+            month=month, chunk=[tenant.pk], earliest=periods.next_month(month), late=[]
+        ),
+    }
+    sql = aggregation.lines_sql(source=f"({aggregation.stage_one(temp_table=None, tenants=True)}) s")
     with connection.cursor() as cursor:
-        cursor.execute("SELECT nextval(%s)", [NUMBER_SEQUENCE])
-        (value,) = cursor.fetchone()
-    return f"{NUMBER_PREFIX}-{month:%Y-%m}-{value:06d}"
+        cursor.execute(f"SELECT * FROM ({sql}) d ORDER BY position", params)  # noqa: S608 (table names from the models)
+        names = [c.name for c in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return [
+        LineDraft(
+            meter=row["meter"],
+            description=row["description"],
+            quantity_seconds=int(row["seconds"]),
+            unit_price_per_hour=row["price"],
+            amount=row["amount"],
+            exact_amount=row["exact"],
+            node=NodeRef(row["cluster_id"], row["cluster_name"], row["rank"])
+            if row["cluster_id"] is not None
+            else None,
+        )
+        for row in rows
+    ]
 
 
 def _check_ended(month: date, now: datetime) -> None:
@@ -150,79 +96,32 @@ def _check_ended(month: date, now: datetime) -> None:
 
 
 def invoice_close(*, tenant: Tenant, month: date, now: datetime | None = None) -> Invoice:
-    """Build and finalize the tenant's invoice for the month; the existing one if already finalized."""
-    start, end = periods.bounds(month)
+    """Build and finalize the tenant's invoice for the month (even at zero); the existing one if already
+    finalized. Raises what failed."""
     now = now or timezone.now()
     _check_ended(month, now)
-    with transaction.atomic():
-        # Serialize closes of one tenant; the unique constraint backs this up.
-        Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
-        invoice, _ = Invoice.objects.get_or_create(
-            tenant=tenant, month=month, defaults={"period_start": start, "period_end": end}
-        )
-        if invoice.status == InvoiceStatus.FINALIZED:
-            return invoice
-        InvoiceLine.objects.filter(invoice=invoice).delete()  # a draft from an interrupted close
-        lines = draft_lines(tenant=tenant, month=month)
-        InvoiceLine.objects.bulk_create(
-            InvoiceLine(
-                invoice=invoice,
-                position=index,
-                meter=line.meter,
-                description=line.description,
-                quantity_seconds=line.quantity_seconds,
-                unit_price_per_hour=line.unit_price_per_hour,
-                amount=line.amount,
-                cluster_id=line.node.cluster_id if line.node else None,
-                cluster_name=line.node.cluster_name if line.node else "",
-                rank=line.node.rank if line.node else None,
-            )
-            for index, line in enumerate(lines, start=1)
-        )
-        subtotal = sum((line.amount for line in lines), Decimal("0.00"))
-        invoice.subtotal = subtotal
-        invoice.credits_applied = credits_for_month(
-            tenant=tenant,
-            period_end=end,
-            month_usage=sum((line.exact_amount for line in lines), Decimal("0")),
-            subtotal=subtotal,
-        )
-        invoice.total = subtotal - invoice.credits_applied
-        invoice.status = InvoiceStatus.FINALIZED
-        invoice.number = _next_number(month)
-        invoice.finalized_at = now
-        invoice.save()
-        audit_record(
-            actor=None,
-            action="invoice.finalized",
-            target=invoice,
-            tenant=tenant,
-            metadata={
-                "number": invoice.number,
-                "month": f"{month:%Y-%m}",
-                "subtotal": str(invoice.subtotal),
-                "credits_applied": str(invoice.credits_applied),
-                "total": str(invoice.total),
-            },
-        )
-    logger.info("invoice %s finalized for %s %s: total %s", invoice.number, tenant.slug, month, invoice.total)
+    result = closing.close_month(month=month, now=now, tenant_ids=[tenant.pk], retry=False)
+    (invoice,) = result.invoices
     return invoice
 
 
-def tenants_to_bill(*, month: date) -> Any:
-    """Tenants with ledger rows in the month."""
-    start, end = periods.bounds(month)
-    ids = (
-        UsageRecord.objects.annotate(started=Lower("period"))
-        .filter(started__gte=start, started__lt=end)
-        .values("tenant_id")
+def month_close(
+    *, month: date, tenant: Tenant | None = None, now: datetime | None = None, chunk_size: int = closing.CHUNK
+) -> CloseResult:
+    """Close the month for one tenant (even without usage: an invoice of zero) or for every tenant with
+    usage in it or rows arrived late for an earlier closed month, `chunk_size` tenants per transaction. A
+    chunk that fails is retried tenant by tenant; the tenants that still fail are in `failed` (the others
+    are invoiced), and closing again picks them up."""
+    now = now or timezone.now()
+    _check_ended(month, now)
+    result = closing.close_month(
+        month=month, now=now, tenant_ids=[tenant.pk] if tenant is not None else None, chunk_size=chunk_size
     )
-    return Tenant.objects.filter(pk__in=ids).order_by("slug")
+    for tenant_id, error in result.failed.items():
+        logger.error("billing close %s: tenant %s not invoiced: %s", f"{month:%Y-%m}", tenant_id, error)
+    return result
 
 
 def period_close(*, month: date, tenant: Tenant | None = None, now: datetime | None = None) -> list[Invoice]:
-    """Close the month for one tenant (even without usage: an invoice of zero) or for every tenant with
-    usage in it. Each tenant closes in its own transaction, so one failure does not hold back the rest."""
-    _check_ended(month, now or timezone.now())
-    targets = [tenant] if tenant is not None else list(tenants_to_bill(month=month))
-    return [invoice_close(tenant=t, month=month, now=now) for t in targets]
+    """month_close's invoices, in tenant order."""
+    return month_close(month=month, tenant=tenant, now=now).invoices

@@ -10,6 +10,7 @@ from apps.billing.stripe.models import (
     MeterEventOutbox,
     StripeCustomer,
     StripeEvent,
+    StripeInvoice,
     StripeMeter,
 )
 
@@ -34,7 +35,9 @@ class StripeCustomerAdmin(_ReadOnly):
 
 @admin.register(StripeMeter)
 class StripeMeterAdmin(_ReadOnly):
-    list_display = ["meter_key", "event_name", "meter_id", "price_id"]
+    list_display = ["meter_key", "price_per_unit_hour", "unit", "event_name", "meter_id", "price_id"]
+    list_filter = ["unit"]
+    search_fields = ["meter_key", "event_name"]
 
 
 @admin.register(CheckoutSession)
@@ -56,3 +59,19 @@ class StripeEventAdmin(_ReadOnly):
     list_display = ["id", "type", "object_id", "received_at", "processed_at", "attempts", "last_error"]
     list_filter = ["type"]
     search_fields = ["id", "object_id"]
+
+
+@admin.register(StripeInvoice)
+class StripeInvoiceAdmin(_ReadOnly):
+    list_display = [
+        "invoice",
+        "tenant",
+        "state",
+        "amount_cents",
+        "stripe_invoice_id",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+    ]
+    list_filter = ["state"]
+    search_fields = ["invoice__number", "tenant__slug", "stripe_invoice_id"]

@@ -11,7 +11,7 @@ is off, the API answers 503 stripe_not_configured) and StripeUnavailable (the ca
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,8 +97,16 @@ class MeterEventSummary:
 class Invoice:
     id: str
     customer_id: str | None
-    status: str | None
+    status: str | None  # draft, open, paid, uncollectible, void
     subscription_id: str | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InvoiceItem:
+    id: str
+    amount: int  # cents
+    metadata: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -339,10 +347,18 @@ class StripeGateway:
     # -- usage export -------------------------------------------------------------------------------------
 
     def create_meter_with_price(
-        self, *, meter_key: str, event_name: str, display_name: str, currency: str, unit_amount_cents: Any
+        self,
+        *,
+        rate_key: str,
+        event_name: str,
+        display_name: str,
+        nickname: str,
+        currency: str,
+        unit_amount_cents: Any,
     ) -> Meter:
         """One Billing Meter (sum of `value` per customer) and a monthly metered price on it.
-        `unit_amount_cents` is a Decimal: cents per unit (second)."""
+        `unit_amount_cents` is a Decimal: cents per unit (second or GiB-second), at most 12 places.
+        `rate_key` (meter key and price) makes the Idempotency-Keys: one meter and price per rate."""
         meter = self._call(
             "billing.meter.create",
             self._client.v1.billing.meters.create,
@@ -353,8 +369,8 @@ class StripeGateway:
                 "customer_mapping": {"type": "by_id", "event_payload_key": "stripe_customer_id"},
                 "value_settings": {"event_payload_key": "value"},
             },
-            self._opts(f"gpucloud-meter:{meter_key}"),
-            meter_key=meter_key,
+            self._opts(f"gpucloud-meter:{rate_key}"),
+            rate_key=rate_key,
         )
         price = self._call(
             "price.create",
@@ -364,10 +380,11 @@ class StripeGateway:
                 "unit_amount_decimal": str(unit_amount_cents),
                 "recurring": {"interval": "month", "usage_type": "metered", "meter": meter.id},
                 "product_data": {"name": display_name},
-                "metadata": {"meter_key": meter_key},
+                "nickname": nickname,
+                "metadata": {"rate": rate_key},
             },
-            self._opts(f"gpucloud-price:{meter_key}"),
-            meter_key=meter_key,
+            self._opts(f"gpucloud-price:{rate_key}"),
+            rate_key=rate_key,
         )
         return Meter(id=meter.id, event_name=meter.event_name, price_id=price.id)
 
@@ -406,16 +423,126 @@ class StripeGateway:
             out.append(MeterEventSummary(item_start, item_end, float(item.aggregated_value)))
         return out
 
+    # -- invoices we collect -------------------------------------------------------------------------------
+
+    def create_invoice(
+        self,
+        *,
+        customer_id: str,
+        currency: str,
+        description: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> Invoice:
+        """A draft invoice charged automatically (the customer's default payment method). It takes only the
+        items created for it (`pending_invoice_items_behavior=exclude`) and does not advance on its own
+        until it is finalized."""
+        obj = self._call(
+            "invoice.create",
+            self._client.v1.invoices.create,
+            {
+                "customer": customer_id,
+                "currency": currency,
+                "collection_method": "charge_automatically",
+                "auto_advance": False,
+                "pending_invoice_items_behavior": "exclude",
+                "description": description,
+                "metadata": metadata,
+            },
+            self._opts(idempotency_key),
+            idempotency_key=idempotency_key,
+        )
+        return self._invoice(obj)
+
+    def find_invoice(
+        self, *, customer_id: str, created_since: datetime, metadata_key: str, metadata_value: str
+    ) -> Invoice | None:
+        """The customer's invoice created since then whose metadata holds the value: one an earlier attempt
+        created before it could record the id (the Idempotency-Key only helps for 24 hours)."""
+        page = self._call(
+            "invoice.list",
+            self._client.v1.invoices.list,
+            {"customer": customer_id, "created": {"gte": _epoch(created_since)}, "limit": 100},
+            customer_id=customer_id,
+        )
+        for obj in page.auto_paging_iter():
+            if _plain(_attr(obj, "metadata")).get(metadata_key) == metadata_value:
+                return self._invoice(obj)
+        return None
+
+    def invoice_items(self, invoice_id: str) -> list[InvoiceItem]:
+        page = self._call(
+            "invoiceitem.list",
+            self._client.v1.invoice_items.list,
+            {"invoice": invoice_id, "limit": 100},
+            invoice_id=invoice_id,
+        )
+        return [
+            InvoiceItem(
+                id=obj.id, amount=int(_attr(obj, "amount") or 0), metadata=_plain(_attr(obj, "metadata"))
+            )
+            for obj in page.auto_paging_iter()
+        ]
+
+    def create_invoice_item(
+        self,
+        *,
+        customer_id: str,
+        invoice_id: str,
+        currency: str,
+        amount_cents: int,
+        description: str,
+        period_start: datetime,
+        period_end: datetime,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> InvoiceItem:
+        """One line of a draft invoice, for an amount in cents we computed (negative for credits)."""
+        obj = self._call(
+            "invoiceitem.create",
+            self._client.v1.invoice_items.create,
+            {
+                "customer": customer_id,
+                "invoice": invoice_id,
+                "currency": currency,
+                "amount": amount_cents,
+                "description": description,
+                "period": {"start": _epoch(period_start), "end": _epoch(period_end)},
+                "metadata": metadata,
+            },
+            self._opts(idempotency_key),
+            idempotency_key=idempotency_key,
+        )
+        return InvoiceItem(id=obj.id, amount=int(_attr(obj, "amount") or 0), metadata=metadata)
+
+    def finalize_invoice(self, invoice_id: str, *, idempotency_key: str) -> Invoice:
+        """Finalize the draft with automatic advancement: Stripe then charges the customer's payment method
+        and retries failures on its own schedule."""
+        obj = self._call(
+            "invoice.finalize",
+            self._client.v1.invoices.finalize_invoice,
+            invoice_id,
+            {"auto_advance": True},
+            self._opts(idempotency_key),
+            invoice_id=invoice_id,
+        )
+        return self._invoice(obj)
+
     # -- objects webhooks point at ------------------------------------------------------------------------
 
     def retrieve_invoice(self, invoice_id: str) -> Invoice:
         obj = self._call("invoice.retrieve", self._client.v1.invoices.retrieve, invoice_id)
+        return self._invoice(obj)
+
+    @staticmethod
+    def _invoice(obj: Any) -> Invoice:
         details = _attr(_attr(obj, "parent"), "subscription_details")
         return Invoice(
             id=obj.id,
             customer_id=_id_of(_attr(obj, "customer")),
             status=_attr(obj, "status"),
             subscription_id=_id_of(_attr(details, "subscription")),
+            metadata=_plain(_attr(obj, "metadata")),
         )
 
     def retrieve_subscription(self, subscription_id: str) -> Subscription:

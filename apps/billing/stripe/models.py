@@ -1,5 +1,6 @@
 """What we keep about Stripe: one customer per tenant, the meters and prices usage is exported to, the
-Checkout Sessions we opened, the meter-event outbox and every webhook event received (once)."""
+Checkout Sessions we opened, the meter-event outbox, the collection of each of our invoices and every
+webhook event received (once)."""
 
 from __future__ import annotations
 
@@ -33,17 +34,42 @@ class StripeCustomer(models.Model):
         return f"{self.tenant_id}:{self.customer_id}"
 
 
-class StripeMeter(models.Model):
-    """The Billing Meter and metered price one of our meter keys (instance_seconds:<type>) is exported to."""
+class MeterUnit(models.TextChoices):
+    SECOND = "second", "Second (instances)"
+    GIB_SECOND = "gib_second", "GiB-second (volumes, object storage)"
 
-    meter_key = models.CharField(max_length=64, unique=True)
+
+class StripeMeter(models.Model):
+    """The Billing Meter and metered Price one of our ledger meters is exported to at one price.
+
+    One per (meter key, price per unit-hour): a new price (a PriceVersion of an instance type, another price
+    per GiB-hour) gets a meter and a price of its own, so usage after the change is counted under the new
+    price and usage before it stays under the old one (meter events cannot name a price; a meter's events
+    are billed by every price on it). Rows from before prices were versioned have no price and are no
+    longer used."""
+
+    meter_key = models.CharField(max_length=64)
+    unit = models.CharField(max_length=16, choices=MeterUnit.choices, default=MeterUnit.SECOND)
+    # Per hour of the unit: per hour (instances) or per GiB-hour (storage), as the product prices it.
+    price_per_unit_hour = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    # What the Stripe Price charges per unit, in cents (12 places, rounded up: see meter_prices.py).
+    unit_amount_decimal = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
     event_name = models.CharField(max_length=100, unique=True)
     meter_id = models.CharField(max_length=255)
     price_id = models.CharField(max_length=255)
     created_at = models.DateTimeField(default=timezone.now)
 
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["meter_key", "price_per_unit_hour"],
+                condition=models.Q(price_per_unit_hour__isnull=False),
+                name="stripe_meter_one_per_price",
+            )
+        ]
+
     def __str__(self) -> str:
-        return f"{self.meter_key} -> {self.meter_id}"
+        return f"{self.meter_key}@{self.price_per_unit_hour} -> {self.meter_id}"
 
 
 class CheckoutKind(models.TextChoices):
@@ -73,16 +99,20 @@ class CheckoutSession(models.Model):
 
 
 class MeterEventOutbox(models.Model):
-    """One meter event per tenant, meter and closed hour, waiting to be (or already) sent to Stripe.
+    """One meter event per tenant, meter, price and hour, waiting to be (or already) sent to Stripe.
 
-    `identifier` ("<tenant>:<meter>:<hour epoch>") is unique here and is sent as both the meter event's
-    identifier and the Idempotency-Key, so writing a row twice is a no-op and resending never double-counts.
+    `value` is in the meter's unit (seconds, or GiB-seconds for storage) and covers the ledger rows that end
+    in the hour. `identifier` ("<tenant>:<meter>@<price>:<hour epoch>") is unique here and is sent as both
+    the meter event's identifier and the Idempotency-Key, so writing a row twice is a no-op and resending
+    never double-counts. Rows written before prices were versioned have no price (all sent or retired).
     """
 
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
     meter = models.CharField(max_length=64)
+    unit = models.CharField(max_length=16, choices=MeterUnit.choices, default=MeterUnit.SECOND)
+    price_per_unit_hour = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     hour_start = models.DateTimeField()
-    value = models.BigIntegerField()  # seconds
+    value = models.BigIntegerField()  # in `unit`
     identifier = models.CharField(max_length=255, unique=True)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
@@ -100,6 +130,61 @@ class MeterEventOutbox(models.Model):
 
     def __str__(self) -> str:
         return self.identifier
+
+
+class CollectionState(models.TextChoices):
+    """Where the collection of one of our invoices stands (also the invoice's visible payment_status)."""
+
+    NOTHING_DUE = "nothing_due", "Nothing to pay (total zero)"
+    PREPAID = "prepaid", "Prepaid: not charged; a positive total is wallet debt the next top-up pays"
+    PENDING = "pending", "To be sent to Stripe"
+    OPEN = "open", "Finalized in Stripe; Stripe is collecting it"
+    PAYMENT_FAILED = "payment_failed", "A payment attempt failed; Stripe retries"
+    PAID = "paid", "Paid"
+    VOID = "void", "Voided in Stripe: not owed"
+    UNCOLLECTIBLE = "uncollectible", "Marked uncollectible in Stripe: still owed"
+
+
+class StripeInvoice(models.Model):
+    """The collection of one of our invoices through Stripe: created when the invoice is finalized, sent
+    (one Stripe invoice, an item per line, finalized, charged automatically) by a task retried until it
+    succeeds, then moved by the webhook. At most one per invoice, and one Stripe invoice per record."""
+
+    invoice = models.OneToOneField(
+        "billing_invoices.Invoice", on_delete=models.PROTECT, related_name="stripe_collection"
+    )
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
+    state = models.CharField(max_length=16, choices=CollectionState.choices)
+    amount_cents = models.BigIntegerField()  # the invoice's total, what Stripe is asked to collect
+    stripe_invoice_id = models.CharField(max_length=255, blank=True)
+    stripe_status = models.CharField(max_length=32, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.CharField(max_length=500, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    state_changed_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stripe_invoice_id"],
+                condition=~models.Q(stripe_invoice_id=""),
+                name="stripe_invoice_one_record_per_stripe_invoice",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="stripe_invoice_to_send",
+                condition=models.Q(state="pending"),
+            ),
+            models.Index(fields=["tenant", "state"], name="stripe_invoice_tenant_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.invoice_id}:{self.state}:{self.stripe_invoice_id or '-'}"
 
 
 class StripeEvent(models.Model):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, timedelta
+from decimal import Decimal
 
 from celery import shared_task
 from django.utils import timezone
 
-from apps.billing.stripe import dunning, events, gateway, usage_export
+from apps.billing.stripe import collection, dunning, events, gateway, meter_prices, usage_export
 from apps.billing.stripe.models import StripeEvent
 
 MAX_EVENT_ATTEMPTS = 10
@@ -50,3 +51,24 @@ def reconcile() -> int:
 @shared_task(acks_late=True)
 def enforce_past_due() -> int:
     return dunning.enforce_past_due()
+
+
+@shared_task(acks_late=True)
+def send_invoices() -> int:
+    """Invoices to collect: records for recently finalized invoices that have none, then every pending
+    record that is due (queued on commit of each close, and run by beat until all are sent)."""
+    collection.collections_sweep()
+    return collection.invoices_send().sent
+
+
+@shared_task(acks_late=True)
+def ensure_stripe_price(meter_key: str, price_per_hour: str) -> str:
+    """A new price version's Stripe Meter and Price (queued on commit of the version). Best effort: the
+    export makes it on first use anyway."""
+    if not gateway.is_configured():
+        return ""
+    rate = meter_prices.Rate(meter_key, meter_prices.unit_of(meter_key), Decimal(price_per_hour))
+    try:
+        return meter_prices.ensure_stripe_meter(rate=rate).price_id
+    except gateway.StripeUnavailable:
+        return ""  # logged by the gateway; the first export at this price makes it

@@ -23,6 +23,7 @@ from apps.catalog.models import ImagePolicy, Region
 from apps.console.views.instances import POLL_TRIGGER, launch_block_reason
 from apps.console.views.page_helpers import poll_fingerprint, unchanged, validated
 from apps.console.views.tenant import TenantPage, tenant_page
+from apps.core import tags as core_tags
 from apps.core.errors import DomainError
 from apps.instances import cluster_selectors, cluster_services
 from apps.instances.api.cluster_serializers import ClusterCreateSerializer
@@ -171,6 +172,7 @@ def _create_context(t: TenantPage, params: Any, **extra: Any) -> dict[str, Any]:
         "placements": Placement.choices,
         "on_node_failure": on_node_failure,
         "on_node_failure_choices": OnNodeFailure.choices,
+        "tags_text": params.get("tags", ""),
         "blocked": launch_block_reason(t),
         "field_errors": {},
         **extra,
@@ -191,6 +193,7 @@ def _cluster_request(params: Any) -> cluster_services.ClusterRequest:
     name = params.get("name", "").strip()
     if name:
         data["name"] = name
+    data["tags"] = core_tags.parse_lines(params.get("tags", ""))
     return cluster_services.ClusterRequest(**validated(ClusterCreateSerializer, data))
 
 

@@ -21,6 +21,7 @@ from apps.catalog import selectors as catalog
 from apps.catalog.models import ImagePolicy, InstanceType, Region
 from apps.console.views.page_helpers import poll_fingerprint, unchanged, validated
 from apps.console.views.tenant import TenantPage, tenant_page
+from apps.core import tags as core_tags
 from apps.core.errors import DomainError
 from apps.instances import selectors, services
 from apps.instances.api.serializers import InstanceLaunchSerializer
@@ -242,6 +243,7 @@ def _launch_context(t: TenantPage, params: Any, **extra: Any) -> dict[str, Any]:
         "name": params.get("name", ""),
         "auto_stop_after": params.get("auto_stop_after", ""),
         "auto_stop_choices": AUTO_STOP_CHOICES,
+        "tags_text": params.get("tags", ""),
         "blocked": launch_block_reason(t),
         "field_errors": {},
         **extra,
@@ -261,6 +263,7 @@ def _launch_request(params: Any) -> services.LaunchRequest:
         data["name"] = name
     if params.get("auto_stop_after", ""):
         data["auto_stop_after"] = params.get("auto_stop_after")
+    data["tags"] = core_tags.parse_lines(params.get("tags", ""))
     volume_ids = params.getlist("volume_ids")
     if volume_ids:
         data["volumes"] = [

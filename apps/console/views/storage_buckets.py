@@ -22,6 +22,7 @@ from django.utils import timezone
 from apps.console.views.page_helpers import validated
 from apps.console.views.tenant import TenantPage, tenant_page
 from apps.core import build_status
+from apps.core import tags as core_tags
 from apps.core.errors import DomainError
 from apps.storage.objects import s3, selectors, services
 from apps.storage.objects.api.serializers import (
@@ -89,13 +90,15 @@ def _access_note(t: TenantPage) -> str:
 
 @tenant_page(Perm.STORAGE_READ, methods=("GET", "POST"), post_perm=Perm.STORAGE_WRITE)
 def buckets(t: TenantPage) -> HttpResponse:
-    form = {"name": ""}
+    form = {"name": "", "tags": ""}
     if t.request.method == "POST":
-        form = {"name": t.request.POST.get("name", "").strip()}
+        form = {"name": t.request.POST.get("name", "").strip(), "tags": t.request.POST.get("tags", "")}
         try:
             t.require_status()
-            data = validated(BucketCreateSerializer, form)
-            bucket = services.bucket_create(actor=t.user, tenant=t.tenant, name=data["name"])
+            data = validated(BucketCreateSerializer, {**form, "tags": core_tags.parse_lines(form["tags"])})
+            bucket = services.bucket_create(
+                actor=t.user, tenant=t.tenant, name=data["name"], tags=data["tags"]
+            )
         except DomainError as exc:
             context = {
                 "buckets": _buckets(t),

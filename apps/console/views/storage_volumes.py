@@ -24,6 +24,7 @@ from apps.catalog import selectors as catalog
 from apps.catalog.models import StorageAccessMode
 from apps.console.views.page_helpers import validated
 from apps.console.views.tenant import TenantPage, tenant_page
+from apps.core import tags as core_tags
 from apps.core.errors import DomainError
 from apps.storage import selectors, services
 from apps.storage.api.serializers import VolumeCreateSerializer, VolumeUpdateSerializer
@@ -100,7 +101,8 @@ def _list_context(t: TenantPage, form: dict[str, Any] | None = None, **extra: An
     return {
         **_table_context(t),
         "regions": regions,
-        "form": form or {"name": "", "region": regions[0].slug if regions else "", "size_gib": "100"},
+        "form": form
+        or {"name": "", "region": regions[0].slug if regions else "", "size_gib": "100", "tags": ""},
         "price_per_gib_hour": settings.VOLUME_PRICE_PER_GIB_HOUR,
         "field_errors": {},
         **extra,
@@ -116,10 +118,11 @@ def volumes(t: TenantPage) -> HttpResponse:
         "name": post.get("name", "").strip(),
         "region": post.get("region", ""),
         "size_gib": post.get("size_gib", "").strip(),
+        "tags": post.get("tags", ""),
     }
     try:
         t.require_status()
-        data = validated(VolumeCreateSerializer, form)
+        data = validated(VolumeCreateSerializer, {**form, "tags": core_tags.parse_lines(form["tags"])})
         volume = services.volume_create(actor=t.user, tenant=t.tenant, **data)
     except DomainError as exc:
         context = _list_context(t, form, error=exc.message, field_errors=exc.fields)

@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.core.serializers import StrictInputSerializer
+from apps.core.tags import TagChangesField, TagsField
 from apps.instances.api.serializers import (
     ConnectionField,
     EnvField,
@@ -59,12 +60,14 @@ class ClusterSerializer(serializers.ModelSerializer):
         read_only=True, help_text="The topology block admission placed it in; empty for placement any."
     )
     nodes = serializers.SerializerMethodField(help_text="Its nodes by rank; each is an instance.")
+    tags = TagsField(read_only=True, help_text="Key/value labels; every node carries them too.")
 
     class Meta:
         model = Cluster
         fields = [
             "id",
             "name",
+            "tags",
             "state",
             "desired_state",
             "failure_reason",
@@ -172,6 +175,11 @@ class ClusterCreateSerializer(StrictInputSerializer):
         help_text="ReadWriteMany volumes of the tenant in the same region, mounted on every node, e.g. "
         '[{"volume_id": "...", "mount_path": "/shared"}].',
     )
+    tags = TagsField(required=False, default=dict, help_text="Set on the cluster and on every node.")
+
+
+class ClusterUpdateSerializer(StrictInputSerializer):
+    tags = TagChangesField(help_text="A merge patch: a string sets a key, null removes it; nodes follow.")
 
 
 class ClusterEventSerializer(InstanceEventSerializer):

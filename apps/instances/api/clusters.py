@@ -21,6 +21,7 @@ from apps.instances.api.cluster_serializers import (
     ClusterCreateSerializer,
     ClusterEventSerializer,
     ClusterSerializer,
+    ClusterUpdateSerializer,
 )
 from apps.instances.api.filtering import LiveFilterSet
 from apps.instances.cluster_states import ClusterState
@@ -81,6 +82,7 @@ class ClusterListView(TenantAPIView):
                     "on_node_failure": "replace",
                     "ssh_key_ids": ["4f1c1d2e-0000-4000-8000-000000000000"],
                     "command": ["torchrun", "--nnodes=4", "train.py"],
+                    "tags": {"team": "ml", "project": "llm"},
                 },
             )
         ],
@@ -109,11 +111,30 @@ class ClusterObjectMixin(TenantAPIView):
 
 
 class ClusterDetailView(ClusterObjectMixin):
-    permission_map = {"GET": Perm.INSTANCES_READ}
+    permission_map = {"GET": Perm.INSTANCES_READ, "PATCH": Perm.INSTANCES_WRITE}
+    allowed_when_suspended = frozenset({"PATCH"})  # labels cost nothing, as for an instance's PATCH
 
     @extend_schema(summary="Show a cluster", responses={200: ClusterSerializer})
     def get(self, request: Request, tenant_slug: str, cluster_id: str) -> Response:
         return Response(ClusterSerializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="Change a cluster's tags",
+        description="`tags` is a merge patch: a key with a string sets it, a key with null removes it, keys "
+        "not named are kept. Every node takes the cluster's new tags in the same transaction "
+        '(docs/billing.md "Tags").',
+        request=ClusterUpdateSerializer,
+        responses={200: ClusterSerializer},
+        examples=[OpenApiExample("Retag", request_only=True, value={"tags": {"team": "research"}})],
+    )
+    def patch(self, request: Request, tenant_slug: str, cluster_id: str) -> Response:
+        cluster = self.get_object()  # another tenant's cluster answers 404 whatever the body
+        serializer = ClusterUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        cluster = cluster_services.cluster_tags_update(
+            actor=acting_user(request), cluster=cluster, changes=serializer.validated_data["tags"]
+        )
+        return self.render(cluster)
 
 
 class ClusterActionView(ClusterObjectMixin):

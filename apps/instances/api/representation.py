@@ -66,6 +66,7 @@ def instance_json(
     return {
         "id": str(instance.id),
         "name": instance.name,
+        "tags": dict(sorted(instance.tags.items())),
         "state": instance.state,
         "desired_state": instance.desired_state,
         "failure_reason": instance.failure_reason,

@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.core.serializers import StrictInputSerializer
+from apps.core.tags import TagChangesField, TagsField
 from apps.instances.api.representation import InstanceListSerializer, instance_json
 from apps.instances.models import Instance, InstanceEvent
 from apps.instances.states import State, allowed_actions
@@ -86,12 +87,14 @@ class InstanceSerializer(serializers.ModelSerializer):
     rank = serializers.IntegerField(
         read_only=True, allow_null=True, help_text="Its rank among the cluster's nodes (0 to N-1), or null."
     )
+    tags = TagsField(read_only=True, help_text="Key/value labels; a cluster's node carries its cluster's.")
 
     class Meta:
         model = Instance
         fields = [
             "id",
             "name",
+            "tags",
             "state",
             "desired_state",
             "failure_reason",
@@ -208,10 +211,12 @@ class InstanceLaunchSerializer(StrictInputSerializer):
         help_text="Volumes of the tenant in the same region to mount, e.g. "
         '[{"volume_id": "...", "mount_path": "/data"}].',
     )
+    tags = TagsField(required=False, default=dict)
 
 
-class InstanceRenameSerializer(StrictInputSerializer):
-    name = serializers.CharField(max_length=63)
+class InstanceUpdateSerializer(StrictInputSerializer):
+    name = serializers.CharField(max_length=63, required=False)
+    tags = TagChangesField(required=False)
 
 
 class InstanceActionSerializer(StrictInputSerializer):

@@ -1,6 +1,7 @@
 from typing import Any, ClassVar
 
 import django_filters
+from django.db import transaction
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework.request import Request
@@ -16,8 +17,8 @@ from apps.instances.api.filtering import LiveFilterSet
 from apps.instances.api.serializers import (
     InstanceEventSerializer,
     InstanceLaunchSerializer,
-    InstanceRenameSerializer,
     InstanceSerializer,
+    InstanceUpdateSerializer,
 )
 from apps.instances.models import Instance, InstanceEvent
 from apps.instances.states import Action, State
@@ -69,6 +70,7 @@ class InstanceListView(TenantAPIView):
                     "ssh_key_ids": ["4f1c1d2e-0000-4000-8000-000000000000"],
                     "env": {"WANDB_PROJECT": "llm"},
                     "auto_stop_after": 3600,
+                    "tags": {"team": "ml", "project": "llm"},
                 },
             )
         ],
@@ -152,15 +154,29 @@ class InstanceDetailView(InstanceObjectMixin):
         return response
 
     @extend_schema(
-        summary="Rename an instance", request=InstanceRenameSerializer, responses=InstanceSerializer
+        summary="Rename an instance or change its tags",
+        description="`tags` is a merge patch: a key with a string sets it, a key with null removes it, "
+        "keys not named are kept (docs/billing.md \"Tags\"). A cluster's node takes its cluster's tags "
+        "(409 cluster_node). Both changes are made, or neither.",
+        request=InstanceUpdateSerializer,
+        responses=InstanceSerializer,
+        examples=[
+            OpenApiExample("Retag", request_only=True, value={"tags": {"team": "research", "sweep": None}})
+        ],
     )
     def patch(self, request: Request, tenant_slug: str, instance_id: str) -> Response:
         instance = self.get_object()  # another tenant's instance answers 404 whatever the body
-        serializer = InstanceRenameSerializer(data=request.data)
+        serializer = InstanceUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        instance = services.instance_rename(
-            actor=acting_user(request), instance=instance, name=serializer.validated_data["name"]
-        )
+        data = serializer.validated_data
+        if not data:
+            raise InvalidInput("Give name or tags.", fields={"name": ["Give name or tags."]})
+        actor = acting_user(request)
+        with transaction.atomic():  # both changes or neither
+            if "tags" in data:
+                instance = services.instance_tags_update(actor=actor, instance=instance, changes=data["tags"])
+            if "name" in data:
+                instance = services.instance_rename(actor=actor, instance=instance, name=data["name"])
         return self.render(instance)
 
     @extend_schema(

@@ -3,6 +3,7 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.core.serializers import StrictInputSerializer
+from apps.core.tags import TagChangesField, TagsField
 from apps.storage.models import Volume
 
 
@@ -19,12 +20,14 @@ class VolumeSerializer(serializers.ModelSerializer):
     attachments = serializers.SerializerMethodField(
         help_text="Instances that are not terminated and mount this volume."
     )
+    tags = TagsField(read_only=True, help_text="Key/value labels.")
 
     class Meta:
         model = Volume
         fields = [
             "id",
             "name",
+            "tags",
             "region",
             "size_gib",
             "storage_class",
@@ -52,8 +55,12 @@ class VolumeCreateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=63, help_text="DNS-safe, unique per tenant and region.")
     region = serializers.CharField(max_length=40)
     size_gib = serializers.IntegerField(min_value=1, max_value=65536)
+    tags = TagsField(required=False, default=dict)
 
 
 class VolumeUpdateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=63, required=False)
     size_gib = serializers.IntegerField(min_value=1, max_value=65536, required=False, help_text="Grow only.")
+    tags = TagChangesField(
+        required=False, help_text="A merge patch: a string sets a key, null removes it, others are kept."
+    )

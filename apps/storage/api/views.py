@@ -64,7 +64,7 @@ class VolumeListView(TenantAPIView):
             OpenApiExample(
                 "100 GiB",
                 request_only=True,
-                value={"name": "datasets", "region": "us-east-1", "size_gib": 100},
+                value={"name": "datasets", "region": "us-east-1", "size_gib": 100, "tags": {"team": "ml"}},
             )
         ],
     )
@@ -94,8 +94,10 @@ class VolumeDetailView(TenantAPIView):
         return Response(VolumeSerializer(self.get_object()).data)
 
     @extend_schema(
-        summary="Rename or grow a volume",
-        description="size_gib only grows (400 naming size_gib otherwise) and is admitted against the quota.",
+        summary="Rename, grow or retag a volume",
+        description="size_gib only grows (400 naming size_gib otherwise) and is admitted against the quota. "
+        "tags is a merge patch: a key with a string sets it, a key with null removes it, keys not named are "
+        'kept (docs/billing.md "Tags"). All the changes are made, or none.',
         request=VolumeUpdateSerializer,
         responses=VolumeSerializer,
     )
@@ -105,9 +107,13 @@ class VolumeDetailView(TenantAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         if not data:
-            raise InvalidInput("Give name or size_gib.", fields={"size_gib": ["Give name or size_gib."]})
+            raise InvalidInput(
+                "Give name, size_gib or tags.", fields={"size_gib": ["Give name, size_gib or tags."]}
+            )
         actor = acting_user(request)
-        with transaction.atomic():  # both changes or neither
+        with transaction.atomic():  # every change or none
+            if "tags" in data:
+                volume = services.volume_tags_update(actor=actor, volume=volume, changes=data["tags"])
             if "size_gib" in data:
                 volume = services.volume_resize(actor=actor, volume=volume, size_gib=data["size_gib"])
             if "name" in data:

@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from apps.audit.services import audit_record
 from apps.core import build_status, funds
+from apps.core import tags as core_tags
 from apps.core.errors import Conflict, DomainError, Forbidden, InvalidInput, PaymentRequired
 from apps.storage.objects import access, names, s3
 from apps.storage.objects.models import AccessKey, Bucket, ObjectStorageAccount
@@ -100,8 +101,9 @@ def _check_name(name: str) -> None:
         raise InvalidInput(f"name: {errors[0]}", fields={"name": errors})
 
 
-def bucket_create(*, actor: Any, tenant: Tenant, name: str) -> Bucket:
+def bucket_create(*, actor: Any, tenant: Tenant, name: str, tags: Any = None) -> Bucket:
     _check_name(name)
+    checked_tags = core_tags.check_tags(tags)
     with _service():
         s3.config()  # refuse before writing anything when object storage is off
     funds.require_funds(tenant=tenant)
@@ -126,6 +128,7 @@ def bucket_create(*, actor: Any, tenant: Tenant, name: str) -> Bucket:
             tenant=tenant,
             name=name,
             physical_name=names.physical_name(account.prefix, name),
+            tags=checked_tags,
             created_by=actor,
         )
         audit_record(
@@ -133,7 +136,11 @@ def bucket_create(*, actor: Any, tenant: Tenant, name: str) -> Bucket:
             action="bucket.create",
             target=bucket,
             tenant=tenant,
-            metadata={"name": name, "physical_name": bucket.physical_name},
+            metadata={
+                "name": name,
+                "physical_name": bucket.physical_name,
+                **({"tags": checked_tags} if checked_tags else {}),
+            },
         )
         with _service():
             try:
@@ -143,6 +150,30 @@ def bucket_create(*, actor: Any, tenant: Tenant, name: str) -> Bucket:
                     "The storage service already has a bucket of that name.", code="bucket_exists"
                 ) from exc
     return bucket
+
+
+@transaction.atomic
+def bucket_tags_update(*, actor: Any, bucket: Bucket, changes: Any) -> Bucket:
+    """Change the bucket's tags by a merge patch (apps/core/tags.py): a database write only, no call to the
+    storage service. Storage sampled from now on carries the new tags. Audited as bucket.tags."""
+    patch = core_tags.check_changes(changes)
+    locked = Bucket.objects.select_for_update().filter(pk=bucket.pk, deleted_at__isnull=True).first()
+    if locked is None:
+        raise Conflict("The bucket was deleted.", code="invalid_state")
+    before = dict(locked.tags)
+    after = core_tags.merged(before, patch)
+    if after == before:
+        return locked
+    locked.tags = after
+    locked.save(update_fields=["tags"])
+    audit_record(
+        actor=actor,
+        action="bucket.tags",
+        target=locked,
+        tenant=bucket.tenant,
+        changes={"tags": {"from": before, "to": after}},
+    )
+    return locked
 
 
 def bucket_delete(*, actor: Any, bucket: Bucket, force: bool = False, reason: str = "") -> None:

@@ -44,6 +44,7 @@ def test_list_is_paginated_newest_month_first(owner):
         "subtotal": "3.74",
         "credits_applied": "0.00",
         "total": "3.74",
+        "payment_status": "prepaid",  # a prepaid tenant's total is not charged (docs/billing.md, Stripe)
         "created_at": row["created_at"],
         "finalized_at": row["finalized_at"],
     }

@@ -236,3 +236,41 @@ def stripe_sessions_of(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
     monkeypatch.setattr(gateway.StripeGateway, "checkout_session_of_payment_intent", patched)
     return sessions
+
+
+def postpaid(tenant: Any, credit_limit: str = "1000.00") -> Any:
+    """Switch the tenant to postpaid (invoiced monthly in arrears: its invoices are charged through
+    Stripe)."""
+    from apps.billing.models import BillingAccount
+
+    BillingAccount.objects.update_or_create(
+        tenant=tenant, defaults={"mode": "postpaid", "credit_limit": credit_limit}
+    )
+    return tenant
+
+
+@dataclass
+class StripeCalls:
+    """Every call of the collection to the gateway, with its keyword arguments (the real calls run)."""
+
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def of(self, name: str) -> list[dict[str, Any]]:
+        return [kwargs for called, kwargs in self.calls if called == name]
+
+
+@pytest.fixture
+def invoice_calls(monkeypatch: pytest.MonkeyPatch) -> StripeCalls:
+    log = StripeCalls()
+    for name in ("create_invoice", "create_invoice_item", "finalize_invoice", "find_invoice"):
+        original = getattr(gateway.StripeGateway, name)
+
+        def recording(
+            self: Any, *args: Any, _name: str = name, _original: Any = original, **kwargs: Any
+        ) -> Any:
+            result = _original(self, *args, **kwargs)
+            log.calls.append((_name, {**kwargs, **({"invoice_id": args[0]} if args else {})}))
+            return result
+
+        monkeypatch.setattr(gateway.StripeGateway, name, recording)
+    return log

@@ -83,29 +83,38 @@ def test_card_setup_checkout_and_portal(stripe_on, owner) -> None:
     assert checkout.portal_session_create(actor=owner.user, tenant=owner.tenant).startswith("https://")
 
 
-def test_meters_and_metered_prices_per_instance_type_once(stripe_on, monkeypatch) -> None:
+def test_meters_and_metered_prices_per_rate_in_force_once(stripe_on, monkeypatch, settings) -> None:
     seed()
+    settings.OBJECT_STORAGE_PRICE_PER_GIB_HOUR = Decimal("0.0001")
     created: list[tuple[str, Decimal]] = []
     original = gateway.StripeGateway.create_meter_with_price
 
     def spy(self: gateway.StripeGateway, **kwargs: Any) -> gateway.Meter:
-        created.append((kwargs["meter_key"], kwargs["unit_amount_cents"]))
+        created.append((kwargs["rate_key"], kwargs["unit_amount_cents"]))
         return original(self, **kwargs)
 
     monkeypatch.setattr(gateway.StripeGateway, "create_meter_with_price", spy)
     meters = usage_export.ensure_meters()
-    slugs = set(InstanceType.objects.values_list("slug", flat=True))
-    assert {m.meter_key for m in meters} == {f"instance_seconds:{slug}" for slug in slugs}
+    types = dict(InstanceType.objects.values_list("slug", "price_per_hour"))
+    expected = {f"instance_seconds:{slug}@{price}" for slug, price in types.items()}
+    expected.add("object_storage_gib_hours@0.0001")
+    assert {key for key, _ in created} == expected
     assert all(m.meter_id and m.price_id for m in meters)
     usage_export.ensure_meters()
-    assert len(created) == len(slugs) == StripeMeter.objects.count()
+    assert len(created) == len(expected) == StripeMeter.objects.count()  # once each
     h100 = InstanceType.objects.get(slug="gpu-h100x1")
-    per_second = dict(created)["instance_seconds:gpu-h100x1"]
-    # cents per second, exact to 12 places: price per hour * 100 / 3600
-    assert abs(per_second * 3600 - h100.price_per_hour * 100) < Decimal("0.00001")
-    assert StripeMeter.objects.get(meter_key="instance_seconds:gpu-h100x1").event_name == (
-        "gpucloud_instance_seconds_gpu_h100x1"
+    per_second = dict(created)[f"instance_seconds:gpu-h100x1@{h100.price_per_hour}"]
+    # cents per second to 12 places, rounded up: price per hour * 100 / 3600
+    assert Decimal(0) <= per_second * 3600 - h100.price_per_hour * 100 < Decimal("0.000000004")
+    record = StripeMeter.objects.get(meter_key="instance_seconds:gpu-h100x1")
+    assert (
+        record.event_name
+        == f"gpucloud_instance_seconds_gpu_h100x1_at_{str(h100.price_per_hour).replace('.', '_')}"
     )
+    assert (record.unit, record.unit_amount_decimal) == ("second", per_second)
+    storage = StripeMeter.objects.get(meter_key="object_storage_gib_hours")
+    # 0.0001 per GiB-hour: 0.01 cents per GiB-hour, per GiB-second 0.0000027777... rounded up.
+    assert (storage.unit, storage.unit_amount_decimal) == ("gib_second", Decimal("0.000002777778"))
 
 
 def test_meter_events_and_summaries(stripe_on, owner) -> None:

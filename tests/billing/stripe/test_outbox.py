@@ -1,5 +1,6 @@
-"""Usage export: one outbox row per tenant, meter and closed hour, drained to stripe-mock with backoff; a
-Stripe outage loses nothing and a retry never sends an event twice. Reconciliation against summaries."""
+"""Usage export: one outbox row per tenant, rate (meter and price) and closed hour, drained to stripe-mock
+with backoff; a Stripe outage loses nothing and a retry never sends an event twice. Reconciliation against
+summaries."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ pytestmark = pytest.mark.django_db
 
 H100 = "instance_seconds:gpu-h100x1"
 L40S = "instance_seconds:gpu-l40sx1"
+H100_RATE = f"{H100}@3.6000"
+L40S_RATE = f"{L40S}@3.6000"
 HOUR = datetime(2026, 11, 25, 10, tzinfo=UTC)
 
 
@@ -45,7 +48,7 @@ def ledger():
     vm = str(uuid.uuid4())
     usage(a, H100, HOUR, 60, vm)
     usage(a, H100, HOUR + timedelta(minutes=1), 60, vm)
-    usage(a, H100, HOUR + timedelta(minutes=59), 60)  # another instance, same tenant and meter
+    usage(a, H100, HOUR + timedelta(minutes=59), 60)  # another instance; ends at 11:00, so in the 10:00 hour
     usage(a, L40S, HOUR + timedelta(minutes=5), 30)
     usage(b, H100, HOUR + timedelta(minutes=30), 45)
     usage(a, H100, HOUR + timedelta(hours=1), 60, vm)  # the next hour
@@ -64,7 +67,8 @@ def test_fill_writes_one_row_per_tenant_meter_and_closed_hour(ledger, settings) 
     rows = {(r.tenant_id, r.meter): r for r in MeterEventOutbox.objects.all()}
     epoch = int(HOUR.timestamp())
     assert rows[(a.pk, H100)].value == 180
-    assert rows[(a.pk, H100)].identifier == f"{a.pk}:{H100}:{epoch}"
+    assert rows[(a.pk, H100)].identifier == f"{a.pk}:{H100_RATE}:{epoch}"
+    assert (rows[(a.pk, H100)].unit, rows[(a.pk, H100)].price_per_unit_hour) == ("second", Decimal("3.6"))
     assert rows[(a.pk, L40S)].value == 30
     assert rows[(b.pk, H100)].value == 45
     assert all(r.hour_start == HOUR and r.sent_at is None for r in rows.values())
@@ -184,11 +188,11 @@ def test_reconcile_compares_ledger_totals_with_stripes_summaries(ledger, setting
         amount=Decimal("-0.02"),
         kind="reversal",
     )
-    assert usage_export.ledger_totals(start=HOUR, end=HOUR + timedelta(hours=1))[(str(b.pk), H100)] == 25
+    assert usage_export.ledger_totals(start=HOUR, end=HOUR + timedelta(hours=1))[(str(b.pk), H100_RATE)] == 25
     differences = usage_export.reconcile(start=HOUR, end=HOUR + timedelta(hours=1))
-    assert {(d.tenant_id, d.meter, d.ledger_seconds) for d in differences} == {
-        (str(a.pk), H100, 180),
-        (str(a.pk), L40S, 30),
+    assert {(d.tenant_id, d.rate, d.ledger_value) for d in differences} == {
+        (str(a.pk), H100_RATE, 180),
+        (str(a.pk), L40S_RATE, 30),
     }
     assert all(d.stripe_value == 25.0 for d in differences)
     assert (
@@ -227,7 +231,14 @@ def test_the_stripe_tasks_are_scheduled_and_registered(settings) -> None:
     }
     assert scheduled == {
         f"apps.billing.stripe.tasks.{name}"
-        for name in ("outbox_fill", "outbox_drain", "reconcile", "retry_events", "enforce_past_due")
+        for name in (
+            "outbox_fill",
+            "outbox_drain",
+            "reconcile",
+            "retry_events",
+            "enforce_past_due",
+            "send_invoices",
+        )
     }
     app.loader.import_default_modules()
     assert scheduled <= set(app.tasks)

@@ -5,6 +5,8 @@ from rest_framework import serializers
 
 from apps.billing.invoices.models import Invoice, InvoiceLine
 from apps.billing.invoices.selectors import invoice_clusters
+from apps.billing.stripe.models import CollectionState
+from apps.billing.stripe.selectors import payment_status_of
 
 
 class InvoiceLineSerializer(serializers.ModelSerializer[InvoiceLine]):
@@ -64,8 +66,18 @@ class MonthField(serializers.DateField):
     """A date written as its month: the schema must not call "2026-10" a full date."""
 
 
+PAYMENT_STATUS_HELP = (
+    "Where payment stands: nothing_due (total zero); prepaid (a prepaid tenant's total is not charged: the "
+    "wallet applied its credit and the rest is its negative balance, which the next top-up pays); pending "
+    "(to be charged through Stripe); open (Stripe is charging the saved payment method); payment_failed (an "
+    "attempt failed, Stripe retries; the tenant is past due); paid; void (cancelled, not owed); "
+    "uncollectible (Stripe stopped trying; still owed)."
+)
+
+
 class InvoiceSerializer(serializers.ModelSerializer[Invoice]):
     month = MonthField(format="%Y-%m", read_only=True, help_text="The billed month, YYYY-MM.")
+    payment_status = serializers.SerializerMethodField(help_text=PAYMENT_STATUS_HELP)
 
     class Meta:
         model = Invoice
@@ -80,10 +92,15 @@ class InvoiceSerializer(serializers.ModelSerializer[Invoice]):
             "subtotal",
             "credits_applied",
             "total",
+            "payment_status",
             "created_at",
             "finalized_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=CollectionState.choices))
+    def get_payment_status(self, obj: Invoice) -> str:
+        return payment_status_of(obj)
 
 
 class InvoiceDetailSerializer(InvoiceSerializer):

@@ -15,6 +15,9 @@ from apps.billing.invoices.models import Invoice, InvoiceStatus
 from apps.tenants.api.base import TenantAPIView
 from apps.tenants.roles import Perm
 
+# What payment_status reads (apps.billing.stripe.selectors.payment_status_of), fetched with the invoices.
+WITH_PAYMENT = ("stripe_collection", "tenant__billing_account")
+
 
 class MonthField(forms.CharField):
     def to_python(self, value: Any) -> Any:
@@ -48,7 +51,7 @@ class InvoiceListView(TenantAPIView):
     ordering = ["-month"]
 
     def get_queryset(self) -> QuerySet[Invoice]:
-        return selectors.invoices_of(tenant=self.tenant)
+        return selectors.invoices_of(tenant=self.tenant).select_related(*WITH_PAYMENT)
 
     @extend_schema(
         summary="List invoices",
@@ -65,7 +68,7 @@ class InvoiceObjectMixin(TenantAPIView):
     serializer_class = InvoiceDetailSerializer
 
     def get_queryset(self) -> QuerySet[Invoice]:
-        return selectors.invoices_with_lines_of(tenant=self.tenant)
+        return selectors.invoices_with_lines_of(tenant=self.tenant).select_related(*WITH_PAYMENT)
 
 
 class InvoiceDetailView(InvoiceObjectMixin):

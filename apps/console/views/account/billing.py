@@ -1,9 +1,9 @@
-"""Billing: the wallet, usage charts, invoices and budget alerts; top-ups and card set-up through Stripe
-Checkout; the monthly budget."""
+"""Billing: the wallet, usage charts, the usage export, invoices (page and PDF) and budget alerts; top-ups
+and card set-up through Stripe Checkout; the monthly budget."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -12,9 +12,10 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils import timezone
 
+from apps.billing import exports
 from apps.billing import selectors as billing_selectors
 from apps.billing import services as billing_services
-from apps.billing.api.serializers import BudgetSerializer
+from apps.billing.api.serializers import BudgetSerializer, UsageExportQuerySerializer
 from apps.billing.invoices.selectors import invoices_of
 from apps.billing.models import BudgetAlert
 from apps.billing.stripe import checkout as stripe_checkout
@@ -61,6 +62,12 @@ def _runway(seconds: int | None) -> str:
     return f"{hours} h {rest // 60} min"
 
 
+def _export_defaults(month: datetime) -> dict[str, str]:
+    """This month, as whole UTC days: from its first day to the first of the next (exclusive)."""
+    following = (month + timedelta(days=32)).replace(day=1)
+    return {"from": f"{month:%Y-%m-%d}", "to": f"{following:%Y-%m-%d}", "format": "csv"}
+
+
 def _billing_context(page: TenantPage, **extra: Any) -> dict[str, Any]:
     now = timezone.now()
     start = billing_selectors.month_start(now)
@@ -93,6 +100,7 @@ def _billing_context(page: TenantPage, **extra: Any) -> dict[str, Any]:
             "hard": wallet.budget_hard,
         },
         topup_form={"amount": ""},
+        export_form=_export_defaults(start),
         notice=notice,
     )
     return page.context(can_write_billing=page.can(Perm.BILLING_WRITE), **{**defaults, **extra})
@@ -163,3 +171,16 @@ def billing_budget(page: TenantPage) -> HttpResponse:
         kind = "hard" if data["hard"] else "soft"
         messages.success(page.request, f"The monthly budget is {data['monthly_budget']} ({kind}).")
     return redirect("console:billing", tenant_slug=page.tenant.slug)
+
+
+@tenant_page(Perm.BILLING_READ)
+def billing_usage_export(page: TenantPage) -> Any:  # HttpResponse, or the StreamingHttpResponse of the file
+    """The usage export form's download (GET): the API's validation and the same streamed file."""
+    query = page.request.GET
+    form = {"from": query.get("from", "").strip(), "to": query.get("to", "").strip()}
+    form["format"] = query.get("format", "csv").strip()  # a link without it downloads CSV, as the API does
+    try:
+        data = validated(UsageExportQuerySerializer, form)
+    except DomainError as exc:
+        return _billing_error(page, exc, export_form=form, form_name="export")
+    return exports.download(tenant=page.tenant, start=data["start"], end=data["end"], fmt=data["format"])

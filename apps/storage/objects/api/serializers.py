@@ -4,6 +4,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from apps.core.serializers import StrictInputSerializer
+from apps.core.tags import TagChangesField, TagsField
 from apps.storage.objects import names
 from apps.storage.objects.models import AccessKey, Bucket
 
@@ -18,12 +19,14 @@ class BucketSerializer(serializers.ModelSerializer):
     physical_name = serializers.CharField(
         read_only=True, help_text="The bucket's name on the S3 service: use it with S3 clients."
     )
+    tags = TagsField(read_only=True, help_text="Key/value labels.")
 
     class Meta:
         model = Bucket
         fields = [
             "id",
             "name",
+            "tags",
             "physical_name",
             "size_bytes",
             "object_count",
@@ -40,12 +43,17 @@ class BucketCreateSerializer(StrictInputSerializer):
         help_text=f"{names.NAME_MIN}-{names.NAME_MAX} lowercase letters, digits and hyphens; unique in the "
         "tenant.",
     )
+    tags = TagsField(required=False, default=dict)
 
     def validate_name(self, value: str) -> str:
         errors = names.name_errors(value)
         if errors:
             raise serializers.ValidationError(errors)
         return value
+
+
+class BucketUpdateSerializer(StrictInputSerializer):
+    tags = TagChangesField(help_text="A merge patch: a string sets a key, null removes it, others are kept.")
 
 
 class PresignSerializer(StrictInputSerializer):

@@ -23,6 +23,7 @@ from apps.storage.objects.api.serializers import (
     AccessKeySerializer,
     BucketCreateSerializer,
     BucketSerializer,
+    BucketUpdateSerializer,
     PresignedUrlSerializer,
     PresignSerializer,
 )
@@ -55,14 +56,19 @@ class BucketListView(TenantAPIView):
         "storage service is unavailable.",
         request=BucketCreateSerializer,
         responses={201: BucketSerializer},
-        examples=[OpenApiExample("Datasets", request_only=True, value={"name": "datasets"})],
+        examples=[
+            OpenApiExample("Datasets", request_only=True, value={"name": "datasets", "tags": {"team": "ml"}})
+        ],
     )
     @idempotent
     def post(self, request: Request, tenant_slug: str) -> Response:
         serializer = BucketCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         bucket = services.bucket_create(
-            actor=acting_user(request), tenant=self.tenant, name=serializer.validated_data["name"]
+            actor=acting_user(request),
+            tenant=self.tenant,
+            name=serializer.validated_data["name"],
+            tags=serializer.validated_data["tags"],
         )
         return Response(BucketSerializer(bucket).data, status=201)
 
@@ -79,11 +85,28 @@ class _BucketView(TenantAPIView):
 
 
 class BucketDetailView(_BucketView):
-    permission_map = {"GET": Perm.STORAGE_READ, "DELETE": Perm.STORAGE_WRITE}
+    permission_map = {"GET": Perm.STORAGE_READ, "PATCH": Perm.STORAGE_WRITE, "DELETE": Perm.STORAGE_WRITE}
 
     @extend_schema(summary="Show a bucket")
     def get(self, request: Request, tenant_slug: str, bucket_name: str) -> Response:
         return Response(BucketSerializer(self.bucket()).data)
+
+    @extend_schema(
+        summary="Change a bucket's tags",
+        description="`tags` is a merge patch: a key with a string sets it, a key with null removes it, keys "
+        'not named are kept (docs/billing.md "Tags"). No call to the storage service.',
+        request=BucketUpdateSerializer,
+        responses={200: BucketSerializer},
+        examples=[OpenApiExample("Retag", request_only=True, value={"tags": {"team": "research"}})],
+    )
+    def patch(self, request: Request, tenant_slug: str, bucket_name: str) -> Response:
+        bucket = self.bucket()  # another tenant's bucket answers 404 before the body is read
+        serializer = BucketUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        updated = services.bucket_tags_update(
+            actor=acting_user(request), bucket=bucket, changes=serializer.validated_data["tags"]
+        )
+        return Response(BucketSerializer(updated).data)
 
     @extend_schema(
         summary="Delete a bucket",

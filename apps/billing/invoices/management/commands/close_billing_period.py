@@ -9,8 +9,8 @@ from apps.tenants.models import Tenant
 
 class Command(BaseCommand):
     help = (
-        "Invoice a closed month: one finalized invoice per tenant with usage in it (or the one --tenant). "
-        "Idempotent: an invoice already finalized is left as it is."
+        "Invoice a closed month: one finalized invoice per tenant with usage in it or late rows for an "
+        "earlier closed month (or the one --tenant). Idempotent: a finalized invoice is left as it is."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -28,12 +28,19 @@ class Command(BaseCommand):
             if tenant is None:
                 raise CommandError(f"--tenant: no tenant with slug {options['tenant']!r}.")
         try:
-            invoices = services.period_close(month=month, tenant=tenant)
+            result = services.month_close(month=month, tenant=tenant)
         except DomainError as exc:
             raise CommandError(exc.message) from exc
+        invoices = result.invoices
         for invoice in invoices:
             self.stdout.write(
                 f"{invoice.number} {invoice.tenant.slug} {invoice.month:%Y-%m} subtotal {invoice.subtotal} "
                 f"credits {invoice.credits_applied} total {invoice.total} {invoice.currency}"
             )
         self.stdout.write(f"{len(invoices)} invoice(s) for {month:%Y-%m}.")
+        if result.failed:
+            # The others are invoiced; running the command again closes these (and leaves the rest as is).
+            failed = Tenant.objects.filter(pk__in=list(result.failed)).values_list("pk", "slug")
+            for pk, slug in failed:
+                self.stderr.write(f"not invoiced: {slug}: {result.failed[pk]}")
+            raise CommandError(f"{len(result.failed)} tenant(s) not invoiced; run the command again.")
