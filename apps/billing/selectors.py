@@ -517,10 +517,10 @@ def usage_report(
     group_by: str,
     tags: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Ledger usage whose period starts within [start, end), summed per group; rows never cross an hour (the
-    metering's checkpoint), so the boundaries are exact to the hour. `tags` keeps the rows carrying all of them (as
-    metered: a row has its resource's tags of that moment); group_by `tag:<key>` groups by that tag's value
-    (apps/core/tags.py checks the key)."""
+    """Ledger usage whose period starts within [start, end), summed per group; rows never cross an hour
+    (the metering's checkpoint), so the boundaries are exact to the hour. `tags` keeps the rows carrying all
+    of them (as metered: a row has its resource's tags of that moment); group_by `tag:<key>` groups by that
+    tag's value (apps/core/tags.py checks the key)."""
     rows = _ledger_rows(tenant, start, end, tags)
     grouped: list[dict[str, Any]]
     if group_by.startswith(TAG_GROUP):
