@@ -21,8 +21,9 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from apps.billing.models import UsageRecord
+from apps.billing.stripe.meter_prices import Rate, unit_of
 from apps.billing.stripe.models import MeterEventOutbox, StripeCustomer
-from apps.billing.stripe.usage_export import event_name_for, hour_floor, outbox_identifier
+from apps.billing.stripe.usage_export import hour_floor, outbox_identifier
 from config.celery import app
 from tests.chaos.outages import CountingProxy, PrivateStripeMock
 from tests.chaos.stack import Stack
@@ -35,6 +36,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
 DOWN_SECONDS = 20
 METERS = ("instance_seconds:gpu-h100x1", "instance_seconds:cpu-4x")
 TASKS = "apps.billing.stripe.tasks"
+PRICE = Decimal("2.4900")
 
 
 @pytest.fixture
@@ -63,7 +65,7 @@ def ledger(tenants: list, hours: list) -> None:
                         meter=meter,
                         period=DateTimeTZRange(start, start + timedelta(seconds=seconds), "[)"),
                         quantity_seconds=seconds,
-                        unit_price_per_hour=Decimal("2.4900"),
+                        unit_price_per_hour=PRICE,
                         amount=Decimal("2.49") * seconds / 3600,
                     )
 
@@ -127,7 +129,8 @@ def test_stripe_down_while_the_outbox_drains(
         row = rows[request.idempotency_key]
         assert request.form["identifier"] == [row.identifier]
         assert request.form["payload[value]"] == [str(row.value)]
-        assert request.form["event_name"] == [event_name_for(row.meter)]
+        rate = Rate(row.meter, row.unit, row.price_per_unit_hour)  # a Stripe meter per meter and price
+        assert request.form["event_name"] == [rate.event_name]
     # Nothing lost: each row carries the ledger's total of its tenant, meter and hour.
     for tenant in tenants:
         for meter in METERS:
@@ -136,7 +139,8 @@ def test_stripe_down_while_the_outbox_drains(
                     tenant=tenant, meter=meter, period__startswith__gte=hour,
                     period__startswith__lt=hour + timedelta(hours=1),
                 ).aggregate(s=Sum("quantity_seconds"))["s"]  # fmt: skip
-                assert rows[outbox_identifier(tenant.pk, meter, hour)].value == total == 420
+                rate = Rate(meter, unit_of(meter), PRICE)
+                assert rows[outbox_identifier(tenant.pk, rate, hour)].value == total == 420
     assert all(r.last_error == "" and r.attempts >= 2 for r in rows.values())
     customers = Counter(
         r.idempotency_key for r in proxy.requests if r.path == "/v1/customers" and r.status == 200
