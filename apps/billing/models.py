@@ -7,17 +7,25 @@ once per invoice line (docs/billing.md).
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import DateTimeRangeField, RangeOperators
+from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import DurationField, ExpressionWrapper, F, Q
 from django.db.models.functions import Lower, Upper
+from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 
 AMOUNT_PLACES = Decimal("0.000001")
+
+# A ledger row created more than this after its period ended is "late" for the partial index that finds rows
+# arriving after their month was closed (invoices/aggregation.LATE_ROWS, whose SQL spells the same interval:
+# the planner uses a partial index only for a query that repeats its condition).
+LATE_ROW_LAG = timedelta(hours=1)
 
 
 class PriceVersion(models.Model):
@@ -75,7 +83,6 @@ class UsageRecord(models.Model):
         ordering = ["tenant", "period"]
         indexes = [
             models.Index(fields=["tenant", "created_at"]),
-            models.Index(fields=["resource_id"]),
             # The wallet read after a snapshot: the tenant's rows that ended after its cutoff.
             models.Index(F("tenant"), Upper("period"), name="usage_tenant_period_end_idx"),
             # Where a resource's usage on a meter ends: metering continues from there (metering.py), one
@@ -86,6 +93,25 @@ class UsageRecord(models.Model):
             # A month's rows (close, exports, usage reports): a range scan on the start of the period, so
             # a close reads its month only, however long the history before it.
             models.Index(Lower("period"), F("tenant"), name="usage_period_start_idx"),
+            # The same month read by the close and the bare scans of a whole month: rows are written in time
+            # order, so a block range summary finds the month's pages and the scan reads those alone, as a
+            # sequential read, however many months the table holds (a B-tree range of a month's rows
+            # loses to a scan of the whole table once the history is long; docs/benchmarks.md).
+            BrinIndex(Lower("period"), name="usage_period_start_brin", pages_per_range=32),
+            # Rows created long after their period ended (an outage, a late watch event): the close's scan
+            # for rows that arrived after their month was closed reads these and the last day before the
+            # month (LATE_ROWS), not the whole month again. Tiny: on-time rows are not in it.
+            models.Index(
+                F("tenant"),
+                F("created_at"),
+                name="usage_late_rows_idx",
+                condition=Q(
+                    GreaterThan(
+                        ExpressionWrapper(F("created_at") - Upper("period"), output_field=DurationField()),
+                        LATE_ROW_LAG,
+                    )
+                ),
+            ),
         ]
         constraints = [
             ExclusionConstraint(

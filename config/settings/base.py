@@ -357,6 +357,10 @@ INSTANCE_STUCK_AFTER_SECONDS = env_int("INSTANCE_STUCK_AFTER_SECONDS", 900)
 BILLING_CHECKPOINT_SECONDS = env_int("BILLING_CHECKPOINT_SECONDS", 3600)
 BILLING_CATCH_UP_HOURS = env_int("BILLING_CATCH_UP_HOURS", 24)
 BILLING_METERING_CHUNK = env_int("BILLING_METERING_CHUNK", 1000)
+# The month close's one read of the month (billing/invoices/aggregation.py) runs with this work_mem, so its
+# grouping stays a hash in memory at a month of 100,000 instances instead of a sort spilled to disk; the
+# session's own value comes back after it.
+BILLING_CLOSE_WORK_MEM = env_str("BILLING_CLOSE_WORK_MEM", "256MB")
 CELERY_BEAT_SCHEDULE["meter-usage"] = {"task": "apps.billing.tasks.meter_all", "schedule": 30.0}
 # Wallet and hard limits (docs/billing.md): running instances are stopped when the runway is shorter than
 # this; new tenants start with this much promotional credit; budget alerts are checked this often.

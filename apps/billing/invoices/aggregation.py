@@ -16,7 +16,7 @@ from datetime import date, datetime
 from typing import Any
 
 from apps.billing.invoices.models import Invoice, InvoiceLine
-from apps.billing.models import UsageRecord
+from apps.billing.models import LATE_ROW_LAG, UsageRecord
 from apps.catalog.models import InstanceType
 from apps.instances.models import Cluster, Instance
 from apps.tenants.models import Tenant
@@ -225,12 +225,24 @@ def lines_params(
 
 # Rows of earlier months created since `since` (the previous close's settled_before, shared by the tenants
 # asked for), through the index on (tenant, created_at): normally the month's own rows are read and none kept.
-LATE_ROWS = f"""
+# Rows created after `since` (the previous close) for an earlier month, in two parts that never overlap: rows
+# created more than LATE_ROW_LAG after their period ended (the partial index usage_late_rows_idx holds only
+# those, so the clause repeats its condition), and on-time rows whose period ended within LATE_ROW_LAG before
+# `since` (through (tenant, upper(period)); a row never crosses a month boundary, so an earlier month's row
+# ends at `start` at the latest). Neither reads the month being closed.
+_LAG = f"interval '{int(LATE_ROW_LAG.total_seconds())} seconds'"
+_LATE_ROW = f"""
 SELECT u.tenant_id, (date_trunc('month', lower(u.period) AT TIME ZONE 'UTC'))::date AS usage_month,
        u.meter, u.unit_price_per_hour, upper(u.period) AS ended, u.created_at
 FROM {USAGE} u
 WHERE u.tenant_id = ANY(%(tenants)s) AND u.created_at > %(since)s AND lower(u.period) < %(start)s
 """  # noqa: S608 (table names from the models)
+LATE_ROWS = f"""
+{_LATE_ROW} AND (u.created_at - upper(u.period)) > {_LAG}
+UNION ALL
+{_LATE_ROW} AND (u.created_at - upper(u.period)) <= {_LAG}
+  AND upper(u.period) > %(since)s::timestamptz - {_LAG} AND upper(u.period) <= %(start)s
+"""
 
 # The same for tenants never closed before (no snapshot): every earlier row, grouped.
 EARLIER_GROUPS = f"""

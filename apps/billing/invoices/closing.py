@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -120,17 +120,18 @@ def close_month(
     with _one_close_at_a_time(), connection.cursor() as cursor:
         points = _month_points(start, end)
         cursor.execute(f"DROP TABLE IF EXISTS {USAGE_TABLE}")
-        cursor.execute(
-            aggregation.stage_one(temp_table=USAGE_TABLE, tenants=tenant_ids is not None),
-            aggregation.stage_one_params(
-                start=start,
-                end=end,
-                settled=settled,
-                event_tenants=list(points),
-                nodes=aggregation.node_keys(tenant_ids),
-                tenants=tenant_ids,
-            ),
-        )
+        with _work_mem(cursor, str(settings.BILLING_CLOSE_WORK_MEM)):
+            cursor.execute(
+                aggregation.stage_one(temp_table=USAGE_TABLE, tenants=tenant_ids is not None),
+                aggregation.stage_one_params(
+                    start=start,
+                    end=end,
+                    settled=settled,
+                    event_tenants=list(points),
+                    nodes=aggregation.node_keys(tenant_ids),
+                    tenants=tenant_ids,
+                ),
+            )
         cursor.execute(f"CREATE INDEX ON {USAGE_TABLE} (tenant_id)")
         try:
             if tenant_ids is None:
@@ -173,6 +174,24 @@ def _one_close_at_a_time() -> Iterator[None]:
             yield
         finally:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
+
+
+@contextmanager
+def _work_mem(cursor: Any, value: str) -> Iterator[None]:
+    cursor.execute("SELECT current_setting('work_mem'), set_config('work_mem', %s, false)", [value])
+    (before, _) = cursor.fetchone()
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        # After a failure inside a transaction the restore cannot run, and need not: the rollback undoes the
+        # set_config with the rest.
+        try:
+            cursor.execute("SELECT set_config('work_mem', %s, false)", [before])
+        except DatabaseError:
+            if not failed:
+                raise
 
 
 def _by_slug(tenant_ids: list[Any]) -> list[Any]:

@@ -30,9 +30,11 @@ def write_usage(
     price: str,
     resource_id: str | None = None,
     window: int = 3600,
+    created_at: datetime | None = None,
 ) -> list[UsageRecord]:
     """Rows of one instance running from `start` for `seconds`, cut into windows like the metering task
-    (every window starts on a minute boundary when `start` does), each rated at `price` per hour."""
+    (every window starts on a minute boundary when `start` does), each rated at `price` per hour; written
+    now or at `created_at`."""
     resource_id = resource_id or str(uuid.uuid4())
     meter = f"instance_seconds:{instance_type}"
     rows = []
@@ -51,6 +53,7 @@ def write_usage(
                 quantity_seconds=piece,
                 unit_price_per_hour=Decimal(price),
                 amount=amount_for(piece, Decimal(price)),
+                **({"created_at": created_at} if created_at else {}),
             )
         )
         offset += piece
