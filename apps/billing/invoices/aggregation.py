@@ -31,8 +31,10 @@ TENANT = Tenant._meta.db_table
 
 # Stage one: a month's rows per tenant, meter and price, and per instance for the nodes of clusters (their
 # lines are per node; `nodes` holds every node's instance id as text); for a tenant whose wallet has an event
-# inside the month (a grant arriving or expiring, a credit reversal), also per end of period, which places
-# its usage between the events (the wallet's buckets, summed from this table later). `recent` counts the rows
+# inside the month (a grant arriving or expiring, a credit reversal), also per bucket of the wallet's
+# draw-down (width_bucket of the row's end among the tenant's thresholds, credits.thresholds): a handful of
+# groups a tenant, which place its usage between the events (summed from this table later), where grouping
+# by each row's end would make a group of every hour. Other tenants' bucket is NULL. `recent` counts the rows
 # created after the close's settled_before (CloseSnapshot.recent_rows). For a given list of tenants the same
 # rows are found through (tenant, upper(period)): a row never crosses a month boundary, so it starts in the
 # month exactly when it ends in (start, end].
@@ -41,10 +43,12 @@ SELECT u.tenant_id,
        CASE WHEN u.resource_type = 'instance' AND u.resource_id = ANY(%(nodes)s) THEN u.resource_id END
            AS resource_id,
        u.meter, u.unit_price_per_hour AS price,
-       CASE WHEN u.tenant_id = ANY(%(event_tenants)s) THEN upper(u.period) END AS ended,
+       width_bucket(upper(u.period), w.th) AS bucket,
        SUM(u.quantity_seconds) AS seconds, SUM(u.amount) AS exact, MIN(lower(u.period)) AS first,
        COUNT(*) FILTER (WHERE u.created_at > %(settled)s) AS recent
 FROM {USAGE} u
+LEFT JOIN (SELECT unnest(%(event_tenants)s::uuid[]) AS tenant_id,
+                  unnest(%(event_thresholds)s::text[])::timestamptz[] AS th) w ON w.tenant_id = u.tenant_id
 WHERE lower(u.period) >= %(start)s AND lower(u.period) < %(end)s {{tenants}}
 GROUP BY 1, 2, 3, 4, 5
 """  # noqa: S608 (table names from the models)
@@ -64,15 +68,17 @@ def stage_one_params(
     start: datetime,
     end: datetime,
     settled: datetime,
-    event_tenants: list[Any],
+    thresholds: dict[Any, list[datetime]],
     nodes: list[str],
     tenants: list[Any] | None = None,
 ) -> dict[str, Any]:
+    """`thresholds`: the wallet's bucket thresholds of each tenant with events in the month."""
     return {
         "start": start,
         "end": end,
         "settled": settled,
-        "event_tenants": event_tenants,
+        "event_tenants": list(thresholds),
+        "event_thresholds": [timestamps_literal(th) for th in thresholds.values()],
         "nodes": nodes,
         "tenants": tenants or [],
     }
@@ -86,12 +92,10 @@ def node_keys(tenants: list[Any] | None = None) -> list[str]:
     return [str(pk) for pk in nodes.values_list("pk", flat=True)]
 
 
-# The month's wallet usage of tenants with events in it, per bucket of their thresholds (a small table).
+# The month's wallet usage of tenants with events in it, per bucket of their thresholds (stage one's).
 MONTH_BUCKETS = """
-SELECT c.tenant_id, COALESCE(width_bucket(c.ended, b.th), 0) AS bucket, SUM(c.exact), SUM(c.recent)
-FROM {table} c
-JOIN (SELECT unnest(%(tenants)s::uuid[]) AS tenant_id, unnest(%(thresholds)s::text[])::timestamptz[] AS th) b
-  ON b.tenant_id = c.tenant_id
+SELECT tenant_id, bucket, SUM(exact), SUM(recent) FROM {table}
+WHERE tenant_id = ANY(%(tenants)s)
 GROUP BY 1, 2
 """
 
@@ -223,8 +227,6 @@ def lines_params(
     }
 
 
-# Rows of earlier months created since `since` (the previous close's settled_before, shared by the tenants
-# asked for), through the index on (tenant, created_at): normally the month's own rows are read and none kept.
 # Rows created after `since` (the previous close) for an earlier month, in two parts that never overlap: rows
 # created more than LATE_ROW_LAG after their period ended (the partial index usage_late_rows_idx holds only
 # those, so the clause repeats its condition), and on-time rows whose period ended within LATE_ROW_LAG before

@@ -127,7 +127,7 @@ def close_month(
                     start=start,
                     end=end,
                     settled=settled,
-                    event_tenants=list(points),
+                    thresholds={t: credits.thresholds(p) for t, p in points.items()},
                     nodes=aggregation.node_keys(tenant_ids),
                     tenants=tenant_ids,
                 ),
@@ -531,15 +531,7 @@ class _ChunkClose:
             inputs[tenant_id].usage.append(wallet.Usage(midpoint, exact))
             recent[tenant_id] += fresh
         events = [t for t in tenants if t in ctx.points]
-        self.cursor.execute(
-            aggregation.MONTH_BUCKETS.format(table=USAGE_TABLE),
-            {
-                "tenants": events,
-                "thresholds": [
-                    aggregation.timestamps_literal(credits.thresholds(ctx.points[t])) for t in events
-                ],
-            },
-        )
+        self.cursor.execute(aggregation.MONTH_BUCKETS.format(table=USAGE_TABLE), {"tenants": events})
         for tenant_id, bucket, exact, fresh in self.cursor.fetchall():
             inputs[tenant_id].usage.append(
                 wallet.Usage(credits.bucket_at(ctx.points[tenant_id], bucket), exact)

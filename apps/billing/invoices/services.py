@@ -58,7 +58,7 @@ def draft_lines(*, tenant: Any, month: date) -> list[LineDraft]:
             start=start,
             end=end,
             settled=end,
-            event_tenants=[],
+            thresholds={},
             nodes=aggregation.node_keys([tenant.pk]),
             tenants=[tenant.pk],
         ),
