@@ -34,10 +34,12 @@ TENANT = Tenant._meta.db_table
 # inside the month (a grant arriving or expiring, a credit reversal), also per bucket of the wallet's
 # draw-down (width_bucket of the row's end among the tenant's thresholds, credits.thresholds): a handful of
 # groups a tenant, which place its usage between the events (summed from this table later), where grouping
-# by each row's end would make a group of every hour. Other tenants' bucket is NULL. `recent` counts the rows
-# created after the close's settled_before (CloseSnapshot.recent_rows). For a given list of tenants the same
-# rows are found through (tenant, upper(period)): a row never crosses a month boundary, so it starts in the
-# month exactly when it ends in (start, end].
+# by each row's end would make a group of every hour. Other tenants' bucket is NULL. The close reads the
+# thresholds from a small analysed temporary table (THRESHOLDS), so the planner hashes that side: from a
+# function scan it knows the size but not the distinct tenants, and hashes the month's rows instead.
+# `recent` counts the rows created after the close's settled_before (CloseSnapshot.recent_rows). For a given
+# list of tenants the same rows are found through (tenant, upper(period)): a row never crosses a month
+# boundary, so it starts in the month exactly when it ends in (start, end].
 _STAGE_ONE = f"""
 SELECT u.tenant_id,
        CASE WHEN u.resource_type = 'instance' AND u.resource_id = ANY(%(nodes)s) THEN u.resource_id END
@@ -47,8 +49,7 @@ SELECT u.tenant_id,
        SUM(u.quantity_seconds) AS seconds, SUM(u.amount) AS exact, MIN(lower(u.period)) AS first,
        COUNT(*) FILTER (WHERE u.created_at > %(settled)s) AS recent
 FROM {USAGE} u
-LEFT JOIN (SELECT unnest(%(event_tenants)s::uuid[]) AS tenant_id,
-                  unnest(%(event_thresholds)s::text[])::timestamptz[] AS th) w ON w.tenant_id = u.tenant_id
+LEFT JOIN {{thresholds}} w ON w.tenant_id = u.tenant_id
 WHERE lower(u.period) >= %(start)s AND lower(u.period) < %(end)s {{tenants}}
 GROUP BY 1, 2, 3, 4, 5
 """  # noqa: S608 (table names from the models)
@@ -57,9 +58,19 @@ _ONLY_TENANTS = (
 )
 
 
-def stage_one(*, temp_table: str | None, tenants: bool) -> str:
-    """The aggregation, into a temporary table (the close) or as a subquery (draft_lines)."""
-    sql = _STAGE_ONE.format(tenants=_ONLY_TENANTS if tenants else "")
+# Each tenant's wallet thresholds (stage_one_params' arrays) as rows: one cast a tenant.
+THRESHOLDS = """
+SELECT w.tenant_id, w.th::timestamptz[] AS th
+FROM unnest(%(event_tenants)s::uuid[], %(event_thresholds)s::text[]) AS w(tenant_id, th)
+"""
+
+
+def stage_one(*, temp_table: str | None, tenants: bool, thresholds_table: str | None = None) -> str:
+    """The aggregation, into a temporary table (the close) or as a subquery (draft_lines); the thresholds
+    from `thresholds_table` (THRESHOLDS written there) or THRESHOLDS itself."""
+    sql = _STAGE_ONE.format(
+        tenants=_ONLY_TENANTS if tenants else "", thresholds=thresholds_table or f"({THRESHOLDS})"
+    )
     return f"CREATE TEMP TABLE {temp_table} AS {sql}" if temp_table else sql
 
 
