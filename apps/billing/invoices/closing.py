@@ -135,7 +135,12 @@ def close_month(
         cursor.execute(f"DROP TABLE IF EXISTS {THRESHOLDS_TABLE}")
         cursor.execute(f"CREATE TEMP TABLE {THRESHOLDS_TABLE} AS {aggregation.THRESHOLDS}", params)
         cursor.execute(f"ANALYZE {THRESHOLDS_TABLE}")
-        with _setting(cursor, "work_mem", str(settings.BILLING_CLOSE_WORK_MEM)):
+        # A hash for the grouping even when the planner, which cannot tell how few groups there are, expects
+        # one a row: its sort of the month spilled to disk (28.7 s against 18.9 s at 11 million rows).
+        with (
+            _setting(cursor, "work_mem", str(settings.BILLING_CLOSE_WORK_MEM)),
+            _setting(cursor, "enable_sort", "off"),
+        ):
             cursor.execute(
                 aggregation.stage_one(
                     temp_table=USAGE_TABLE, tenants=tenant_ids is not None, thresholds_table=THRESHOLDS_TABLE

@@ -31,17 +31,17 @@ def test_the_month_is_read_with_the_close_settings_and_the_session_values_are_re
     with connection.cursor() as cursor:
         cursor.execute("SET work_mem = '3MB'")
         cursor.execute("SET jit = on")
-    seen: list[tuple[str, str]] = []
+    seen: list[tuple[str, str, str]] = []
 
     def spy(execute, sql, params, many, context):
         if "CREATE TEMP TABLE billing_close_usage" in sql and not seen:
-            seen.append(("", ""))  # the SHOWs below goes through this wrapper too
-            seen[0] = (show("work_mem"), show("jit"))
+            seen.append(("", "", ""))  # the SHOWs below goes through this wrapper too
+            seen[0] = (show("work_mem"), show("jit"), show("enable_sort"))
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(spy):
         (invoice,) = services.period_close(month=OCTOBER, now=at(1, 0, 30, month=NOVEMBER))
 
     assert invoice.total > 0
-    assert seen == [("7MB", "off")]
-    assert (show("work_mem"), show("jit")) == ("3MB", "on")
+    assert seen == [("7MB", "off", "off")]
+    assert (show("work_mem"), show("jit"), show("enable_sort")) == ("3MB", "on", "on")
