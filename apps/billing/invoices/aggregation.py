@@ -35,8 +35,9 @@ TENANT = Tenant._meta.db_table
 # draw-down (width_bucket of the row's end among the tenant's thresholds, credits.thresholds): a handful of
 # groups a tenant, which place its usage between the events (summed from this table later), where grouping
 # by each row's end would make a group of every hour. Other tenants' bucket is NULL. The close reads the
-# thresholds from a small analysed temporary table (THRESHOLDS), so the planner hashes that side: from a
-# function scan it knows the size but not the distinct tenants, and hashes the month's rows instead.
+# thresholds from a small analysed table (THRESHOLDS written into closing.THRESHOLDS_TABLE), so the planner
+# hashes that side: from a function scan it knows the size but not the distinct tenants, and hashes the
+# month's rows instead. The table is an ordinary one so the month's scan stays parallel.
 # `recent` counts the rows created after the close's settled_before (CloseSnapshot.recent_rows). For a given
 # list of tenants the same rows are found through (tenant, upper(period)): a row never crosses a month
 # boundary, so it starts in the month exactly when it ends in (start, end].

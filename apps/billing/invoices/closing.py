@@ -132,8 +132,11 @@ def close_month(
             nodes=aggregation.node_keys(tenant_ids),
             tenants=tenant_ids,
         )
-        cursor.execute(f"DROP TABLE IF EXISTS {THRESHOLDS_TABLE}")
-        cursor.execute(f"CREATE TEMP TABLE {THRESHOLDS_TABLE} AS {aggregation.THRESHOLDS}", params)
+        # An ordinary (unlogged) table, analysed: the planner then knows how few tenants it holds and hashes
+        # it, and parallel workers can read it, so the month is still scanned in parallel (a temporary table
+        # made the aggregation run in one process: 35.3 s against 18.7 s at 5x the main point).
+        cursor.execute(f"DELETE FROM {THRESHOLDS_TABLE}")  # noqa: S608 (a constant name)
+        cursor.execute(f"INSERT INTO {THRESHOLDS_TABLE} (tenant_id, th) {aggregation.THRESHOLDS}", params)  # noqa: S608
         cursor.execute(f"ANALYZE {THRESHOLDS_TABLE}")
         # A hash for the grouping even when the planner, which cannot tell how few groups there are, expects
         # one a row: its sort of the month spilled to disk (28.7 s against 18.9 s at 11 million rows).
@@ -147,7 +150,7 @@ def close_month(
                 ),
                 params,
             )
-        cursor.execute(f"DROP TABLE {THRESHOLDS_TABLE}")
+        cursor.execute(f"DELETE FROM {THRESHOLDS_TABLE}")  # noqa: S608 (a constant name)
         cursor.execute(f"CREATE INDEX ON {USAGE_TABLE} (tenant_id)")
         try:
             if tenant_ids is None:
