@@ -382,6 +382,7 @@ class Client:
         max_runtime: int | None = None,
         volumes: list[dict[str, str]] | None = None,
         tags: dict[str, str] | None = None,
+        zone: str | None = None,
         idempotency_key: str | None = None,
     ) -> models.Instance:
         body: dict[str, Any] = {"instance_type": instance_type, "region": region, "image": image}
@@ -394,6 +395,7 @@ class Client:
             "max_runtime": max_runtime,
             "volumes": volumes or None,
             "tags": tags or None,
+            "zone": zone or None,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return cast(models.Instance, self._create(self._t("instances"), body, idempotency_key))
@@ -593,6 +595,7 @@ class Client:
         max_runtime: int | None = None,
         volumes: list[dict[str, str]] | None = None,
         tags: dict[str, str] | None = None,
+        zone: str | None = None,
         idempotency_key: str | None = None,
     ) -> models.Cluster:
         body: dict[str, Any] = {
@@ -612,6 +615,7 @@ class Client:
             "auto_stop_after": auto_stop_after,
             "max_runtime": max_runtime,
             "tags": tags or None,
+            "zone": zone or None,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return cast(models.Cluster, self._create(self._t("clusters"), body, idempotency_key))
@@ -754,11 +758,19 @@ class Client:
         return cast(models.Volume, self.request("GET", self._t(f"volumes/{volume_id}")))
 
     def volume_create(
-        self, *, name: str, region: str, size_gib: int, tags: dict[str, str] | None = None
+        self,
+        *,
+        name: str,
+        region: str,
+        size_gib: int,
+        tags: dict[str, str] | None = None,
+        zone: str | None = None,
     ) -> models.Volume:
         body: dict[str, Any] = {"name": name, "region": region, "size_gib": size_gib}
         if tags:
             body["tags"] = tags
+        if zone:
+            body["zone"] = zone
         return cast(models.Volume, self._create(self._t("volumes"), body))
 
     def volume_tags(self, volume_id: str, changes: dict[str, str | None]) -> models.Volume:

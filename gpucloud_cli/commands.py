@@ -211,6 +211,7 @@ def regions(ctx: Context) -> int:
         ("REGION", "slug"),
         ("NAME", "name"),
         ("STATUS", "status"),
+        ("ZONES", lambda r: ", ".join(r.get("zones") or []) or "-"),
         ("STORAGE", "storage_class"),
     ]
     return _rows_or(ctx, ctx.client.regions(), columns, "No regions.")
@@ -250,6 +251,8 @@ def instance_types(ctx: Context) -> int:
 
     def availability(t: Any) -> str:
         offers = [r for r in t["regions"] if region in (None, r["region"])]
+        if region:  # one region: per zone too, e.g. "us-east-1:3 (us-east-1a:3, us-east-1b:0)"
+            return ", ".join(_with_zones(r) for r in offers) or "-"
         return ", ".join(f"{r['region']}:{r['available']}" for r in offers) or "-"
 
     columns: list[output.Column] = [
@@ -262,6 +265,12 @@ def instance_types(ctx: Context) -> int:
         ("AVAILABLE", availability),
     ]
     return _rows_or(ctx, items, columns, "No instance types match.")
+
+
+def _with_zones(offer: Any) -> str:
+    zones = offer.get("zones") or {}
+    listed = ", ".join(f"{zone}:{n}" for zone, n in zones.items())
+    return f"{offer['region']}:{offer['available']}" + (f" ({listed})" if listed else "")
 
 
 def images(ctx: Context) -> int:
@@ -303,6 +312,7 @@ def instance_details(instance: Any) -> str:
         ("state", instance["state"]),
         ("desired state", instance["desired_state"]),
         ("region", instance["region"]),
+        ("zone", instance.get("zone") or "any"),
         ("type", instance["instance_type"]),
         ("gpus", f"{instance['gpu_count']}x {instance['gpu_type']}" if instance["gpu_type"] else "-"),
         ("image", instance["image"]),
@@ -364,6 +374,7 @@ def launch(ctx: Context) -> int:
         max_runtime=args.max_runtime,
         volumes=volumes,
         tags=_tags(args.tag),
+        zone=args.zone,
         idempotency_key=args.idempotency_key,
     )
     if not ctx.json:
@@ -529,6 +540,7 @@ def cluster_details(cluster: Any) -> str:
         ("nodes", cluster["node_count"]),
         ("placement", cluster["placement"]),
         ("block", cluster["block"]),
+        ("zone", cluster.get("zone") or "any"),
         ("on node failure", cluster["on_node_failure"]),
         ("image", cluster["image"]),
         ("price/h per node", cluster["price_per_hour"]),
@@ -614,10 +626,13 @@ def _cluster_create(ctx: Context) -> int:
         max_runtime=args.max_runtime,
         volumes=_mounts(client, args.volume),
         tags=_tags(args.tag),
+        zone=args.zone,
         idempotency_key=args.idempotency_key,
     )
     if not ctx.json:
         where = f"block {created['block']}" if created["block"] else "any nodes"
+        if created.get("zone"):
+            where += f" in zone {created['zone']}"
         note(
             f"Created cluster {created['name']} ({created['id']}): {created['node_count']} x "
             f"{created['instance_type']} in {created['region']}, {where}: {created['state']}."
@@ -966,6 +981,7 @@ VOLUME_COLUMNS: list[output.Column] = [
     ("ID", "id"),
     ("NAME", "name"),
     ("REGION", "region"),
+    ("ZONE", lambda v: v.get("zone") or "-"),
     ("SIZE", lambda v: f"{v['size_gib']} GiB"),
     ("STATE", "state"),
     ("ATTACHED TO", lambda v: [a.get("instance_name") or a.get("instance_id") for a in v["attachments"]]),
@@ -979,7 +995,11 @@ def volumes(ctx: Context) -> int:
     client = ctx.client
     if action == "create":
         volume = client.volume_create(
-            name=ctx.args.name, region=ctx.args.region, size_gib=ctx.args.size, tags=_tags(ctx.opt("tag"))
+            name=ctx.args.name,
+            region=ctx.args.region,
+            size_gib=ctx.args.size,
+            tags=_tags(ctx.opt("tag")),
+            zone=ctx.opt("zone"),
         )
         return ctx.emit(volume, lambda: output.table([volume], VOLUME_COLUMNS))
     if action == "resize":

@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", required=True, help="image slug (see images) or reference")
     p.add_argument("--ssh-key", action="append", metavar="NAME_OR_ID", help="repeatable")
     p.add_argument("--volume", action="append", metavar="ID:/PATH", help="mount a volume; repeatable")
+    p.add_argument("--zone", help="an availability zone of the region (see regions); default: any")
     p.add_argument("--env", action="append", metavar="KEY=VALUE", help="repeatable")
     p.add_argument("--command", help='command to run instead of the image\'s, e.g. "python train.py"')
     p.add_argument(
@@ -224,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--name", help="DNS-safe, at most 40 characters; nodes are NAME-RANK (generated when omitted)"
     )
     a.add_argument("--placement", choices=["block", "any"], help="block: one topology block (default); any")
+    a.add_argument("--zone", help="an availability zone of the region (default: any; a block is in one)")
     a.add_argument(
         "--on-node-failure", choices=["replace", "stop", "fail"], help="when a node is lost (default replace)"
     )
@@ -307,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("name")
     a.add_argument("--region", required=True)
     a.add_argument("--size", type=int, required=True, help="GiB")
+    a.add_argument("--zone", help="its availability zone (default: that of the first instance using it)")
     _tag_option(a)
     a = sub("resize", "grow a volume")
     a.add_argument("volume", metavar="NAME_OR_ID")

@@ -178,6 +178,7 @@ class Cluster(TypedDict):
     node_count: int
     placement: PlacementEnum
     block: str
+    zone: str
     on_node_failure: OnNodeFailureEnum
     image: str
     command: Any
@@ -208,6 +209,7 @@ class ClusterCreateRequest(TypedDict):
     max_runtime: NotRequired[int | None]
     volumes: NotRequired[list[VolumeMountRequest]]
     tags: NotRequired[dict[str, str]]
+    zone: NotRequired[str | None]
 
 
 class ClusterEvent(TypedDict):
@@ -316,6 +318,7 @@ class Instance(TypedDict):
     state_message: str
     allowed_actions: list[str]
     region: str
+    zone: str
     instance_type: str
     gpu_type: str | None
     gpu_count: int
@@ -380,6 +383,7 @@ class InstanceLaunchRequest(TypedDict):
     max_runtime: NotRequired[int | None]
     volumes: NotRequired[list[VolumeMountRequest]]
     tags: NotRequired[dict[str, str]]
+    zone: NotRequired[str | None]
 
 
 class InstanceLog(TypedDict):
@@ -798,6 +802,7 @@ class Region(TypedDict):
     slug: str
     name: str
     status: RegionStatusEnum
+    zones: list[str]
     storage_class: str
     access_service_type: AccessServiceTypeEnum
     max_cluster_nodes: int
@@ -807,6 +812,7 @@ class RegionAvailability(TypedDict):
     region: str
     available: int
     whole_nodes_free: dict[str, int]
+    zones: dict[str, int]
 
 
 RegionStatusEnum = Literal["available", "degraded", "maintenance"]
@@ -965,6 +971,7 @@ class Volume(TypedDict):
     name: str
     tags: dict[str, str]
     region: str
+    zone: str
     size_gib: int
     storage_class: str
     access_mode: AccessModeEnum
@@ -984,6 +991,7 @@ class VolumeCreateRequest(TypedDict):
     region: str
     size_gib: int
     tags: NotRequired[dict[str, str]]
+    zone: NotRequired[str]
 
 
 class VolumeMountRequest(TypedDict):

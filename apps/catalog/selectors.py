@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apps.catalog import holdings
@@ -22,6 +22,7 @@ from apps.catalog.models import (
     RegionNode,
     RegionStatus,
 )
+from apps.core.validation import invalid
 
 
 def regions() -> QuerySet[Region]:
@@ -90,18 +91,23 @@ def availability() -> dict[tuple[Any, Any], int]:
     return result
 
 
-def node_room(*, region: Region, instance_type: InstanceType) -> int | None:
+def node_room(*, region: Region, instance_type: InstanceType, zone: str = "") -> int | None:
     """How many instances of a GPU type fit on the region's nodes of that GPU, node by node, beside what
     the pods there request, as the operator last saw them; None when it has reported none recently (a pool
     declared by staff only, or an operator that stopped reporting) and for CPU-only types.
 
     The pool's sum counts GPUs, vCPU and memory over all nodes together, so it overstates what fits on
     real machines: four 8-GPU nodes with 4 GPUs taken each leave 16 GPUs and no room for an 8-GPU
-    instance; four nodes of 1750 GiB hold 28 instances of 220 GiB where the sum says 31. One query."""
+    instance; four nodes of 1750 GiB hold 28 instances of 220 GiB where the sum says 31. `zone`: on that
+    zone's nodes only, for CPU types too (0 when it has none that fit: a launch pinned there could only
+    wait). One query."""
+    nodes = _observed_nodes().filter(region=region, gpu_type=instance_type.gpu_type_id)
+    if zone:  # a CPU type's: the zone's CPU-only nodes (gpu_type NULL), where its pods go
+        return _node_room(list(nodes.filter(zone=zone)), instance_type)
     if not instance_type.gpu_type_id:
         return None
-    nodes = list(_observed_nodes().filter(region=region, gpu_type=instance_type.gpu_type_id))
-    return _node_room(nodes, instance_type) if nodes else None
+    found = list(nodes)
+    return _node_room(found, instance_type) if found else None
 
 
 def _observed_nodes() -> QuerySet[RegionNode]:
@@ -159,22 +165,81 @@ def pool_overcommitted(*, region: Region, instance_type: InstanceType) -> bool:
     return room is None or room < 0
 
 
+# --- zones ------------------------------------------------------------------------------------------------
+
+
+def region_zones() -> dict[Any, list[str]]:
+    """Region id -> its zones, sorted: the `topology.kubernetes.io/zone` values of the nodes the operator
+    saw there recently, whatever their state (a zone whose nodes are all down is still a zone: launches
+    naming it are refused for capacity, not as unknown). A region without zone labels has none. One query."""
+    zones: dict[Any, set[str]] = defaultdict(set)
+    for region_id, zone in _observed_nodes().exclude(zone="").values_list("region_id", "zone").distinct():
+        zones[region_id].add(zone)
+    return {region_id: sorted(names) for region_id, names in zones.items()}
+
+
+def zones_of(region: Region) -> list[str]:
+    return region_zones().get(region.pk, [])
+
+
+def check_zone(region: Region, zone: Any) -> str:
+    """`zone` as a launch or a volume names it: "" (any zone) or one of the region's zones."""
+    if zone is None or zone == "":
+        return ""
+    known = zones_of(region)
+    if not isinstance(zone, str) or zone not in known:
+        listed = ", ".join(known) if known else "none (the region has no zones)"
+        raise invalid("zone", f"Unknown zone {zone!r} in region '{region.slug}'; its zones: {listed}.")
+    return zone
+
+
+def availability_by_zone(
+    regional: dict[tuple[Any, Any], int] | None = None,
+) -> dict[tuple[Any, Any], dict[str, int]]:
+    """(region_id, instance_type_id) -> zone -> how many more of the type could launch in that zone now:
+    what fits node by node on the zone's ready nodes (of the type's GPU; CPU-only nodes for a CPU type),
+    never more than the region's availability (`regional`, availability()'s, when the caller has it).
+    Types and regions without zoned nodes are left out. Two queries besides availability()'s."""
+    regional = availability() if regional is None else regional
+    nodes_by_zone: dict[tuple[Any, Any, str], list[RegionNode]] = defaultdict(list)
+    for node in _observed_nodes().exclude(zone=""):
+        nodes_by_zone[(node.region_id, node.gpu_type_id, node.zone)].append(node)
+    result: dict[tuple[Any, Any], dict[str, int]] = defaultdict(dict)
+    for instance_type in InstanceType.objects.filter(active=True):
+        for (region_id, gpu_type_id, zone), nodes in sorted(nodes_by_zone.items(), key=lambda kv: kv[0][2]):
+            key = (region_id, instance_type.pk)
+            if gpu_type_id != instance_type.gpu_type_id or key not in regional:
+                continue
+            result[key][zone] = min(regional[key], _node_room(nodes, instance_type))
+    return dict(result)
+
+
 def node_block(node: RegionNode) -> str:
     """The block a node counts in: its block label's value, else its zone (a region without topology
     labels is one block per zone), else the region as a whole ("")."""
     return node.block or node.zone
 
 
-def whole_nodes_free(*, region: Region, instance_type: InstanceType) -> dict[str, int]:
+def whole_nodes_free(*, region: Region, instance_type: InstanceType, zone: str = "") -> dict[str, int]:
     """Block -> how many nodes of the type's GPU type are wholly free there (ready, no GPU of theirs
     requested by any pod, and room for one instance of the type), as the operator last saw the nodes
     (recently: `_observed_nodes`).
 
     What a multi-node cluster needs: N whole nodes in one block (or in the region). Per-pool sums
-    overstate it: two 8-GPU nodes with 4 GPUs taken each have 8 GPUs free and no whole node. One query."""
+    overstate it: two 8-GPU nodes with 4 GPUs taken each have 8 GPUs free and no whole node. `zone`: that
+    availability zone's nodes only. One query."""
     if region.status == RegionStatus.MAINTENANCE or not instance_type.gpu_type_id:
         return {}
-    return _whole_free(_free_nodes().filter(region=region, gpu_type=instance_type.gpu_type_id), instance_type)
+    nodes = _free_nodes().filter(region=region, gpu_type=instance_type.gpu_type_id)
+    return _whole_free(nodes.filter(zone=zone) if zone else nodes, instance_type)
+
+
+def block_zone(*, region: Region, block: str) -> str:
+    """The availability zone of a topology block ("" when its nodes carry none): a block's nodes share
+    one (the fleet's rule, docs/catalog.md "Topology"). One query."""
+    nodes = _observed_nodes().filter(region=region).exclude(zone="")
+    zone = nodes.filter(Q(block=block) | Q(block="", zone=block)).values_list("zone", flat=True).first()
+    return zone or ""
 
 
 def whole_nodes_free_by_type() -> dict[tuple[Any, Any], dict[str, int]]:
@@ -263,12 +328,35 @@ class GpuTypeOverview:
 
 
 @dataclass
+class ZoneOverview:
+    name: str
+    nodes: int = 0
+    ready: int = 0
+    gpus: int = 0
+    gpus_requested: int = 0
+
+
+@dataclass
 class RegionOverview:
     region: Region
     gpu_types: list[GpuTypeOverview] = field(default_factory=list)
     nodes: list[NodeOverview] = field(default_factory=list)
     observed_at: datetime | None = None  # the oldest node row's
     stale: bool = False
+
+    @property
+    def zones(self) -> list[ZoneOverview]:
+        """Per availability zone (sorted; "" for unlabelled nodes): its nodes, how many are ready, and its
+        GPUs allocatable and requested on the ready ones."""
+        by_zone: dict[str, ZoneOverview] = {}
+        for node in self.nodes:
+            zone = by_zone.setdefault(node.zone, ZoneOverview(name=node.zone))
+            zone.nodes += 1
+            if node.state == NodeState.READY:
+                zone.ready += 1
+                zone.gpus += node.gpus_allocatable
+                zone.gpus_requested += node.gpus_requested
+        return [by_zone[name] for name in sorted(by_zone)]
 
     @property
     def states(self) -> dict[str, int]:

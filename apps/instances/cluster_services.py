@@ -67,6 +67,8 @@ class ClusterRequest:
     volumes: list[dict[str, Any]] = field(default_factory=list)
     # The cluster's tags, which its nodes carry too (apps/core/tags.py).
     tags: dict[str, Any] = field(default_factory=dict)
+    # One of the region's availability zones: the cluster's block (or nodes, placement any) in it.
+    zone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,21 +110,23 @@ def _block_label(region: Region, block: str) -> str:
     return region.topology_block_label if labelled else ZONE_LABEL
 
 
-def place(*, region: Region, instance_type: InstanceType, nodes: int, placement: str) -> Placed:
+def place(
+    *, region: Region, instance_type: InstanceType, nodes: int, placement: str, zone: str = ""
+) -> Placed:
     """Choose where the cluster goes, or refuse (409 no_capacity naming what is short; 409
     region_unavailable in maintenance). Call after the quota admission: this locks the pool's row until
     the caller's transaction ends (lock order quota, pool), so every cluster and instance admission into
     the pool queues there and two racing for the last block cannot both get it.
 
     Placement `block` takes the block with the fewest free nodes that still holds all N (best fit: the
-    big blocks stay whole for big clusters)."""
+    big blocks stay whole for big clusters). `zone`: that availability zone's blocks and nodes only."""
     services._require_region_open(region)
     if catalog.available_count(region=region, instance_type=instance_type, lock=True) < nodes:
         raise _no_capacity(
             f"{region.slug} has capacity for fewer than {nodes} {instance_type.slug} right now.",
             {"placement": placement, "nodes": nodes},
         )
-    free = catalog.whole_nodes_free(region=region, instance_type=instance_type)
+    free = catalog.whole_nodes_free(region=region, instance_type=instance_type, zone=zone)
     promised, anywhere = _promised(region, instance_type)
     room = {block: n - promised.get(block, 0) for block, n in free.items()}
     total = sum(room.values()) - anywhere
@@ -131,11 +135,13 @@ def place(*, region: Region, instance_type: InstanceType, nodes: int, placement:
         "nodes": nodes,
         "largest_block_free": max(room.values(), default=0),
         "region_free": max(total, 0),
+        **({"zone": zone} if zone else {}),
     }
+    where = f"zone {zone} of {region.slug}" if zone else region.slug
     if placement == Placement.ANY:
         if total < nodes:
             raise _no_capacity(
-                f"{region.slug} has {max(total, 0)} whole {instance_type.slug} nodes free; "
+                f"{where} has {max(total, 0)} whole {instance_type.slug} nodes free; "
                 f"this cluster needs {nodes}.",
                 details,
             )
@@ -143,7 +149,7 @@ def place(*, region: Region, instance_type: InstanceType, nodes: int, placement:
     fitting = sorted((n, block) for block, n in room.items() if n >= nodes)
     if not fitting or total < nodes:
         raise _no_capacity(
-            f"No topology block in {region.slug} has {nodes} whole {instance_type.slug} nodes free "
+            f"No topology block in {where} has {nodes} whole {instance_type.slug} nodes free "
             f"(the most in one block: {details['largest_block_free']}, "
             f"in the region: {details['region_free']}). "
             "Use placement 'any' to spread across blocks, fewer nodes, or try later.",
@@ -204,11 +210,16 @@ def cluster_create(*, actor: User, tenant: Tenant, req: ClusterRequest) -> Clust
     ssh_keys = services._resolve_ssh_keys(tenant, actor, req.ssh_key_ids)
     mounts = storage.check_mount_requests(req.volumes)
     nodes = req.node_count
+    zone = catalog.check_zone(region, req.zone)
 
     # 402: the wallet must carry the whole cluster's price for the launch runway.
     require_funds(tenant=tenant, price_per_hour=instance_type.price_per_hour * nodes)
     admit(tenant=tenant, demand=_demand(instance_type, region, nodes, new=True))
-    placed = place(region=region, instance_type=instance_type, nodes=nodes, placement=req.placement)
+    placed = place(
+        region=region, instance_type=instance_type, nodes=nodes, placement=req.placement, zone=zone
+    )
+    # Its nodes are pinned to the zone asked for, else to their block's (a block is in one zone).
+    zone = zone or (catalog.block_zone(region=region, block=placed.block) if placed.block else "")
     cluster = Cluster(
         tenant=tenant,
         name=name,
@@ -219,6 +230,7 @@ def cluster_create(*, actor: User, tenant: Tenant, req: ClusterRequest) -> Clust
         placement=req.placement,
         block=placed.block,
         block_label=placed.block_label,
+        zone=zone,
         on_node_failure=req.on_node_failure,
         image_reference=image_reference,
         command=command,
@@ -242,6 +254,7 @@ def cluster_create(*, actor: User, tenant: Tenant, req: ClusterRequest) -> Clust
                         **frozen_terms(instance_type),
                         image=image,
                         image_reference=image_reference,
+                        zone=zone,
                         env=env,
                         command=command,
                         created_by=actor,
@@ -277,6 +290,7 @@ def cluster_create(*, actor: User, tenant: Tenant, req: ClusterRequest) -> Clust
             "node_count": nodes,
             "placement": req.placement,
             "block": placed.block,
+            **({"zone": zone} if zone else {}),
             "image": image_reference,
             **({"volumes": [{"volume_id": v, "mount_path": p} for v, p in mounts]} if mounts else {}),
             **({"tags": tags} if tags else {}),

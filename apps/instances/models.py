@@ -58,6 +58,8 @@ class Cluster(models.Model):
     # label, or the zone label in a region without block labels); empty for placement `any`.
     block = models.CharField(max_length=100, blank=True)
     block_label = models.CharField(max_length=253, blank=True)
+    # The availability zone its nodes are pinned to: the one asked for, else its block's; empty: any.
+    zone = models.CharField(max_length=100, blank=True)
     # Key/value labels the customer sets (apps/core/tags.py validates them); copied into the usage ledger
     # when the resource is metered, so usage and budgets can be grouped by them (docs/billing.md "Tags").
     tags = models.JSONField(default=dict, blank=True)
@@ -125,6 +127,9 @@ class Instance(models.Model):
     ephemeral_disk_gib = models.PositiveIntegerField()
     price_per_hour = models.DecimalField(max_digits=12, decimal_places=4)
     image_reference = models.CharField(max_length=255)
+    # The availability zone its pod is pinned to (a node label, docs/networking.md "Zones"): the one the
+    # launch named, else its volume's; empty: any zone of the region.
+    zone = models.CharField(max_length=100, blank=True)
     # Key/value labels the customer sets (apps/core/tags.py validates them); copied into the usage ledger
     # when the resource is metered, so usage and budgets can be grouped by them (docs/billing.md "Tags").
     tags = models.JSONField(default=dict, blank=True)

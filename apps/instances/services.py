@@ -67,6 +67,8 @@ class LaunchRequest:
     volumes: list[dict[str, Any]] = field(default_factory=list)
     # {"team": "ml"}: checked by apps/core/tags.py; copied into the usage ledger when metered.
     tags: dict[str, Any] = field(default_factory=dict)
+    # One of the region's availability zones (catalog.zones_of), or None: any (docs/networking.md "Zones").
+    zone: str | None = None
 
 
 class InvalidState(Conflict):
@@ -217,33 +219,41 @@ def _require_region_open(region: Region) -> None:
         )
 
 
-def _no_capacity(region: Region, instance_type: InstanceType) -> Conflict:
+def _no_capacity(region: Region, instance_type: InstanceType, zone: str = "") -> Conflict:
     metrics.refused("no_capacity")
+    if zone:
+        return Conflict(
+            f"No capacity for {instance_type.slug} in zone {zone} of {region.slug} right now; try another "
+            "zone (or none), another region, or later.",
+            code="no_capacity",
+            details={"zone": zone},
+        )
     return Conflict(
         f"No capacity for {instance_type.slug} in {region.slug} right now; try another region or later.",
         code="no_capacity",
     )
 
 
-def _require_capacity(region: Region, instance_type: InstanceType) -> None:
+def _require_capacity(region: Region, instance_type: InstanceType, zone: str = "") -> None:
     _require_region_open(region)
     # Locks the pool's row (after the quota row): two tenants racing for its last slot queue here.
     if catalog.available_count(region=region, instance_type=instance_type, lock=True) < 1:
         raise _no_capacity(region, instance_type)
-    if catalog.node_room(region=region, instance_type=instance_type) == 0:
-        raise _no_capacity(region, instance_type)
+    if catalog.node_room(region=region, instance_type=instance_type, zone=zone) == 0:
+        raise _no_capacity(region, instance_type, zone)
 
 
-def _hold_capacity(region: Region, instance_type: InstanceType) -> None:
+def _hold_capacity(region: Region, instance_type: InstanceType, zone: str = "") -> None:
     """The launch's last statements: lock the pool's row and refuse (rolling the launch back) if the
     instance just written, counted with every other, does not fit. Taken last, the lock every launch into
     the pool queues on is held for two statements and the commit, not for the launch's writes."""
     if catalog.pool_overcommitted(region=region, instance_type=instance_type):
         raise _no_capacity(region, instance_type)
     # The pool's sum may hide that no single node has room for it (catalog.node_room, from the nodes as
-    # the operator last saw them): refuse rather than admit an instance whose pod could only wait.
-    if catalog.node_room(region=region, instance_type=instance_type) == 0:
-        raise _no_capacity(region, instance_type)
+    # the operator last saw them): refuse rather than admit an instance whose pod could only wait. A
+    # zoned instance: room on that zone's nodes.
+    if catalog.node_room(region=region, instance_type=instance_type, zone=zone) == 0:
+        raise _no_capacity(region, instance_type, zone)
 
 
 def _generated_name(instance_type: InstanceType) -> str:
@@ -278,6 +288,7 @@ def instance_launch(*, actor: User, tenant: Tenant, req: LaunchRequest) -> Insta
         command = list(image.command)
     ssh_keys = _resolve_ssh_keys(tenant, actor, req.ssh_key_ids)
     mounts = storage.check_mount_requests(req.volumes)
+    zone = catalog.check_zone(region, req.zone)
 
     # 402 insufficient_funds: prepaid balance, credit limit or hard budget short of the launch runway.
     require_funds(tenant=tenant, price_per_hour=instance_type.price_per_hour)
@@ -291,6 +302,7 @@ def instance_launch(*, actor: User, tenant: Tenant, req: LaunchRequest) -> Insta
         **frozen_terms(instance_type),
         image=image,
         image_reference=image_reference,
+        zone=zone,
         env=env,
         command=command,
         auto_stop_after=req.auto_stop_after,
@@ -321,11 +333,12 @@ def instance_launch(*, actor: User, tenant: Tenant, req: LaunchRequest) -> Insta
             "instance_type": instance_type.slug,
             "region": region.slug,
             "image": image_reference,
+            **({"zone": instance.zone} if instance.zone else {}),
             **({"volumes": [{"volume_id": v, "mount_path": p} for v, p in mounts]} if mounts else {}),
             **({"tags": tags} if tags else {}),
         },
     )
-    _hold_capacity(region, instance_type)
+    _hold_capacity(region, instance_type, instance.zone)
     _queue_reconcile(instance)
     return instance
 
@@ -438,7 +451,7 @@ def instance_act(
             tenant=instance.tenant,
             demand=_demand(instance.instance_type, instance.region, new_instance=False),
         )
-        _require_capacity(instance.region, instance.instance_type)
+        _require_capacity(instance.region, instance.instance_type, instance.zone)
     instance = _locked(instance)
     before = _transition(instance, action)
     if action in (Action.START, Action.RESTART):
@@ -683,6 +696,58 @@ def instance_fail_not_ready(*, instance: Instance, now: Any, timeout_seconds: in
     if failed is not None:
         _queue_reconcile(failed)
     return failed
+
+
+# States in which an instance's pod may sit on a node that is lost (its container started or about to).
+ON_A_NODE = (State.PROVISIONING, State.STARTING, State.RUNNING)
+
+
+@transaction.atomic
+def instance_node_lost(*, instance_id: Any, node: str, zone: str, lost_at: Any) -> Instance | None:
+    """The machine under the instance's pod stopped working (not Ready since `lost_at`, its last sign of
+    life): billing stops at `lost_at` (never before the instance's last state change, never after now), the
+    instance goes back to `starting` under a new generation, so the operator removes the pod and makes
+    one on a ready machine, where billing starts again when its container starts. A pinned instance (its
+    zone, or its volume's) waits for a machine in its zone. The state message and a `node_lost` event
+    say what happened. Cluster nodes are not moved here (their cluster decides: cluster_services). None when
+    it is not on a node any more (moved already, stopped, or terminated)."""
+    instance = Instance.objects.select_for_update().filter(pk=instance_id).first()
+    if instance is None or instance.state not in ON_A_NODE or instance.cluster_id is not None:
+        return None
+    before, now = instance.state, timezone.now()
+    stop_at = min(max(lost_at, instance.state_changed_at), now)
+    _stop_clock(instance, stop_at)
+    billed = _stop_billing(instance, stop_at)
+    where = f"{node} (zone {zone})" if zone else node
+    then = f"{stop_at:%Y-%m-%d %H:%M:%S} UTC"
+    if instance.zone:
+        next_step = f"It waits for a machine in zone {instance.zone}, where it is pinned."
+    else:
+        next_step = "It is starting again on a ready machine" + (" in another zone." if zone else ".")
+    message = (
+        f"The machine it ran on, {where}, stopped working at {then}; "
+        f"{'billing stopped then. ' if billed else ''}{next_step}"
+    )
+    instance.state = State.STARTING
+    instance.holds_compute = holds_compute_after(State.STARTING, instance.holds_compute)
+    instance.state_changed_at = now
+    instance.generation += 1  # the pod on the lost machine is not this generation's: the operator removes it
+    instance.state_message = message[:500]
+    instance.failure_reason = ""
+    instance.connection = {}
+    instance.save()
+    _event(
+        instance,
+        kind="observation",
+        name="node_lost",
+        from_state=before,
+        actor=None,
+        reason=FailureReason.NODE_LOST,
+        message=message,
+        at=stop_at,
+        billing_changed=billed,
+    )
+    return instance
 
 
 # States from which a Ready pod makes the instance running in one statement (instance_observe_running).

@@ -26,10 +26,9 @@ from django.utils import timezone
 from apps.catalog.models import GpuType, NodeState, Region, RegionNode
 from apps.operator import names
 from apps.operator.capacity import node_pool, pod_requests, quantity
-from apps.operator.manifests import GPU_TAINT_KEY
+from apps.operator.manifests import GPU_TAINT_KEY, ZONE_LABEL
 
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
-ZONE_LABEL = "topology.kubernetes.io/zone"
 REASON_MAX = 300
 MILLI = Decimal("0.001")
 # Taints that say no more than the state column, or that our GPU pods tolerate.

@@ -200,6 +200,21 @@ class Cluster:
         )
         return text if isinstance(text, str) else ""
 
+    def force_delete_pod(self, namespace: str, name: str) -> bool:
+        """Delete the pod with no grace period (what `kubectl delete --force --grace-period=0` does): for a
+        pod on a lost machine, whose kubelet will never confirm a graceful end. True if it was there."""
+        applied.cache.forget((self.cluster_id, "Pod", namespace, name))
+        recent.cache.forget((self.cluster_id, "Pod", namespace, name))
+        try:
+            self.core.delete_namespaced_pod(
+                name, namespace, grace_period_seconds=0, _request_timeout=REQUEST_TIMEOUT
+            )
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+
     def delete(self, kind: str, namespace: str | None, name: str) -> bool:
         """Delete; True if it was there. Pods go in the background (grace period as set on the pod)."""
         fn: Any = {

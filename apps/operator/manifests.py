@@ -46,6 +46,7 @@ HOME_VOLUME = "home"
 HOME_PATH = "/home/gpucloud"
 PSA_LEVEL = "restricted"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+ZONE_LABEL = "topology.kubernetes.io/zone"  # the well-known label; capacity_nodes reads nodes' zones by it
 GPU_TAINT_KEY = "nvidia.com/gpu"
 TERMINATION_GRACE_SECONDS = 30
 # Container defaults for anything in a tenant namespace that does not declare resources (our pods always
@@ -396,6 +397,9 @@ def make_pod(spec: InstancePodSpec) -> Manifest:
             # MIG slices carry their parent GPU's product label; the MIG resource request does the rest.
             pod_spec["nodeSelector"] = {GPU_PRODUCT_LABEL: spec.gpu_product_label}
         pod_spec["tolerations"] = [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
+    if spec.zone:
+        # Pinned by the launch or by its volume (a zonal disk is only reachable from its zone's nodes).
+        pod_spec["nodeSelector"] = {**pod_spec.get("nodeSelector", {}), ZONE_LABEL: spec.zone}
     metadata = _metadata(spec.name, spec.namespace, names.common_labels(spec.tenant_id, spec.instance_id))
     metadata["annotations"] = {names.GENERATION_KEY: str(spec.generation)}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}

@@ -110,6 +110,34 @@ def disrupted(pod: dict[str, Any]) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class LostNode:
+    name: str
+    zone: str
+    lost_at: datetime  # its last sign of life: when the kubelet said NotReady, or last reported at all
+
+
+def lost_node(node: dict[str, Any] | None, *, now: datetime, after: timedelta) -> LostNode | None:
+    """The node, when it has not been Ready for `after` (its Ready condition False, as its kubelet says, or
+    Unknown, as the node controller says of a kubelet that stopped reporting). None for a ready node, one
+    lost more recently (a blip), and a node that no longer exists (the pod garbage collector fails its pods:
+    `disrupted`)."""
+    if node is None:
+        return None
+    ready = _condition(node, "Ready")
+    if ready is None or ready.get("status") == "True":
+        return None
+    # Unknown: the kubelet went silent; its last heartbeat is when the machine was last seen working (the
+    # transition is only when the controller noticed, 40 s or more later).
+    heard = _parse_time(ready.get("lastHeartbeatTime")) if ready.get("status") == "Unknown" else None
+    lost_at = heard or _parse_time(ready.get("lastTransitionTime"))
+    if lost_at is None or now - lost_at < after:
+        return None
+    meta = node.get("metadata") or {}
+    zone = (meta.get("labels") or {}).get("topology.kubernetes.io/zone", "")
+    return LostNode(name=str(meta.get("name", "")), zone=zone, lost_at=min(lost_at, now))
+
+
 def read_pod(pod: dict[str, Any], *, now: datetime) -> PodReading:
     """Map a pod to the observation it implies. `pod` is the API's JSON (camelCase keys)."""
     status = pod.get("status") or {}

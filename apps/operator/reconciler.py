@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -213,6 +214,10 @@ class CheckedCluster(Cluster):
         self.confirm()
         return super().delete(kind, namespace, name)
 
+    def force_delete_pod(self, namespace: str, name: str) -> bool:
+        self.confirm()
+        return super().force_delete_pod(namespace, name)
+
 
 @timed_reconcile("instance")
 def reconcile(
@@ -374,6 +379,8 @@ def _converge_pod(cluster: Cluster, instance: Instance, spec: InstancePodSpec, s
             _create_or_read(cluster, instance, spec),
             None,
         )  # the lists lack the pod's Service and node
+    if pod is not None and _moved_off_a_lost_node(cluster, instance, spec, pod, seen):
+        return
     if pod is not None and _must_go(pod, instance):
         if instance.cluster_id is not None and observe.disrupted(pod) and instance.state == State.RUNNING:
             # A cluster's node lost its machine: the node fails (node_lost) and its cluster, degraded, acts
@@ -394,6 +401,28 @@ def _converge_pod(cluster: Cluster, instance: Instance, spec: InstancePodSpec, s
         record_pod(instance, pod, cluster, spec, seen)
         if instance.cluster_id is not None:
             reconcile_clusters.publish_addresses(cluster, cluster_node_spec_for(instance), pod)
+
+
+def _moved_off_a_lost_node(
+    cluster: Cluster, instance: Instance, spec: InstancePodSpec, pod: dict[str, Any], seen: Lookup | None
+) -> bool:
+    """A single instance whose pod's machine has not been Ready for INSTANCE_NODE_LOST_AFTER_SECONDS: billing
+    stops at the machine's last sign of life (services.instance_node_lost) and its pod is removed at once
+    (grace 0: the lost kubelet cannot confirm a graceful end, and the pod's name is needed for the new one,
+    which the next pass creates on a ready machine). The node is read from the resync's list or the watch's
+    store when given, else the short-lived cache. True when it moved the instance."""
+    node_name = (pod.get("spec") or {}).get("nodeName")
+    if not node_name or instance.cluster_id is not None or instance.state not in services.ON_A_NODE:
+        return False
+    node = (seen.node(node_name) if seen else None) or cluster.recent_node(node_name)
+    after = timedelta(seconds=settings.INSTANCE_NODE_LOST_AFTER_SECONDS)
+    lost = observe.lost_node(node, now=timezone.now(), after=after)
+    if lost is None:
+        return False
+    _confirm(cluster)
+    services.instance_node_lost(instance_id=instance.pk, node=lost.name, zone=lost.zone, lost_at=lost.lost_at)
+    cluster.force_delete_pod(spec.namespace, spec.name)
+    return True
 
 
 def _create_or_read(cluster: Cluster, instance: Instance, spec: InstancePodSpec) -> dict[str, Any] | None:

@@ -182,6 +182,7 @@ class InstancePodSpec:
     command: tuple[str, ...] = ()  # the container's command (replaces the image's entrypoint)
     args: tuple[str, ...] = ()
     runtime_class_name: str | None = None
+    zone: str = ""  # the availability zone it is pinned to (a node label value); "" any
     service_type: str = "NodePort"
     ssh_port: int = DEFAULT_SSH_PORT
     authorized_keys: tuple[str, ...] = ()
@@ -267,6 +268,7 @@ def spec_from_instance(
         env=tuple(sorted((str(k), str(v)) for k, v in env.items())),
         command=tuple(str(c) for c in instance.command or ()),
         runtime_class_name=region.runtime_class_name or None,
+        zone=instance.zone,
         service_type=region.access_service_type,
         ssh_port=ssh_port,
         tools_image=tools_image or settings.INSTANCE_TOOLS_IMAGE or DEFAULT_TOOLS_IMAGE,

@@ -42,6 +42,9 @@ class Volume(models.Model):
     # Copied from the region when the volume is made: a claim's class and access mode never change.
     storage_class = models.CharField(max_length=100, blank=True)
     access_mode = models.CharField(max_length=16, choices=StorageAccessMode.choices)
+    # A volume lives in one availability zone (docs/networking.md "Zones"): the one it was created in, or
+    # that of the first instance it was attached to; empty until then. Instances using it run there.
+    zone = models.CharField(max_length=100, blank=True)
     # Frozen at creation like an instance's price: the bill does not move if the setting does.
     price_per_gib_hour = models.DecimalField(max_digits=12, decimal_places=4)
     state = models.CharField(max_length=16, choices=VolumeState.choices, default=VolumeState.CREATING)

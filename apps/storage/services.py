@@ -18,7 +18,8 @@ from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.audit.services import audit_record
-from apps.catalog.models import Region
+from apps.catalog import selectors as catalog
+from apps.catalog.models import Region, StorageAccessMode
 from apps.core import request_context
 from apps.core import tags as core_tags
 from apps.core.errors import Conflict
@@ -94,7 +95,7 @@ def _save(volume: Volume, *, field: str, name: str) -> None:
 
 @transaction.atomic
 def volume_create(
-    *, actor: User, tenant: Tenant, name: Any, size_gib: Any, region: Any, tags: Any = None
+    *, actor: User, tenant: Tenant, name: Any, size_gib: Any, region: Any, tags: Any = None, zone: Any = None
 ) -> Volume:
     if not isinstance(name, str):
         raise invalid("name", "Must be a string.")
@@ -106,6 +107,9 @@ def volume_create(
         raise invalid("region", f"Unknown region '{region}'.")
     if not found.accepts_launches:
         raise Conflict(f"Region '{found.slug}' is in maintenance.", code="region_unavailable")
+    checked_zone = catalog.check_zone(found, zone)
+    if checked_zone and found.storage_access_mode == StorageAccessMode.READ_WRITE_MANY:
+        raise invalid("zone", f"Volumes in {found.slug} are shared (ReadWriteMany): regional, with no zone.")
     # The new volume bills by the hour from now on: the wallet must carry it for the launch runway.
     require_funds(tenant=tenant, price_per_hour=size * Decimal(str(settings.VOLUME_PRICE_PER_GIB_HOUR)))
     admit(tenant=tenant, demand=Demand(volume_gib=size))
@@ -116,6 +120,7 @@ def volume_create(
         size_gib=size,
         storage_class=found.storage_class,
         access_mode=found.storage_access_mode,
+        zone=checked_zone,
         price_per_gib_hour=settings.VOLUME_PRICE_PER_GIB_HOUR,
         state=VolumeState.CREATING,
         tags=checked_tags,
@@ -133,6 +138,7 @@ def volume_create(
             "size_gib": size,
             "region": found.slug,
             "storage_class": found.storage_class,
+            **({"zone": checked_zone} if checked_zone else {}),
             **({"tags": checked_tags} if checked_tags else {}),
         },
     )
@@ -363,9 +369,16 @@ def attach_at_launch(*, instance: Any, pairs: list[tuple[str, str]], actor: User
                 f"Volume '{volume.name}' is ReadWriteOnce and attached to another instance.",
                 details={"volume_id": volume_id, "instance_ids": [str(i) for i in holders]},
             )
+    zone = _launch_zone(instance, volumes)
+    if zone != instance.zone:
+        instance.zone = zone
+        instance.save(update_fields=["zone", "updated_at"])
     attachments = []
     for volume_id, mount_path in pairs:
         volume = by_id[volume_id]
+        if not volume.zone and zone and not volume.multi_attach:
+            volume.zone = zone
+            volume.save(update_fields=["zone", "updated_at"])
         attachments.append(
             VolumeAttachment.objects.create(instance=instance, volume=volume, mount_path=mount_path)
         )
@@ -374,6 +387,33 @@ def attach_at_launch(*, instance: Any, pairs: list[tuple[str, str]], actor: User
             volume.save(update_fields=["state", "updated_at"])
         _event(volume, name="attached", from_state=volume.state, actor=actor, message=f"{instance.pk}")
     return attachments
+
+
+def _launch_zone(instance: Any, volumes: list[Volume]) -> str:
+    """The zone an instance launched with volumes runs in (docs/networking.md "Zones"): its volumes' (they
+    must agree with each other and with the zone the launch named), else the zone the launch named, else,
+    in a region with zones, the one with the most room for its type now; the volumes that have no zone yet
+    are placed there with it, so its later starts find them on the same side. A volume several instances
+    mount at once (ReadWriteMany: a shared filesystem) is regional and has no say."""
+    zonal = [v for v in volumes if not v.multi_attach]
+    placed = sorted({v.zone for v in zonal if v.zone})
+    if len(placed) > 1:
+        raise invalid("volumes", f"The volumes are in different zones ({', '.join(placed)}); use one zone's.")
+    if placed and instance.zone and instance.zone != placed[0]:
+        name = next(v.name for v in zonal if v.zone == placed[0])
+        raise invalid(
+            "zone", f"Volume '{name}' is in zone {placed[0]}; the launch asks for zone {instance.zone}."
+        )
+    if placed or instance.zone:
+        return str(placed[0] if placed else instance.zone)
+    if not zonal:
+        return ""
+    zones = catalog.zones_of(instance.region)
+    if not zones:
+        return ""
+    region, instance_type = instance.region, instance.instance_type
+    room = {z: catalog.node_room(region=region, instance_type=instance_type, zone=z) or 0 for z in zones}
+    return max(zones, key=lambda z: (room[z], -zones.index(z)))
 
 
 def delete_with_instance(*, instance: Any) -> int:

@@ -347,6 +347,10 @@ CELERY_BEAT_SCHEDULE["enforce-instance-timers"] = {
 # An instance whose pod has not turned Ready this long after entering provisioning or starting fails with
 # reason not_ready (its pod deleted, billing stopped); the timer sweep above checks it (docs/instances.md).
 INSTANCE_READY_TIMEOUT_SECONDS = env_int("INSTANCE_READY_TIMEOUT_SECONDS", 600)
+# An instance whose node has not been Ready this long (its kubelet says NotReady, or stopped reporting) is
+# moved: billing stops at the node's last sign of life, its pod is removed and made again on a ready node
+# (docs/networking.md "When a zone goes down"). Shorter would move instances on every network blip.
+INSTANCE_NODE_LOST_AFTER_SECONDS = env_int("INSTANCE_NODE_LOST_AFTER_SECONDS", 60)
 # An instance in a transitional state (pending, provisioning, starting, stopping, terminating) for longer
 # than this counts in the gpucloud_instances_stuck gauge (docs/operations.md "Alerts").
 INSTANCE_STUCK_AFTER_SECONDS = env_int("INSTANCE_STUCK_AFTER_SECONDS", 900)

@@ -14,30 +14,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.catalog import selectors
-from apps.catalog.models import InstanceType, NodeState, Region, RegionNode, RegionStatus
-from tests.support.factories import Catalog
+from apps.catalog.models import InstanceType, NodeState, Region, RegionStatus
+from tests.support.factories import Catalog, region_node
 
 pytestmark = pytest.mark.django_db
 
-GIB = 1024**3
-
-
-def node(region: Region, name: str, block: str = "", zone: str = "", **fields: Any) -> RegionNode:
-    h100x8 = InstanceType.objects.get(slug="gpu-h100x8")
-    values: dict[str, Any] = {
-        "gpu_type_id": h100x8.gpu_type_id,
-        "gpu_product": "NVIDIA-H100-80GB-HBM3",
-        "gpu_resource": "nvidia.com/gpu",
-        "gpus_allocatable": 8,
-        "vcpu_allocatable": 200,
-        "memory_allocatable_bytes": 1750 * GIB,
-        "state": NodeState.READY,
-        "zone": zone,
-        "block": block,
-        "observed_at": timezone.now(),
-    }
-    values.update(fields)
-    return RegionNode.objects.create(region=region, name=name, **values)
+node = region_node
 
 
 def test_counts_only_nodes_with_no_gpu_taken_per_block(catalog: Catalog) -> None:

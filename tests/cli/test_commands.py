@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_catalog(cli: Cli, funded: Actor) -> None:
     cli.login(funded)
     regions = cli.ok("regions").stdout.splitlines()
-    assert regions[0].split() == ["REGION", "NAME", "STATUS", "STORAGE"]
+    assert regions[0].split() == ["REGION", "NAME", "STATUS", "ZONES", "STORAGE"]
     assert [line.split()[0] for line in regions[1:]] == ["us-east-1", "eu-west-1"]
     assert "h100-80gb" in cli.ok("gpu-types").stdout
     assert {i["slug"] for i in cli.ok("images", "--json").json()} == {"cuda-12", "pytorch", "jupyter"}
@@ -58,7 +58,17 @@ def test_instance_types_gpu_h100_available(cli: Cli, funded: Actor, catalog: Cat
     }
     scripted = cli.ok("instance-types", "--gpu", "h100", "--available", "--json").json()
     assert [(t["slug"], t["regions"]) for t in scripted] == [
-        (slug, [{"region": "us-east-1", "available": offers[slug]["us-east-1"], "whole_nodes_free": {}}])
+        (
+            slug,
+            [
+                {
+                    "region": "us-east-1",
+                    "available": offers[slug]["us-east-1"],
+                    "whole_nodes_free": {},
+                    "zones": {},
+                }
+            ],
+        )
         for slug in family[1:]
     ]
 
@@ -101,7 +111,7 @@ def test_volumes(cli: Cli, funded: Actor) -> None:
     created = cli.ok("volumes", "create", "data", "--region", "us-east-1", "--size", "10", "--json").json()
     assert (created["name"], created["size_gib"]) == ("data", 10)
     listed = cli.ok("volumes").stdout.splitlines()
-    assert listed[1].split()[:4] == [created["id"], "data", "us-east-1", "10"]
+    assert listed[1].split()[:5] == [created["id"], "data", "us-east-1", "-", "10"]  # no zone yet
     Volume.objects.filter(pk=created["id"]).update(state="available")  # no cluster here to provision it
     resized = cli.ok("volumes", "resize", "data", "--size", "20", "--json").json()
     assert resized["size_gib"] == 20

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import copy
 import uuid
+from decimal import Decimal
 
 from django.utils import timezone
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from apps.catalog.models import GpuType, InstanceType, Region, RegionCapacity
 from tests.operator.sandbox_support import wait_for
 
 REGION = "us-east-1"
@@ -83,3 +85,23 @@ class Nodes:
     def cleanup(self) -> None:
         for name in self.names:
             self.delete(name)
+
+
+def dedicated_instance_type(region: Region, product: str, *, nodes: int = 1) -> InstanceType:
+    """A GPU type matched by the test nodes' product label alone (`product`), a pool of `nodes` 8-GPU
+    machines of it in `region`, and a one-GPU instance type of it."""
+    gpu_type = GpuType.objects.create(
+        slug=f"own-{product[-8:].lower()}", model="Test GPU", memory_gib=80, product_label=product
+    )
+    RegionCapacity.objects.create(
+        region=region, gpu_type=gpu_type, gpus=8 * nodes, vcpu=200 * nodes, memory_gib=1750 * nodes
+    )
+    return InstanceType.objects.create(
+        slug=f"{gpu_type.slug}x1",
+        name="1x Test GPU",
+        gpu_type=gpu_type,
+        gpu_count=1,
+        vcpu=8,
+        memory_gib=64,
+        price_per_hour=Decimal("1.0000"),
+    )

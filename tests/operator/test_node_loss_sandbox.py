@@ -23,21 +23,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.utils import timezone
 from kubernetes import client
 
-from apps.catalog.models import GpuType, InstanceType, Region, RegionCapacity
 from apps.instances.models import Instance, InstanceEvent
 from apps.instances.states import Observation
 from apps.operator import observe
 from apps.operator.operator_loop import Operator, OperatorConfig
 from apps.tenants.roles import Role
 from tests.instances.helpers import seed
-from tests.operator.own_nodes import Nodes
+from tests.operator.own_nodes import Nodes, dedicated_instance_type
 from tests.operator.sandbox_support import SandboxTenant, connect, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -80,23 +78,6 @@ def operator() -> Iterator[Operator]:
         yield running
     finally:
         running.shutdown()
-
-
-def dedicated_instance_type(region: Region, product: str) -> InstanceType:
-    """A GPU type matched by the test nodes' product label alone, and a one-GPU instance type of it."""
-    gpu_type = GpuType.objects.create(
-        slug=f"loss-{product[-8:].lower()}", model="Test GPU", memory_gib=80, product_label=product
-    )
-    RegionCapacity.objects.create(region=region, gpu_type=gpu_type, gpus=8, vcpu=200, memory_gib=1750)
-    return InstanceType.objects.create(
-        slug=f"{gpu_type.slug}x1",
-        name="1x Test GPU",
-        gpu_type=gpu_type,
-        gpu_count=1,
-        vcpu=8,
-        memory_gib=64,
-        price_per_hour=Decimal("1.0000"),
-    )
 
 
 def the_pod(tenant: SandboxTenant, instance_id: Any) -> client.V1Pod | None:

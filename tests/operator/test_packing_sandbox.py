@@ -24,9 +24,8 @@ from apps.operator.cluster import Cluster
 from apps.operator.operator_loop import refresh_capacity
 from apps.quotas.models import TenantQuota
 from tests.instances.helpers import seed
-from tests.operator.own_nodes import TIMEOUT, Nodes
+from tests.operator.own_nodes import TIMEOUT, Nodes, dedicated_instance_type
 from tests.operator.sandbox_support import SandboxTenant, connect, wait_for
-from tests.operator.test_node_loss_sandbox import dedicated_instance_type
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from apps.catalog.catalog_seed import seed_catalog
-from apps.catalog.models import InstanceType, Region
+from apps.catalog.models import InstanceType, NodeState, Region, RegionNode
 from apps.instances.models import Instance, frozen_terms
 from apps.storage.models import Volume
 
@@ -36,6 +37,26 @@ def seed() -> Catalog:
     cluster), GPU and instance types, images, storage classes."""
     seed_catalog(FLEET)
     return Catalog(us_east=Region.objects.get(slug="us-east-1"), eu_west=Region.objects.get(slug="eu-west-1"))
+
+
+def region_node(region: Region, name: str, block: str = "", zone: str = "", **fields: Any) -> RegionNode:
+    """A node as the operator reports it (apps/operator/capacity_nodes.py): an idle, ready 8 x H100 machine
+    seen just now, unless `fields` say otherwise (gpu_type=None and gpu_resource="" for a CPU-only one)."""
+    h100x8 = InstanceType.objects.get(slug="gpu-h100x8")
+    values: dict[str, Any] = {
+        "gpu_type_id": h100x8.gpu_type_id,
+        "gpu_product": "NVIDIA-H100-80GB-HBM3",
+        "gpu_resource": "nvidia.com/gpu",
+        "gpus_allocatable": 8,
+        "vcpu_allocatable": 200,
+        "memory_allocatable_bytes": 1750 * 1024**3,
+        "state": NodeState.READY,
+        "zone": zone,
+        "block": block,
+        "observed_at": timezone.now(),
+    }
+    values.update(fields)
+    return RegionNode.objects.create(region=region, name=name, **values)
 
 
 def instance_row(

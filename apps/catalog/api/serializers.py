@@ -7,10 +7,27 @@ from apps.catalog.models import GpuType, Image, InstanceType, Region
 
 
 class RegionSerializer(serializers.ModelSerializer):
+    zones = serializers.SerializerMethodField(
+        help_text="The region's availability zones (its nodes' topology.kubernetes.io/zone), sorted; "
+        "empty for a region without zones (docs/networking.md)."
+    )
+
     class Meta:
         model = Region
-        fields = ["slug", "name", "status", "storage_class", "access_service_type", "max_cluster_nodes"]
+        fields = [
+            "slug",
+            "name",
+            "status",
+            "zones",
+            "storage_class",
+            "access_service_type",
+            "max_cluster_nodes",
+        ]
         read_only_fields = fields
+
+    def get_zones(self, region: Region) -> list[str]:
+        zones: dict[Any, list[str]] = self.context["zones"]
+        return zones.get(region.pk, [])
 
 
 class GpuTypeSerializer(serializers.ModelSerializer):
@@ -27,6 +44,11 @@ class RegionAvailabilitySerializer(serializers.Serializer):
         child=serializers.IntegerField(),
         help_text="Nodes of this type's GPU that are wholly free now, by topology block (docs/catalog.md "
         '"Topology"): how many nodes a multi-node cluster could get in one block. Empty for CPU types.',
+    )
+    zones = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="How many more could launch in each availability zone now (a launch naming that zone); "
+        "empty where the region has no zones.",
     )
 
 
@@ -57,12 +79,14 @@ class InstanceTypeSerializer(serializers.ModelSerializer):
     def get_regions(self, instance_type: InstanceType) -> list[dict[str, Any]]:
         availability: dict[tuple[Any, Any], int] = self.context["availability"]
         whole: dict[tuple[Any, Any], dict[str, int]] = self.context["whole_nodes_free"]
+        by_zone: dict[tuple[Any, Any], dict[str, int]] = self.context["availability_by_zone"]
         regions: list[Region] = self.context["regions"]
         return [
             {
                 "region": region.slug,
                 "available": availability[(region.pk, instance_type.pk)],
                 "whole_nodes_free": whole.get((region.pk, instance_type.pk), {}),
+                "zones": by_zone.get((region.pk, instance_type.pk), {}),
             }
             for region in regions
             if (region.pk, instance_type.pk) in availability

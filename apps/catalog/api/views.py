@@ -30,6 +30,9 @@ class RegionListView(generics.ListAPIView):
     def get_queryset(self) -> QuerySet[Region]:
         return selectors.regions()
 
+    def get_serializer_context(self) -> dict[str, Any]:
+        return {**super().get_serializer_context(), "zones": selectors.region_zones()}
+
     @extend_schema(summary="List regions")
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
@@ -104,6 +107,7 @@ class InstanceTypeListView(generics.ListAPIView):
             "regions": regions,
             "availability": availability,
             "whole_nodes_free": selectors.whole_nodes_free_by_type(),
+            "availability_by_zone": selectors.availability_by_zone(availability),
         }
 
     def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:

@@ -139,9 +139,12 @@ def _create_options(params: Any) -> dict[str, Any]:
     node_count = _node_count(params, region)
     selected_type = selected["type"] if selected else None
     policy = ImagePolicy.current()
+    zones = catalog.zones_of(region) if region else []
     return {
         "regions": regions,
         "region": region,
+        "zones": zones,
+        "zone": params.get("zone", "") if params.get("zone", "") in zones else "",
         "types": types,
         "selected_type": selected_type,
         "node_count": node_count,
@@ -193,6 +196,8 @@ def _cluster_request(params: Any) -> cluster_services.ClusterRequest:
     name = params.get("name", "").strip()
     if name:
         data["name"] = name
+    if params.get("zone", ""):
+        data["zone"] = params.get("zone")
     data["tags"] = core_tags.parse_lines(params.get("tags", ""))
     return cluster_services.ClusterRequest(**validated(ClusterCreateSerializer, data))
 

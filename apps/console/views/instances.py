@@ -217,9 +217,18 @@ def _launch_options(t: TenantPage, params: Any) -> dict[str, Any]:
     if selected is None:
         selected = next((row for row in types if row["available"] and not row["quota_note"]), None)
     policy = ImagePolicy.current()
+    zones = catalog.zones_of(region) if region else []
+    zone = params.get("zone", "")
+    zone_room = (
+        catalog.availability_by_zone().get((region.pk, selected["type"].pk), {})
+        if region and selected
+        else {}
+    )
     return {
         "regions": regions,
         "region": region,
+        "zones": [{"name": z, "available": zone_room.get(z)} for z in zones],
+        "zone": zone if zone in zones else "",
         "gpu_types": gpu_types,
         "gpu_type": gpu_type,
         "types": types,
@@ -261,6 +270,8 @@ def _launch_request(params: Any) -> services.LaunchRequest:
     name = params.get("name", "").strip()
     if name:
         data["name"] = name
+    if params.get("zone", ""):
+        data["zone"] = params.get("zone")
     if params.get("auto_stop_after", ""):
         data["auto_stop_after"] = params.get("auto_stop_after")
     data["tags"] = core_tags.parse_lines(params.get("tags", ""))

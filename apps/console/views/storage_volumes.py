@@ -98,11 +98,19 @@ def _table_context(t: TenantPage) -> dict[str, Any]:
 
 def _list_context(t: TenantPage, form: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     regions = list(catalog.regions())
+    zones = catalog.region_zones()
     return {
         **_table_context(t),
         "regions": regions,
+        "zones": [{"region": r.slug, "zone": z} for r in regions for z in zones.get(r.pk, [])],
         "form": form
-        or {"name": "", "region": regions[0].slug if regions else "", "size_gib": "100", "tags": ""},
+        or {
+            "name": "",
+            "region": regions[0].slug if regions else "",
+            "size_gib": "100",
+            "tags": "",
+            "zone": "",
+        },
         "price_per_gib_hour": settings.VOLUME_PRICE_PER_GIB_HOUR,
         "field_errors": {},
         **extra,
@@ -119,6 +127,7 @@ def volumes(t: TenantPage) -> HttpResponse:
         "region": post.get("region", ""),
         "size_gib": post.get("size_gib", "").strip(),
         "tags": post.get("tags", ""),
+        "zone": post.get("zone", ""),
     }
     try:
         t.require_status()

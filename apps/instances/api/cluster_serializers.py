@@ -59,6 +59,9 @@ class ClusterSerializer(serializers.ModelSerializer):
     block = serializers.CharField(
         read_only=True, help_text="The topology block admission placed it in; empty for placement any."
     )
+    zone = serializers.CharField(
+        read_only=True, help_text="The availability zone its nodes are pinned to (asked for, or its block's)."
+    )
     nodes = serializers.SerializerMethodField(help_text="Its nodes by rank; each is an instance.")
     tags = TagsField(read_only=True, help_text="Key/value labels; every node carries them too.")
 
@@ -78,6 +81,7 @@ class ClusterSerializer(serializers.ModelSerializer):
             "node_count",
             "placement",
             "block",
+            "zone",
             "on_node_failure",
             "image",
             "command",
@@ -176,6 +180,13 @@ class ClusterCreateSerializer(StrictInputSerializer):
         '[{"volume_id": "...", "mount_path": "/shared"}].',
     )
     tags = TagsField(required=False, default=dict, help_text="Set on the cluster and on every node.")
+    zone = serializers.CharField(
+        max_length=100,
+        required=False,
+        allow_null=True,
+        help_text="One of the region's availability zones: the cluster is placed in a block of that zone "
+        "(placement any: on that zone's nodes). Omitted: any zone (a block is always in one).",
+    )
 
 
 class ClusterUpdateSerializer(StrictInputSerializer):

@@ -73,6 +73,7 @@ def instance_json(
         "state_message": instance.state_message,
         "allowed_actions": allowed_actions(State(instance.state)),
         "region": joined["region_slug"],
+        "zone": instance.zone,
         "instance_type": joined["instance_type_slug"],
         "gpu_type": joined["gpu_type_slug"],
         "gpu_count": instance.gpu_count,

@@ -88,6 +88,10 @@ class InstanceSerializer(serializers.ModelSerializer):
         read_only=True, allow_null=True, help_text="Its rank among the cluster's nodes (0 to N-1), or null."
     )
     tags = TagsField(read_only=True, help_text="Key/value labels; a cluster's node carries its cluster's.")
+    zone = serializers.CharField(
+        read_only=True,
+        help_text="The availability zone it is pinned to (the launch's, or its volume's); empty: any zone.",
+    )
 
     class Meta:
         model = Instance
@@ -101,6 +105,7 @@ class InstanceSerializer(serializers.ModelSerializer):
             "state_message",
             "allowed_actions",
             "region",
+            "zone",
             "instance_type",
             "gpu_type",
             "gpu_count",
@@ -212,6 +217,13 @@ class InstanceLaunchSerializer(StrictInputSerializer):
         '[{"volume_id": "...", "mount_path": "/data"}].',
     )
     tags = TagsField(required=False, default=dict)
+    zone = serializers.CharField(
+        max_length=100,
+        required=False,
+        allow_null=True,
+        help_text="One of the region's availability zones (GET /regions); omitted: any zone, or its volumes' "
+        "zone (docs/networking.md).",
+    )
 
 
 class InstanceUpdateSerializer(StrictInputSerializer):

@@ -21,6 +21,11 @@ class VolumeSerializer(serializers.ModelSerializer):
         help_text="Instances that are not terminated and mount this volume."
     )
     tags = TagsField(read_only=True, help_text="Key/value labels.")
+    zone = serializers.CharField(
+        read_only=True,
+        help_text="The availability zone it lives in (instances using it run there); empty until it is "
+        "created in one or attached to its first instance (docs/networking.md).",
+    )
 
     class Meta:
         model = Volume
@@ -29,6 +34,7 @@ class VolumeSerializer(serializers.ModelSerializer):
             "name",
             "tags",
             "region",
+            "zone",
             "size_gib",
             "storage_class",
             "access_mode",
@@ -56,6 +62,13 @@ class VolumeCreateSerializer(StrictInputSerializer):
     region = serializers.CharField(max_length=40)
     size_gib = serializers.IntegerField(min_value=1, max_value=65536)
     tags = TagsField(required=False, default=dict)
+    zone = serializers.CharField(
+        max_length=100,
+        required=False,
+        allow_blank=True,
+        help_text="One of the region's zones (GET /regions); omitted: the zone of the first instance it is "
+        "attached to.",
+    )
 
 
 class VolumeUpdateSerializer(StrictInputSerializer):
