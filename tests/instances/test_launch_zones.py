@@ -70,3 +70,19 @@ def test_a_full_zone_refuses_the_launch_and_writes_nothing(tenant_owner, launch,
     assert "us-east-1b" in error["message"]
     assert not Instance.objects.filter(name="full").exists()
     assert not AuditEvent.objects.filter(action="instance.launch").exists()
+
+
+def test_a_stopped_instance_pinned_to_a_full_zone_cannot_start(tenant_owner, make_instance, two_zones):
+    pinned = make_instance(
+        tenant_owner.tenant, created_by=tenant_owner.user, state="stopped", zone="us-east-1b"
+    )
+    elsewhere = make_instance(tenant_owner.tenant, created_by=tenant_owner.user, state="stopped")
+    client = tenant_owner.token_client()
+
+    refused = client.post(tenant_owner.url(f"/instances/{pinned.pk}/start"))
+    started = client.post(tenant_owner.url(f"/instances/{elsewhere.pk}/start"))
+
+    assert refused.status_code == 409 and refused.json()["error"]["details"] == {"zone": "us-east-1b"}
+    pinned.refresh_from_db()
+    assert pinned.state == "stopped"
+    assert started.status_code == 202  # zone a has room, and an unpinned instance goes anywhere
