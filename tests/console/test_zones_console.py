@@ -72,3 +72,25 @@ def test_the_staff_capacity_page_sums_each_zone(staff_user: Any, owner: Any) -> 
     assert "1 / 2" in row_b and "8 / 8" in row_b  # one of two nodes ready; its 8 GPUs taken
     row_a = html.split('data-zone="us-east-1a"')[1].split("</tr>")[0]
     assert "1 / 1" in row_a and "0 / 8" in row_a and "zone down" not in row_a
+
+
+def test_the_cluster_form_offers_the_regions_zones_and_refuses_an_unknown_one(owner: Any) -> None:
+    client = client_for(owner.user)
+    options = client.get(page("cluster_create_options", owner.tenant), {"region": "us-east-1"})
+    html = options.content.decode()
+    assert '<option value="us-east-1a">us-east-1a</option>' in html  # in the part HTMX reloads per region
+    none = client.get(page("cluster_create_options", owner.tenant), {"region": "eu-west-1"}).content.decode()
+    assert 'name="zone"' not in none  # eu-west-1 reports no nodes here: no zones to offer
+
+    data = {
+        "region": "us-east-1",
+        "instance_type": "gpu-h100x8",
+        "image": "pytorch",
+        "node_count": "2",
+        "placement": "block",
+        "on_node_failure": "replace",
+        "name": "zoned",
+        "zone": "us-east-1c",
+    }
+    refused = client.post(page("cluster_create", owner.tenant), data)
+    assert refused.status_code == 400 and "Unknown zone" in refused.content.decode()

@@ -220,7 +220,7 @@ def _launch_options(t: TenantPage, params: Any) -> dict[str, Any]:
     zones = catalog.zones_of(region) if region else []
     zone = params.get("zone", "")
     zone_room = (
-        catalog.availability_by_zone().get((region.pk, selected["type"].pk), {})
+        catalog.availability_by_zone(available).get((region.pk, selected["type"].pk), {})
         if region and selected
         else {}
     )
