@@ -104,3 +104,16 @@ def cluster_rows(
             rank=rank,
         )
     return cluster
+
+
+def cluster_form(**fields: Any) -> dict[str, Any]:
+    """The cluster form as a browser posts it: two H100 nodes in one block of us-east-1, overridable."""
+    return {
+        "region": "us-east-1",
+        "instance_type": "gpu-h100x8",
+        "image": "pytorch",
+        "node_count": "2",
+        "placement": "block",
+        "on_node_failure": "replace",
+        **fields,
+    }

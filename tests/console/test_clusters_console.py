@@ -21,7 +21,14 @@ from apps.instances.models import Cluster, Instance
 from apps.instances.states import Action, Observation
 from apps.tenants.roles import Role
 from tests.billing.wallet_helpers import grant
-from tests.console.helpers import client_for, cluster_rows, ed25519_public_key, page, whole_nodes
+from tests.console.helpers import (
+    client_for,
+    cluster_form,
+    cluster_rows,
+    ed25519_public_key,
+    page,
+    whole_nodes,
+)
 from tests.factories import TenantFactory
 from tests.quotas.conftest import set_quota
 
@@ -59,15 +66,7 @@ def _create(owner: Any, nodes: int = 2, **fields: Any) -> Cluster:
 
 
 def _post(client: Client, owner: Any, **fields: Any) -> Any:
-    data = {
-        "region": "us-east-1",
-        "instance_type": "gpu-h100x8",
-        "image": "pytorch",
-        "node_count": "2",
-        "placement": "block",
-        "on_node_failure": "replace",
-        **fields,
-    }
+    data = cluster_form(**fields)
     return client.post(page("cluster_create", owner.tenant), {k: v for k, v in data.items() if v is not None})
 
 

@@ -15,7 +15,7 @@ from apps.instances.models import Instance
 from apps.storage.models import Volume
 from apps.tenants.roles import Role
 from tests.conftest import login_staff
-from tests.console.helpers import client_for, page
+from tests.console.helpers import client_for, cluster_form, page
 from tests.support.factories import region_node
 
 pytestmark = pytest.mark.django_db
@@ -82,15 +82,5 @@ def test_the_cluster_form_offers_the_regions_zones_and_refuses_an_unknown_one(ow
     none = client.get(page("cluster_create_options", owner.tenant), {"region": "eu-west-1"}).content.decode()
     assert 'name="zone"' not in none  # eu-west-1 reports no nodes here: no zones to offer
 
-    data = {
-        "region": "us-east-1",
-        "instance_type": "gpu-h100x8",
-        "image": "pytorch",
-        "node_count": "2",
-        "placement": "block",
-        "on_node_failure": "replace",
-        "name": "zoned",
-        "zone": "us-east-1c",
-    }
-    refused = client.post(page("cluster_create", owner.tenant), data)
+    refused = client.post(page("cluster_create", owner.tenant), cluster_form(name="zoned", zone="us-east-1c"))
     assert refused.status_code == 400 and "Unknown zone" in refused.content.decode()
