@@ -204,9 +204,10 @@ def availability_by_zone(
     nodes_by_zone: dict[tuple[Any, Any, str], list[RegionNode]] = defaultdict(list)
     for node in _observed_nodes().exclude(zone=""):
         nodes_by_zone[(node.region_id, node.gpu_type_id, node.zone)].append(node)
+    by_zone_name = sorted(nodes_by_zone.items(), key=lambda kv: kv[0][2])
     result: dict[tuple[Any, Any], dict[str, int]] = defaultdict(dict)
     for instance_type in InstanceType.objects.filter(active=True):
-        for (region_id, gpu_type_id, zone), nodes in sorted(nodes_by_zone.items(), key=lambda kv: kv[0][2]):
+        for (region_id, gpu_type_id, zone), nodes in by_zone_name:
             key = (region_id, instance_type.pk)
             if gpu_type_id != instance_type.gpu_type_id or key not in regional:
                 continue

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from apps.instances.states import FailureReason, Observation
+from apps.operator.manifests import ZONE_LABEL
 
 UNSCHEDULABLE_TIMEOUT = timedelta(seconds=60)
 IMAGE_PULL_GRACE = timedelta(seconds=120)
@@ -134,7 +135,7 @@ def lost_node(node: dict[str, Any] | None, *, now: datetime, after: timedelta) -
     if lost_at is None or now - lost_at < after:
         return None
     meta = node.get("metadata") or {}
-    zone = (meta.get("labels") or {}).get("topology.kubernetes.io/zone", "")
+    zone = (meta.get("labels") or {}).get(ZONE_LABEL, "")
     return LostNode(name=str(meta.get("name", "")), zone=zone, lost_at=min(lost_at, now))
 
 
